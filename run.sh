@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The project's two entry points (see README.md):
+#   ./run.sh demo          set up, then run the one-machine demo (io-engine + mayastor-client)
+#   ./run.sh test [ARGS]   set up, then run the whole test suite (ARGS go to pytest)
+#   ./run.sh setup         only set up: Debian packages (when missing) and .venv
+# Safe to run again: each step checks what is already there.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+DEBS=(
+    util-linux e2fsprogs iproute2 kmod           # losetup, mkfs/fsck, network namespaces
+    fio                                          # benchmark baseline and guest workloads
+    qemu-system-x86 nvme-cli busybox-static      # the kernel-initiator VM (tests/interop)
+)
+
+setup_debs() {
+    local missing=()
+    for p in "${DEBS[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if ((${#missing[@]})); then
+        echo "run.sh: installing Debian packages: ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -q >/dev/null
+        apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+}
+
+setup_venv() {
+    [ -x .venv/bin/python ] || python3 -m venv .venv
+    local stamp=.venv/.mayastor-installed want
+    want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        echo "run.sh: installing Python packages into .venv"
+        .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+        echo "$want" > "$stamp"
+    fi
+}
+
+cmd=${1:-}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+    setup) setup_debs; setup_venv ;;
+    demo)  setup_debs; setup_venv; exec .venv/bin/mayastor-demo "$@" ;;
+    test)  setup_debs; setup_venv; exec .venv/bin/python -m pytest "$@" ;;
+    *) echo "usage: ./run.sh demo | test [pytest args] | setup" >&2; exit 2 ;;
+esac

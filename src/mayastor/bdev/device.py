@@ -1,0 +1,308 @@
+"""The BlockDevice contract (DESIGN.md section 5).
+
+Malloc disks, files, block devices, lvols, remote NVMe namespaces and the nexus all
+implement this one small async interface, so each layer can stand on any of them
+and one conformance suite (`tests/conformance/block_device.py`) checks them all.
+
+Contract, for every device:
+
+* Addresses are logical blocks (`lba`, `nblocks`); `block_size` is 512 or 4096 and
+  never changes; `num_blocks` may grow or shrink only through the owner's resize.
+* `read` returns exactly ``nblocks * block_size`` bytes (a bytes-like object the
+  caller may keep). `write` takes any bytes-like object whose length is a whole
+  number of blocks; the device does not keep a reference after it returns.
+* An I/O either completes entirely or raises a `DeviceError` that carries an NVMe
+  status: never a partial success. A range past the end raises `LbaOutOfRange`, a
+  length that is not a whole number of blocks `InvalidField`, I/O on a closed device
+  `DeviceNotReady`.
+* `write` is acknowledged when the data will be returned by a later `read`; it is
+  durable against power loss only after a following `flush` has returned (the
+  device behaves like a drive with a volatile write cache).
+* `unmap` and `write_zeroes` both leave the range reading as zeroes. `unmap` may
+  also give the space back (a hole in a file, an unallocated cluster of a thin lvol).
+* If the task awaiting a `write`, `unmap` or `write_zeroes` is cancelled, each block
+  of the range holds either its old or its new contents afterwards.
+* `close` refuses new I/O, waits for the I/O in flight, then releases the device. It
+  may be called more than once.
+
+Subclasses implement the `_read`, `_write`, `_flush`, `_unmap`, `_write_zeroes` and
+`_close` hooks; the public methods check the range, keep the counters and track I/O
+in flight, so every driver behaves the same at the edges.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import dataclasses
+import uuid as uuid_mod
+from dataclasses import dataclass
+from time import perf_counter_ns
+from typing import ClassVar
+
+from mayastor.errors import DeviceNotReady, InvalidArgument, InvalidField, LbaOutOfRange
+
+Buffer = bytes | bytearray | memoryview
+"""Bytes-like data passed to and returned from block devices."""
+
+BLOCK_SIZES = (512, 4096)
+
+
+@dataclass(slots=True)
+class IoStats:
+    """I/O counters of one device; latencies are in nanoseconds."""
+
+    num_read_ops: int = 0
+    bytes_read: int = 0
+    num_write_ops: int = 0
+    bytes_written: int = 0
+    num_unmap_ops: int = 0
+    bytes_unmapped: int = 0
+    num_write_zeroes_ops: int = 0
+    bytes_zeroed: int = 0
+    num_flush_ops: int = 0
+    num_errors: int = 0
+    read_latency_ns: int = 0
+    write_latency_ns: int = 0
+    unmap_latency_ns: int = 0
+    max_read_latency_ns: int = 0
+    max_write_latency_ns: int = 0
+
+    def snapshot(self) -> IoStats:
+        """A copy that does not change as I/O goes on."""
+        return dataclasses.replace(self)
+
+    def reset(self) -> None:
+        for field in dataclasses.fields(self):
+            setattr(self, field.name, 0)
+
+
+class BlockDevice(abc.ABC):
+    """An addressable array of equal blocks with async I/O; see the module docstring.
+
+    Args:
+        name: unique among the devices of one io-engine.
+        uuid: stable identity (a replica's uuid, a file device's generated uuid, ...).
+        block_size: 512 or 4096.
+        num_blocks: capacity in blocks.
+
+    Raises:
+        InvalidArgument: for a block size or capacity the contract does not allow.
+    """
+
+    driver: ClassVar[str] = "abstract"
+    """Short driver name shown in listings: malloc, aio, uring, lvol, nvmf, nexus."""
+    product_name: ClassVar[str] = "Block device"
+    """Human description, as SPDK's product_name ("Malloc disk", "Logical Volume", ...)."""
+
+    def __init__(self, name: str, uuid: uuid_mod.UUID, block_size: int, num_blocks: int) -> None:
+        if block_size not in BLOCK_SIZES:
+            raise InvalidArgument(
+                f"block device {name!r}: block size {block_size} is not one of {BLOCK_SIZES}"
+            )
+        if num_blocks < 0:
+            raise InvalidArgument(f"block device {name!r}: negative capacity {num_blocks}")
+        self.name = name
+        self.uuid = uuid
+        self.block_size = block_size
+        self.num_blocks = num_blocks
+        self.stats = IoStats()
+        self._closed = False
+        self._inflight = 0
+        self._idle: asyncio.Event | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} {self.name!r} {self.num_blocks}x{self.block_size}"
+            f"{' closed' if self._closed else ''}>"
+        )
+
+    @property
+    def size(self) -> int:
+        """Capacity in bytes."""
+        return self.num_blocks * self.block_size
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # ------------------------------------------------------------------ public I/O
+
+    async def read(self, lba: int, nblocks: int) -> Buffer:
+        """Read `nblocks` blocks from `lba`.
+
+        Returns:
+            exactly ``nblocks * block_size`` bytes.
+
+        Raises:
+            LbaOutOfRange, DeviceNotReady, or the DeviceError of a failed read.
+        """
+        self._begin(lba, nblocks)
+        start = perf_counter_ns()
+        try:
+            data = await self._read(lba, nblocks)
+        except BaseException:
+            self.stats.num_errors += 1
+            raise
+        finally:
+            self._end()
+        elapsed = perf_counter_ns() - start
+        stats = self.stats
+        stats.num_read_ops += 1
+        stats.bytes_read += nblocks * self.block_size
+        stats.read_latency_ns += elapsed
+        if elapsed > stats.max_read_latency_ns:
+            stats.max_read_latency_ns = elapsed
+        return data
+
+    async def write(self, lba: int, data: Buffer) -> None:
+        """Write `data` (a whole number of blocks) at `lba`.
+
+        Raises:
+            InvalidField (length not a whole number of blocks), LbaOutOfRange,
+            DeviceNotReady, NoSpace (thin device, pool full), or another DeviceError.
+        """
+        length = len(data) if not isinstance(data, memoryview) else data.nbytes
+        nblocks, rest = divmod(length, self.block_size)
+        if rest:
+            raise InvalidField(
+                f"{self.name}: write of {length} bytes is not a whole number of "
+                f"{self.block_size}-byte blocks",
+                device=self.name,
+                lba=lba,
+            )
+        self._begin(lba, nblocks)
+        start = perf_counter_ns()
+        try:
+            await self._write(lba, data)
+        except BaseException:
+            self.stats.num_errors += 1
+            raise
+        finally:
+            self._end()
+        elapsed = perf_counter_ns() - start
+        stats = self.stats
+        stats.num_write_ops += 1
+        stats.bytes_written += length
+        stats.write_latency_ns += elapsed
+        if elapsed > stats.max_write_latency_ns:
+            stats.max_write_latency_ns = elapsed
+
+    async def flush(self) -> None:
+        """Make every write acknowledged so far durable."""
+        self._begin(0, 0)
+        try:
+            await self._flush()
+        except BaseException:
+            self.stats.num_errors += 1
+            raise
+        finally:
+            self._end()
+        self.stats.num_flush_ops += 1
+
+    async def unmap(self, lba: int, nblocks: int) -> None:
+        """Deallocate a range: it reads as zeroes afterwards, and may free space."""
+        self._begin(lba, nblocks)
+        start = perf_counter_ns()
+        try:
+            await self._unmap(lba, nblocks)
+        except BaseException:
+            self.stats.num_errors += 1
+            raise
+        finally:
+            self._end()
+        self.stats.num_unmap_ops += 1
+        self.stats.bytes_unmapped += nblocks * self.block_size
+        self.stats.unmap_latency_ns += perf_counter_ns() - start
+
+    async def write_zeroes(self, lba: int, nblocks: int) -> None:
+        """Make a range read as zeroes."""
+        self._begin(lba, nblocks)
+        try:
+            await self._write_zeroes(lba, nblocks)
+        except BaseException:
+            self.stats.num_errors += 1
+            raise
+        finally:
+            self._end()
+        self.stats.num_write_zeroes_ops += 1
+        self.stats.bytes_zeroed += nblocks * self.block_size
+
+    async def close(self) -> None:
+        """Refuse new I/O, wait for the I/O in flight, then release the device."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._inflight:
+            self._idle = asyncio.Event()
+            await self._idle.wait()
+        await self._close()
+
+    # ------------------------------------------------------- byte-offset convenience
+
+    async def read_at(self, offset: int, length: int) -> Buffer:
+        """Read `length` bytes at byte `offset`; both must be block aligned."""
+        lba, nblocks = self._to_blocks(offset, length)
+        return await self.read(lba, nblocks)
+
+    async def write_at(self, offset: int, data: Buffer) -> None:
+        """Write `data` at byte `offset`; offset and length must be block aligned."""
+        length = len(data) if not isinstance(data, memoryview) else data.nbytes
+        lba, _ = self._to_blocks(offset, length)
+        await self.write(lba, data)
+
+    # ------------------------------------------------------------ driver hooks
+
+    @abc.abstractmethod
+    async def _read(self, lba: int, nblocks: int) -> Buffer: ...
+
+    @abc.abstractmethod
+    async def _write(self, lba: int, data: Buffer) -> None: ...
+
+    @abc.abstractmethod
+    async def _flush(self) -> None: ...
+
+    @abc.abstractmethod
+    async def _unmap(self, lba: int, nblocks: int) -> None: ...
+
+    async def _write_zeroes(self, lba: int, nblocks: int) -> None:
+        """Default: write zero-filled blocks, at most 1 MiB at a time."""
+        step = max(1, (1 << 20) // self.block_size)
+        zeroes = bytes(min(nblocks, step) * self.block_size)
+        done = 0
+        while done < nblocks:
+            count = min(step, nblocks - done)
+            await self._write(lba + done, memoryview(zeroes)[: count * self.block_size])
+            done += count
+
+    async def _close(self) -> None:  # noqa: B027 - optional hook
+        """Release what the driver holds; called once, with no I/O in flight."""
+
+    # ------------------------------------------------------------ internals
+
+    def _begin(self, lba: int, nblocks: int) -> None:
+        if self._closed:
+            raise DeviceNotReady(f"{self.name}: device is closed", device=self.name)
+        if lba < 0 or nblocks < 0 or lba + nblocks > self.num_blocks:
+            raise LbaOutOfRange(
+                f"{self.name}: blocks {lba}..{lba + nblocks} are outside the device "
+                f"({self.num_blocks} blocks of {self.block_size} bytes)",
+                device=self.name,
+                lba=lba,
+                nblocks=nblocks,
+            )
+        self._inflight += 1
+
+    def _end(self) -> None:
+        self._inflight -= 1
+        if not self._inflight and self._idle is not None:
+            self._idle.set()
+
+    def _to_blocks(self, offset: int, length: int) -> tuple[int, int]:
+        if offset % self.block_size or length % self.block_size:
+            raise InvalidField(
+                f"{self.name}: offset {offset} and length {length} must be multiples of "
+                f"the block size {self.block_size}",
+                device=self.name,
+            )
+        return offset // self.block_size, length // self.block_size

@@ -1,0 +1,51 @@
+"""Malloc disk: a BlockDevice held in memory (`malloc:///name?size_mb=N&blk_size=B`).
+
+Used for tests and for scratch volumes; its contents die with the process.
+"""
+
+from __future__ import annotations
+
+import uuid as uuid_mod
+
+from mayastor.bdev.device import BlockDevice, Buffer
+
+
+class MallocDevice(BlockDevice):
+    """A zero-filled in-memory device of `num_blocks` blocks of `block_size` bytes."""
+
+    driver = "malloc"
+    product_name = "Malloc disk"
+
+    def __init__(
+        self,
+        name: str,
+        num_blocks: int,
+        block_size: int = 512,
+        uuid: uuid_mod.UUID | None = None,
+    ) -> None:
+        super().__init__(name, uuid or uuid_mod.uuid4(), block_size, num_blocks)
+        self._data = bytearray(num_blocks * block_size)
+        self._view = memoryview(self._data)
+
+    async def _read(self, lba: int, nblocks: int) -> Buffer:
+        bs = self.block_size
+        return bytes(self._view[lba * bs : (lba + nblocks) * bs])
+
+    async def _write(self, lba: int, data: Buffer) -> None:
+        start = lba * self.block_size
+        view = data if isinstance(data, memoryview) else memoryview(data)
+        self._view[start : start + view.nbytes] = view.cast("B")
+
+    async def _flush(self) -> None:
+        pass
+
+    async def _unmap(self, lba: int, nblocks: int) -> None:
+        await self._write_zeroes(lba, nblocks)
+
+    async def _write_zeroes(self, lba: int, nblocks: int) -> None:
+        bs = self.block_size
+        self._view[lba * bs : (lba + nblocks) * bs] = bytes(nblocks * bs)
+
+    async def _close(self) -> None:
+        self._view.release()
+        self._data = bytearray()

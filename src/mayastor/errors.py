@@ -1,0 +1,209 @@
+"""The one error hierarchy of the product.
+
+Three families, each saying whose fault it is and what to do:
+
+* `UsageError`: the caller asked for something that cannot be done (a wrong URI, a
+  name that is taken, a missing object). Nothing was changed. Mapped to gRPC status
+  codes at the API edge (`mayastor.engine.grpc_errors`), in one table.
+* `DeviceError`: an I/O failed. It carries the NVMe status the target puts in the
+  completion and that the nexus uses to decide whether to retire a child. Subclasses
+  register by status, so an initiator turns a completion into the right exception
+  with one lookup (`DeviceError.from_status`).
+* `CorruptMetadata`: what is on a disk cannot be trusted; never guessed around.
+
+Errors keep their fields (`lba`, `nblocks`, `device`, ...) and their cause
+(``raise ... from exc``). This module knows nothing of gRPC, sockets or asyncio.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from mayastor.nvmf.spec.status import (
+    CommandSpecificStatus,
+    GenericStatus,
+    MediaStatus,
+    NvmeStatus,
+    PathStatus,
+    StatusCodeType,
+)
+
+
+class MayastorError(Exception):
+    """Base of every error the product raises on purpose."""
+
+
+# --------------------------------------------------------------------------- usage
+
+
+class UsageError(MayastorError):
+    """The request cannot be carried out as asked; nothing was changed."""
+
+
+class InvalidArgument(UsageError):
+    """An argument is malformed or out of its allowed range."""
+
+
+class NotFound(UsageError):
+    """The named object does not exist."""
+
+
+class AlreadyExists(UsageError):
+    """An object of that name (or uuid) already exists."""
+
+
+class FailedPrecondition(UsageError):
+    """The object is not in a state that allows the operation."""
+
+
+class ResourceExhausted(UsageError):
+    """Not enough space (or another resource) to carry out the request."""
+
+
+class Unavailable(UsageError):
+    """A remote party could not be reached; trying again later may work."""
+
+
+class CorruptMetadata(MayastorError):
+    """Metadata on a device failed its checks; it is refused rather than guessed at."""
+
+
+# --------------------------------------------------------------------------- devices
+
+
+class DeviceError(MayastorError):
+    """An I/O (or an admin command on a device) failed with an NVMe status.
+
+    Subclasses set `status` with a class keyword and are found again by
+    `from_status`; a status without a subclass gives a plain `DeviceError`.
+
+    Attributes:
+        status: the NVMe status for the completion.
+        device: name of the device that failed, when known.
+        lba, nblocks: the range of the failed I/O, when it had one.
+    """
+
+    status: NvmeStatus = NvmeStatus(StatusCodeType.GENERIC, GenericStatus.INTERNAL_ERROR)
+    _registry: ClassVar[dict[tuple[int, int], type[DeviceError]]] = {}
+
+    def __init_subclass__(cls, status: NvmeStatus | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if status is not None:
+            cls.status = status
+            DeviceError._registry.setdefault((status.sct, status.sc), cls)
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: NvmeStatus | None = None,
+        device: str | None = None,
+        lba: int | None = None,
+        nblocks: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+        self.device = device
+        self.lba = lba
+        self.nblocks = nblocks
+
+    @classmethod
+    def from_status(cls, status: NvmeStatus, message: str, **fields: Any) -> DeviceError:
+        """The registered subclass for `status`, or a plain DeviceError carrying it."""
+        klass = cls._registry.get((status.sct, status.sc), DeviceError)
+        return klass(message, status=status, **fields)
+
+    @property
+    def retryable(self) -> bool:
+        """False when the status says that trying the same I/O again cannot help."""
+        return not self.status.dnr
+
+
+def _status(sct: StatusCodeType, sc: int, dnr: bool = False) -> NvmeStatus:
+    return NvmeStatus(sct, sc, dnr=dnr)
+
+
+_G = StatusCodeType.GENERIC
+
+
+class InvalidOpcode(DeviceError, status=_status(_G, GenericStatus.INVALID_OPCODE, True)):
+    """The device does not support this command."""
+
+
+class InvalidField(DeviceError, status=_status(_G, GenericStatus.INVALID_FIELD, True)):
+    """A field of the command is invalid (e.g. a buffer not a multiple of the block size)."""
+
+
+class DataTransferError(DeviceError, status=_status(_G, GenericStatus.DATA_TRANSFER_ERROR)):
+    """The data could not be moved between host and device."""
+
+
+class InternalDeviceError(DeviceError, status=_status(_G, GenericStatus.INTERNAL_ERROR)):
+    """The device failed for a reason of its own (an OS error on the backing file, ...)."""
+
+
+class AbortRequested(DeviceError, status=_status(_G, GenericStatus.ABORT_REQUESTED)):
+    """The I/O was aborted before it completed (e.g. the device is being closed)."""
+
+
+class InvalidNamespace(
+    DeviceError, status=_status(_G, GenericStatus.INVALID_NAMESPACE_OR_FORMAT, True)
+):
+    """The namespace does not exist."""
+
+
+class LbaOutOfRange(DeviceError, status=_status(_G, GenericStatus.LBA_OUT_OF_RANGE, True)):
+    """The I/O reaches past the end of the device."""
+
+
+class NoSpace(DeviceError, status=_status(_G, GenericStatus.CAPACITY_EXCEEDED, True)):
+    """A thin device needed a new cluster and its pool has none left."""
+
+
+class DeviceNotReady(DeviceError, status=_status(_G, GenericStatus.NAMESPACE_NOT_READY)):
+    """The device is closed, closing or not yet open."""
+
+
+class ReservationConflict(
+    DeviceError, status=_status(_G, GenericStatus.RESERVATION_CONFLICT, True)
+):
+    """Another host holds a reservation on the namespace."""
+
+
+class WriteFault(DeviceError, status=_status(StatusCodeType.MEDIA, MediaStatus.WRITE_FAULT)):
+    """The medium failed to store the data."""
+
+
+class UnrecoveredReadError(
+    DeviceError, status=_status(StatusCodeType.MEDIA, MediaStatus.UNRECOVERED_READ_ERROR)
+):
+    """The medium failed to return the data."""
+
+
+class PathError(DeviceError, status=_status(StatusCodeType.PATH, PathStatus.INTERNAL_PATH_ERROR)):
+    """The path to a remote device failed; the device itself may be fine."""
+
+
+class PathLost(PathError, status=_status(StatusCodeType.PATH, PathStatus.HOST_PATHING_ERROR)):
+    """The connection to the remote device is gone and did not come back in time."""
+
+
+class IoTimeout(PathError, status=_status(StatusCodeType.PATH, PathStatus.COMMAND_ABORTED_BY_HOST)):
+    """The remote device did not complete the command within its timeout."""
+
+
+class ConnectRefused(
+    DeviceError,
+    status=_status(StatusCodeType.COMMAND_SPECIFIC, CommandSpecificStatus.CONNECT_INVALID_HOST),
+):
+    """A Fabrics Connect was refused (e.g. our host NQN is not on the allow-list)."""
+
+
+class ConnectInvalidParameters(
+    DeviceError,
+    status=_status(
+        StatusCodeType.COMMAND_SPECIFIC, CommandSpecificStatus.CONNECT_INVALID_PARAMETERS, True
+    ),
+):
+    """A Fabrics Connect named a subsystem or controller that does not exist."""
