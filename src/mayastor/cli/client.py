@@ -1,0 +1,92 @@
+"""``mayastor-client``: manage one io-engine over its gRPC API.
+
+Shaped after Mayastor's io-engine-client: ``-b/--bind HOST:PORT``, ``-o table|json``,
+then a resource and an action (``pool create tpool /dev/loop8``). Exit status: 0 on
+success, 1 when the io-engine refused or failed the request (the message says why),
+2 for bad usage, 3 when the io-engine cannot be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import grpc
+
+from mayastor import __version__
+from mayastor.cli import bdev_commands, pool_commands, replica_commands, stats_commands
+from mayastor.cli.context import DEFAULT_BIND, CommandError, Context, normalise_bind
+from mayastor.cli.output import Printer
+
+EXIT_REFUSED = 1
+EXIT_UNREACHABLE = 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mayastor-client",
+        description="Manage a Mayastor io-engine (pools, replicas, bdevs) over gRPC.",
+        epilog=(
+            "Examples:\n"
+            "  mayastor-client pool create tpool /dev/loop8\n"
+            "  mayastor-client replica create tpool replica1 --size=10\n"
+            "  mayastor-client -o json replica list"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "-b",
+        "--bind",
+        default=os.environ.get("MAYASTOR_ENDPOINT", DEFAULT_BIND),
+        metavar="HOST:PORT",
+        help="gRPC endpoint of the io-engine (default: %(default)s, or $MAYASTOR_ENDPOINT)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=["table", "json"],
+        default="table",
+        help="output format (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for a reply (default: 60)"
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="resource", required=True, metavar="RESOURCE")
+    pool_commands.register(commands)
+    replica_commands.register(commands)
+    bdev_commands.register(commands)
+    stats_commands.register(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    ctx = Context(normalise_bind(args.bind), Printer(args.output), timeout=args.timeout)
+    try:
+        args.handler(ctx, args)
+    except grpc.RpcError as exc:
+        code: grpc.StatusCode = exc.code()
+        details: str = exc.details() or ""
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) and (
+            "connect" in details.lower() or code is grpc.StatusCode.DEADLINE_EXCEEDED
+        ):
+            print(
+                f"error: cannot reach the io-engine at {ctx.bind} ({details}); "
+                "is `mayastor` running there?",
+                file=sys.stderr,
+            )
+            return EXIT_UNREACHABLE
+        print(f"error: {code.name.lower()}: {details}", file=sys.stderr)
+        return EXIT_REFUSED
+    except CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    finally:
+        ctx.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

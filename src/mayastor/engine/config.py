@@ -1,0 +1,168 @@
+"""The io-engine's configuration: its command-line flags and their defaults.
+
+Every port and path is a flag, so several io-engines run side by side on one machine
+(different ports, different node names).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+from dataclasses import dataclass, field
+
+from mayastor.errors import InvalidArgument
+
+DEFAULT_GRPC_ENDPOINT = "127.0.0.1:10124"
+DEFAULT_REPLICA_PORT = 8420
+DEFAULT_NEXUS_PORT = 4421
+NQN_PREFIX = "nqn.2019-05.io.openebs"
+
+
+@dataclass(frozen=True)
+class PoolArg:
+    """A pool to create or import at start: ``--pool NAME=DISK``."""
+
+    name: str
+    disk: str
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    node_name: str = field(default_factory=socket.gethostname)
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = 10124
+    nvmf_address: str = "127.0.0.1"
+    replica_port: int = DEFAULT_REPLICA_PORT
+    nexus_port: int = DEFAULT_NEXUS_PORT
+    pools: tuple[PoolArg, ...] = ()
+    log_level: str = "info"
+
+    @property
+    def grpc_endpoint(self) -> str:
+        return f"{self.grpc_host}:{self.grpc_port}"
+
+    @property
+    def hostnqn(self) -> str:
+        """The NQN this io-engine uses when it connects to other io-engines."""
+        return f"{NQN_PREFIX}:node-name:{self.node_name}"
+
+
+def parse_endpoint(text: str, default_port: int) -> tuple[str, int]:
+    """Split ``HOST:PORT`` (or ``HOST``, or ``[v6]:PORT``) into host and port.
+
+    Raises:
+        InvalidArgument: when the port is not a number in 1..65535.
+    """
+    host, port = text, str(default_port)
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest.startswith(":"):
+            port = rest[1:]
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    if not host:
+        raise InvalidArgument(f"endpoint {text!r} has no host")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidArgument(f"endpoint {text!r}: port must be a number from 1 to 65535")
+    return host, int(port)
+
+
+def parse_pool_arg(text: str) -> PoolArg:
+    name, sep, disk = text.partition("=")
+    if not sep or not name or not disk:
+        raise argparse.ArgumentTypeError(f"expected NAME=DISK, got {text!r}")
+    return PoolArg(name, disk)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mayastor",
+        description=(
+            "The Mayastor io-engine: turns local disks into pools, carves replicas out of "
+            "them and serves them over NVMe/TCP; managed through its gRPC API "
+            "(see mayastor-client)."
+        ),
+        epilog="Example: mayastor --node-name node-1 --pool tpool=/dev/loop8",
+    )
+    parser.add_argument(
+        "-N",
+        "--node-name",
+        default=socket.gethostname(),
+        help="name of this storage node (default: the host name)",
+    )
+    parser.add_argument(
+        "-g",
+        "--grpc-endpoint",
+        default=DEFAULT_GRPC_ENDPOINT,
+        metavar="HOST:PORT",
+        help="where the gRPC API listens (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--nvmf-address",
+        default="127.0.0.1",
+        metavar="IP",
+        help="address the NVMe/TCP targets listen on (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--replica-port",
+        type=int,
+        default=DEFAULT_REPLICA_PORT,
+        help="NVMe/TCP port for shared replicas (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--nexus-port",
+        type=int,
+        default=DEFAULT_NEXUS_PORT,
+        help="NVMe/TCP port for published nexuses (default: %(default)s)",
+    )
+    parser.add_argument(
+        "-P",
+        "--pool",
+        action="append",
+        type=parse_pool_arg,
+        default=[],
+        metavar="NAME=DISK",
+        help="create (or import, when the disk already holds it) a pool at start; repeatable",
+    )
+    parser.add_argument(
+        "-l",
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="log level (default: %(default)s)",
+    )
+    return parser
+
+
+def config_from_args(argv: list[str] | None = None) -> EngineConfig:
+    """Parse the command line into an EngineConfig; exits with usage on bad flags."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        host, port = parse_endpoint(args.grpc_endpoint, 10124)
+    except InvalidArgument as exc:
+        parser.error(str(exc))
+    for flag in ("replica_port", "nexus_port"):
+        if not 0 < getattr(args, flag) < 65536:
+            parser.error(f"--{flag.replace('_', '-')} must be from 1 to 65535")
+    names = [p.name for p in args.pool]
+    if len(names) != len(set(names)):
+        parser.error("each --pool name may be given once")
+    return EngineConfig(
+        node_name=args.node_name,
+        grpc_host=host,
+        grpc_port=port,
+        nvmf_address=args.nvmf_address,
+        replica_port=args.replica_port,
+        nexus_port=args.nexus_port,
+        pools=tuple(args.pool),
+        log_level=args.log_level,
+    )
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
