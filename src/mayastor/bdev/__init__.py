@@ -1,9 +1,50 @@
-"""Block devices: the BlockDevice contract and its drivers.
+"""Block devices: the BlockDevice contract, bdev URIs and the local drivers.
 
-Public surface: `BlockDevice`, `IoStats`, `Buffer`, `MallocDevice`.
+Public surface:
+
+* the contract: `BlockDevice`, `IoStats`, `Buffer`, `BLOCK_SIZES`;
+* URIs: `parse_bdev_uri` and what it returns (`BdevUri`, `MallocUri`, `FileUri`,
+  `NvmfUri`, `LoopbackUri`);
+* opening: `DeviceOpener` (one per io-engine; other layers register nvmf and bdev);
+* drivers: `MallocDevice`, `AioDevice` (files and block devices via worker threads),
+  `UringDevice` (the same via io_uring) and `uring_unavailable_reason`.
 """
 
+from mayastor.bdev.aio import DEFAULT_AIO_THREADS, AioDevice
 from mayastor.bdev.device import BLOCK_SIZES, BlockDevice, Buffer, IoStats
 from mayastor.bdev.malloc import MallocDevice
+from mayastor.bdev.opener import DeviceOpener, OpenFn
+from mayastor.bdev.uri import (
+    DEFAULT_NVMF_PORT,
+    SCHEMES,
+    BdevUri,
+    FileUri,
+    LoopbackUri,
+    MallocUri,
+    NvmfUri,
+    parse_bdev_uri,
+)
+from mayastor.bdev.uring import DEFAULT_URING_ENTRIES, UringDevice, uring_unavailable_reason
 
-__all__ = ["BLOCK_SIZES", "BlockDevice", "Buffer", "IoStats", "MallocDevice"]
+__all__ = [
+    "BLOCK_SIZES",
+    "DEFAULT_AIO_THREADS",
+    "DEFAULT_NVMF_PORT",
+    "DEFAULT_URING_ENTRIES",
+    "SCHEMES",
+    "AioDevice",
+    "BdevUri",
+    "BlockDevice",
+    "Buffer",
+    "DeviceOpener",
+    "FileUri",
+    "IoStats",
+    "LoopbackUri",
+    "MallocDevice",
+    "MallocUri",
+    "NvmfUri",
+    "OpenFn",
+    "UringDevice",
+    "parse_bdev_uri",
+    "uring_unavailable_reason",
+]

@@ -94,6 +94,8 @@ class BlockDevice(abc.ABC):
     """Short driver name shown in listings: malloc, aio, uring, lvol, nvmf, nexus."""
     product_name: ClassVar[str] = "Block device"
     """Human description, as SPDK's product_name ("Malloc disk", "Logical Volume", ...)."""
+    uri: str = ""
+    """The URI the device was opened from, for listings; set by `DeviceOpener.open`."""
 
     def __init__(self, name: str, uuid: uuid_mod.UUID, block_size: int, num_blocks: int) -> None:
         if block_size not in BLOCK_SIZES:
@@ -227,6 +229,17 @@ class BlockDevice(abc.ABC):
             self._end()
         self.stats.num_write_zeroes_ops += 1
         self.stats.bytes_zeroed += nblocks * self.block_size
+
+    async def refresh_size(self) -> int:
+        """Re-read the capacity from what backs the device (a disk or file that grew).
+
+        The owner calls this (e.g. a pool asked to grow); `num_blocks` takes the new
+        value. The default is for devices whose size only their owner changes.
+
+        Returns:
+            the number of blocks now.
+        """
+        return self.num_blocks
 
     async def close(self) -> None:
         """Refuse new I/O, wait for the I/O in flight, then release the device."""

@@ -1,0 +1,169 @@
+"""What the aio and uring devices share: a BlockDevice over a `Backing`.
+
+A driver supplies four primitives (move bytes, fdatasync, fallocate, release); this
+class turns them into the BlockDevice hooks with the same rules for both:
+
+* reads land in a fresh aligned buffer that is returned as is (no copy); a write uses
+  the caller's buffer where O_DIRECT can take it (aligned, or buffered I/O), else one
+  copy into an aligned buffer;
+* `unmap` punches a hole (a file gets its space back; a block device is zeroed with
+  discard allowed), `write_zeroes` asks for a zeroed range; where the kernel refuses a
+  mode the next is tried (hole, zero range, then writing zeroes), and a refusal is
+  remembered so it is not asked again;
+* every OSError becomes the DeviceError of `_backing.device_error`.
+"""
+
+from __future__ import annotations
+
+import abc
+import uuid as uuid_mod
+
+from mayastor.bdev._backing import (
+    FALLOCATE_REFUSED,
+    PUNCH_HOLE,
+    ZERO_RANGE,
+    Backing,
+    device_error,
+)
+from mayastor.bdev._buffers import aligned_buffer, pinned_address
+from mayastor.bdev.device import BlockDevice, Buffer
+
+_ZERO_CHUNK = 1 << 20
+
+
+def default_uuid(driver: str, path: str) -> uuid_mod.UUID:
+    """A uuid that stays the same each time one path is opened by one driver."""
+    return uuid_mod.uuid5(uuid_mod.NAMESPACE_URL, f"{driver}://{path}")
+
+
+class FileBackedDevice(BlockDevice):
+    """A BlockDevice over a file or block device; drivers fill in the primitives."""
+
+    needs_address: bool = False
+    """The driver hands buffers to the kernel by address (io_uring), not by object."""
+
+    def __init__(self, name: str, uuid: uuid_mod.UUID, backing: Backing) -> None:
+        super().__init__(name, uuid, backing.block_size, backing.num_blocks())
+        self.backing = backing
+        self.path = backing.path
+        self._align = max(backing.mem_align, 1)
+        self._fallocate_modes = {PUNCH_HOLE: True, ZERO_RANGE: True}
+        self._zeroes: tuple[memoryview, int] | None = None
+
+    @property
+    def direct(self) -> bool:
+        """O_DIRECT is in effect (False after the buffered fallback)."""
+        return self.backing.direct
+
+    # ------------------------------------------------------------ primitives
+
+    @abc.abstractmethod
+    async def _transfer(
+        self, write: bool, view: memoryview, address: int, pin: object, offset: int
+    ) -> None:
+        """Move all of `view` to or from byte `offset`, or raise OSError.
+
+        `address` is the address of `view` when `needs_address` (else 0); `pin` keeps the
+        memory in place until the kernel is done with it, even if the caller is cancelled.
+        """
+
+    @abc.abstractmethod
+    async def _datasync(self) -> None:
+        """fdatasync the backing store, or raise OSError."""
+
+    @abc.abstractmethod
+    async def _fallocate(self, mode: int, offset: int, length: int) -> None:
+        """fallocate(2) on the backing store, or raise OSError."""
+
+    @abc.abstractmethod
+    async def _release(self) -> None:
+        """Stop the driver's machinery; called once, with nothing in flight."""
+
+    # ------------------------------------------------------------ hooks
+
+    async def _read(self, lba: int, nblocks: int) -> Buffer:
+        bs = self.block_size
+        view, address = aligned_buffer(nblocks * bs, self._align)
+        try:
+            await self._transfer(False, view, address, view, lba * bs)
+        except OSError as exc:
+            raise device_error(exc, "read", self.name, lba, nblocks) from exc
+        return view
+
+    async def _write(self, lba: int, data: Buffer) -> None:
+        view = data if isinstance(data, memoryview) else memoryview(data)
+        nbytes = view.nbytes
+        address, pin = 0, object()
+        if self.needs_address or self._align > 1:
+            pinned = pinned_address(data, nbytes)
+            if pinned is not None and pinned[0] % self._align == 0:
+                address, pin = pinned
+            else:
+                copy, address = aligned_buffer(nbytes, self._align)
+                copy[:] = view.cast("B")
+                view = pin = copy
+        try:
+            await self._transfer(True, view, address, pin, lba * self.block_size)
+        except OSError as exc:
+            raise device_error(exc, "write", self.name, lba, nbytes // self.block_size) from exc
+
+    async def _flush(self) -> None:
+        try:
+            await self._datasync()
+        except OSError as exc:
+            raise device_error(exc, "flush", self.name) from exc
+
+    async def _unmap(self, lba: int, nblocks: int) -> None:
+        await self._zero(lba, nblocks, (PUNCH_HOLE, ZERO_RANGE), "unmap")
+
+    async def _write_zeroes(self, lba: int, nblocks: int) -> None:
+        await self._zero(lba, nblocks, (ZERO_RANGE, PUNCH_HOLE), "write_zeroes")
+
+    async def _close(self) -> None:
+        try:
+            await self._release()
+        finally:
+            self.backing.close()
+
+    async def refresh_size(self) -> int:
+        """Re-read the size of the file or block device (it may have grown).
+
+        Returns:
+            the number of whole blocks now.
+        """
+        self.num_blocks = self.backing.num_blocks()
+        return self.num_blocks
+
+    # ------------------------------------------------------------ internals
+
+    async def _zero(self, lba: int, nblocks: int, modes: tuple[int, ...], op: str) -> None:
+        if not nblocks:
+            return
+        bs = self.block_size
+        for mode in modes:
+            if not self._fallocate_modes[mode]:
+                continue
+            try:
+                await self._fallocate(mode, lba * bs, nblocks * bs)
+            except OSError as exc:
+                if exc.errno in FALLOCATE_REFUSED:
+                    self._fallocate_modes[mode] = False
+                    continue
+                raise device_error(exc, op, self.name, lba, nblocks) from exc
+            return
+        await self._write_zero_blocks(lba, nblocks, op)
+
+    async def _write_zero_blocks(self, lba: int, nblocks: int, op: str) -> None:
+        bs = self.block_size
+        if self._zeroes is None:
+            self._zeroes = aligned_buffer(_ZERO_CHUNK, max(self._align, bs))
+        zeroes, address = self._zeroes
+        step = _ZERO_CHUNK // bs
+        done = 0
+        while done < nblocks:
+            count = min(step, nblocks - done)
+            try:
+                await self._transfer(True, zeroes[: count * bs], address, zeroes, (lba + done) * bs)
+            except OSError as exc:
+                raise device_error(exc, op, self.name, lba, nblocks) from exc
+            done += count

@@ -1,0 +1,130 @@
+"""Opening block devices from URIs: a table of openers, one per scheme.
+
+The io-engine owns one `DeviceOpener` (never a module global, so two io-engines can
+live in one test process). A default instance opens malloc, aio (and bare paths) and
+uring URIs; the layers above register the schemes that are theirs: nvmf (a remote
+namespace, through our initiator) and bdev (a device this io-engine already has).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from mayastor.bdev.aio import DEFAULT_AIO_THREADS, AioDevice
+from mayastor.bdev.device import BlockDevice
+from mayastor.bdev.malloc import MallocDevice
+from mayastor.bdev.uri import SCHEMES, BdevUri, FileUri, MallocUri, parse_bdev_uri
+from mayastor.bdev.uring import DEFAULT_URING_ENTRIES, UringDevice
+from mayastor.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+
+OpenFn = Callable[[BdevUri, str], Awaitable[BlockDevice]]
+"""An opener: (the parsed URI, the name to give the device) -> an open device."""
+
+_CANONICAL = {"nvmf+tcp": "nvmf", "loopback": "bdev"}
+
+
+class DeviceOpener:
+    """Which function opens which URI scheme, and opening through them.
+
+    Args:
+        defaults: register the malloc, aio and uring openers.
+        aio_threads: worker threads of each aio device (its queue depth).
+        uring_entries: submission queue entries of each uring device.
+    """
+
+    def __init__(
+        self,
+        *,
+        defaults: bool = True,
+        aio_threads: int = DEFAULT_AIO_THREADS,
+        uring_entries: int = DEFAULT_URING_ENTRIES,
+    ) -> None:
+        self.aio_threads = aio_threads
+        self.uring_entries = uring_entries
+        self._openers: dict[str, OpenFn] = {}
+        if defaults:
+            self.register("malloc", self._open_malloc)
+            self.register("aio", self._open_aio)
+            self.register("uring", self._open_uring)
+
+    @property
+    def schemes(self) -> tuple[str, ...]:
+        """The schemes that can be opened now."""
+        return tuple(sorted(self._openers))
+
+    def register(self, scheme: str, opener: OpenFn, *, replace: bool = False) -> None:
+        """Make `opener` the one for `scheme`.
+
+        Args:
+            scheme: one the grammar knows (`mayastor.bdev.uri.SCHEMES`); aliases
+                (nvmf+tcp, loopback) register their canonical scheme.
+            opener: an async function of (parsed URI, device name).
+            replace: allow replacing an opener already registered.
+
+        Raises:
+            InvalidArgument: the grammar does not know the scheme.
+            AlreadyExists: the scheme has an opener and `replace` is False.
+        """
+        if scheme not in SCHEMES:
+            raise InvalidArgument(
+                f"cannot register an opener for unknown scheme {scheme!r}; known: "
+                f"{', '.join(SCHEMES)}"
+            )
+        scheme = _CANONICAL.get(scheme, scheme)
+        if scheme in self._openers and not replace:
+            raise AlreadyExists(f"an opener for {scheme}:// is already registered")
+        self._openers[scheme] = opener
+
+    async def open(self, uri: str, *, name: str | None = None) -> BlockDevice:
+        """Open the device a URI names.
+
+        Args:
+            uri: a bdev URI or a bare absolute path (see `mayastor.bdev.uri`).
+            name: the device name; default the one Mayastor gives (`BdevUri.name`).
+
+        Returns:
+            the open device, with `uri` set to the URI as given.
+
+        Raises:
+            InvalidArgument: the URI is malformed (see `parse_bdev_uri`) or the name is empty.
+            FailedPrecondition: no opener is registered for the scheme here.
+            MayastorError: whatever the driver raises (NotFound for a missing path, ...).
+        """
+        parsed = parse_bdev_uri(uri)
+        opener = self._openers.get(parsed.scheme)
+        if opener is None:
+            raise FailedPrecondition(
+                f"cannot open {uri!r}: no driver for {parsed.scheme}:// is set up in this "
+                f"io-engine (it opens {', '.join(self.schemes) or 'nothing'})"
+            )
+        if name is not None and not name:
+            raise InvalidArgument(f"cannot open {uri!r}: the device name is empty")
+        device = await opener(parsed, name or parsed.name)
+        device.uri = uri
+        return device
+
+    # ------------------------------------------------------------ default openers
+
+    async def _open_malloc(self, parsed: BdevUri, name: str) -> BlockDevice:
+        assert isinstance(parsed, MallocUri)
+        return MallocDevice(name, parsed.num_blocks, parsed.block_size, parsed.uuid)
+
+    async def _open_aio(self, parsed: BdevUri, name: str) -> BlockDevice:
+        assert isinstance(parsed, FileUri)
+        return await AioDevice.open(
+            parsed.path,
+            name=name,
+            block_size=parsed.block_size,
+            uuid=parsed.uuid,
+            threads=self.aio_threads,
+        )
+
+    async def _open_uring(self, parsed: BdevUri, name: str) -> BlockDevice:
+        assert isinstance(parsed, FileUri)
+        return await UringDevice.open(
+            parsed.path,
+            name=name,
+            block_size=parsed.block_size,
+            uuid=parsed.uuid,
+            entries=self.uring_entries,
+        )

@@ -1,0 +1,205 @@
+"""The machinery under the file drivers: the worker-thread pool, the io_uring ring, and
+how OSErrors become DeviceErrors."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import threading
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from mayastor.bdev import uring_unavailable_reason
+from mayastor.bdev._backing import device_error
+from mayastor.bdev._buffers import aligned_buffer
+from mayastor.bdev._io_uring import IORING_OP_READ, IORING_OP_WRITE, IoUring
+from mayastor.bdev._thread_pool import IoThreadPool
+from mayastor.errors import (
+    FailedPrecondition,
+    InternalDeviceError,
+    InvalidArgument,
+    NoSpace,
+    UnrecoveredReadError,
+    WriteFault,
+)
+
+URING_UNAVAILABLE = uring_unavailable_reason()
+needs_uring = pytest.mark.skipif(URING_UNAVAILABLE is not None, reason=str(URING_UNAVAILABLE))
+
+
+# --------------------------------------------------------------------------- thread pool
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[IoThreadPool]:
+    p = IoThreadPool(4, "test-pool")
+    yield p
+    await p.close()
+
+
+async def test_pool_runs_as_many_calls_at_once_as_it_has_threads(pool: IoThreadPool) -> None:
+    barrier = threading.Barrier(4, timeout=30)  # passes only when 4 calls run together
+    results = await asyncio.gather(*(pool.submit(barrier.wait) for _ in range(4)))
+    assert sorted(results) == [0, 1, 2, 3]
+
+
+async def test_pool_call_result_and_exception_reach_the_caller(pool: IoThreadPool) -> None:
+    assert await pool.submit(pow, 2, 10) == 1024
+    with pytest.raises(OSError) as info:
+        await pool.submit(os.fstat, -1)
+    assert info.value.errno == errno.EBADF
+
+
+async def test_pool_close_waits_for_a_call_whose_caller_was_cancelled() -> None:
+    pool = IoThreadPool(2, "test-pool")
+    release, finished = threading.Event(), threading.Event()
+
+    def slow() -> None:
+        release.wait(30)
+        finished.set()
+
+    call = pool.submit(slow)
+    call.cancel()
+    closing = asyncio.ensure_future(pool.close())
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not closing.done()
+    release.set()
+    await closing
+    assert finished.is_set()
+
+
+async def test_pool_stops_its_threads_at_close() -> None:
+    pool = IoThreadPool(3, "stopping-pool")
+    await asyncio.gather(*(pool.submit(threading.get_ident) for _ in range(6)))
+    await pool.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("stopping-pool")]
+
+
+async def test_pool_refuses_work_after_close() -> None:
+    pool = IoThreadPool(1, "closed-pool")
+    await pool.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        pool.submit(int)
+
+
+def test_pool_of_no_threads_is_refused() -> None:
+    with pytest.raises(InvalidArgument, match="at least one thread"):
+        IoThreadPool(0, "empty")
+
+
+# --------------------------------------------------------------------------- io_uring
+
+
+@pytest.fixture
+def pipes() -> Iterator[list[tuple[int, int]]]:
+    made = [os.pipe() for _ in range(6)]
+    yield made
+    for r, w in made:
+        os.close(r)
+        os.close(w)
+
+
+async def _read_pipe(ring: IoUring, fd: int, order: list[int], index: int) -> bytes:
+    buf, address = aligned_buffer(16)
+    count = await ring.submit(IORING_OP_READ, fd, 0, address, 16, 0, buf)
+    order.append(index)
+    return bytes(buf[:count])
+
+
+@needs_uring
+async def test_ring_keeps_many_operations_in_flight_and_completes_them_out_of_order(
+    pipes: list[tuple[int, int]],
+) -> None:
+    ring = IoUring(8)
+    order: list[int] = []
+    reads = [asyncio.ensure_future(_read_pipe(ring, r, order, i)) for i, (r, _) in enumerate(pipes)]
+    await asyncio.sleep(0)
+    for i, (_, w) in reversed(list(enumerate(pipes))):
+        os.write(w, b"pipe %d" % i)
+        while len(order) < len(pipes) - i:  # each read completes before the next write
+            await asyncio.sleep(0.001)
+    assert [await r for r in reads] == [b"pipe %d" % i for i in range(len(pipes))]
+    assert order == list(reversed(range(len(pipes))))
+    await ring.close()
+
+
+@needs_uring
+async def test_ring_runs_more_operations_than_it_has_entries(
+    pipes: list[tuple[int, int]],
+) -> None:
+    ring = IoUring(2)
+    order: list[int] = []
+    reads = [asyncio.ensure_future(_read_pipe(ring, r, order, i)) for i, (r, _) in enumerate(pipes)]
+    for i, (_, w) in enumerate(pipes):
+        os.write(w, b"%d" % i)
+    assert await asyncio.gather(*reads) == [b"%d" % i for i in range(len(pipes))]
+    await ring.close()
+
+
+@needs_uring
+async def test_ring_failure_raises_the_kernel_errno(pipes: list[tuple[int, int]]) -> None:
+    ring = IoUring(4)
+    read_end = pipes[0][0]
+    data = b"x" * 8
+    try:
+        with pytest.raises(OSError) as info:
+            await ring.submit(IORING_OP_WRITE, read_end, 0, 0, len(data), 0, data)
+        assert info.value.errno == errno.EBADF
+    finally:
+        await ring.close()
+
+
+@needs_uring
+async def test_ring_close_waits_for_an_operation_whose_caller_was_cancelled(
+    pipes: list[tuple[int, int]],
+) -> None:
+    ring = IoUring(4)
+    read_end, write_end = pipes[0]
+    buf, address = aligned_buffer(4)
+    read = asyncio.ensure_future(ring.submit(IORING_OP_READ, read_end, 0, address, 4, 0, buf))
+    await asyncio.sleep(0)
+    read.cancel()
+    closing = asyncio.ensure_future(ring.close())
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not closing.done()
+    os.write(write_end, b"late")
+    await closing
+    assert bytes(buf) == b"late"  # the kernel wrote into memory that was kept alive
+
+
+@needs_uring
+async def test_ring_refuses_operations_after_close() -> None:
+    ring = IoUring(2)
+    await ring.close()
+    with pytest.raises(FailedPrecondition, match="closed"):
+        await ring.submit(IORING_OP_READ, 0, 0, 0, 0, 0, None)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("code", "op", "expected"),
+    [
+        (errno.EIO, "read", UnrecoveredReadError),
+        (errno.EIO, "write", WriteFault),
+        (errno.EIO, "flush", WriteFault),
+        (errno.ENOSPC, "write", NoSpace),
+        (errno.ENOSPC, "write_zeroes", NoSpace),
+        (errno.EDQUOT, "write", NoSpace),
+        (errno.EBADF, "read", InternalDeviceError),
+        (errno.EINVAL, "write", InternalDeviceError),
+    ],
+)
+def test_os_errors_become_the_device_error_of_their_kind(
+    code: int, op: str, expected: type
+) -> None:
+    error = device_error(OSError(code, os.strerror(code)), op, "disk0", lba=8, nblocks=4)
+    assert type(error) is expected
+    assert (error.device, error.lba, error.nblocks) == ("disk0", 8, 4)
+    assert os.strerror(code) in str(error)
+    assert "disk0" in str(error)
