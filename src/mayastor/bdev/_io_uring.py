@@ -270,11 +270,11 @@ class IoUring:
             pin: kept alive until the kernel has completed the operation.
 
         Raises:
-            OSError: the operation failed (the CQE's negative result as errno).
-            FailedPrecondition: the ring is closed or broke.
+            OSError: the operation failed (the CQE's negative result as errno), or the
+                ring is closed (ESHUTDOWN) or broke (the error of io_uring_enter).
         """
         if self._closed:
-            raise FailedPrecondition("io_uring instance is closed")
+            raise OSError(errno.ESHUTDOWN, "io_uring instance is closed")
         if self._in_flight < self._entries:
             self._in_flight += 1
         else:
@@ -288,7 +288,7 @@ class IoUring:
                 raise
             if self._closed:
                 self._release_slot()
-                raise FailedPrecondition("io_uring instance is closed")
+                raise OSError(errno.ESHUTDOWN, "io_uring instance is closed")
         self._sq_tail = tail = self._sq_tail + 1
         future: asyncio.Future[int] = self._loop.create_future()
         self._ops[tail] = (future, pin)  # user_data = the SQE's position, counted from 1
@@ -399,7 +399,7 @@ class IoUring:
         for user_data in [u for u in self._ops if u > self._sq_submitted]:
             future, _pin = self._ops.pop(user_data)
             if not future.done():
-                future.set_exception(FailedPrecondition(f"io_uring_enter failed: {exc.strerror}"))
+                future.set_exception(OSError(exc.errno, f"io_uring_enter: {exc.strerror}"))
             self._release_slot()
 
     def _teardown(self) -> None:

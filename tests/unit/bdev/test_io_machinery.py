@@ -17,7 +17,6 @@ from mayastor.bdev._buffers import aligned_buffer
 from mayastor.bdev._io_uring import IORING_OP_READ, IORING_OP_WRITE, IoUring
 from mayastor.bdev._thread_pool import IoThreadPool
 from mayastor.errors import (
-    FailedPrecondition,
     InternalDeviceError,
     InvalidArgument,
     NoSpace,
@@ -175,8 +174,9 @@ async def test_ring_close_waits_for_an_operation_whose_caller_was_cancelled(
 async def test_ring_refuses_operations_after_close() -> None:
     ring = IoUring(2)
     await ring.close()
-    with pytest.raises(FailedPrecondition, match="closed"):
+    with pytest.raises(OSError, match="closed") as info:
         await ring.submit(IORING_OP_READ, 0, 0, 0, 0, 0, None)
+    assert info.value.errno == errno.ESHUTDOWN
 
 
 # --------------------------------------------------------------------------- errors
