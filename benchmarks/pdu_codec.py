@@ -10,9 +10,13 @@ Measures, with digests off and on:
 * encode of a C2HData header for 128 KiB of data (with data digests on this includes
   the CRC32C of the 128 KiB).
 
+For the command set on top of it, also the decode of a 64-byte SQE into a `Command`
+and the encode of a CQE (`mayastor.nvmf.spec`).
+
 Usage: ``.venv/bin/python benchmarks/pdu_codec.py [--rounds N] [--output FILE.json]``.
-Prints a table; with ``--output`` also writes the figures as JSON. The best of five
-runs is reported, to keep scheduler noise out.
+Prints a table and writes the figures as JSON (default
+``benchmarks/results/pdu_codec.json``). The best of five runs is reported, to keep
+scheduler noise out.
 """
 
 from __future__ import annotations
@@ -23,8 +27,12 @@ import platform
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from mayastor.nvmf.pdu import PduReader, PduWriter, Role
+from mayastor.nvmf.spec import Command, Read, SglDescriptor, encode_completion
+
+DEFAULT_OUTPUT = Path(__file__).parent / "results" / "pdu_codec.json"
 
 SQE = bytes(range(64))
 CQE = bytes(16)
@@ -101,8 +109,32 @@ def encode_c2h_128k(digests: bool) -> Callable[[int], None]:
     return run
 
 
+def decode_sqe() -> Callable[[int], None]:
+    sqe = Read(2048, 7).to_command(1, 1, SglDescriptor.transport(4096)).encode()
+    decode = Command.decode
+
+    def run(rounds: int) -> None:
+        for _ in range(rounds):
+            decode(sqe)
+
+    return run
+
+
+def encode_cqe() -> Callable[[int], None]:
+    def run(rounds: int) -> None:
+        for i in range(rounds):
+            encode_completion(i & 0xFFFF, 0, sqhd=i & 0x7F)
+
+    return run
+
+
 def measure(rounds: int) -> dict[str, dict[str, float]]:
-    figures: dict[str, dict[str, float]] = {}
+    figures: dict[str, dict[str, float]] = {
+        "command set": {
+            "decode 64-byte SQE into a Command": best_ns_per_op(decode_sqe(), rounds),
+            "encode a 16-byte CQE": best_ns_per_op(encode_cqe(), rounds),
+        }
+    }
     for digests in (False, True):
         host, _ = make_pair(digests)
         cmd = b"".join(host.encode_capsule_cmd(SQE))
@@ -129,7 +161,7 @@ def measure(rounds: int) -> dict[str, dict[str, float]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=64_000, help="operations per run")
-    parser.add_argument("--output", help="also write the figures to this JSON file")
+    parser.add_argument("--output", default=str(DEFAULT_OUTPUT), help="JSON file for the figures")
     args = parser.parse_args(argv)
     figures = measure(args.rounds)
     width = max(len(name) for table in figures.values() for name in table)
@@ -138,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, ns in table.items():
             print(f"  {name:<{width}}  {ns:10.0f} ns")
     if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         record = {
             "benchmark": "pdu_codec",
             "python": sys.version.split()[0],

@@ -409,12 +409,13 @@ class PduReader:
         """Add received bytes.
 
         `bytes` are kept as they are; any other bytes-like object is copied once,
-        because payloads handed out later must not change under the caller.
+        because payloads handed out later must not change under the caller. Input
+        after a protocol error or a termination PDU is dropped.
 
         Args:
             data: the next bytes of the stream, of any length.
         """
-        if self._state is _State.CLOSED:
+        if self._state is _State.CLOSED or self._error is not None:
             return
         chunk = data if type(data) is bytes else bytes(data)
         if chunk:
