@@ -1,0 +1,93 @@
+"""One io-engine: its registry of objects and its gRPC server, started and stopped.
+
+`IoEngine` holds no process-wide state, so tests may run several in one process; the
+`mayastor` command (`mayastor.engine.main`) runs one until SIGTERM or SIGINT, and then
+stops it cleanly: the gRPC server stops taking requests and every pool is exported.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+
+from mayastor.api.v1 import (
+    bdev_pb2_grpc,
+    host_pb2_grpc,
+    pool_pb2_grpc,
+    replica_pb2_grpc,
+    stats_pb2_grpc,
+)
+from mayastor.bdev import DeviceOpener
+from mayastor.engine.config import EngineConfig
+from mayastor.engine.registry import Registry
+from mayastor.engine.services.bdev import BdevService
+from mayastor.engine.services.host import HostService
+from mayastor.engine.services.pool import PoolService
+from mayastor.engine.services.replica import ReplicaService
+from mayastor.engine.services.stats import StatsService
+from mayastor.errors import MayastorError, Unavailable
+
+log = logging.getLogger(__name__)
+
+
+class IoEngine:
+    """The objects and services of one storage node."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.opener = DeviceOpener()
+        self.registry = Registry(self.opener)
+        self._server: grpc.aio.Server | None = None
+
+    async def start(self) -> None:
+        """Bring back the pools named in the configuration, then serve the gRPC API.
+
+        A pool that cannot be brought back is logged as an error and left out; the others
+        are served.
+
+        Raises:
+            Unavailable: the gRPC endpoint cannot be bound (e.g. the port is taken).
+        """
+        cfg = self.config
+        log.info(
+            "io-engine %s starting (pid-independent state: pools on their disks)", cfg.node_name
+        )
+        for pool in cfg.pools:
+            try:
+                await self.registry.create_pool(pool.name, [pool.disk])
+            except MayastorError as exc:
+                log.error("pool %s on %s could not be brought back: %s", pool.name, pool.disk, exc)
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        pool_pb2_grpc.add_PoolRpcServicer_to_server(PoolService(self.registry), server)
+        replica_pb2_grpc.add_ReplicaRpcServicer_to_server(ReplicaService(self.registry), server)
+        bdev_pb2_grpc.add_BdevRpcServicer_to_server(BdevService(self.registry), server)
+        host_pb2_grpc.add_HostRpcServicer_to_server(HostService(cfg, self.registry), server)
+        stats_pb2_grpc.add_StatsRpcServicer_to_server(StatsService(self.registry), server)
+        try:
+            server.add_insecure_port(cfg.grpc_endpoint)
+        except RuntimeError as exc:
+            await self.registry.close()
+            raise Unavailable(
+                f"cannot listen for gRPC on {cfg.grpc_endpoint} ({exc}); "
+                "is another io-engine using that port? (see --grpc-endpoint)"
+            ) from exc
+        await server.start()
+        self._server = server
+        log.info(
+            "io-engine %s ready: gRPC on %s, NVMe/TCP on %s ports %d (replicas) and %d (nexus)",
+            cfg.node_name,
+            cfg.grpc_endpoint,
+            cfg.nvmf_address,
+            cfg.replica_port,
+            cfg.nexus_port,
+        )
+
+    async def stop(self, grace: float = 2.0) -> None:
+        """Stop serving, then export every pool and close every device."""
+        log.info("io-engine %s stopping", self.config.node_name)
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+        await self.registry.close()
+        log.info("io-engine %s stopped; every pool exported", self.config.node_name)

@@ -1,0 +1,376 @@
+"""The objects of one io-engine: bdevs, pools and their replicas.
+
+One `Registry` per io-engine (never a module global, so two io-engines can run in one
+test process). It opens disks through the engine's `DeviceOpener`, keeps which object
+claims which bdev, and serialises changes: every create/destroy/import/export/resize
+runs under one control lock, so two requests can never race on one name. I/O does not
+take that lock.
+
+Every change is logged at INFO with the object and what happened to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid as uuid_mod
+from dataclasses import dataclass
+
+from mayastor.bdev import BlockDevice, DeviceOpener, parse_bdev_uri
+from mayastor.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    MayastorError,
+    NotFound,
+)
+from mayastor.lvs import DEFAULT_CLUSTER_SIZE, LvolProperties, Pool, ShareProtocol
+from mayastor.lvs import Lvol as Replica
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BdevEntry:
+    """A block device the io-engine holds, the URI it came from and who uses it."""
+
+    device: BlockDevice
+    uri: str
+    claimed_by: str | None = None
+
+
+def replica_bdev_uri(replica: Replica) -> str:
+    """How a nexus on this io-engine reaches the replica in-process."""
+    return f"bdev:///{replica.name}?uuid={replica.uuid}"
+
+
+class Registry:
+    """Bdevs, pools and replicas of one io-engine, and the operations on them."""
+
+    def __init__(self, opener: DeviceOpener) -> None:
+        self.opener = opener
+        self.bdevs: dict[str, BdevEntry] = {}
+        self.pools: dict[str, Pool] = {}
+        self.lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ lookups
+
+    def find_pool(self, name_or_uuid: str) -> Pool:
+        """The pool of that name, else of that uuid.
+
+        Raises:
+            NotFound: no such pool.
+        """
+        pool = self.pools.get(name_or_uuid)
+        if pool is not None:
+            return pool
+        for pool in self.pools.values():
+            if str(pool.uuid) == name_or_uuid:
+                return pool
+        raise NotFound(f"pool {name_or_uuid!r} not found")
+
+    def replicas(self) -> list[Replica]:
+        return [lvol for pool in self.pools.values() for lvol in pool.lvols()]
+
+    def find_replica(
+        self, *, uuid: str | None = None, name: str | None = None, pool: str | None = None
+    ) -> Replica:
+        """A replica by uuid, or by name (within `pool` when given).
+
+        Raises:
+            NotFound: no replica matches.
+            InvalidArgument: a name matches replicas in several pools and no pool was given.
+        """
+        pools = [self.find_pool(pool)] if pool else list(self.pools.values())
+        found = [
+            lvol
+            for p in pools
+            for lvol in p.lvols()
+            if (uuid and str(lvol.uuid) == uuid) or (not uuid and name and lvol.name == name)
+        ]
+        what = f"uuid {uuid}" if uuid else f"name {name!r}"
+        where = f" in pool {pool!r}" if pool else ""
+        if not found:
+            raise NotFound(f"replica with {what} not found{where}")
+        if len(found) > 1:
+            raise InvalidArgument(f"replica {what} exists in several pools: name the pool")
+        return found[0]
+
+    def find_bdev(self, name_or_uri: str) -> BdevEntry:
+        entry = self.bdevs.get(name_or_uri)
+        if entry is not None:
+            return entry
+        for entry in self.bdevs.values():
+            if entry.uri == name_or_uri:
+                return entry
+        raise NotFound(f"bdev {name_or_uri!r} not found")
+
+    # ------------------------------------------------------------------ bdevs
+
+    async def create_bdev(self, uri: str) -> BdevEntry:
+        """Open a block device from a URI and keep it.
+
+        Raises:
+            AlreadyExists: a bdev of that name (or from that URI) is already open.
+        """
+        async with self.lock:
+            return await self._open_bdev(uri, claimed_by=None)
+
+    async def destroy_bdev(self, name_or_uri: str) -> None:
+        async with self.lock:
+            entry = self.find_bdev(name_or_uri)
+            if entry.claimed_by:
+                raise FailedPrecondition(
+                    f"bdev {entry.device.name!r} is in use by {entry.claimed_by}; "
+                    "destroy or export that first"
+                )
+            await entry.device.close()
+            del self.bdevs[entry.device.name]
+            log.info("bdev %s destroyed", entry.device.name)
+
+    async def _open_bdev(self, uri: str, claimed_by: str | None) -> BdevEntry:
+        parsed = parse_bdev_uri(uri)
+        for entry in self.bdevs.values():
+            if entry.uri == uri or entry.device.name == parsed.name:
+                raise AlreadyExists(
+                    f"bdev {entry.device.name!r} is already open"
+                    + (f" (used by {entry.claimed_by})" if entry.claimed_by else "")
+                )
+        device = await self.opener.open(uri)
+        entry = BdevEntry(device, uri, claimed_by)
+        self.bdevs[device.name] = entry
+        log.info(
+            "bdev %s opened from %s: %d blocks of %d bytes",
+            device.name,
+            uri,
+            device.num_blocks,
+            device.block_size,
+        )
+        return entry
+
+    async def _release_bdev(self, device: BlockDevice) -> None:
+        entry = self.bdevs.pop(device.name, None)
+        if entry is not None and not device.closed:
+            await device.close()
+
+    # ------------------------------------------------------------------ pools
+
+    def _one_disk(self, disks: list[str]) -> str:
+        if len(disks) != 1:
+            raise InvalidArgument(f"a pool takes exactly one disk, got {len(disks)}: {disks}")
+        return disks[0]
+
+    async def create_pool(
+        self,
+        name: str,
+        disks: list[str],
+        *,
+        uuid: str | None = None,
+        cluster_size: int | None = None,
+        max_expansion: str | None = None,
+    ) -> Pool:
+        """Create a pool on a disk, or import it when the disk already holds this pool.
+
+        Raises:
+            InvalidArgument: not exactly one disk; a bad cluster size or uuid.
+            AlreadyExists: a pool of that name exists on another disk.
+            FailedPrecondition: the disk holds another pool.
+        """
+        disk = self._one_disk(disks)
+        pool_uuid = _parse_uuid(uuid, "pool uuid")
+        async with self.lock:
+            existing = self.pools.get(name)
+            if existing is not None:
+                if existing.disk == disk and (pool_uuid is None or pool_uuid == existing.uuid):
+                    return existing
+                raise AlreadyExists(f"pool {name!r} already exists on {existing.disk}")
+            entry = await self._open_bdev(disk, claimed_by=f"pool {name}")
+            try:
+                pool = await Pool.create_or_import(
+                    entry.device,
+                    name,
+                    disk=disk,
+                    uuid=pool_uuid,
+                    cluster_size=cluster_size or DEFAULT_CLUSTER_SIZE,
+                    max_expansion=max_expansion,
+                )
+            except BaseException:
+                await self._release_bdev(entry.device)
+                raise
+            self.pools[name] = pool
+            log.info(
+                "pool %s (%s) online on %s: capacity %d bytes, %d replicas",
+                name,
+                pool.uuid,
+                disk,
+                pool.capacity,
+                len(pool.lvols()),
+            )
+            return pool
+
+    async def import_pool(self, name: str, disks: list[str], *, uuid: str | None = None) -> Pool:
+        """Open a pool that is already on a disk.
+
+        Raises:
+            NotFound: the disk holds no pool.
+            FailedPrecondition: the disk holds another pool.
+            AlreadyExists: a pool of that name is already open.
+            CorruptMetadata: the pool's metadata cannot be trusted.
+        """
+        disk = self._one_disk(disks)
+        pool_uuid = _parse_uuid(uuid, "pool uuid")
+        async with self.lock:
+            if name in self.pools:
+                raise AlreadyExists(f"pool {name!r} is already imported")
+            entry = await self._open_bdev(disk, claimed_by=f"pool {name}")
+            try:
+                pool = await Pool.import_(entry.device, disk=disk, name=name, uuid=pool_uuid)
+            except BaseException:
+                await self._release_bdev(entry.device)
+                raise
+            self.pools[name] = pool
+            log.info("pool %s (%s) imported from %s", name, pool.uuid, disk)
+            return pool
+
+    async def export_pool(self, name_or_uuid: str) -> None:
+        async with self.lock:
+            pool = self.find_pool(name_or_uuid)
+            self._refuse_if_replicas_in_use(pool, "export")
+            await pool.export()
+            del self.pools[pool.name]
+            await self._release_bdev(pool.base)
+            log.info("pool %s exported (left intact on %s)", pool.name, pool.disk)
+
+    async def destroy_pool(self, name_or_uuid: str) -> None:
+        """Destroy a pool with all its replicas and wipe its metadata.
+
+        Raises:
+            FailedPrecondition: a replica of the pool is shared or in use.
+        """
+        async with self.lock:
+            pool = self.find_pool(name_or_uuid)
+            self._refuse_if_replicas_in_use(pool, "destroy")
+            for lvol in list(pool.lvols()):
+                await pool.destroy_lvol(lvol)
+                log.info("replica %s (%s) destroyed with pool %s", lvol.name, lvol.uuid, pool.name)
+            await pool.destroy()
+            del self.pools[pool.name]
+            await self._release_bdev(pool.base)
+            log.info("pool %s destroyed; its disk %s no longer holds a pool", pool.name, pool.disk)
+
+    async def grow_pool(self, name_or_uuid: str) -> tuple[int, Pool]:
+        """Grow a pool into new space of its disk; returns the old capacity and the pool."""
+        async with self.lock:
+            pool = self.find_pool(name_or_uuid)
+            before = pool.capacity
+            grew = await pool.grow()
+            if grew:
+                log.info("pool %s grew from %d to %d bytes", pool.name, before, pool.capacity)
+            return before, pool
+
+    def _refuse_if_replicas_in_use(self, pool: Pool, action: str) -> None:
+        busy = [
+            lvol.name
+            for lvol in pool.lvols()
+            if lvol.properties.share is not ShareProtocol.NONE or self.is_claimed(lvol)
+        ]
+        if busy:
+            raise FailedPrecondition(
+                f"cannot {action} pool {pool.name!r}: replicas {busy} are shared or in use; "
+                "unshare them (or remove them from their nexus) first"
+            )
+
+    def is_claimed(self, device: BlockDevice) -> bool:
+        entry = self.bdevs.get(device.name)
+        return entry is not None and entry.claimed_by is not None and entry.device is device
+
+    # ------------------------------------------------------------------ replicas
+
+    async def create_replica(
+        self,
+        pool_name: str,
+        name: str,
+        size: int,
+        *,
+        uuid: str | None = None,
+        thin: bool = False,
+        properties: LvolProperties | None = None,
+    ) -> Replica:
+        """Create a replica; its uuid must be unique on this io-engine.
+
+        Raises:
+            InvalidArgument, AlreadyExists, ResourceExhausted, NotFound (no such pool).
+        """
+        replica_uuid = _parse_uuid(uuid, "replica uuid")
+        async with self.lock:
+            pool = self.find_pool(pool_name)
+            if replica_uuid is not None:
+                for other in self.replicas():
+                    if other.uuid == replica_uuid:
+                        raise AlreadyExists(
+                            f"replica uuid {replica_uuid} is taken by {other.name!r} "
+                            f"in pool {other.pool.name!r}"
+                        )
+            lvol = await pool.create_lvol(
+                name,
+                size,
+                uuid=replica_uuid,
+                thin=thin,
+                properties=properties or LvolProperties(),
+            )
+            log.info(
+                "replica %s (%s) created in pool %s: %d bytes, %s",
+                lvol.name,
+                lvol.uuid,
+                pool.name,
+                lvol.size,
+                "thin" if lvol.thin else "thick",
+            )
+            return lvol
+
+    async def destroy_replica(self, replica: Replica) -> None:
+        async with self.lock:
+            if self.is_claimed(replica):
+                raise FailedPrecondition(
+                    f"replica {replica.name!r} is in use by {self.bdevs[replica.name].claimed_by}"
+                )
+            await replica.pool.destroy_lvol(replica)
+            log.info("replica %s (%s) destroyed", replica.name, replica.uuid)
+
+    async def resize_replica(self, replica: Replica, size: int) -> Replica:
+        async with self.lock:
+            before = replica.size
+            await replica.pool.resize_lvol(replica, size)
+            log.info("replica %s resized from %d to %d bytes", replica.name, before, replica.size)
+            return replica
+
+    async def set_replica_properties(self, replica: Replica, properties: LvolProperties) -> None:
+        async with self.lock:
+            await replica.pool.set_lvol_properties(replica, properties)
+            log.info("replica %s properties now %s", replica.name, properties)
+
+    # ------------------------------------------------------------------ shutdown
+
+    async def close(self) -> None:
+        """Export every pool cleanly and close every bdev (on SIGTERM)."""
+        async with self.lock:
+            for pool in list(self.pools.values()):
+                try:
+                    await pool.export()
+                    log.info("pool %s exported", pool.name)
+                except MayastorError as exc:
+                    log.error("pool %s could not be exported cleanly: %s", pool.name, exc)
+                del self.pools[pool.name]
+            for name, entry in list(self.bdevs.items()):
+                if not entry.device.closed:
+                    await entry.device.close()
+                del self.bdevs[name]
+
+
+def _parse_uuid(text: str | None, what: str) -> uuid_mod.UUID | None:
+    if not text:
+        return None
+    try:
+        return uuid_mod.UUID(text)
+    except ValueError:
+        raise InvalidArgument(f"{what} {text!r} is not a UUID") from None

@@ -1,0 +1,1 @@
+"""gRPC servicers of the io-engine: thin adapters from the API to the `Registry`."""
