@@ -35,7 +35,7 @@ from mayastor.lvs.format import (
     ResizeRecord,
     decode_records,
     encode_record,
-    record_size,
+    lvol_record_size,
 )
 
 _EXTENTS_HEADER_BYTES = 9  # record header (5) + lvol id (4)
@@ -83,7 +83,7 @@ class LvolMeta:
         self.thick_map: array[int] | None = (
             None if record.thin else array("I", [UNMAPPED]) * self.nclusters
         )
-        self.record_bytes = record_size(record) + _EXTENTS_HEADER_BYTES
+        self.record_bytes = lvol_record_size(record) + _EXTENTS_HEADER_BYTES
 
     def record(self) -> LvolRecord:
         """The LVOL record that recreates this lvol (without its extents)."""
@@ -113,11 +113,16 @@ class LvolMeta:
             yield ext[i], ext[i + 1], ext[i + 2]
 
 
+_SHARE = {protocol.value: protocol for protocol in ShareProtocol}
+_NO_PROPERTIES = LvolProperties()
+
+
 def _properties(share: int, hosts: tuple[str, ...], entity_id: str | None) -> LvolProperties:
-    try:
-        protocol = ShareProtocol(share)
-    except ValueError:
-        raise CorruptMetadata(f"share protocol code {share} is unknown") from None
+    protocol = _SHARE.get(share)
+    if protocol is None:
+        raise CorruptMetadata(f"share protocol code {share} is unknown")
+    if protocol is ShareProtocol.NONE and not hosts and entity_id is None:
+        return _NO_PROPERTIES
     return LvolProperties(protocol, hosts, entity_id)
 
 
@@ -283,7 +288,7 @@ class Catalog:
         meta = self._lvol(rec.lvol_id)
         meta.properties = _properties(rec.share, rec.allowed_hosts, rec.entity_id)
         before = meta.record_bytes
-        meta.record_bytes = record_size(meta.record()) + _EXTENTS_HEADER_BYTES
+        meta.record_bytes = lvol_record_size(meta.record()) + _EXTENTS_HEADER_BYTES
         self.record_bytes += meta.record_bytes - before
 
     def _apply_pool_size(self, rec: PoolSizeRecord) -> None:
