@@ -142,6 +142,7 @@ class Workload:
             (self.flush, 3),
             (self.fill, 1),
             (self.grow, 1),
+            (self.churn, 1),
         ]
         funcs = [a for a, _ in actions]
         weights = [w for _, w in actions]
@@ -263,6 +264,11 @@ class Workload:
             )
             self.crashed_during(after)
         target.props = props
+
+    async def churn(self) -> None:
+        """Many small transactions in a row: the journal fills and checkpoints rotate."""
+        for _ in range(self.rng.randrange(10, 70)):
+            await self.set_props()
 
     async def grow(self) -> None:
         if self.rng.random() < 0.5 or self.disk.capacity_blocks * self.bs >= 40 * MIB:
@@ -464,7 +470,7 @@ async def one_round(seed: int) -> None:
     )
     model = Model(capacity=pool.capacity)
     for generation in range(3):
-        disk.die_at = disk.mutations + rng.randrange(1, 300)
+        disk.die_at = disk.mutations + rng.randrange(1, 500)
         inflight = await Workload(rng, pool, disk, model).run(steps=rng.randrange(10, 60))
         try:
             await pool.export()
@@ -474,7 +480,18 @@ async def one_round(seed: int) -> None:
         image = disk.image_after_power_cut(rng) if power_cut else disk.image_after_process_crash()
         disk = SimDisk.like(disk, image)
         disk.jitter = random.Random(seed + 2 + generation)
-        pool = await Pool.import_(disk, disk="sim://0", name="crashpool")
+        if rng.random() < 0.3:
+            disk.die_at = rng.randrange(1, 8)  # the power may go off again while importing
+        try:
+            pool = await Pool.import_(disk, disk="sim://0", name="crashpool")
+        except DeviceError:  # it went off while the import repaired a metadata copy
+            power_cut = power_cut or rng.random() < 0.5
+            image = (
+                disk.image_after_power_cut(rng) if power_cut else disk.image_after_process_crash()
+            )
+            disk = SimDisk.like(disk, image)
+            pool = await Pool.import_(disk, disk="sim://0", name="crashpool")
+        disk.die_at = None
         try:
             await check_pool(pool, model, inflight, power_cut)
         except AssertionError as exc:
