@@ -441,13 +441,18 @@ class Pool:
 
         Raises:
             FailedPrecondition: the disk grew beyond what the metadata was sized for
-                (`max_expandable_size`), or the pool is faulted or closed.
+                (`max_expandable_size`), the disk shrank, or the pool is faulted or closed.
         """
         async with self._op("grow"), self._grow_lock:
             await self.base.refresh_size()
             sb = self._sb
             clusters = (self.base.size - sb.data_offset) // self.cluster_size
-            if clusters <= self._catalog.data_clusters:
+            if clusters < self._catalog.data_clusters:
+                raise FailedPrecondition(
+                    f"disk {self.disk} shrank to {self.base.size} bytes, below the "
+                    f"{sb.data_offset + self.capacity} bytes pool {self.name!r} occupies"
+                )
+            if clusters == self._catalog.data_clusters:
                 return False
             if clusters > sb.max_data_clusters:
                 raise FailedPrecondition(
@@ -564,7 +569,6 @@ class Pool:
             cs = self.cluster_size
             old_n, new_n = meta.nclusters, -(-size // cs)
             records: list[Record] = [ResizeRecord(meta.lvol_id, size)]
-            zeroed = await self._zero_tail(meta, size) if size > meta.size else False
             runs = None
             if new_n < old_n:
                 highest = Catalog.highest_mapped(meta)
@@ -583,6 +587,12 @@ class Pool:
             elif new_n > old_n and not meta.thin:
                 runs = self._reserve(new_n - old_n, f"growing thick lvol {meta.name!r}")
                 records.append(ExtentsRecord(meta.lvol_id, _extents(old_n, runs)))
+            try:
+                zeroed = await self._zero_tail(meta, size) if size > meta.size else False
+            except BaseException:
+                if runs:
+                    self._catalog.unreserve(runs)
+                raise
 
             def after() -> None:
                 lvol.num_blocks = size // lvol.block_size

@@ -112,10 +112,6 @@ class MetadataStore:
     def slot_bytes(self) -> int:
         return self.sb.slot_pages * PAGE_SIZE
 
-    @property
-    def idle(self) -> bool:
-        return not self._queue and (self._task is None or self._task.done())
-
     # ------------------------------------------------------------------ create / load
 
     @classmethod

@@ -324,6 +324,14 @@ async def test_grow_beyond_the_metadata_sizing_is_refused_and_changes_nothing() 
     await pool.export()
 
 
+async def test_grow_refuses_a_disk_that_shrank() -> None:
+    disk, pool = await make_pool()
+    disk.capacity_blocks -= 2 * MIB // 512
+    with pytest.raises(FailedPrecondition, match="shrank"):
+        await pool.grow()
+    await pool.export()
+
+
 async def test_pool_io_counters_are_the_base_devices() -> None:
     disk, pool = await make_pool()
     lvol = await pool.create_lvol("lv", MIB)
