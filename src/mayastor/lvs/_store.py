@@ -22,6 +22,10 @@ moment at least one copy holds the whole durable state:
   that is `CorruptMetadata`, never a silent rollback. When the copies disagree the
   caller repairs them with a checkpoint.
 
+Limit: damage to the last transaction in *both* copies looks exactly like a write that
+was torn by a crash before it was acknowledged, so that one transaction is dropped
+without an error; damage anywhere before it is detected.
+
 Any failure to write or flush metadata is final for this store (`failure`): the pool
 becomes faulted, pending and later changes are refused, nothing half-written is
 trusted. This module knows the BlockDevice contract and the format; not lvols.
