@@ -825,23 +825,21 @@ class Nexus(BlockDevice):
         return list(self._history)
 
     async def wait_rebuild(self, uri: str) -> RebuildRecord:
-        """Wait until the child's current rebuild has ended and the child moved on.
+        """Wait until the child's latest rebuild has ended and the child moved on.
 
         Returns:
-            the job's history record.
+            the job's history record (at once, if it has ended already).
 
         Raises:
-            NotFound: no such child, or it is not being rebuilt.
+            NotFound: no such child, or no rebuild of it is known.
         """
         child = self._find(uri)
-        job = self._job_of(uri)
-        watcher = child.watcher
-        assert watcher is not None
-        await asyncio.shield(watcher)
+        if child.watcher is not None:
+            await asyncio.shield(child.watcher)
         for record in reversed(self._history):
-            if record.child_uri == uri and record.start_time == job.start_time:
+            if record.child_uri == uri:
                 return record
-        return job.record()
+        raise NotFound(f"nexus {self.name!r}: no rebuild of {uri!r} is known")
 
     # ================================================================== reconfiguration
 
@@ -1138,6 +1136,8 @@ async def _fan_out(
     cancelled (the cancellation is passed on afterwards): mirrors must not be left
     differing because one child's write was cut short and another's was not.
     """
+    if not children:
+        return []
     if len(children) == 1:
         child = children[0]
         assert child.device is not None

@@ -51,5 +51,9 @@ async def make_nexus(shelf: Shelf, store: RecordingStore) -> AsyncIterator[MakeN
         return nexus
 
     yield make
+    for handles in shelf.handles.values():  # a failed test may have left I/O held
+        for handle in handles:
+            for fault in handle.faults:
+                fault.release()
     for nexus in made:
         await nexus.close()

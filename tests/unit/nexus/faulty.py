@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid as uuid_mod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
@@ -32,7 +32,7 @@ class Fault:
     lba: int = 0
     nblocks: int | None = None  # None: the whole device
     gate: asyncio.Event | None = None  # hang until set
-    delay: float = 0.0
+    delay: float | None = None
     reached: asyncio.Event = field(default_factory=asyncio.Event)
     hits: int = 0
 
@@ -44,10 +44,11 @@ class Fault:
         return lba < self.lba + self.nblocks and self.lba < lba + max(nblocks, 1)
 
     def release(self) -> None:
-        """Let the I/O held by this rule go on, and let later ones through."""
+        """Let the I/O held by this rule go on (or fail), and let later ones through."""
         if self.gate is not None:
             self.gate.set()
-        self.times = 0
+        if self.error is None:
+            self.times = 0
 
 
 class FaultyDevice(BlockDevice):
@@ -78,14 +79,31 @@ class FaultyDevice(BlockDevice):
         self.faults.append(fault)
         return fault
 
-    def hang(self, ops: Iterable[str] | str, *, lba: int = 0, nblocks: int | None = None) -> Fault:
-        """Hold matching I/Os until the returned rule's `release`; `reached` says one came."""
-        fault = Fault(_ops(ops), gate=asyncio.Event(), lba=lba, nblocks=nblocks)
+    def hang(
+        self,
+        ops: Iterable[str] | str,
+        *,
+        lba: int = 0,
+        nblocks: int | None = None,
+        error: DeviceError | None = None,
+    ) -> Fault:
+        """Hold matching I/Os until the rule's `release` (then fail them with `error`).
+
+        The rule's `reached` event says that an I/O has arrived.
+        """
+        fault = Fault(
+            _ops(ops),
+            error=error,
+            times=1 if error is not None else None,
+            gate=asyncio.Event(),
+            lba=lba,
+            nblocks=nblocks,
+        )
         self.faults.append(fault)
         return fault
 
-    def slow(self, ops: Iterable[str] | str, delay: float) -> Fault:
-        """Delay every matching I/O by `delay` seconds."""
+    def slow(self, ops: Iterable[str] | str, delay: float = 0.0) -> Fault:
+        """Delay every matching I/O by `delay` seconds (0: yield to the loop once)."""
         fault = Fault(_ops(ops), delay=delay)
         self.faults.append(fault)
         return fault
@@ -102,10 +120,10 @@ class FaultyDevice(BlockDevice):
             fault.reached.set()
             if fault.gate is not None:
                 await fault.gate.wait()
-            if fault.delay:
+            if fault.delay is not None:
                 await asyncio.sleep(fault.delay)
             if fault.error is not None:
-                if fault.times is not None:
+                if fault.times is not None and fault.times > 0:
                     fault.times -= 1
                 raise fault.error
             return
@@ -152,6 +170,7 @@ class Shelf:
         self.handles: dict[str, list[FaultyDevice]] = {}
         self.refuse: dict[str, Exception] = {}
         self.opened: list[str] = []
+        self.prepare: dict[str, Callable[[FaultyDevice], object]] = {}
 
     def add(
         self,
@@ -183,6 +202,8 @@ class Shelf:
             self.add(name, num_blocks, block_size, uuid)
         handle = FaultyDevice(self.disks[name], uri)
         self.handles.setdefault(uri, []).append(handle)
+        if uri in self.prepare:
+            self.prepare[uri](handle)
         return handle
 
     def handle(self, uri: str) -> FaultyDevice:
@@ -213,13 +234,16 @@ class RecordingStore(MemoryNexusInfoStore):
         self.puts = 0
         self.fail_with: Exception | None = None
         self.gate: asyncio.Event | None = None
+        self.waiting = 0
 
     def note(self, what: str) -> None:
         self.events.append(("note", what))
 
     async def put(self, nexus_uuid: uuid_mod.UUID, info: NexusInfo) -> None:
         if self.gate is not None:
+            self.waiting += 1
             await self.gate.wait()
+            self.waiting -= 1
         if self.fail_with is not None:
             raise self.fail_with
         self.puts += 1
