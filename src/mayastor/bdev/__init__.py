@@ -7,12 +7,15 @@ Public surface:
   `NvmfUri`, `LoopbackUri`);
 * opening: `DeviceOpener` (one per io-engine; other layers register nvmf and bdev);
 * drivers: `MallocDevice`, `AioDevice` (files and block devices via worker threads),
-  `UringDevice` (the same via io_uring) and `uring_unavailable_reason`.
+  `UringDevice` (the same via io_uring) and `uring_unavailable_reason`, `NvmfDevice`
+  (a remote NVMe-oF namespace, through our initiator; the io-engine enables nvmf://
+  with `register_nvmf`).
 """
 
 from mayastor.bdev.aio import DEFAULT_AIO_THREADS, AioDevice
 from mayastor.bdev.device import BLOCK_SIZES, BlockDevice, Buffer, IoStats
 from mayastor.bdev.malloc import MallocDevice
+from mayastor.bdev.nvmf import NvmfDevice, register_nvmf
 from mayastor.bdev.opener import DeviceOpener, OpenFn
 from mayastor.bdev.uri import (
     DEFAULT_NVMF_PORT,
@@ -42,9 +45,11 @@ __all__ = [
     "LoopbackUri",
     "MallocDevice",
     "MallocUri",
+    "NvmfDevice",
     "NvmfUri",
     "OpenFn",
     "UringDevice",
     "parse_bdev_uri",
+    "register_nvmf",
     "uring_unavailable_reason",
 ]

@@ -1,0 +1,437 @@
+"""One queue connection over asyncio: the thin shell around `HostQueue`.
+
+`QueueConnection` is an `asyncio.Protocol`: bytes from `data_received` go to the
+sans-I/O core, completions resolve the callers' futures, and what the core has to
+send goes out with one `transport.writelines` per event-loop turn (commands submitted
+in the same turn share a write). A timer calls the core's `expire` with the loop's
+clock, so a command that takes longer than its timeout fails with `IoTimeout`.
+
+Run state: `open` connects and binds the queue (TCP, ICReq/ICResp, Fabrics Connect),
+or undoes everything and raises; a live connection fails exactly once, with the first
+error that ended it (the target hung up, broke the protocol, terminated): every
+command waiting on it fails with `PathLost` carrying that error as its cause, and
+the owner's `on_lost` callback hears of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import uuid as uuid_mod
+from collections.abc import Callable
+from typing import Any, cast
+
+from mayastor.errors import (
+    AbortRequested,
+    DeviceError,
+    IoTimeout,
+    PathError,
+    PathLost,
+    Unavailable,
+)
+from mayastor.nvmf.host._errors import ConnectionClosed, TransportError
+from mayastor.nvmf.host._queue import HostQueue, QueueState
+from mayastor.nvmf.pdu import Buffer
+from mayastor.nvmf.spec import Command, NvmeStatus
+
+Result = tuple[int, int, int, Buffer | None]
+"""What a command gives back: (status field, 0 for success; DW0; DW1; read data)."""
+LostCallback = Callable[["QueueConnection", TransportError], None]
+
+_TICKS_PER_TIMEOUT = 8
+_MIN_TICK = 0.005
+_MAX_TICK = 1.0
+
+
+class QueueConnection(asyncio.Protocol):
+    """One NVMe/TCP queue over one TCP connection; made by `open`.
+
+    Attributes:
+        name: for messages (``host:port/nqn qN``).
+        on_lost: called once when a live connection fails (not when it is closed).
+    """
+
+    def __init__(self, core: HostQueue, *, name: str, io_timeout: float) -> None:
+        self._core = core
+        self.name = name
+        self.io_timeout = io_timeout
+        self.on_lost: LostCallback | None = None
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._flush_pending = False
+        self._slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._error: TransportError | None = None
+        self._closing = False
+        self._closed: asyncio.Future[None] = self._loop.create_future()
+        self._tick_interval = min(_MAX_TICK, max(_MIN_TICK, io_timeout / _TICKS_PER_TIMEOUT))
+        self._timer: asyncio.TimerHandle | None = None
+
+    def __repr__(self) -> str:
+        return f"<QueueConnection {self.name} {self._core.state.value}>"
+
+    @classmethod
+    async def open(
+        cls,
+        host: str,
+        port: int,
+        *,
+        qid: int,
+        queue_size: int,
+        subnqn: str,
+        hostnqn: str,
+        hostid: uuid_mod.UUID,
+        cntlid: int,
+        kato_ms: int = 0,
+        header_digest: bool = False,
+        data_digest: bool = False,
+        in_capsule_size: int,
+        io_timeout: float,
+        name: str,
+    ) -> QueueConnection:
+        """Connect queue `qid` of a controller: TCP, ICReq/ICResp, Fabrics Connect.
+
+        The caller bounds the time this takes (``asyncio.timeout``); whatever fails
+        or is cancelled, nothing is left open.
+
+        Args:
+            host, port: where the target listens.
+            qid: 0 for the admin queue, 1.. for I/O queues.
+            queue_size: commands in flight at most.
+            subnqn, hostnqn, hostid: the Connect's names.
+            cntlid: 0xFFFF for the admin queue, else the admin queue's controller ID.
+            kato_ms: keep alive timeout (admin queue).
+            header_digest, data_digest: digests to ask for.
+            in_capsule_size: write data up to this size goes in the capsule.
+            io_timeout: seconds a command may take.
+            name: for messages.
+
+        Returns:
+            the live connection (`cntlid` holds the controller ID).
+
+        Raises:
+            Unavailable: the target cannot be reached, hangs up or breaks the protocol.
+            ConnectRefused, ConnectInvalidParameters, DeviceError: the Fabrics Connect
+                failed with that status.
+        """
+        core = HostQueue(
+            qid,
+            queue_size=queue_size,
+            header_digest=header_digest,
+            data_digest=data_digest,
+            in_capsule_size=in_capsule_size,
+        )
+        conn = cls(core, name=name, io_timeout=io_timeout)
+        loop = conn._loop
+        try:
+            await loop.create_connection(lambda: conn, host, port)
+            ic: asyncio.Future[Result] = loop.create_future()
+            core.start(ic)
+            conn._flush()
+            await ic
+            done: asyncio.Future[Result] = loop.create_future()
+            core.connect(
+                hostid=hostid,
+                cntlid=cntlid,
+                subnqn=subnqn,
+                hostnqn=hostnqn,
+                kato_ms=kato_ms,
+                token=done,
+            )
+            conn._flush()
+            status, _, _, _ = await done
+            if status:
+                nvme_status = NvmeStatus.from_field(status)
+                raise DeviceError.from_status(
+                    nvme_status,
+                    f"{name}: Fabrics Connect to {subnqn} refused: {nvme_status.describe()}",
+                    device=name,
+                )
+        except BaseException as exc:
+            await conn.close(abort=True)
+            if isinstance(exc, OSError | PathError):
+                raise Unavailable(f"{name}: cannot connect to {host}:{port}: {exc}") from exc
+            raise
+        return conn
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def state(self) -> QueueState:
+        return self._core.state
+
+    @property
+    def cntlid(self) -> int | None:
+        """The controller ID the Fabrics Connect returned."""
+        return self._core.cntlid
+
+    @property
+    def maxh2cdata(self) -> int:
+        return self._core.maxh2cdata
+
+    @property
+    def in_flight(self) -> int:
+        return self._core.in_flight
+
+    @property
+    def error(self) -> TransportError | None:
+        """The first error that ended the connection, if one did."""
+        return self._error
+
+    # ------------------------------------------------------------------ commands
+
+    async def execute(
+        self,
+        opcode: int,
+        nsid: int,
+        cdw10: int = 0,
+        cdw11: int = 0,
+        cdw12: int = 0,
+        cdw13: int = 0,
+        data_out: Buffer | None = None,
+        read_length: int = 0,
+        timeout: float | None = None,
+    ) -> Result:
+        """Send one command and wait for its completion.
+
+        A status other than success is returned, not raised: the caller knows what
+        the command was for and makes the error.
+
+        Args:
+            opcode, nsid, cdw10..cdw13: the command.
+            data_out: a write's data; the caller keeps it unchanged until this returns.
+            read_length: bytes a read returns.
+            timeout: seconds instead of the connection's `io_timeout`.
+
+        Raises:
+            PathLost: the connection is gone (or went while the command was out).
+            IoTimeout: no completion within the timeout.
+        """
+        core = self._core
+        if core.state is not QueueState.LIVE:
+            raise self._refusal()
+        while not core.free_slots:
+            await self._wait_for_slot()
+        loop = self._loop
+        fut: asyncio.Future[Result] = loop.create_future()
+        cid = core.submit(
+            opcode,
+            nsid,
+            cdw10,
+            cdw11,
+            cdw12,
+            cdw13,
+            data_out=data_out,
+            read_length=read_length,
+            token=fut,
+            deadline=loop.time() + (self.io_timeout if timeout is None else timeout),
+        )
+        if not self._flush_pending:
+            self._flush_pending = True
+            loop.call_soon(self._flush)
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            core.abandon(cid, fut)
+            raise
+
+    async def execute_command(
+        self,
+        cmd: Command,
+        *,
+        data_out: Buffer | None = None,
+        read_length: int = 0,
+        timeout: float | None = None,
+    ) -> Result:
+        """`execute` for a command built with `mayastor.nvmf.spec` (CDW14-15 must be 0)."""
+        return await self.execute(
+            cmd.opcode,
+            cmd.nsid,
+            cmd.cdw10,
+            cmd.cdw11,
+            cmd.cdw12,
+            cmd.cdw13,
+            data_out,
+            read_length,
+            timeout,
+        )
+
+    def _refusal(self) -> DeviceError:
+        if self._error is not None:
+            exc = PathLost(f"{self.name}: connection lost: {self._error}", device=self.name)
+            exc.__cause__ = self._error
+            return exc
+        return PathLost(
+            f"{self.name}: the queue is {self._core.state.value}, not live", device=self.name
+        )
+
+    async def _wait_for_slot(self) -> None:
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        self._slot_waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+        if self._core.state is not QueueState.LIVE:
+            raise self._refusal()
+
+    def _wake_slot_waiters(self) -> None:
+        waiters = self._slot_waiters
+        free = self._core.free_slots
+        while waiters and free:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                free -= 1
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        out = self._core.data_to_send()
+        if out and self._transport is not None:
+            self._transport.writelines(out)
+
+    # ------------------------------------------------------------------ protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+        self._timer = self._loop.call_later(self._tick_interval, self._tick)
+
+    def data_received(self, data: bytes) -> None:
+        core = self._core
+        done = core.receive_data(data)
+        for token, status, dw0, dw1, payload in done:
+            fut = cast("asyncio.Future[Result]", token)
+            if not fut.done():
+                fut.set_result((status, dw0, dw1, payload))
+        if core.error is not None:
+            self._fail(core.error)
+            return
+        if self._slot_waiters:
+            self._wake_slot_waiters()
+        out = core.data_to_send()
+        if out and self._transport is not None:
+            self._transport.writelines(out)
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._closing:
+            cause = ConnectionClosed(
+                f"{self.name}: the target closed the connection"
+                + (f" ({exc})" if exc is not None else "")
+            )
+            if exc is not None:
+                cause.__cause__ = exc
+            self._fail(cause)
+        self._transport = None
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+    def _tick(self) -> None:
+        self._timer = None
+        core = self._core
+        if core.state is QueueState.FAILED or core.state is QueueState.CLOSED:
+            return
+        expired = core.expire(self._loop.time())
+        for token in expired:
+            fut = cast("asyncio.Future[Result]", token)
+            if not fut.done():
+                fut.set_exception(
+                    IoTimeout(
+                        f"{self.name}: no completion within {self.io_timeout} s",
+                        device=self.name,
+                    )
+                )
+        if core.zombies and core.zombies >= max(1, core.queue_size // 2):
+            self._fail(
+                TransportError(
+                    f"{self.name}: {core.zombies} commands timed out and were never "
+                    "completed; giving the connection up"
+                )
+            )
+            return
+        self._timer = self._loop.call_later(self._tick_interval, self._tick)
+
+    # ------------------------------------------------------------------ ending
+
+    def _fail(self, cause: TransportError) -> None:
+        """End the connection because of `cause` (the first error wins)."""
+        if self._error is not None or self._closing:
+            return
+        self._error = cause
+        transport = self._transport
+        if transport is not None:
+            out = self._core.data_to_send()
+            if out:
+                transport.writelines(out)
+        self._fail_waiters(
+            lambda: PathLost(f"{self.name}: connection lost: {cause}", device=self.name), cause
+        )
+        if transport is not None:
+            transport.close()
+        callback, self.on_lost = self.on_lost, None
+        if callback is not None:
+            callback(self, cause)
+
+    def _fail_waiters(self, make: Callable[[], DeviceError], cause: BaseException | None) -> None:
+        for token in self._core.close():
+            fut = cast("asyncio.Future[Any]", token)
+            if not fut.done():
+                exc = make()
+                exc.__cause__ = cause
+                fut.set_exception(exc)
+        while self._slot_waiters:
+            waiter = self._slot_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def abort(self, cause: TransportError) -> None:
+        """Drop the connection now because of `cause` (e.g. another queue of the same
+        controller failed): commands waiting fail with `PathLost`. `on_lost` is not
+        called."""
+        self.on_lost = None
+        self._fail(cause)
+        transport = self._transport
+        if transport is not None:
+            transport.abort()
+
+    async def close(self, *, abort: bool = False) -> None:
+        """Close the connection; commands still waiting fail with `AbortRequested`.
+
+        Args:
+            abort: drop the connection without flushing what is queued for sending.
+        """
+        self.on_lost = None
+        if not self._closing:
+            self._closing = True
+            if self._error is None:
+                self._fail_waiters(
+                    lambda: AbortRequested(f"{self.name}: connection closed", device=self.name),
+                    None,
+                )
+            else:
+                self._core.close()
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            transport = self._transport
+            if transport is None:
+                if not self._closed.done():
+                    self._closed.set_result(None)
+            elif abort:
+                transport.abort()
+            else:
+                self._flush()
+                transport.close()
+        if not self._closed.done():
+            try:
+                async with asyncio.timeout(1.0):
+                    await asyncio.shield(self._closed)
+            except TimeoutError:
+                if self._transport is not None:
+                    self._transport.abort()
+                await asyncio.shield(self._closed)
