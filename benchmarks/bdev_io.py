@@ -5,16 +5,18 @@ On one fully written file (so no read hits a hole) runs, in this order:
 * fio with ioengine=io_uring, direct=1: the most this file and kernel give;
 * each device kind of `DEVICE_KINDS` driven in-process by `QD` coroutines on one
   event loop (uvloop when installed, as in the io-engine): the aio driver (worker
-  threads) and the uring driver (io_uring, raw system calls);
+  threads) and the uring driver (io_uring, raw system calls), then a replica (a thick
+  lvol filling a pool) on a second file of the same kind, its pool's disk opened with
+  either driver (`replica-aio`, `replica-uring`); the lvol is written in full before
+  the workloads, so its reads too hit written blocks;
 
 each with four workloads: 4 KiB random read and random write at QD32, 128 KiB
 sequential read and write at QD16. Reported per run: IOPS, MB/s, the ratio to fio
 and, for ours, CPU microseconds per I/O of this process (all threads), the figure that
 does not depend on how fast the disk is.
 
-Another device kind (e.g. a replica on a pool on the same kind of file) is one more
-entry in `DEVICE_KINDS`: an async function that opens a BlockDevice given the file's
-path.
+Another device kind is one more entry in `DEVICE_KINDS`: an async context manager that
+yields an open BlockDevice given the file's path.
 
 Usage: ``.venv/bin/python benchmarks/bdev_io.py [--dir /var/tmp] [--size-mb 1024]
 [--seconds 5] [--kinds aio,uring] [--aio-threads 32] [--output FILE.json]``.
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -34,11 +37,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mayastor.bdev import AioDevice, BlockDevice, UringDevice, uring_unavailable_reason
+from mayastor.lvs import Pool
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bdev_io.json"
 
@@ -74,19 +79,88 @@ class Result:
 
 # ----------------------------------------------------------------------------- kinds
 
-OpenDevice = Callable[[str, argparse.Namespace], Awaitable[BlockDevice]]
+OpenDevice = Callable[[str, argparse.Namespace], AbstractAsyncContextManager[BlockDevice]]
 
 
-async def open_aio(path: str, args: argparse.Namespace) -> BlockDevice:
+async def _open_aio(path: str, args: argparse.Namespace) -> BlockDevice:
     return await AioDevice.open(path, block_size=4096, threads=args.aio_threads)
 
 
-async def open_uring(path: str, args: argparse.Namespace) -> BlockDevice:
+async def _open_uring(path: str, args: argparse.Namespace) -> BlockDevice:
     return await UringDevice.open(path, block_size=4096, entries=args.uring_entries)
 
 
-DEVICE_KINDS: dict[str, OpenDevice] = {"aio": open_aio, "uring": open_uring}
-"""Device kinds driven in-process; add one to benchmark it on the same file."""
+@contextlib.asynccontextmanager
+async def aio_kind(path: str, args: argparse.Namespace) -> AsyncIterator[BlockDevice]:
+    device = await _open_aio(path, args)
+    try:
+        yield device
+    finally:
+        await device.close()
+
+
+@contextlib.asynccontextmanager
+async def uring_kind(path: str, args: argparse.Namespace) -> AsyncIterator[BlockDevice]:
+    device = await _open_uring(path, args)
+    try:
+        yield device
+    finally:
+        await device.close()
+
+
+REPLICA = "bench-replica"
+
+
+def _sparse_copy_of_size(path: str, disk: str) -> bool:
+    """Make `disk` a sparse file as large as `path` unless it exists; True if made."""
+    if os.path.exists(disk):
+        return False
+    with open(disk, "wb") as fh:
+        fh.truncate(os.path.getsize(path))
+    return True
+
+
+def replica_kind(driver: str) -> OpenDevice:
+    """A thick lvol filling a pool on `path`.replica (created and filled on first use)."""
+    open_base = _open_aio if driver == "aio" else _open_uring
+
+    @contextlib.asynccontextmanager
+    async def kind(path: str, args: argparse.Namespace) -> AsyncIterator[BlockDevice]:
+        disk = path + ".replica"
+        fresh = _sparse_copy_of_size(path, disk)
+        pool = await Pool.create_or_import(await open_base(disk, args), "bench", disk=disk)
+        try:
+            if fresh:
+                lvol = await pool.create_lvol(REPLICA, pool.capacity)
+                await fill(lvol)
+            yield pool.lookup(REPLICA)
+        finally:
+            await pool.export()
+
+    return kind
+
+
+async def fill(device: BlockDevice) -> None:
+    """Write every block once, 1 MiB at a time, 8 in flight."""
+    chunk = os.urandom(1 << 20)
+    step = len(chunk) // device.block_size
+    lbas = iter(range(0, device.num_blocks - step + 1, step))
+
+    async def writer() -> None:
+        for lba in lbas:
+            await device.write(lba, chunk)
+
+    await asyncio.gather(*(writer() for _ in range(8)))
+    await device.flush()
+
+
+DEVICE_KINDS: dict[str, OpenDevice] = {
+    "aio": aio_kind,
+    "uring": uring_kind,
+    "replica-aio": replica_kind("aio"),
+    "replica-uring": replica_kind("uring"),
+}
+"""Device kinds driven in-process; add one to benchmark it on the same kind of file."""
 
 
 # ----------------------------------------------------------------------------- fio
@@ -162,13 +236,10 @@ async def drive(device: BlockDevice, work: Workload, seconds: float) -> tuple[in
 
 
 async def run_ours(kind: str, path: str, work: Workload, args: argparse.Namespace) -> Result:
-    device = await DEVICE_KINDS[kind](path, args)
-    try:
+    async with DEVICE_KINDS[kind](path, args) as device:
         ops, elapsed, cpu = await drive(device, work, args.seconds)
         if work.write:
             await device.flush()
-    finally:
-        await device.close()
     iops = ops / elapsed
     return Result(
         work.name,
@@ -217,9 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     kinds = [k for k in args.kinds.split(",") if k]
-    if "uring" in kinds and (reason := uring_unavailable_reason()):
+    if reason := uring_unavailable_reason():
         print(f"uring left out: {reason}", file=sys.stderr)
-        kinds.remove("uring")
+        kinds = [k for k in kinds if "uring" not in k]
     workloads = [w for w in WORKLOADS if w.name in args.workloads.split(",")]
     size = args.size_mb << 20
 
@@ -242,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
                     result.ratio_to_fio = result.iops / baseline.iops
                 results.append(result)
 
-    row = "{:<20} {:<7} {:>10} {:>9} {:>7} {:>10}"
+    row = "{:<20} {:<14} {:>10} {:>9} {:>7} {:>10}"
     print(row.format("workload", "engine", "IOPS", "MB/s", "x fio", "CPU us/IO"))
     for r in results:
         ratio = f"{r.ratio_to_fio:.2f}" if r.ratio_to_fio is not None else "-"
