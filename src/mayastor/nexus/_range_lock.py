@@ -29,7 +29,13 @@ class _Request:
 
 
 def _overlap(a: _Request, b: _Request) -> bool:
-    return (a.exclusive or b.exclusive) and a.start < b.end and b.start < a.end
+    return (
+        (a.exclusive or b.exclusive)
+        and a.start < b.end
+        and b.start < a.end
+        and a.start < a.end
+        and b.start < b.end
+    )
 
 
 class RangeLock:
