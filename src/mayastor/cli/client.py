@@ -15,7 +15,13 @@ import sys
 import grpc
 
 from mayastor import __version__
-from mayastor.cli import bdev_commands, pool_commands, replica_commands, stats_commands
+from mayastor.cli import (
+    bdev_commands,
+    nexus_commands,
+    pool_commands,
+    replica_commands,
+    stats_commands,
+)
 from mayastor.cli.context import DEFAULT_BIND, CommandError, Context, normalise_bind
 from mayastor.cli.output import Printer
 
@@ -26,7 +32,7 @@ EXIT_UNREACHABLE = 3
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mayastor-client",
-        description="Manage a Mayastor io-engine (pools, replicas, bdevs) over gRPC.",
+        description="Manage a Mayastor io-engine (pools, replicas, nexuses, bdevs) over gRPC.",
         epilog=(
             "Examples:\n"
             "  mayastor-client pool create tpool /dev/loop8\n"
@@ -56,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="resource", required=True, metavar="RESOURCE")
     pool_commands.register(commands)
     replica_commands.register(commands)
+    nexus_commands.register(commands)
     bdev_commands.register(commands)
     stats_commands.register(commands)
     return parser

@@ -10,6 +10,7 @@ import grpc
 from mayastor.api.v1 import (
     bdev_pb2_grpc,
     host_pb2_grpc,
+    nexus_pb2_grpc,
     pool_pb2_grpc,
     replica_pb2_grpc,
     stats_pb2_grpc,
@@ -71,6 +72,10 @@ class Context:
     @property
     def host(self) -> host_pb2_grpc.HostRpcStub:
         return host_pb2_grpc.HostRpcStub(self.channel)
+
+    @property
+    def nexus(self) -> nexus_pb2_grpc.NexusRpcStub:
+        return nexus_pb2_grpc.NexusRpcStub(self.channel)
 
     @property
     def stats(self) -> stats_pb2_grpc.StatsRpcStub:

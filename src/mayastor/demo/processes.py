@@ -59,6 +59,7 @@ class EngineProcess:
         self.replica_port = replica_port or free_port()
         self.nexus_port = nexus_port or free_port()
         self.log_path = self.workdir / f"{node_name}.log"
+        self.state_dir = self.workdir / f"{node_name}.state"
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -82,6 +83,8 @@ class EngineProcess:
             str(self.replica_port),
             "--nexus-port",
             str(self.nexus_port),
+            "--state-dir",
+            str(self.state_dir),
         ]
         for pool in self.pools:
             argv += ["--pool", pool]

@@ -37,6 +37,12 @@ class EngineConfig:
     nexus_port: int = DEFAULT_NEXUS_PORT
     pools: tuple[PoolArg, ...] = ()
     log_level: str = "info"
+    state_dir: str = ""
+
+    @property
+    def state_path(self) -> str:
+        """Where this io-engine keeps its own state (the embedded nexus-info store)."""
+        return self.state_dir or f"/var/lib/mayastor/{self.node_name}"
 
     @property
     def grpc_endpoint(self) -> str:
@@ -126,6 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="create (or import, when the disk already holds it) a pool at start; repeatable",
     )
     parser.add_argument(
+        "--state-dir",
+        default="",
+        metavar="DIR",
+        help="where nexus info is kept until the control plane's store takes over "
+        "(default: /var/lib/mayastor/NODE-NAME)",
+    )
+    parser.add_argument(
         "-l",
         "--log-level",
         default="info",
@@ -158,6 +171,7 @@ def config_from_args(argv: list[str] | None = None) -> EngineConfig:
         nexus_port=args.nexus_port,
         pools=tuple(args.pool),
         log_level=args.log_level,
+        state_dir=args.state_dir,
     )
 
 

@@ -8,25 +8,30 @@ stops it cleanly: the gRPC server stops taking requests and every pool is export
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import grpc
 
 from mayastor.api.v1 import (
     bdev_pb2_grpc,
     host_pb2_grpc,
+    nexus_pb2_grpc,
     pool_pb2_grpc,
     replica_pb2_grpc,
     stats_pb2_grpc,
 )
 from mayastor.bdev import DeviceOpener
 from mayastor.engine.config import EngineConfig
+from mayastor.engine.nexuses import Nexuses
 from mayastor.engine.registry import Registry
 from mayastor.engine.services.bdev import BdevService
 from mayastor.engine.services.host import HostService
+from mayastor.engine.services.nexus import NexusService
 from mayastor.engine.services.pool import PoolService
 from mayastor.engine.services.replica import ReplicaService
 from mayastor.engine.services.stats import StatsService
 from mayastor.errors import MayastorError, Unavailable
+from mayastor.nexus import FileNexusInfoStore
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +43,9 @@ class IoEngine:
         self.config = config
         self.opener = DeviceOpener()
         self.registry = Registry(self.opener)
+        self.nexuses = Nexuses(
+            self.registry, self.opener, FileNexusInfoStore(Path(config.state_path) / "nexus-info")
+        )
         self._server: grpc.aio.Server | None = None
 
     async def start(self) -> None:
@@ -64,6 +72,7 @@ class IoEngine:
         bdev_pb2_grpc.add_BdevRpcServicer_to_server(BdevService(self.registry), server)
         host_pb2_grpc.add_HostRpcServicer_to_server(HostService(cfg, self.registry), server)
         stats_pb2_grpc.add_StatsRpcServicer_to_server(StatsService(self.registry), server)
+        nexus_pb2_grpc.add_NexusRpcServicer_to_server(NexusService(self.nexuses), server)
         try:
             server.add_insecure_port(cfg.grpc_endpoint)
         except RuntimeError as exc:
@@ -84,10 +93,11 @@ class IoEngine:
         )
 
     async def stop(self, grace: float = 2.0) -> None:
-        """Stop serving, then export every pool and close every device."""
+        """Stop serving, shut every nexus down, export every pool, close every device."""
         log.info("io-engine %s stopping", self.config.node_name)
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None
+        await self.nexuses.close()
         await self.registry.close()
         log.info("io-engine %s stopped; every pool exported", self.config.node_name)

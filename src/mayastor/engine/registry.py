@@ -16,7 +16,8 @@ import logging
 import uuid as uuid_mod
 from dataclasses import dataclass
 
-from mayastor.bdev import BlockDevice, DeviceOpener, parse_bdev_uri
+from mayastor.bdev import BdevUri, BlockDevice, DeviceOpener, parse_bdev_uri
+from mayastor.bdev.loopback import LoopbackDevice
 from mayastor.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -51,7 +52,10 @@ class Registry:
         self.opener = opener
         self.bdevs: dict[str, BdevEntry] = {}
         self.pools: dict[str, Pool] = {}
+        self.replica_users: dict[uuid_mod.UUID, str] = {}
+        """Replicas held open by a nexus of this io-engine (replica uuid -> nexus)."""
         self.lock = asyncio.Lock()
+        opener.register("bdev", self._open_loopback)
 
     # ------------------------------------------------------------------ lookups
 
@@ -281,8 +285,50 @@ class Registry:
             )
 
     def is_claimed(self, device: BlockDevice) -> bool:
+        if isinstance(device, Replica) and device.uuid in self.replica_users:
+            return True
         entry = self.bdevs.get(device.name)
         return entry is not None and entry.claimed_by is not None and entry.device is device
+
+    def user_of(self, device: BlockDevice) -> str:
+        if isinstance(device, Replica) and device.uuid in self.replica_users:
+            return self.replica_users[device.uuid]
+        entry = self.bdevs.get(device.name)
+        return (entry.claimed_by if entry else None) or "nobody"
+
+    async def _open_loopback(self, parsed: BdevUri, name: str) -> BlockDevice:
+        """Open ``bdev:///NAME[?uuid=U]``: a replica (or bdev) of this io-engine, in-process.
+
+        The replica is claimed until the handle is closed, so it cannot be destroyed (or
+        its pool exported) under the nexus that uses it.
+
+        Raises:
+            NotFound: no replica or bdev of that name (and uuid).
+            FailedPrecondition: the replica is already used by a nexus.
+        """
+        uuid = str(parsed.uuid) if parsed.uuid else None
+        try:
+            device: BlockDevice = self.find_replica(uuid=uuid, name=None if uuid else parsed.name)
+        except NotFound:
+            entry = self.bdevs.get(parsed.name)
+            if entry is None or entry.claimed_by is not None:
+                raise NotFound(
+                    f"{parsed.uri}: no replica or free bdev of that name on this io-engine"
+                ) from None
+            device = entry.device
+        if device.name != parsed.name:
+            raise NotFound(f"{parsed.uri}: replica {uuid} is called {device.name!r}")
+        if self.is_claimed(device):
+            raise FailedPrecondition(
+                f"{parsed.uri}: {device.name!r} is already in use by {self.user_of(device)}"
+            )
+        key = device.uuid
+        self.replica_users[key] = f"nexus child {parsed.uri}"
+
+        async def release() -> None:
+            self.replica_users.pop(key, None)
+
+        return LoopbackDevice(device, on_close=release)
 
     # ------------------------------------------------------------------ replicas
 
@@ -332,7 +378,8 @@ class Registry:
         async with self.lock:
             if self.is_claimed(replica):
                 raise FailedPrecondition(
-                    f"replica {replica.name!r} is in use by {self.bdevs[replica.name].claimed_by}"
+                    f"replica {replica.name!r} is in use by {self.user_of(replica)}; "
+                    "remove it from its nexus first"
                 )
             await replica.pool.destroy_lvol(replica)
             log.info("replica %s (%s) destroyed", replica.name, replica.uuid)

@@ -1,0 +1,50 @@
+"""`bdev:///NAME`: a handle on a device this process already has, reached in-process.
+
+A nexus opens its local replica this way. The handle forwards every I/O to the device
+it stands for, without copying, but closing it only tells its owner (`on_close`) that
+the user is gone: the device itself stays open for its owner (the pool).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from mayastor.bdev.device import BlockDevice, Buffer
+
+
+class LoopbackDevice(BlockDevice):
+    """A BlockDevice that forwards to `inner` and whose close leaves `inner` open.
+
+    Args:
+        inner: the device to reach.
+        on_close: awaited once when the handle is closed (to release a claim).
+    """
+
+    driver = "bdev"
+    product_name = "Loopback handle"
+
+    def __init__(
+        self, inner: BlockDevice, on_close: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
+        super().__init__(inner.name, inner.uuid, inner.block_size, inner.num_blocks)
+        self.inner = inner
+        self._on_close = on_close
+
+    async def _read(self, lba: int, nblocks: int) -> Buffer:
+        return await self.inner.read(lba, nblocks)
+
+    async def _write(self, lba: int, data: Buffer) -> None:
+        await self.inner.write(lba, data)
+
+    async def _flush(self) -> None:
+        await self.inner.flush()
+
+    async def _unmap(self, lba: int, nblocks: int) -> None:
+        await self.inner.unmap(lba, nblocks)
+
+    async def _write_zeroes(self, lba: int, nblocks: int) -> None:
+        await self.inner.write_zeroes(lba, nblocks)
+
+    async def _close(self) -> None:
+        if self._on_close is not None:
+            await self._on_close()
