@@ -1,0 +1,152 @@
+"""The I/O shell of one NVMe/TCP connection: an `asyncio.Protocol` around a `QueuePair`.
+
+Bytes in from `data_received` go straight to the queue pair with the loop's time;
+what it sends is collected and written with one `transport.writelines` per event
+loop iteration (at the end of `data_received`, or from a callback scheduled by the
+first completion of an iteration), so completions of many I/Os share one system
+call. Device work runs as tasks the connection keeps, so that closing waits for it.
+When the kernel's send buffer is full, reading pauses: a host cannot pile up
+commands faster than it takes their answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Callable, Coroutine
+from typing import Any, cast
+
+from mayastor.nvmf.pdu import Parts
+from mayastor.target._queue_pair import QueuePair
+from mayastor.target._subsystem import SubsystemRegistry
+
+log = logging.getLogger(__name__)
+
+
+class Connection(asyncio.Protocol):
+    """One accepted TCP connection.
+
+    Args:
+        registry: the target's subsystems, for the queue pair.
+        on_close: called once the connection is gone, with the connection.
+    """
+
+    def __init__(self, registry: SubsystemRegistry, on_close: Callable[[Connection], None]) -> None:
+        self._registry = registry
+        self._on_close = on_close
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._out: Parts = []
+        self._receiving = False
+        self._flush_scheduled = False
+        self._closing = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._lost = asyncio.Event()
+        self.queue_pair: QueuePair | None = None
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.queue_pair!r}>"
+
+    # ------------------------------------------------------------------ asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        local = transport.get_extra_info("sockname")
+        peer = transport.get_extra_info("peername")
+        self.queue_pair = QueuePair(
+            self._registry,
+            self,
+            port=local[1] if local else 0,
+            peer=f"{peer[0]}:{peer[1]}" if peer else "",
+        )
+
+    def data_received(self, data: bytes) -> None:
+        queue_pair = self.queue_pair
+        if queue_pair is None or self._closing:
+            return
+        self._receiving = True
+        try:
+            queue_pair.receive(data, self._loop.time())
+        except Exception:
+            log.exception("connection %s: bug while handling input; closing it", queue_pair.peer)
+            queue_pair.transport_closed()
+            self.close()
+        finally:
+            self._receiving = False
+        self._flush()
+
+    def eof_received(self) -> bool | None:
+        return False  # close our side as well
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        self._out.clear()
+        if self.queue_pair is not None:
+            self.queue_pair.transport_closed()
+        self._lost.set()
+        self._on_close(self)
+
+    def pause_writing(self) -> None:
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.resume_reading()
+
+    # ------------------------------------------------------------------ Link
+
+    def send(self, parts: Parts) -> None:
+        if self._closing:
+            return
+        self._out += parts
+        if not self._receiving and not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._flush()
+        self._closing = True
+        if self._transport is not None:
+            self._transport.close()
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = self._loop.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ internals
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        out = self._out
+        if out and self._transport is not None and not self._closing:
+            self._out = []
+            self._transport.writelines(out)
+
+    async def wait_closed(self, timeout: float) -> None:
+        """Wait for the device work of this connection, then for the socket to close.
+
+        Work still running after `timeout` seconds is cancelled; a socket that does
+        not close in that time (a host that stopped reading) is aborted.
+        """
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        try:
+            await asyncio.wait_for(self._lost.wait(), timeout)
+        except TimeoutError:
+            if self._transport is not None:
+                self._transport.abort()
+            await self._lost.wait()
