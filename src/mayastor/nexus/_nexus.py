@@ -39,7 +39,7 @@ import logging
 import time
 import uuid as uuid_mod
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any
 
 from mayastor.bdev import BlockDevice, Buffer
@@ -83,7 +83,7 @@ DEFAULT_HISTORY_SIZE = 16
 _LOST = (DeviceNotReady, PathLost)
 """Errors that say a device cannot serve any more I/O through this handle."""
 
-_ChildOp = Callable[[BlockDevice], Awaitable[object]]
+_ChildOp = Callable[[BlockDevice], Coroutine[Any, Any, object]]
 
 
 class Nexus(BlockDevice):
@@ -1140,20 +1140,24 @@ async def _fan_out(
         return []
     if len(children) == 1:
         child = children[0]
-        assert child.device is not None
         try:
-            await op(child.device)
+            await op(_device_of(child))
         except Exception as exc:
             return [(child, exc)]
         return []
-    tasks = [asyncio.ensure_future(op(c.device)) for c in children]  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(op(_device_of(c))) for c in children]
+    join = _Join(loop, len(tasks))
+    for task in tasks:
+        task.add_done_callback(join.one_done)
     cancelled = False
     while True:
         try:
-            await asyncio.wait(tasks)
+            await join.future
             break
         except asyncio.CancelledError:
             cancelled = True
+            join.renew()
     failures: list[tuple[NexusChild, Exception]] = []
     for child, task in zip(children, tasks, strict=True):
         if task.cancelled():
@@ -1167,6 +1171,33 @@ async def _fan_out(
     if cancelled:
         raise asyncio.CancelledError
     return failures
+
+
+def _device_of(child: NexusChild) -> BlockDevice:
+    device = child.device
+    assert device is not None, child
+    return device
+
+
+class _Join:
+    """Completes `future` once `count` tasks are done; a fresh future after a cancel."""
+
+    __slots__ = ("_loop", "future", "remaining")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, count: int) -> None:
+        self._loop = loop
+        self.remaining = count
+        self.future: asyncio.Future[None] = loop.create_future()
+
+    def one_done(self, _task: object) -> None:
+        self.remaining -= 1
+        if not self.remaining and not self.future.done():
+            self.future.set_result(None)
+
+    def renew(self) -> None:
+        self.future = self._loop.create_future()
+        if not self.remaining:
+            self.future.set_result(None)
 
 
 def _common_block_size(name: str, uris: Sequence[str], devices: list[BlockDevice]) -> int:
