@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Iterable
 from mayastor.bdev.device import BLOCK_SIZES, BlockDevice, Buffer
 from mayastor.bdev.opener import DeviceOpener
 from mayastor.bdev.uri import BdevUri, NvmfUri, parse_bdev_uri
-from mayastor.errors import DeviceError, InvalidArgument, NotFound
+from mayastor.errors import DeviceError, InvalidArgument, InvalidNamespace, NotFound
 from mayastor.nvmf.host import (
     MAX_BLOCKS_PER_COMMAND,
     MAX_DSM_RANGES,
@@ -115,7 +115,7 @@ class NvmfDevice(BlockDevice):
         Raises:
             InvalidArgument: not an nvmf URI, end-to-end protection asked for, or a
                 namespace format we cannot use (block size, metadata).
-            NotFound: the namespace is not active.
+            NotFound: the namespace does not exist or is not active.
             Unavailable, ConnectRefused, ConnectInvalidParameters: as
                 `Controller.connect`.
         """
@@ -135,7 +135,12 @@ class NvmfDevice(BlockDevice):
         controller = Controller(parsed.host, parsed.port, parsed.nqn, opts, name=name)
         await controller.connect()
         try:
-            namespace = await controller.identify_namespace(nsid)
+            try:
+                namespace = await controller.identify_namespace(nsid)
+            except InvalidNamespace as exc:
+                raise NotFound(
+                    f"{parsed.uri!r}: namespace {nsid} of {parsed.nqn} does not exist"
+                ) from exc
             _check_namespace(parsed, nsid, namespace)
             device_uuid = parsed.uuid or await _namespace_uuid(controller, nsid, namespace)
             return cls(name, controller, nsid, namespace, device_uuid)

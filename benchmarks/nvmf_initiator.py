@@ -1,0 +1,192 @@
+"""Load generator over our NVMe/TCP initiator: one process, one namespace, JSON out.
+
+Opens ``nvmf://host:port/nqn`` as an `NvmfDevice` (what the nexus uses for a remote
+child), then runs one workload for a number of seconds with `--qd` coroutines on one
+event loop (uvloop when installed, as in the io-engine), spread over `--queues` I/O
+queues. Prints one JSON object on stdout (a human summary goes to stderr), so another
+benchmark (e.g. the target's) can run this as its client:
+
+    {"workload": "randread", "block_size": 4096, "queue_depth": 32, "queues": 2,
+     "seconds": 5.0, "ops": ..., "iops": ..., "mb_per_s": ..., "lat_p50_us": ...,
+     "lat_p99_us": ..., "cpu_us_per_io": ..., "errors": 0, ...}
+
+`cpu_us_per_io` is this process's CPU time (user + system) per I/O: the initiator's
+cost, independent of how fast the target is.
+
+Usage: ``.venv/bin/python benchmarks/nvmf_initiator.py nvmf://127.0.0.1:8420/nqn...
+[--workload randread|randwrite|seqread|seqwrite] [--bs 4096] [--qd 32] [--queues 2]
+[--seconds 5] [--size-mb N] [--digests] [--hostnqn NQN] [--loop uvloop|asyncio]
+[--label TEXT] [--output FILE.json]`` (``--output`` also appends the result to that file's list).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import resource
+import sys
+import time
+from pathlib import Path
+
+from mayastor.bdev import NvmfDevice
+from mayastor.errors import DeviceError
+from mayastor.nvmf.host import ControllerOptions
+
+WORKLOADS = ("randread", "randwrite", "seqread", "seqwrite")
+
+
+def _size(text: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20}
+    text = text.strip().lower()
+    if text and text[-1] in units:
+        return int(text[:-1]) * units[text[-1]]
+    return int(text)
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _percentile(sorted_ns: list[int], fraction: float) -> float:
+    if not sorted_ns:
+        return 0.0
+    index = min(len(sorted_ns) - 1, int(fraction * len(sorted_ns)))
+    return sorted_ns[index] / 1000.0
+
+
+async def run(args: argparse.Namespace) -> dict[str, object]:
+    options = ControllerOptions(
+        hostnqn=args.hostnqn,
+        io_queues=args.queues,
+        queue_size=max(2, min(1024, args.queue_size or args.qd)),
+        header_digest=args.digests,
+        data_digest=args.digests,
+        io_timeout=30.0,
+    )
+    device = await NvmfDevice.open(args.uri, options=options)
+    try:
+        bs = device.block_size
+        if args.bs % bs:
+            raise SystemExit(f"--bs {args.bs} is not a multiple of the block size {bs}")
+        nblocks = args.bs // bs
+        region = (
+            device.num_blocks
+            if not args.size_mb
+            else min(device.num_blocks, (args.size_mb << 20) // bs)
+        )
+        slots = region // nblocks
+        if slots < 1:
+            raise SystemExit("the namespace is smaller than one I/O")
+        write = args.workload.endswith("write")
+        rand = args.workload.startswith("rand")
+        latencies: list[int] = []
+        errors = [0]
+        next_seq = [0]
+        stop_at = [0.0]
+        loop = asyncio.get_running_loop()
+
+        async def worker(seed: int) -> None:
+            rng = random.Random(seed)
+            data = os.urandom(args.bs)
+            record = latencies.append
+            clock = time.perf_counter_ns
+            while loop.time() < stop_at[0]:
+                if rand:
+                    slot = rng.randrange(slots)
+                else:
+                    slot = next_seq[0] % slots
+                    next_seq[0] += 1
+                lba = slot * nblocks
+                start = clock()
+                try:
+                    if write:
+                        await device.write(lba, data)
+                    else:
+                        await device.read(lba, nblocks)
+                except DeviceError:
+                    errors[0] += 1
+                    continue
+                record(clock() - start)
+
+        # A short warm-up fills the queues and the connection buffers.
+        stop_at[0] = loop.time() + min(1.0, args.seconds / 5)
+        await asyncio.gather(*(worker(i) for i in range(args.qd)))
+        latencies.clear()
+        errors[0] = 0
+        cpu0, wall0 = _cpu_seconds(), time.perf_counter()
+        stop_at[0] = loop.time() + args.seconds
+        await asyncio.gather(*(worker(1000 + i) for i in range(args.qd)))
+        wall = time.perf_counter() - wall0
+        cpu = _cpu_seconds() - cpu0
+        ops = len(latencies)
+        latencies.sort()
+        return {
+            "label": args.label,
+            "uri": args.uri,
+            "workload": args.workload,
+            "block_size": args.bs,
+            "queue_depth": args.qd,
+            "queues": device.controller.io_queue_count,
+            "digests": args.digests,
+            "loop": args.loop,
+            "seconds": round(wall, 3),
+            "ops": ops,
+            "iops": round(ops / wall, 1),
+            "mb_per_s": round(ops * args.bs / wall / 1e6, 2),
+            "lat_p50_us": round(_percentile(latencies, 0.50), 1),
+            "lat_p99_us": round(_percentile(latencies, 0.99), 1),
+            "cpu_us_per_io": round(cpu / ops * 1e6, 1) if ops else None,
+            "errors": errors[0],
+            "python": platform.python_version(),
+        }
+    finally:
+        await device.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("uri", help="nvmf://host:port/nqn")
+    parser.add_argument("--workload", choices=WORKLOADS, default="randread")
+    parser.add_argument("--bs", type=_size, default=4096, help="bytes per I/O (4k, 128k, ...)")
+    parser.add_argument("--qd", type=int, default=32, help="I/Os in flight")
+    parser.add_argument("--queues", type=int, default=2, help="I/O queues (TCP connections)")
+    parser.add_argument("--queue-size", type=int, default=0, help="per queue (default: --qd)")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--size-mb", type=int, default=0, help="use the first N MiB only")
+    parser.add_argument("--digests", action="store_true", help="header and data digests")
+    parser.add_argument("--hostnqn", default="nqn.2019-05.io.openebs:node-name:benchmark")
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    parser.add_argument("--label", default="", help="what the target is, kept in the result")
+    parser.add_argument("--output", type=Path, help="append the result to this JSON list")
+    args = parser.parse_args(argv)
+    if args.loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            args.loop = "asyncio"
+            result = asyncio.run(run(args))
+        else:
+            result = uvloop.run(run(args))
+    else:
+        result = asyncio.run(run(args))
+    print(json.dumps(result))
+    print(
+        f"{result['workload']} bs={result['block_size']} qd={result['queue_depth']}: "
+        f"{result['iops']} IOPS, {result['mb_per_s']} MB/s, p50 {result['lat_p50_us']} us, "
+        f"p99 {result['lat_p99_us']} us, {result['cpu_us_per_io']} CPU us/IO",
+        file=sys.stderr,
+    )
+    if args.output is not None:
+        previous = json.loads(args.output.read_text()) if args.output.exists() else []
+        previous.append(result)
+        args.output.write_text(json.dumps(previous, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
