@@ -327,6 +327,8 @@ class Nexus(BlockDevice):
         self._io_active += 1
         try:
             readers = self._readers
+            if not readers:
+                raise self._not_serving()
             child = readers[self._next_reader % len(readers)]
             self._next_reader += 1
             device = child.device
@@ -382,6 +384,8 @@ class Nexus(BlockDevice):
             if self._locking:
                 token = await self._range_lock.acquire(lba, nblocks, exclusive=False)
             try:
+                if not self._readers:
+                    raise self._not_serving()
                 targets = self._writers
                 failures = await _fan_out(targets, op)
                 error = self._settle_write(targets, failures, lba, nblocks) if failures else None
@@ -408,6 +412,8 @@ class Nexus(BlockDevice):
         self._flushing.append(pending)
         flushed = False
         try:
+            if not self._readers:
+                raise self._not_serving()
             targets = self._writers
             failures = await _fan_out(targets, lambda device: device.flush())
             error = self._settle_write(targets, failures, 0, None) if failures else None
@@ -493,13 +499,15 @@ class Nexus(BlockDevice):
 
     # ------------------------------------------------------------------ I/O gate
 
+    def _not_serving(self) -> DeviceNotReady:
+        return DeviceNotReady(
+            f"nexus {self.name!r} is {self.state.value}: it serves no I/O", device=self.name
+        )
+
     async def _pass_gate(self) -> None:
         while True:
             if not self.state.serves_io:
-                raise DeviceNotReady(
-                    f"nexus {self.name!r} is {self.state.value}: it serves no I/O",
-                    device=self.name,
-                )
+                raise self._not_serving()
             if not self._pauses:
                 return
             await self._gate_changed.wait()

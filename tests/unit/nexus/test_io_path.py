@@ -283,3 +283,20 @@ async def test_a_retired_child_is_closed(make_nexus: MakeNexus, shelf: Shelf) ->
     await spin()
     assert shelf.handle(C1).closed
     assert not shelf.handle(C0).closed
+
+
+async def test_io_in_flight_when_the_last_child_is_lost_is_refused_not_lost(
+    make_nexus: MakeNexus, shelf: Shelf
+) -> None:
+    nexus = await make_nexus(1)
+    held = shelf.handle(C0).hang("read")
+    read = asyncio.create_task(nexus.read(0, 1))
+    await held.reached.wait()
+    shelf.handle(C0).fail("write", DeviceNotReady("closed under us"))
+    with pytest.raises(DeviceNotReady):
+        await nexus.write(0, bytes(512))
+    assert nexus.state is NexusState.FAULTED
+    with pytest.raises(DeviceNotReady):
+        await nexus.write(0, bytes(512))
+    held.release()
+    assert bytes(await read) == bytes(512)

@@ -361,3 +361,16 @@ async def test_a_rebuild_starts_only_once_the_writes_in_flight_have_drained(
     await starting
     await nexus.wait_rebuild(C1)
     assert bytes(await shelf.disks["c1"].read(segment, 1)) == new
+
+
+async def test_a_child_that_missed_nothing_comes_back_without_copying(
+    make_nexus: MakeNexus,
+) -> None:
+    nexus = await make_nexus(2)
+    await nexus.offline_child(C1)
+    await nexus.read(0, 8)
+    await nexus.online_child(C1)
+    record = await nexus.wait_rebuild(C1)
+    assert (record.state, record.is_partial) == (RebuildState.COMPLETED, True)
+    assert record.blocks_transferred == 0
+    assert nexus.child(C1).state is ChildState.ONLINE

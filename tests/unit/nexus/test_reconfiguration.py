@@ -280,3 +280,20 @@ async def test_two_nexuses_live_side_by_side_in_one_process() -> None:
     for nexus, shelf in zip(nexuses, shelves, strict=True):
         await nexus.destroy()
         await shelf.close()
+
+
+async def test_a_child_taken_offline_while_rebuilding_needs_a_full_rebuild(
+    make_nexus: MakeNexus, shelf: Shelf
+) -> None:
+    nexus = await make_nexus(2)
+    await nexus.add_child(C2, norebuild=True)
+    await nexus.start_rebuild(C2)
+    nexus.pause_rebuild(C2)
+    await nexus.offline_child(C2)
+    status = nexus.child(C2)
+    assert (status.state, status.reason) == (ChildState.FAULTED, FaultReason.OFFLINE)
+    assert not status.partial_rebuild
+    await nexus.online_child(C2)
+    record = await nexus.wait_rebuild(C2)
+    assert not record.is_partial
+    assert nexus.child(C2).state is ChildState.ONLINE
