@@ -387,7 +387,7 @@ class Nexus(BlockDevice):
                 if not self._readers:
                     raise self._not_serving()
                 targets = self._writers
-                failures = await _fan_out(targets, op)
+                failures, cancelled = await _fan_out(targets, op)
                 error = self._settle_write(targets, failures, lba, nblocks) if failures else None
                 self._unflushed.add_blocks(lba, nblocks, self._segment_blocks)
                 for child in self._logging:
@@ -398,6 +398,8 @@ class Nexus(BlockDevice):
                     self._range_lock.release(token)
             if self._info_stored != self._info_version:
                 await self._persist_for_io(error)
+            if cancelled:
+                raise asyncio.CancelledError
             if error is not None:
                 raise error
         finally:
@@ -415,12 +417,14 @@ class Nexus(BlockDevice):
             if not self._readers:
                 raise self._not_serving()
             targets = self._writers
-            failures = await _fan_out(targets, lambda device: device.flush())
+            failures, cancelled = await _fan_out(targets, lambda device: device.flush())
             error = self._settle_write(targets, failures, 0, None) if failures else None
             # If an in-sync child did not flush, what it holds is still not durable.
-            flushed = error is None
+            flushed = error is None and not cancelled
             if self._info_stored != self._info_version:
                 await self._persist_for_io(error)
+            if cancelled:
+                raise asyncio.CancelledError
             if error is not None:
                 raise error
         finally:
@@ -1091,7 +1095,8 @@ class Nexus(BlockDevice):
         for child in self._children:
             await self._stop_rebuild(child, "nexus shut down")
         flushes = tuple(c for c in self._children if c.state is not ChildState.FAULTED)
-        for child, exc in await _fan_out(flushes, lambda device: device.flush()):
+        failures, _ = await _fan_out(flushes, lambda device: device.flush())
+        for child, exc in failures:
             self._retire_for(child, exc, lba=0, nblocks=None)
         self._set_state(NexusEvent.SHUTDOWN_DONE)
         await self._wait_background()
@@ -1137,22 +1142,27 @@ class Nexus(BlockDevice):
 
 async def _fan_out(
     children: tuple[NexusChild, ...], op: _ChildOp
-) -> list[tuple[NexusChild, Exception]]:
-    """Run `op` on every child's device at once; the children that failed.
+) -> tuple[list[tuple[NexusChild, Exception]], bool]:
+    """Run `op` on every child's device at once.
 
     Once started, the children's I/O runs to its end even if the caller is
-    cancelled (the cancellation is passed on afterwards): mirrors must not be left
-    differing because one child's write was cut short and another's was not.
+    cancelled: mirrors must not be left differing because one child's write was cut
+    short and another's was not. The caller settles the outcome, then passes the
+    cancellation on. (A single child's I/O is simply awaited: there is no mirror.)
+
+    Returns:
+        the children that failed with their errors, and whether the caller was
+        cancelled meanwhile.
     """
     if not children:
-        return []
+        return [], False
     if len(children) == 1:
         child = children[0]
         try:
             await op(_device_of(child))
         except Exception as exc:
-            return [(child, exc)]
-        return []
+            return [(child, exc)], False
+        return [], False
     loop = asyncio.get_running_loop()
     tasks = [loop.create_task(op(_device_of(c))) for c in children]
     join = _Join(loop, len(tasks))
@@ -1176,9 +1186,7 @@ async def _fan_out(
             if not isinstance(error, Exception):
                 raise error
             failures.append((child, error))
-    if cancelled:
-        raise asyncio.CancelledError
-    return failures
+    return failures, cancelled
 
 
 def _device_of(child: NexusChild) -> BlockDevice:

@@ -329,6 +329,9 @@ class RebuildJob:
         for segment in work:
             await self._resumed.wait()
             await self._copy(segment)
+            # Devices that complete without waiting (malloc) would otherwise let the
+            # copy hold the event loop until it is done, starving front-end I/O.
+            await asyncio.sleep(0)
 
     async def _copy(self, segment: int) -> None:
         lba, nblocks = self._segment_range(segment)

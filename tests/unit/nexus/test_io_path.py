@@ -300,3 +300,22 @@ async def test_io_in_flight_when_the_last_child_is_lost_is_refused_not_lost(
         await nexus.write(0, bytes(512))
     held.release()
     assert bytes(await read) == bytes(512)
+
+
+async def test_a_cancelled_write_still_lands_on_every_child_so_mirrors_never_differ(
+    make_nexus: MakeNexus, shelf: Shelf
+) -> None:
+    nexus = await make_nexus(2)
+    held = shelf.handle(C1).hang("write")
+    data = pattern(4 * 512, seed=11)
+    write = asyncio.create_task(nexus.write(32, data))
+    await held.reached.wait()
+    write.cancel()
+    await spin()
+    assert not write.done()
+    held.release()
+    with pytest.raises(asyncio.CancelledError):
+        await write
+    assert bytes(await shelf.disks["c0"].read(32, 4)) == data
+    assert bytes(await shelf.disks["c1"].read(32, 4)) == data
+    assert [c.state for c in nexus.children] == [ChildState.ONLINE] * 2
