@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections.abc import AsyncIterator
 
@@ -91,6 +92,30 @@ async def test_four_queues_each_128_deep_carry_verified_data(served: Served, dig
         assert sum(bytes(got) == want for got, want in zip(reads, datas, strict=True)) == count
     finally:
         await dev.close()
+
+
+async def test_io_is_spread_evenly_over_the_queues(served: Served) -> None:
+    dev = await open_device(served, io_queues=4)
+    try:
+        before = [q.submitted for q in dev.controller.io_queues]
+        await asyncio.gather(*(dev.read(i, 1) for i in range(40)))
+        after = [q.submitted for q in dev.controller.io_queues]
+        assert [b - a for a, b in zip(before, after, strict=True)] == [10, 10, 10, 10]
+    finally:
+        await dev.close()
+
+
+async def test_close_shuts_the_controller_down_so_the_target_flushes_and_confirms(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    controller = Controller("127.0.0.1", served.port, served.nqn, options())
+    await controller.connect()
+    flushes = served.device.stats.num_flush_ops
+    with caplog.at_level(logging.INFO, logger="mayastor.nvmf.host"):
+        await controller.close()
+    assert served.device.stats.num_flush_ops == flushes + 1
+    assert [r.message for r in caplog.records if "shutdown" in r.message] == []
+    assert served.target.controllers(served.nqn) == []
 
 
 async def test_more_calls_than_queue_entries_wait_for_a_free_entry(serve: ServeFn) -> None:

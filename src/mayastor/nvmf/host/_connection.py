@@ -56,6 +56,8 @@ class QueueConnection(asyncio.Protocol):
         self.name = name
         self.io_timeout = io_timeout
         self.on_lost: LostCallback | None = None
+        self.submitted = 0
+        """Commands sent on this connection so far."""
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._flush_pending = False
@@ -225,6 +227,7 @@ class QueueConnection(asyncio.Protocol):
             token=fut,
             deadline=loop.time() + (self.io_timeout if timeout is None else timeout),
         )
+        self.submitted += 1
         if not self._flush_pending:
             self._flush_pending = True
             loop.call_soon(self._flush)

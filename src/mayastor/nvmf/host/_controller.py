@@ -211,6 +211,11 @@ class Controller:
         return len(self._io)
 
     @property
+    def io_queues(self) -> tuple[QueueConnection, ...]:
+        """The I/O queue connections now (none while the path is down)."""
+        return tuple(self._io)
+
+    @property
     def queue_size(self) -> int:
         """Commands in flight per I/O queue at most."""
         return self._known().queue_size
