@@ -15,8 +15,9 @@ cost, independent of how fast the target is.
 
 Usage: ``.venv/bin/python benchmarks/nvmf_initiator.py nvmf://127.0.0.1:8420/nqn...
 [--workload randread|randwrite|seqread|seqwrite] [--bs 4096] [--qd 32] [--queues 2]
-[--seconds 5] [--size-mb N] [--digests] [--hostnqn NQN] [--loop uvloop|asyncio]
-[--label TEXT] [--output FILE.json]`` (``--output`` also appends the result to that file's list).
+[--seconds 5] [--size-mb N] [--digests] [--no-sq-flow-control] [--hostnqn NQN]
+[--loop uvloop|asyncio] [--label TEXT] [--output FILE.json]`` (``--output`` appends the
+result to that file's list).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         queue_size=max(2, min(1024, args.queue_size or args.qd)),
         header_digest=args.digests,
         data_digest=args.digests,
+        disable_sq_flow_control=args.no_sq_flow_control,
         io_timeout=30.0,
     )
     device = await NvmfDevice.open(args.uri, options=options)
@@ -133,6 +135,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             "queue_depth": args.qd,
             "queues": device.controller.io_queue_count,
             "digests": args.digests,
+            "sq_flow_control": not args.no_sq_flow_control,
             "loop": args.loop,
             "seconds": round(wall, 3),
             "ops": ops,
@@ -159,6 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--size-mb", type=int, default=0, help="use the first N MiB only")
     parser.add_argument("--digests", action="store_true", help="header and data digests")
+    parser.add_argument(
+        "--no-sq-flow-control",
+        action="store_true",
+        help="disable SQ flow control (reads may complete with C2HData SUCCESS)",
+    )
     parser.add_argument("--hostnqn", default="nqn.2019-05.io.openebs:node-name:benchmark")
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     parser.add_argument("--label", default="", help="what the target is, kept in the result")

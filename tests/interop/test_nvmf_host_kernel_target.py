@@ -175,13 +175,19 @@ async def test_a_subsystem_that_does_not_exist_is_an_invalid_connect_parameter(
 # ------------------------------------------------------------------ data
 
 
-@pytest.fixture(params=[False, True], ids=["no-digests", "digests"])
+VARIANTS = {
+    "no-digests": {},
+    "digests": {"header_digest": True, "data_digest": True},
+    "no-sq-flow-control": {"disable_sq_flow_control": True},
+}
+
+
+@pytest.fixture(params=list(VARIANTS))
 async def device(
     request: pytest.FixtureRequest, kernel_target: KernelTarget
 ) -> AsyncIterator[NvmfDevice]:
     dev = await NvmfDevice.open(
-        kernel_target.uri,
-        options=options(header_digest=request.param, data_digest=request.param, io_queues=2),
+        kernel_target.uri, options=options(io_queues=2, **VARIANTS[request.param])
     )
     await dev.write_zeroes(0, dev.num_blocks)
     yield dev

@@ -94,6 +94,20 @@ async def test_four_queues_each_128_deep_carry_verified_data(served: Served, dig
         await dev.close()
 
 
+async def test_without_sq_flow_control_reads_complete_with_their_data_and_verify(
+    served: Served,
+) -> None:
+    dev = await open_device(served, disable_sq_flow_control=True, io_queues=2)
+    try:
+        datas = [pattern(4096 * (1 + i % 8), 300 + i) for i in range(64)]
+        places = [(512 * i, d) for i, d in enumerate(datas)]
+        await asyncio.gather(*(dev.write(lba, d) for lba, d in places))
+        reads = await asyncio.gather(*(dev.read(lba, len(d) // 512) for lba, d in places))
+        assert [bytes(r) for r in reads] == datas
+    finally:
+        await dev.close()
+
+
 async def test_io_is_spread_evenly_over_the_queues(served: Served) -> None:
     dev = await open_device(served, io_queues=4)
     try:

@@ -116,6 +116,23 @@ def test_connect_sends_the_fabrics_connect_with_its_data_in_the_capsule() -> Non
     assert ConnectData.decode(data) == ConnectData(HOSTID, 0xFFFF, SUBNQN, HOSTNQN)
 
 
+def test_connect_may_ask_the_target_not_to_track_the_submission_queue_head() -> None:
+    target = TargetSide()
+    queue = started(target)
+    target.received(queue)
+    queue.receive_data(target.ic_resp())
+    queue.connect(
+        hostid=HOSTID,
+        cntlid=0xFFFF,
+        subnqn=SUBNQN,
+        hostnqn=HOSTNQN,
+        disable_sq_flow_control=True,
+        token=Token("c"),
+    )
+    [(cmd, _)] = target.commands(queue)
+    assert Connect.from_command(cmd).sq_flow_control_disabled
+
+
 def test_a_successful_connect_makes_the_queue_live_with_the_controller_id() -> None:
     queue, _ = live_queue(cntlid=0x1234)
     assert queue.state is QueueState.LIVE

@@ -84,6 +84,7 @@ class QueueConnection(asyncio.Protocol):
         hostid: uuid_mod.UUID,
         cntlid: int,
         kato_ms: int = 0,
+        disable_sq_flow_control: bool = False,
         header_digest: bool = False,
         data_digest: bool = False,
         in_capsule_size: int,
@@ -102,6 +103,7 @@ class QueueConnection(asyncio.Protocol):
             subnqn, hostnqn, hostid: the Connect's names.
             cntlid: 0xFFFF for the admin queue, else the admin queue's controller ID.
             kato_ms: keep alive timeout (admin queue).
+            disable_sq_flow_control: ask the target not to track the SQ head.
             header_digest, data_digest: digests to ask for.
             in_capsule_size: write data up to this size goes in the capsule.
             io_timeout: seconds a command may take.
@@ -137,6 +139,7 @@ class QueueConnection(asyncio.Protocol):
                 subnqn=subnqn,
                 hostnqn=hostnqn,
                 kato_ms=kato_ms,
+                disable_sq_flow_control=disable_sq_flow_control,
                 token=done,
             )
             conn._flush()

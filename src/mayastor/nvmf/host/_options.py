@@ -56,6 +56,10 @@ class ControllerOptions:
         fast_io_fail_timeout: while reconnecting, calls wait for the path to come back
             until this many seconds after the loss, then fail with `PathLost`; 0
             fails them at once, None lets them wait until `ctrl_loss_timeout`.
+        disable_sq_flow_control: ask (Connect CATTR bit 2) that the controller not
+            track the submission queue head; it may then complete a read with its
+            last C2HData PDU (SUCCESS), without a CapsuleResp. Only for targets
+            whose discovery entry says they support it (TREQ bit 2), as Linux does.
     """
 
     hostnqn: str = DEFAULT_HOSTNQN
@@ -70,6 +74,7 @@ class ControllerOptions:
     reconnect_delay: float = 2.0
     ctrl_loss_timeout: float | None = 60.0
     fast_io_fail_timeout: float | None = 5.0
+    disable_sq_flow_control: bool = False
     _hostid: uuid_mod.UUID = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -82,6 +82,7 @@ _SGL_IN_CAPSULE = 0x01
 _SGL_TRANSPORT = 0x5A
 """SGL identifier: Transport Data Block, transport-specific subtype (R2T or C2HData)."""
 _FABRICS = 0x7F
+_CATTR_DISABLE_SQ_FLOW_CONTROL = 0x04
 _STATUS_DATA_TRANSFER_ERROR = NvmeStatus(
     StatusCodeType.GENERIC, GenericStatus.DATA_TRANSFER_ERROR
 ).field
@@ -323,6 +324,7 @@ class HostQueue:
         subnqn: str,
         hostnqn: str,
         kato_ms: int = 0,
+        disable_sq_flow_control: bool = False,
         token: Token,
         deadline: float | None = None,
     ) -> int:
@@ -337,6 +339,8 @@ class HostQueue:
                 the admin queue got for I/O queues.
             subnqn: the subsystem to connect to.
             kato_ms: the keep alive timeout (admin queue only), 0 for none.
+            disable_sq_flow_control: set CATTR bit 2 (no SQ head tracking; the
+                target may then complete reads with C2HData SUCCESS).
             token, deadline: as for `submit`.
 
         Returns:
@@ -353,7 +357,8 @@ class HostQueue:
             )
         try:
             data = ConnectData(hostid, cntlid, subnqn, hostnqn).encode()
-            cmd = Connect(self.qid, self.queue_size - 1, kato=kato_ms).to_command(0)
+            cattr = _CATTR_DISABLE_SQ_FLOW_CONTROL if disable_sq_flow_control else 0
+            cmd = Connect(self.qid, self.queue_size - 1, kato=kato_ms, cattr=cattr).to_command(0)
         except ValueError as exc:
             raise InvalidArgument(f"queue {self.qid}: cannot build Fabrics Connect: {exc}") from exc
         cid = self.submit_command(cmd, data_out=data, token=token, deadline=deadline)
