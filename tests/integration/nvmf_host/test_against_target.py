@@ -23,7 +23,7 @@ from mayastor.errors import (
     Unavailable,
 )
 from mayastor.nvmf.host import Controller, ControllerState, discover
-from mayastor.nvmf.spec import SubsystemType
+from mayastor.nvmf.spec import DISCOVERY_NQN, DiscoveryLogPage, LogPageId, SubsystemType
 from mayastor.target import TargetConfig
 from tests.conformance.block_device import BlockDeviceConformance, pattern
 from tests.integration.nvmf_host.conftest import HOSTNQN, Served, ServeFn, options
@@ -230,6 +230,19 @@ async def test_discovery_lists_the_subsystem(served: Served) -> None:
     page = await discover("127.0.0.1", served.port, options())
     nvme = [e for e in page.entries if e.subtype == SubsystemType.NVME]
     assert [(e.subnqn, e.trsvcid) for e in nvme] == [(served.nqn, str(served.port))]
+
+
+async def test_a_discovery_controller_refuses_io_and_serves_its_log_page(served: Served) -> None:
+    controller = Controller("127.0.0.1", served.port, DISCOVERY_NQN, options())
+    await controller.connect()
+    try:
+        assert controller.io_queue_count == 0
+        with pytest.raises(FailedPrecondition, match="discovery"):
+            await controller.read(1, 0, 1, 512)
+        header = await controller.get_log_page(LogPageId.DISCOVERY, 1024)
+        assert DiscoveryLogPage.decode_header(header)[1] == 1
+    finally:
+        await controller.close()
 
 
 async def test_a_host_not_on_the_allow_list_is_refused_and_an_allowed_one_gets_in(

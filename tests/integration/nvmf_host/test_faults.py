@@ -229,3 +229,23 @@ async def test_reconnecting_gets_a_new_controller_from_the_target(
         )
     finally:
         await dev.close()
+
+
+async def test_when_half_a_queue_timed_out_unanswered_the_connection_is_given_up(
+    proxy: FaultProxy, served: Served
+) -> None:
+    dev = await through(
+        proxy, served, io_queues=1, queue_size=4, io_timeout=0.2, keep_alive_timeout=0
+    )
+    try:
+        proxy.freeze()
+        results = await asyncio.gather(dev.read(0, 1), dev.read(1, 1), return_exceptions=True)
+        assert all(isinstance(r, IoTimeout) for r in results), results
+        await until(lambda: dev.controller.state is not LIVE, "the connection given up")
+        assert "timed out" in str(dev.controller.last_error)
+        proxy.thaw()
+        await proxy.cut()
+        await until(lambda: dev.controller.state is LIVE, "reconnected")
+        assert len(await dev.read(0, 1)) == 512
+    finally:
+        await dev.close()
