@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from mayastor.errors import (
     DeviceError,
@@ -82,6 +83,7 @@ from mayastor.nvmf.spec import (
 )
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 MAX_TRANSFER = 1 << 20
 """Largest transfer of one command we ask for (the controller's MDTS may make it less)."""
@@ -336,9 +338,10 @@ class Controller:
         cap = ControllerCapabilities.decode(await self._get_property(admin, PropertyOffset.CAP, 8))
         version = await self._get_property(admin, PropertyOffset.VS, 4)
         await self._enable(admin, cap)
-        identify = IdentifyController.decode(
-            await self._admin_read(admin, Identify(Cns.CONTROLLER).to_command(0, 0, NO_DATA), 4096)
+        raw = await self._admin_read(
+            admin, Identify(Cns.CONTROLLER).to_command(0, 0, NO_DATA), 4096
         )
+        identify = self._decoded(IdentifyController.decode, raw, "Identify Controller data")
         max_transfer = MAX_TRANSFER
         if identify.mdts:
             max_transfer = min(max_transfer, (1 << identify.mdts) * (4096 << cap.mpsmin))
@@ -435,6 +438,13 @@ class Controller:
         self._check(status, _describe(cmd))
         assert data is not None
         return data
+
+    def _decoded(self, decode: Callable[[Buffer], _T], data: Buffer, what: str) -> _T:
+        """`decode(data)`, or `Unavailable` when the controller sent malformed data."""
+        try:
+            return decode(data)
+        except SpecError as exc:
+            raise Unavailable(f"{self.name}: the controller sent malformed {what}: {exc}") from exc
 
     def _check(self, status: int, what: str) -> None:
         if status:
@@ -609,12 +619,18 @@ class Controller:
         return dw0, dw1, data
 
     async def identify_namespace(self, nsid: int) -> IdentifyNamespace:
-        """Identify Namespace data of `nsid` (all zero for an inactive namespace)."""
+        """Identify Namespace data of `nsid` (all zero for an inactive namespace).
+
+        Raises:
+            InvalidNamespace: `nsid` is beyond the controller's namespaces.
+            Unavailable: the data does not decode.
+            PathLost, IoTimeout, FailedPrecondition: as for `admin`.
+        """
         _, _, data = await self.admin(
             Identify(Cns.NAMESPACE).to_command(0, nsid, NO_DATA), read_length=4096
         )
         assert data is not None
-        return IdentifyNamespace.decode(data)
+        return self._decoded(IdentifyNamespace.decode, data, f"Identify Namespace data of {nsid}")
 
     async def active_namespaces(self) -> list[int]:
         """The active namespace IDs (the first 1024)."""
@@ -622,7 +638,7 @@ class Controller:
             Identify(Cns.ACTIVE_NAMESPACES).to_command(0, 0, NO_DATA), read_length=4096
         )
         assert data is not None
-        return decode_namespace_list(data)
+        return self._decoded(decode_namespace_list, data, "active namespace list")
 
     async def namespace_id_descriptors(self, nsid: int) -> list[NamespaceIdDescriptor]:
         """The namespace identification descriptors of `nsid` (UUID, NGUID, EUI64)."""
@@ -630,7 +646,9 @@ class Controller:
             Identify(Cns.NAMESPACE_ID_DESCRIPTORS).to_command(0, nsid, NO_DATA), read_length=4096
         )
         assert data is not None
-        return decode_namespace_id_descriptors(data)
+        return self._decoded(
+            decode_namespace_id_descriptors, data, f"namespace descriptors of {nsid}"
+        )
 
     async def get_log_page(self, lid: int, length: int, offset: int = 0, nsid: int = 0) -> Buffer:
         """`length` bytes (a multiple of 4) of log page `lid` from byte `offset`."""
