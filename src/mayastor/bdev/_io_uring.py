@@ -1,6 +1,6 @@
 """An io_uring instance driven from an asyncio event loop, by raw system calls.
 
-Why not a binding: the `liburing` wheel pinned in pyproject is built for CPUs with
+Why not a binding: the `liburing` wheel on PyPI is built for CPUs with
 AVX-512 and dies with SIGILL on others (this project's build machine among them), so
 the ring is set up here with io_uring_setup/io_uring_enter/io_uring_register through
 ctypes and its shared memory is read and written with `struct` (field layouts of
