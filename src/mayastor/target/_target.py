@@ -153,7 +153,7 @@ class NvmfTarget:
         loop = asyncio.get_running_loop()
         try:
             server = await loop.create_server(
-                lambda: Connection(self._registry, self._connections.discard),
+                self._new_connection,
                 self.address,
                 port,
                 reuse_address=True,
@@ -353,6 +353,11 @@ class NvmfTarget:
         log.info("NVMe/TCP target on %s closed", self.address)
 
     # ------------------------------------------------------------------ internals
+
+    def _new_connection(self) -> Connection:
+        conn = Connection(self._registry, self._connections.discard)
+        self._connections.add(conn)
+        return conn
 
     def _connections_of(self, sub: Subsystem) -> list[Connection]:
         return [
