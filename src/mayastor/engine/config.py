@@ -38,6 +38,7 @@ class EngineConfig:
     pools: tuple[PoolArg, ...] = ()
     log_level: str = "info"
     state_dir: str = ""
+    child_io_timeout: float = 5.0
 
     @property
     def state_path(self) -> str:
@@ -139,6 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: /var/lib/mayastor/NODE-NAME)",
     )
     parser.add_argument(
+        "--child-io-timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="an I/O to a remote nexus child that takes longer fails, and the child is "
+        "retired (default: %(default)s)",
+    )
+    parser.add_argument(
         "-l",
         "--log-level",
         default="info",
@@ -156,6 +165,8 @@ def config_from_args(argv: list[str] | None = None) -> EngineConfig:
         host, port = parse_endpoint(args.grpc_endpoint, 10124)
     except InvalidArgument as exc:
         parser.error(str(exc))
+    if args.child_io_timeout <= 0:
+        parser.error("--child-io-timeout must be positive")
     for flag in ("replica_port", "nexus_port"):
         if not 0 < getattr(args, flag) < 65536:
             parser.error(f"--{flag.replace('_', '-')} must be from 1 to 65535")
@@ -172,6 +183,7 @@ def config_from_args(argv: list[str] | None = None) -> EngineConfig:
         pools=tuple(args.pool),
         log_level=args.log_level,
         state_dir=args.state_dir,
+        child_io_timeout=args.child_io_timeout,
     )
 
 

@@ -20,7 +20,7 @@ from mayastor.api.v1 import (
     replica_pb2_grpc,
     stats_pb2_grpc,
 )
-from mayastor.bdev import DeviceOpener
+from mayastor.bdev import DeviceOpener, register_nvmf
 from mayastor.engine.config import EngineConfig
 from mayastor.engine.nexuses import Nexuses
 from mayastor.engine.registry import Registry
@@ -32,6 +32,7 @@ from mayastor.engine.services.replica import ReplicaService
 from mayastor.engine.services.stats import StatsService
 from mayastor.errors import MayastorError, Unavailable
 from mayastor.nexus import FileNexusInfoStore
+from mayastor.nvmf.host import ControllerOptions
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,15 @@ class IoEngine:
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         self.opener = DeviceOpener()
+        register_nvmf(
+            self.opener,
+            hostnqn=config.hostnqn,
+            options=ControllerOptions(
+                io_timeout=config.child_io_timeout,
+                fast_io_fail_timeout=0.0,
+                disable_sq_flow_control=True,
+            ),
+        )
         self.registry = Registry(self.opener)
         self.nexuses = Nexuses(
             self.registry, self.opener, FileNexusInfoStore(Path(config.state_path) / "nexus-info")
