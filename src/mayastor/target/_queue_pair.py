@@ -89,11 +89,15 @@ _IO_SQE = struct.Struct("<BxHI16xQI3xBIII12x")
 CDW10-12."""
 _CQE = struct.Struct("<IIHHHH")
 """A CQE: DW0, DW1, SQHD, SQID, CID, status field << 1."""
+_RESP = struct.Struct("<8sIIHHHH")
+"""A whole CapsuleResp without header digest: its common header, then the CQE."""
+_COMMON_HEADER_LEN = 8
 _TRANSPORT_SGL = 0x5A
 """SGL identifier of a Transport Data Block (data by R2T/H2CData or C2HData)."""
 _IN_CAPSULE_SGL = 0x01
 """SGL identifier of a Data Block with the Offset subtype (in-capsule data)."""
 _FABRICS = 0x7F
+_CLOSED = QueueState.CLOSED
 _FUA = 1 << 30
 _DEAC = 1 << 25
 _DSM_DEALLOCATE = 1 << 2
@@ -196,6 +200,7 @@ class QueuePair:
         self._max_r2t = 1
         self._sqhd = 0
         self._sq_flow_control = True
+        self._resp_header: bytes | None = None
         self._inflight: dict[int, bool] = {}
         self._windows: dict[int, _Window] = {}
         self._next_ttag = 0
@@ -254,7 +259,7 @@ class QueuePair:
                 return
             except DataDigestError as err:
                 self._data_digest_error(err)
-            if self.closed:
+            if self.state is _CLOSED:
                 return
 
     def transport_closed(self) -> None:
@@ -309,6 +314,12 @@ class QueuePair:
         self._reader.configure(header_digest=hdgst, data_digest=ddgst, pda=0)
         self._writer.configure(header_digest=hdgst, data_digest=ddgst, pda=pdu.hpda)
         self.header_digest, self.data_digest = hdgst, ddgst
+        self._resp_header = None
+        if not hdgst:
+            # Without a header digest every CapsuleResp is the same common header and
+            # then the CQE: take the header from the codec once, pack the rest per I/O.
+            (frame,) = self._writer.encode_capsule_resp(bytes(_CQE.size))
+            self._resp_header = bytes(frame[:_COMMON_HEADER_LEN])
         self._max_r2t = min(pdu.maxr2t + 1, _MAX_R2T)
 
     def _on_term_req(self, pdu: H2CTermReq) -> None:
@@ -605,8 +616,14 @@ class QueuePair:
     # ------------------------------------------------------------------ completions
 
     def _respond(self, cid: int, status: int, dw0: int = 0, dw1: int = 0) -> None:
+        self._send(self._capsule_resp(cid, status, dw0, dw1))
+
+    def _capsule_resp(self, cid: int, status: int, dw0: int = 0, dw1: int = 0) -> Parts:
+        header = self._resp_header
+        if header is not None:
+            return [_RESP.pack(header, dw0, dw1, self._sqhd, self.qid, cid, status << 1)]
         cqe = _CQE.pack(dw0, dw1, self._sqhd, self.qid, cid, status << 1)
-        self._send(self._writer.encode_capsule_resp(cqe))
+        return self._writer.encode_capsule_resp(cqe)
 
     def _complete(
         self, cid: int, status: int = 0, dw0: int = 0, dw1: int = 0, *, lba: int = 0, nsid: int = 0
@@ -679,7 +696,7 @@ class QueuePair:
         del self._inflight[cid]
         if self._sq_flow_control:
             parts = self._writer.encode_c2h_data(cid, 0, data)
-            parts += self._writer.encode_capsule_resp(_CQE.pack(0, 0, self._sqhd, self.qid, cid, 0))
+            parts += self._capsule_resp(cid, 0)
             self._send(parts)
         else:
             self._send(self._writer.encode_c2h_data(cid, 0, data, success=True))
