@@ -68,6 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _unreachable(code: grpc.StatusCode, details: str) -> bool:
+    """True when gRPC could not reach the io-engine at all (not: the io-engine said
+    UNAVAILABLE about something else, such as a remote replica it could not connect to)."""
+    if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        return True
+    return code is grpc.StatusCode.UNAVAILABLE and (
+        "failed to connect to all addresses" in details or "Socket closed" in details
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     ctx = Context(normalise_bind(args.bind), Printer(args.output), timeout=args.timeout)
@@ -76,9 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     except grpc.RpcError as exc:
         code: grpc.StatusCode = exc.code()
         details: str = exc.details() or ""
-        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) and (
-            "connect" in details.lower() or code is grpc.StatusCode.DEADLINE_EXCEEDED
-        ):
+        if _unreachable(code, details):
             print(
                 f"error: cannot reach the io-engine at {ctx.bind} ({details}); "
                 "is `mayastor` running there?",

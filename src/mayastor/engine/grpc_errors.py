@@ -31,6 +31,8 @@ GRPC_STATUS: dict[type[BaseException], grpc.StatusCode] = {
     errors.CorruptMetadata: grpc.StatusCode.DATA_LOSS,
     errors.NoSpace: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.PathError: grpc.StatusCode.UNAVAILABLE,
+    errors.ConnectRefused: grpc.StatusCode.PERMISSION_DENIED,
+    errors.ConnectInvalidParameters: grpc.StatusCode.NOT_FOUND,
     errors.DeviceError: grpc.StatusCode.INTERNAL,
     errors.MayastorError: grpc.StatusCode.INTERNAL,
 }

@@ -33,6 +33,7 @@ from mayastor.engine.services.stats import StatsService
 from mayastor.errors import MayastorError, Unavailable
 from mayastor.nexus import FileNexusInfoStore
 from mayastor.nvmf.host import ControllerOptions
+from mayastor.target import NvmfTarget
 
 log = logging.getLogger(__name__)
 
@@ -52,25 +53,38 @@ class IoEngine:
                 disable_sq_flow_control=True,
             ),
         )
-        self.registry = Registry(self.opener)
+        self.target = NvmfTarget(config.nvmf_address)
+        self.registry = Registry(self.opener, self.target, config.replica_port)
         self.nexuses = Nexuses(
-            self.registry, self.opener, FileNexusInfoStore(Path(config.state_path) / "nexus-info")
+            self.registry,
+            self.opener,
+            FileNexusInfoStore(Path(config.state_path) / "nexus-info"),
+            self.target,
+            config.nexus_port,
         )
         self._server: grpc.aio.Server | None = None
 
     async def start(self) -> None:
-        """Bring back the pools named in the configuration, then serve the gRPC API.
+        """Listen for NVMe/TCP, bring back the pools of the configuration (and share
+        again the replicas that were shared), then serve the gRPC API.
 
         A pool that cannot be brought back is logged as an error and left out; the others
         are served.
 
         Raises:
-            Unavailable: the gRPC endpoint cannot be bound (e.g. the port is taken).
+            Unavailable: a port cannot be bound (e.g. another io-engine has it).
         """
         cfg = self.config
-        log.info(
-            "io-engine %s starting (pid-independent state: pools on their disks)", cfg.node_name
-        )
+        log.info("io-engine %s starting; state in %s", cfg.node_name, cfg.state_path)
+        for port in (cfg.replica_port, cfg.nexus_port):
+            try:
+                await self.target.listen(port)
+            except MayastorError as exc:
+                await self.target.close()
+                raise Unavailable(
+                    f"cannot listen for NVMe/TCP on {cfg.nvmf_address}:{port} ({exc}); is "
+                    "another io-engine using that port? (see --replica-port, --nexus-port)"
+                ) from exc
         for pool in cfg.pools:
             try:
                 await self.registry.create_pool(pool.name, [pool.disk])
@@ -87,6 +101,7 @@ class IoEngine:
             server.add_insecure_port(cfg.grpc_endpoint)
         except RuntimeError as exc:
             await self.registry.close()
+            await self.target.close()
             raise Unavailable(
                 f"cannot listen for gRPC on {cfg.grpc_endpoint} ({exc}); "
                 "is another io-engine using that port? (see --grpc-endpoint)"
@@ -110,4 +125,5 @@ class IoEngine:
             self._server = None
         await self.nexuses.close()
         await self.registry.close()
+        await self.target.close()
         log.info("io-engine %s stopped; every pool exported", self.config.node_name)

@@ -19,6 +19,7 @@ from mayastor.bdev import DeviceOpener
 from mayastor.engine.registry import Registry
 from mayastor.errors import AlreadyExists, InvalidArgument, MayastorError, NotFound
 from mayastor.nexus import ChildStatus, Nexus, NexusInfoStore
+from mayastor.target import NvmfTarget, openebs_nqn
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +27,21 @@ log = logging.getLogger(__name__)
 class Nexuses:
     """Nexuses by uuid, created over children given as URIs."""
 
-    def __init__(self, registry: Registry, opener: DeviceOpener, store: NexusInfoStore) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        opener: DeviceOpener,
+        store: NexusInfoStore,
+        target: NvmfTarget,
+        nexus_port: int,
+    ) -> None:
         self.registry = registry
         self.opener = opener
         self.store = store
+        self.target = target
+        self.nexus_port = nexus_port
         self.items: dict[str, Nexus] = {}
+        self.cntlid_ranges: dict[str, tuple[int, int]] = {}
 
     def find(self, nexus_uuid: str) -> Nexus:
         """The nexus with that uuid (or that name).
@@ -46,10 +57,17 @@ class Nexuses:
                 return nexus
         raise NotFound(f"nexus {nexus_uuid!r} not found")
 
-    def list(self) -> list[Nexus]:
+    def by_name(self) -> list[Nexus]:
         return sorted(self.items.values(), key=lambda n: n.name)
 
-    async def create(self, name: str, nexus_uuid: str, size: int, children: Sequence[str]) -> Nexus:
+    async def create(
+        self,
+        name: str,
+        nexus_uuid: str,
+        size: int,
+        children: Sequence[str],
+        cntlid_range: tuple[int, int] | None = None,
+    ) -> Nexus:
         """Create a nexus; with stored info for its uuid, only healthy children are trusted.
 
         Raises:
@@ -78,6 +96,8 @@ class Nexuses:
                 name, parsed, size, list(children), opener=self.opener, store=self.store
             )
             self.items[key] = nexus
+            if cntlid_range is not None:
+                self.cntlid_ranges[key] = cntlid_range
             log.info(
                 "nexus %s (%s) created: %d bytes, %s, children %s",
                 name,
@@ -92,8 +112,10 @@ class Nexuses:
         """Close the nexus's children and forget it, with its stored info."""
         async with self.registry.lock:
             nexus = self.find(nexus_uuid)
+            await self._unpublish(nexus)
             await nexus.destroy()
             del self.items[str(nexus.uuid)]
+            self.cntlid_ranges.pop(str(nexus.uuid), None)
             log.info("nexus %s (%s) destroyed", nexus.name, nexus.uuid)
 
     async def shutdown(self, nexus_uuid: str) -> Nexus:
@@ -138,11 +160,76 @@ class Nexuses:
             log.info("nexus %s: child %s brought online, %s", nexus.name, uri, _describe(status))
             return nexus
 
+    # ------------------------------------------------------------------ publishing
+
+    def nqn(self, nexus: Nexus) -> str:
+        return openebs_nqn(nexus.uuid)
+
+    def published_uri(self, nexus: Nexus) -> str:
+        """The nexus's ``nvmf://`` URI while it is published, else ""."""
+        nqn = self.nqn(nexus)
+        if any(sub.nqn == nqn for sub in self.target.subsystems()):
+            return self.target.share_uri(nqn)
+        return ""
+
+    def allowed_hosts(self, nexus: Nexus) -> list[str]:
+        nqn = self.nqn(nexus)
+        for sub in self.target.subsystems():
+            if sub.nqn == nqn:
+                return sorted(sub.allowed_hosts or ())
+        return []
+
+    async def publish(self, nexus_uuid: str, allowed_hosts: Sequence[str]) -> Nexus:
+        """Export the nexus over NVMe/TCP on the nexus port, I/O paused meanwhile.
+
+        With no allowed hosts any host may connect (the application node's NQN is the
+        control plane's to give). Publishing a published nexus again replaces its
+        allow-list.
+        """
+        async with self.registry.lock:
+            nexus = self.find(nexus_uuid)
+            nqn = self.nqn(nexus)
+            hosts = tuple(allowed_hosts) or None
+            if self.published_uri(nexus):
+                self.target.set_allowed_hosts(nqn, hosts)
+                return nexus
+            cntlids = self.cntlid_ranges.get(str(nexus.uuid), (1, 0xFFEF))
+            await nexus.pause()
+            try:
+                self.target.add_subsystem(
+                    nqn, nexus, port=self.nexus_port, allowed_hosts=hosts, cntlid_range=cntlids
+                )
+            finally:
+                nexus.resume()
+            log.info(
+                "nexus %s published as %s for %s",
+                nexus.name,
+                self.target.share_uri(nqn),
+                ", ".join(hosts) if hosts else "any host",
+            )
+            return nexus
+
+    async def unpublish(self, nexus_uuid: str) -> Nexus:
+        async with self.registry.lock:
+            nexus = self.find(nexus_uuid)
+            await self._unpublish(nexus)
+            return nexus
+
+    async def _unpublish(self, nexus: Nexus) -> None:
+        if self.published_uri(nexus):
+            await nexus.pause()
+            try:
+                await self.target.remove_subsystem(self.nqn(nexus))
+            finally:
+                nexus.resume()
+            log.info("nexus %s unpublished", nexus.name)
+
     async def close(self) -> None:
         """Shut every nexus down cleanly and close its children (on SIGTERM); keep its info."""
         async with self.registry.lock:
             for key, nexus in list(self.items.items()):
                 try:
+                    await self._unpublish(nexus)
                     await nexus.shutdown()
                     await nexus.close()
                     log.info("nexus %s shut down", nexus.name)

@@ -12,6 +12,7 @@ Every change is logged at INFO with the object and what happened to it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import uuid as uuid_mod
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from mayastor.errors import (
 )
 from mayastor.lvs import DEFAULT_CLUSTER_SIZE, LvolProperties, Pool, ShareProtocol
 from mayastor.lvs import Lvol as Replica
+from mayastor.target import NvmfTarget, openebs_nqn
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,10 @@ class BdevEntry:
     claimed_by: str | None = None
 
 
+IO_ENGINE_HOSTS = ("nqn.2019-05.io.openebs:node-name:*",)
+"""Who may connect to a replica shared without an allow-list: any io-engine."""
+
+
 def replica_bdev_uri(replica: Replica) -> str:
     """How a nexus on this io-engine reaches the replica in-process."""
     return f"bdev:///{replica.name}?uuid={replica.uuid}"
@@ -48,8 +54,10 @@ def replica_bdev_uri(replica: Replica) -> str:
 class Registry:
     """Bdevs, pools and replicas of one io-engine, and the operations on them."""
 
-    def __init__(self, opener: DeviceOpener) -> None:
+    def __init__(self, opener: DeviceOpener, target: NvmfTarget, replica_port: int) -> None:
         self.opener = opener
+        self.target = target
+        self.replica_port = replica_port
         self.bdevs: dict[str, BdevEntry] = {}
         self.pools: dict[str, Pool] = {}
         self.replica_users: dict[uuid_mod.UUID, str] = {}
@@ -202,6 +210,7 @@ class Registry:
                 await self._release_bdev(entry.device)
                 raise
             self.pools[name] = pool
+            self._serve_shared_replicas(pool)
             log.info(
                 "pool %s (%s) online on %s: capacity %d bytes, %d replicas",
                 name,
@@ -233,6 +242,7 @@ class Registry:
                 await self._release_bdev(entry.device)
                 raise
             self.pools[name] = pool
+            self._serve_shared_replicas(pool)
             log.info("pool %s (%s) imported from %s", name, pool.uuid, disk)
             return pool
 
@@ -240,6 +250,7 @@ class Registry:
         async with self.lock:
             pool = self.find_pool(name_or_uuid)
             self._refuse_if_replicas_in_use(pool, "export")
+            await self._stop_serving(pool.lvols())
             await pool.export()
             del self.pools[pool.name]
             await self._release_bdev(pool.base)
@@ -254,6 +265,7 @@ class Registry:
         async with self.lock:
             pool = self.find_pool(name_or_uuid)
             self._refuse_if_replicas_in_use(pool, "destroy")
+            await self._stop_serving(pool.lvols())
             for lvol in list(pool.lvols()):
                 await pool.destroy_lvol(lvol)
                 log.info("replica %s (%s) destroyed with pool %s", lvol.name, lvol.uuid, pool.name)
@@ -273,15 +285,11 @@ class Registry:
             return before, pool
 
     def _refuse_if_replicas_in_use(self, pool: Pool, action: str) -> None:
-        busy = [
-            lvol.name
-            for lvol in pool.lvols()
-            if lvol.properties.share is not ShareProtocol.NONE or self.is_claimed(lvol)
-        ]
+        busy = [lvol.name for lvol in pool.lvols() if self.is_claimed(lvol)]
         if busy:
             raise FailedPrecondition(
-                f"cannot {action} pool {pool.name!r}: replicas {busy} are shared or in use; "
-                "unshare them (or remove them from their nexus) first"
+                f"cannot {action} pool {pool.name!r}: replicas {busy} are in use by a nexus; "
+                "remove them from it (or destroy it) first"
             )
 
     def is_claimed(self, device: BlockDevice) -> bool:
@@ -381,6 +389,7 @@ class Registry:
                     f"replica {replica.name!r} is in use by {self.user_of(replica)}; "
                     "remove it from its nexus first"
                 )
+            await self._stop_serving([replica])
             await replica.pool.destroy_lvol(replica)
             log.info("replica %s (%s) destroyed", replica.name, replica.uuid)
 
@@ -388,6 +397,8 @@ class Registry:
         async with self.lock:
             before = replica.size
             await replica.pool.resize_lvol(replica, size)
+            if self.is_served(replica):
+                self.target.namespace_changed(openebs_nqn(replica.uuid))
             log.info("replica %s resized from %d to %d bytes", replica.name, before, replica.size)
             return replica
 
@@ -396,6 +407,71 @@ class Registry:
             await replica.pool.set_lvol_properties(replica, properties)
             log.info("replica %s properties now %s", replica.name, properties)
 
+    # ------------------------------------------------------------------ sharing
+
+    def is_served(self, replica: Replica) -> bool:
+        return any(sub.nqn == openebs_nqn(replica.uuid) for sub in self.target.subsystems())
+
+    def replica_uri(self, replica: Replica) -> str:
+        """``nvmf://…?uuid=`` while the replica is shared, else ``bdev:///…?uuid=``."""
+        if self.is_served(replica):
+            return f"{self.target.share_uri(openebs_nqn(replica.uuid))}?uuid={replica.uuid}"
+        return replica_bdev_uri(replica)
+
+    async def share_replica(self, replica: Replica, allowed_hosts: list[str]) -> Replica:
+        """Export a replica over NVMe/TCP and record that (and its allow-list) in its pool.
+
+        With no allowed hosts, only io-engines (host NQN
+        ``nqn.2019-05.io.openebs:node-name:*``) may connect. Sharing a shared replica
+        again replaces its allow-list (for new connections).
+        """
+        async with self.lock:
+            hosts = tuple(allowed_hosts)
+            nqn = openebs_nqn(replica.uuid)
+            if self.is_served(replica):
+                self.target.set_allowed_hosts(nqn, hosts or IO_ENGINE_HOSTS)
+            else:
+                self.target.add_subsystem(
+                    nqn, replica, port=self.replica_port, allowed_hosts=hosts or IO_ENGINE_HOSTS
+                )
+            properties = dataclasses.replace(
+                replica.properties, share=ShareProtocol.NVMF, allowed_hosts=hosts
+            )
+            try:
+                await replica.pool.set_lvol_properties(replica, properties)
+            except BaseException:
+                await self.target.remove_subsystem(nqn)
+                raise
+            log.info(
+                "replica %s shared as %s for %s",
+                replica.name,
+                self.target.share_uri(nqn),
+                ", ".join(hosts) if hosts else "io-engines only",
+            )
+            return replica
+
+    async def unshare_replica(self, replica: Replica) -> Replica:
+        """Stop exporting a replica: its hosts are disconnected, its pool records it."""
+        async with self.lock:
+            await self._stop_serving([replica])
+            properties = dataclasses.replace(replica.properties, share=ShareProtocol.NONE)
+            await replica.pool.set_lvol_properties(replica, properties)
+            log.info("replica %s unshared", replica.name)
+            return replica
+
+    def _serve_shared_replicas(self, pool: Pool) -> None:
+        for lvol in pool.lvols():
+            if lvol.properties.share is ShareProtocol.NVMF and not self.is_served(lvol):
+                hosts = lvol.properties.allowed_hosts or IO_ENGINE_HOSTS
+                nqn = openebs_nqn(lvol.uuid)
+                self.target.add_subsystem(nqn, lvol, port=self.replica_port, allowed_hosts=hosts)
+                log.info("replica %s shared again as %s", lvol.name, self.target.share_uri(nqn))
+
+    async def _stop_serving(self, replicas: list[Replica]) -> None:
+        for replica in replicas:
+            if self.is_served(replica):
+                await self.target.remove_subsystem(openebs_nqn(replica.uuid))
+
     # ------------------------------------------------------------------ shutdown
 
     async def close(self) -> None:
@@ -403,6 +479,7 @@ class Registry:
         async with self.lock:
             for pool in list(self.pools.values()):
                 try:
+                    await self._stop_serving(pool.lvols())
                     await pool.export()
                     log.info("pool %s exported", pool.name)
                 except MayastorError as exc:

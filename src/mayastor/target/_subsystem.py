@@ -91,8 +91,15 @@ class Subsystem:
         return self.device.uuid
 
     def allows(self, hostnqn: str) -> bool:
-        """True when `hostnqn` may connect (None allows everyone, empty nobody)."""
-        return self.allowed_hosts is None or hostnqn in self.allowed_hosts
+        """True when `hostnqn` may connect (None allows everyone, empty nobody).
+
+        An entry ending in ``*`` admits every host NQN that starts with what comes
+        before it: ``nqn.2019-05.io.openebs:node-name:*`` admits every io-engine.
+        """
+        hosts = self.allowed_hosts
+        if hosts is None or hostnqn in hosts:
+            return True
+        return any(h.endswith("*") and hostnqn.startswith(h[:-1]) for h in hosts)
 
     def allocate_cntlid(self) -> int | None:
         """The next free controller ID of the range, round robin; None when all are taken."""

@@ -64,7 +64,15 @@ def _check_hosts(hosts: Iterable[str] | None) -> frozenset[str] | None:
         return None
     if isinstance(hosts, str | bytes):
         raise InvalidArgument("allowed hosts must be a collection of host NQNs, not one string")
-    return frozenset(_check_nqn(host, "allowed host NQN") for host in hosts)
+    return frozenset(_check_host_entry(host) for host in hosts)
+
+
+def _check_host_entry(host: object) -> str:
+    """A host NQN, or an NQN prefix ending in ``*`` (checked as if it went on)."""
+    if isinstance(host, str) and host.endswith("*"):
+        _check_nqn(host[:-1] + "x", "allowed host NQN prefix")
+        return host
+    return _check_nqn(host, "allowed host NQN")
 
 
 def _check_text(value: object, what: str, size: int) -> str:

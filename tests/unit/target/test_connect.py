@@ -168,6 +168,20 @@ async def test_a_host_on_the_allow_list_is_admitted() -> None:
     assert (await wire.connect()).status.is_success
 
 
+async def test_an_allow_list_prefix_ending_in_a_star_admits_the_hosts_it_names() -> None:
+    prefix = HOSTNQN[: HOSTNQN.rindex(":") + 1] + "*"
+    wire = Wire(make_registry(allowed_hosts=[prefix]))
+    wire.ic()
+    assert (await wire.connect()).status.is_success
+
+
+async def test_an_allow_list_prefix_refuses_hosts_outside_it() -> None:
+    wire = Wire(make_registry(allowed_hosts=["nqn.2019-05.io.openebs:node-name:*"]))
+    wire.ic()
+    answer = await wire.connect()  # HOSTNQN is not an io-engine's
+    assert answer.sct_sc == (CMD, CommandSpecificStatus.CONNECT_INVALID_HOST)
+
+
 async def test_a_malformed_host_nqn_is_invalid_parameters_pointing_at_hostnqn() -> None:
     wire = Wire(make_registry())
     wire.ic()

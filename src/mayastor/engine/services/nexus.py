@@ -6,7 +6,7 @@ import grpc
 from google.protobuf.empty_pb2 import Empty
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from mayastor.api.v1 import nexus_pb2, nexus_pb2_grpc
+from mayastor.api.v1 import common_pb2, nexus_pb2, nexus_pb2_grpc
 from mayastor.engine.grpc_errors import ErrorMappingServicer
 from mayastor.engine.nexuses import Nexuses
 from mayastor.errors import InvalidArgument
@@ -86,15 +86,24 @@ class NexusService(ErrorMappingServicer, nexus_pb2_grpc.NexusRpcServicer):
         self.nexuses = nexuses
 
     def message(self, nexus: Nexus) -> nexus_pb2.Nexus:
-        return nexus_message(nexus)
+        return nexus_message(
+            nexus, self.nexuses.published_uri(nexus), self.nexuses.allowed_hosts(nexus)
+        )
 
     async def CreateNexus(
         self, request: nexus_pb2.CreateNexusRequest, context: grpc.aio.ServicerContext
     ) -> nexus_pb2.CreateNexusResponse:
         if not request.children:
             raise InvalidArgument("a nexus needs at least one child URI")
+        cntlids = None
+        if request.minCntlId or request.maxCntlId:
+            cntlids = (request.minCntlId or 1, request.maxCntlId or 0xFFEF)
         nexus = await self.nexuses.create(
-            request.name or request.uuid, request.uuid, request.size, list(request.children)
+            request.name or request.uuid,
+            request.uuid,
+            request.size,
+            list(request.children),
+            cntlid_range=cntlids,
         )
         return nexus_pb2.CreateNexusResponse(nexus=self.message(nexus))
 
@@ -107,7 +116,7 @@ class NexusService(ErrorMappingServicer, nexus_pb2_grpc.NexusRpcServicer):
     async def ListNexus(
         self, request: nexus_pb2.ListNexusOptions, context: grpc.aio.ServicerContext
     ) -> nexus_pb2.ListNexusResponse:
-        found = self.nexuses.list()
+        found = self.nexuses.by_name()
         if request.HasField("name"):
             found = [n for n in found if n.name == request.name.value]
         if request.HasField("uuid"):
@@ -233,11 +242,13 @@ class NexusService(ErrorMappingServicer, nexus_pb2_grpc.NexusRpcServicer):
     async def PublishNexus(
         self, request: nexus_pb2.PublishNexusRequest, context: grpc.aio.ServicerContext
     ) -> nexus_pb2.PublishNexusResponse:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "NVMe/TCP publishing is not built yet")
-        raise AssertionError("unreachable")
+        if request.share not in (common_pb2.NVMF, common_pb2.NONE):
+            raise InvalidArgument("a nexus is published over NVMe/TCP only (share=NVMF)")
+        nexus = await self.nexuses.publish(request.uuid, list(request.allowed_hosts))
+        return nexus_pb2.PublishNexusResponse(nexus=self.message(nexus))
 
     async def UnpublishNexus(
         self, request: nexus_pb2.UnpublishNexusRequest, context: grpc.aio.ServicerContext
     ) -> nexus_pb2.UnpublishNexusResponse:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "NVMe/TCP publishing is not built yet")
-        raise AssertionError("unreachable")
+        nexus = await self.nexuses.unpublish(request.uuid)
+        return nexus_pb2.UnpublishNexusResponse(nexus=self.message(nexus))

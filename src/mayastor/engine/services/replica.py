@@ -9,7 +9,7 @@ from google.protobuf.empty_pb2 import Empty
 
 from mayastor.api.v1 import common_pb2, replica_pb2, replica_pb2_grpc
 from mayastor.engine.grpc_errors import ErrorMappingServicer
-from mayastor.engine.registry import Registry, replica_bdev_uri
+from mayastor.engine.registry import Registry
 from mayastor.errors import InvalidArgument
 from mayastor.lvs import Lvol, LvolProperties, ShareProtocol
 
@@ -29,7 +29,7 @@ class ReplicaService(ErrorMappingServicer, replica_pb2_grpc.ReplicaRpcServicer):
             size=lvol.size,
             thin=lvol.thin,
             share=_SHARE[props.share],
-            uri=replica_bdev_uri(lvol),
+            uri=self.registry.replica_uri(lvol),
             poolname=lvol.pool.name,
             usage=replica_pb2.ReplicaSpaceUsage(
                 capacity_bytes=lvol.size,
@@ -47,8 +47,6 @@ class ReplicaService(ErrorMappingServicer, replica_pb2_grpc.ReplicaRpcServicer):
     async def CreateReplica(
         self, request: replica_pb2.CreateReplicaRequest, context: grpc.aio.ServicerContext
     ) -> replica_pb2.Replica:
-        if request.share != common_pb2.NONE:
-            raise InvalidArgument("sharing at create is not available yet: create, then share")
         properties = LvolProperties(
             allowed_hosts=tuple(request.allowed_hosts),
             entity_id=request.entity_id if request.HasField("entity_id") else None,
@@ -61,6 +59,8 @@ class ReplicaService(ErrorMappingServicer, replica_pb2_grpc.ReplicaRpcServicer):
             thin=request.thin,
             properties=properties,
         )
+        if request.share == common_pb2.NVMF:
+            await self.registry.share_replica(lvol, list(request.allowed_hosts))
         return self.replica_message(lvol)
 
     async def DestroyReplica(
@@ -112,11 +112,15 @@ class ReplicaService(ErrorMappingServicer, replica_pb2_grpc.ReplicaRpcServicer):
     async def ShareReplica(
         self, request: replica_pb2.ShareReplicaRequest, context: grpc.aio.ServicerContext
     ) -> replica_pb2.Replica:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "sharing over NVMe/TCP is not built yet")
-        raise AssertionError("unreachable")
+        if request.share != common_pb2.NVMF:
+            raise InvalidArgument("replicas are shared over NVMe/TCP only (share=NVMF)")
+        replica = self.registry.find_replica(uuid=request.uuid)
+        await self.registry.share_replica(replica, list(request.allowed_hosts))
+        return self.replica_message(replica)
 
     async def UnshareReplica(
         self, request: replica_pb2.UnshareReplicaRequest, context: grpc.aio.ServicerContext
     ) -> replica_pb2.Replica:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "sharing over NVMe/TCP is not built yet")
-        raise AssertionError("unreachable")
+        replica = self.registry.find_replica(uuid=request.uuid)
+        await self.registry.unshare_replica(replica)
+        return self.replica_message(replica)
