@@ -1,60 +1,83 @@
-"""The Linux kernel's nvme-tcp initiator against our target, in one guest boot.
+"""The Linux kernel's nvme-tcp initiator against a replica shared by `mayastor`, in one boot.
 
-A host-side process serves a 64 MiB file-backed AioDevice; the guest (TCG) runs
-`guest/check_target.sh`: discovery, a refused host, identify fields, ext4 with
-checksums and e2fsck, the same data over header and data digests, fio with crc32c
-verify, disconnects, and a connection left open when the guest powers off. Each
-test below asserts one of those behaviours on the recorded run.
+A real io-engine process has a pool on a file and a 64 MiB replica shared over NVMe/TCP
+for one host NQN; the guest (TCG) runs `guest/check_target.sh`: discovery, a refused
+host, identify fields, ext4 with checksums and e2fsck, the same data over header and
+data digests, fio with crc32c verify, disconnects, and a connection left open when the
+guest powers off. Each test below asserts one of those behaviours on the recorded run.
 """
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
+import uuid
+from typing import Any
 
 import pytest
 
-from tests.interop.kernel_guest import GuestRun, TargetProcess, run_guest_checks
+from mayastor.demo.processes import EngineProcess
+from tests.integration.conftest import make_sparse_file
+from tests.interop.kernel_guest import ControllerWatcher, GuestRun, run_guest_checks
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow]
 
-NQN = "nqn.2019-05.io.openebs:3f2a9c1e-5d7b-4e8a-9b6c-2d1f0e4a7c55"
+REPLICA_UUID = uuid.UUID("3f2a9c1e-5d7b-4e8a-9b6c-2d1f0e4a7c55")
+NQN = f"nqn.2019-05.io.openebs:{REPLICA_UUID}"
 HOSTNQN = "nqn.2014-08.org.nvmexpress:uuid:6b1d2f3e-4c5a-4b6d-8e7f-0a1b2c3d4e5f"
 DENIED_HOSTNQN = "nqn.2014-08.org.nvmexpress:uuid:d0d0d0d0-1111-4222-8333-444455556666"
 SIZE_MB = 64
+BLOCK_SIZE = 512
 
 
 class Session:
-    def __init__(self, run: GuestRun, target: TargetProcess, freed: bool) -> None:
+    def __init__(
+        self, run: GuestRun, engine: EngineProcess, seen: list[dict[str, Any]], freed: bool
+    ) -> None:
         self.run = run
-        self.target = target
+        self.engine = engine
+        self.port = engine.replica_port
+        self.controllers = seen
         self.freed_after_guest = freed
 
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory: pytest.TempPathFactory) -> Session:
-    disk: Path = tmp_path_factory.mktemp("interop") / "replica.img"
-    target = TargetProcess(
-        "--file", str(disk), "--size-mb", str(SIZE_MB), "--nqn", NQN, "--allow-host", HOSTNQN
-    )
+    workdir = tmp_path_factory.mktemp("interop")
+    disk = make_sparse_file(workdir / "pool.img", 128 << 20)
+    engine = EngineProcess("interop-node", workdir)
+    engine.start()
     try:
-        run = run_guest_checks(
-            {
-                "TARGET_PORT": str(target.ready["port"]),
-                "TARGET_NQN": NQN,
-                "EXPECT_BLOCKS": str(target.ready["blocks"]),
-                "EXPECT_BSIZE": str(target.ready["block_size"]),
-                "HOSTNQN": HOSTNQN,
-                "DENIED_HOSTNQN": DENIED_HOSTNQN,
-            }
+        engine.client("pool", "create", "pool1", str(disk), check=True)
+        engine.client(
+            "replica",
+            "create",
+            "pool1",
+            "vol1",
+            f"--size={SIZE_MB}",
+            "--uuid",
+            str(REPLICA_UUID),
+            check=True,
         )
-        deadline = time.monotonic() + 20
-        while target.current_controllers() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        freed = not target.current_controllers()
+        engine.client("replica", "share", "pool1", "vol1", "--allowed-host", HOSTNQN, check=True)
+        with ControllerWatcher(engine.endpoint) as watcher:
+            run = run_guest_checks(
+                {
+                    "TARGET_PORT": str(engine.replica_port),
+                    "TARGET_NQN": NQN,
+                    "EXPECT_BLOCKS": str((SIZE_MB << 20) // BLOCK_SIZE),
+                    "EXPECT_BSIZE": str(BLOCK_SIZE),
+                    "HOSTNQN": HOSTNQN,
+                    "DENIED_HOSTNQN": DENIED_HOSTNQN,
+                }
+            )
+            deadline = time.monotonic() + 20
+            while watcher.current() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            freed = not watcher.current()
+            seen = watcher.controllers_seen(NQN)
     finally:
-        target.stop()
-    return Session(run, target, freed)
+        engine.stop()
+    return Session(run, engine, seen, freed)
 
 
 def test_guest_checks_all_pass(session: Session) -> None:
@@ -65,20 +88,21 @@ def test_guest_checks_all_pass(session: Session) -> None:
 
 def test_kernel_discovery_lists_the_subsystem_with_its_port(session: Session) -> None:
     assert session.run.passed_check(f"discovery log lists {NQN}")
-    assert session.run.passed_check(f"discovery entry has trsvcid {session.target.ready['port']}")
+    assert session.run.passed_check(f"discovery entry has trsvcid {session.port}")
     assert session.run.passed_check("discovery entry is tcp/ipv4")
 
 
 def test_host_not_on_the_allow_list_is_refused_and_sees_nothing(session: Session) -> None:
     assert session.run.passed_check(f"connect as {DENIED_HOSTNQN} is refused")
     assert session.run.passed_check(f"discovery hides {NQN} from {DENIED_HOSTNQN}")
-    assert all(c["hostnqn"] == HOSTNQN for c in session.target.controllers_seen())
+    assert session.controllers
+    assert all(c["hostnqn"] == HOSTNQN for c in session.controllers)
 
 
 def test_identify_fields_are_what_the_kernel_reports(session: Session) -> None:
     for check in ("id-ctrl mn is 'Mayastor NVMe controller'", "id-ctrl nn is 1", "id-ctrl mdts"):
         assert session.run.passed_check(check), check
-    assert session.run.passed_check(f"id-ns nsze is {session.target.ready['blocks']}")
+    assert session.run.passed_check(f"id-ns nsze is {(SIZE_MB << 20) // BLOCK_SIZE}")
 
 
 def test_ext4_written_without_digests_verifies_after_remount_and_fsck(session: Session) -> None:
@@ -89,9 +113,7 @@ def test_ext4_written_without_digests_verifies_after_remount_and_fsck(session: S
 def test_files_read_back_and_written_over_header_and_data_digests(session: Session) -> None:
     for check in ("checksums over digests", "e2fsck -fn over digests", "new file over digests"):
         assert session.run.passed_check(check), check
-    digest_controllers = [
-        c for c in session.target.controllers_seen() if c["header_digest"] and c["data_digest"]
-    ]
+    digest_controllers = [c for c in session.controllers if c["header_digest"] and c["data_digest"]]
     assert digest_controllers, "no controller negotiated header and data digests"
 
 
@@ -112,5 +134,5 @@ def test_kernel_saw_no_failed_io_including_discards(session: Session) -> None:
 def test_guest_dropping_the_connection_frees_the_controller(session: Session) -> None:
     left = session.run.left_connected
     assert left is not None
-    assert left in [c["cntlid"] for c in session.target.controllers_seen()]
+    assert left in [c["cntlid"] for c in session.controllers]
     assert session.freed_after_guest

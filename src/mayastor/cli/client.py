@@ -17,6 +17,7 @@ import grpc
 from mayastor import __version__
 from mayastor.cli import (
     bdev_commands,
+    controller_commands,
     nexus_commands,
     pool_commands,
     replica_commands,
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     replica_commands.register(commands)
     nexus_commands.register(commands)
     bdev_commands.register(commands)
+    controller_commands.register(commands)
     stats_commands.register(commands)
     return parser
 

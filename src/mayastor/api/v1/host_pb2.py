@@ -25,29 +25,33 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1amayastor/api/v1/host.proto\x12\x0bmayastor.v1\x1a\x1bgoogle/protobuf/empty.proto\"5\n\x10MayastorFeatures\x12!\n\x19\x61symmetricNamespaceAccess\x18\x01 \x01(\x08\"E\n\x0fRegisterRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rgrpc_endpoint\x18\x02 \x01(\t\x12\x0f\n\x07hostnqn\x18\x03 \x01(\t\"\xe7\x01\n\x14MayastorInfoResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x38\n\x11supportedFeatures\x18\x02 \x01(\x0b\x32\x1d.mayastor.v1.MayastorFeatures\x12\x37\n\x11registration_info\x18\x03 \x01(\x0b\x32\x1c.mayastor.v1.RegisterRequest\x12\x0b\n\x03pid\x18\x04 \x01(\r\x12\x14\n\x0cnvmf_address\x18\x05 \x01(\t\x12\x14\n\x0creplica_port\x18\x06 \x01(\r\x12\x12\n\nnexus_port\x18\x07 \x01(\r\"\x84\x03\n\x0b\x42lockDevice\x12\x0f\n\x07\x64\x65vname\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x65vtype\x18\x02 \x01(\t\x12\x10\n\x08\x64\x65vmajor\x18\x03 \x01(\r\x12\x10\n\x08\x64\x65vminor\x18\x04 \x01(\r\x12\r\n\x05model\x18\x05 \x01(\t\x12\x0f\n\x07\x64\x65vpath\x18\x06 \x01(\t\x12\x10\n\x08\x64\x65vlinks\x18\x07 \x03(\t\x12\x0c\n\x04size\x18\x08 \x01(\x04\x12\x35\n\tpartition\x18\t \x01(\x0b\x32\".mayastor.v1.BlockDevice.Partition\x12\x37\n\nfilesystem\x18\n \x01(\x0b\x32#.mayastor.v1.BlockDevice.Filesystem\x12\x11\n\tavailable\x18\x0b \x01(\x08\x1a\x39\n\tPartition\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\r\x12\x0c\n\x04name\x18\x03 \x01(\t\x1a\x31\n\nFilesystem\x12\x0e\n\x06\x66stype\x18\x01 \x01(\t\x12\x13\n\x0bmountpoints\x18\x04 \x03(\t\"&\n\x17ListBlockDevicesRequest\x12\x0b\n\x03\x61ll\x18\x01 \x01(\x08\"E\n\x18ListBlockDevicesResponse\x12)\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x18.mayastor.v1.BlockDevice2\xbc\x01\n\x07HostRpc\x12N\n\x0fGetMayastorInfo\x12\x16.google.protobuf.Empty\x1a!.mayastor.v1.MayastorInfoResponse\"\x00\x12\x61\n\x10ListBlockDevices\x12$.mayastor.v1.ListBlockDevicesRequest\x1a%.mayastor.v1.ListBlockDevicesResponse\"\x00\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1amayastor/api/v1/host.proto\x12\x0bmayastor.v1\x1a\x1bgoogle/protobuf/empty.proto\"\xb1\x01\n\x0eNvmfController\x12\x0e\n\x06subnqn\x18\x01 \x01(\t\x12\x0e\n\x06\x63ntlid\x18\x02 \x01(\r\x12\x0f\n\x07hostnqn\x18\x03 \x01(\t\x12\x0e\n\x06queues\x18\x04 \x01(\r\x12\x15\n\rkeep_alive_ms\x18\x05 \x01(\r\x12\r\n\x05state\x18\x06 \x01(\t\x12\x15\n\rheader_digest\x18\x07 \x01(\x08\x12\x13\n\x0b\x64\x61ta_digest\x18\x08 \x01(\x08\x12\x0c\n\x04peer\x18\t \x01(\t\"O\n\x1bListNvmfControllersResponse\x12\x30\n\x0b\x63ontrollers\x18\x01 \x03(\x0b\x32\x1b.mayastor.v1.NvmfController\"5\n\x10MayastorFeatures\x12!\n\x19\x61symmetricNamespaceAccess\x18\x01 \x01(\x08\"E\n\x0fRegisterRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rgrpc_endpoint\x18\x02 \x01(\t\x12\x0f\n\x07hostnqn\x18\x03 \x01(\t\"\xe7\x01\n\x14MayastorInfoResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x38\n\x11supportedFeatures\x18\x02 \x01(\x0b\x32\x1d.mayastor.v1.MayastorFeatures\x12\x37\n\x11registration_info\x18\x03 \x01(\x0b\x32\x1c.mayastor.v1.RegisterRequest\x12\x0b\n\x03pid\x18\x04 \x01(\r\x12\x14\n\x0cnvmf_address\x18\x05 \x01(\t\x12\x14\n\x0creplica_port\x18\x06 \x01(\r\x12\x12\n\nnexus_port\x18\x07 \x01(\r\"\x84\x03\n\x0b\x42lockDevice\x12\x0f\n\x07\x64\x65vname\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x65vtype\x18\x02 \x01(\t\x12\x10\n\x08\x64\x65vmajor\x18\x03 \x01(\r\x12\x10\n\x08\x64\x65vminor\x18\x04 \x01(\r\x12\r\n\x05model\x18\x05 \x01(\t\x12\x0f\n\x07\x64\x65vpath\x18\x06 \x01(\t\x12\x10\n\x08\x64\x65vlinks\x18\x07 \x03(\t\x12\x0c\n\x04size\x18\x08 \x01(\x04\x12\x35\n\tpartition\x18\t \x01(\x0b\x32\".mayastor.v1.BlockDevice.Partition\x12\x37\n\nfilesystem\x18\n \x01(\x0b\x32#.mayastor.v1.BlockDevice.Filesystem\x12\x11\n\tavailable\x18\x0b \x01(\x08\x1a\x39\n\tPartition\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\r\x12\x0c\n\x04name\x18\x03 \x01(\t\x1a\x31\n\nFilesystem\x12\x0e\n\x06\x66stype\x18\x01 \x01(\t\x12\x13\n\x0bmountpoints\x18\x04 \x03(\t\"&\n\x17ListBlockDevicesRequest\x12\x0b\n\x03\x61ll\x18\x01 \x01(\x08\"E\n\x18ListBlockDevicesResponse\x12)\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x18.mayastor.v1.BlockDevice2\x97\x02\n\x07HostRpc\x12N\n\x0fGetMayastorInfo\x12\x16.google.protobuf.Empty\x1a!.mayastor.v1.MayastorInfoResponse\"\x00\x12\x61\n\x10ListBlockDevices\x12$.mayastor.v1.ListBlockDevicesRequest\x1a%.mayastor.v1.ListBlockDevicesResponse\"\x00\x12Y\n\x13ListNvmfControllers\x12\x16.google.protobuf.Empty\x1a(.mayastor.v1.ListNvmfControllersResponse\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mayastor.api.v1.host_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MAYASTORFEATURES']._serialized_start=72
-  _globals['_MAYASTORFEATURES']._serialized_end=125
-  _globals['_REGISTERREQUEST']._serialized_start=127
-  _globals['_REGISTERREQUEST']._serialized_end=196
-  _globals['_MAYASTORINFORESPONSE']._serialized_start=199
-  _globals['_MAYASTORINFORESPONSE']._serialized_end=430
-  _globals['_BLOCKDEVICE']._serialized_start=433
-  _globals['_BLOCKDEVICE']._serialized_end=821
-  _globals['_BLOCKDEVICE_PARTITION']._serialized_start=713
-  _globals['_BLOCKDEVICE_PARTITION']._serialized_end=770
-  _globals['_BLOCKDEVICE_FILESYSTEM']._serialized_start=772
-  _globals['_BLOCKDEVICE_FILESYSTEM']._serialized_end=821
-  _globals['_LISTBLOCKDEVICESREQUEST']._serialized_start=823
-  _globals['_LISTBLOCKDEVICESREQUEST']._serialized_end=861
-  _globals['_LISTBLOCKDEVICESRESPONSE']._serialized_start=863
-  _globals['_LISTBLOCKDEVICESRESPONSE']._serialized_end=932
-  _globals['_HOSTRPC']._serialized_start=935
-  _globals['_HOSTRPC']._serialized_end=1123
+  _globals['_NVMFCONTROLLER']._serialized_start=73
+  _globals['_NVMFCONTROLLER']._serialized_end=250
+  _globals['_LISTNVMFCONTROLLERSRESPONSE']._serialized_start=252
+  _globals['_LISTNVMFCONTROLLERSRESPONSE']._serialized_end=331
+  _globals['_MAYASTORFEATURES']._serialized_start=333
+  _globals['_MAYASTORFEATURES']._serialized_end=386
+  _globals['_REGISTERREQUEST']._serialized_start=388
+  _globals['_REGISTERREQUEST']._serialized_end=457
+  _globals['_MAYASTORINFORESPONSE']._serialized_start=460
+  _globals['_MAYASTORINFORESPONSE']._serialized_end=691
+  _globals['_BLOCKDEVICE']._serialized_start=694
+  _globals['_BLOCKDEVICE']._serialized_end=1082
+  _globals['_BLOCKDEVICE_PARTITION']._serialized_start=974
+  _globals['_BLOCKDEVICE_PARTITION']._serialized_end=1031
+  _globals['_BLOCKDEVICE_FILESYSTEM']._serialized_start=1033
+  _globals['_BLOCKDEVICE_FILESYSTEM']._serialized_end=1082
+  _globals['_LISTBLOCKDEVICESREQUEST']._serialized_start=1084
+  _globals['_LISTBLOCKDEVICESREQUEST']._serialized_end=1122
+  _globals['_LISTBLOCKDEVICESRESPONSE']._serialized_start=1124
+  _globals['_LISTBLOCKDEVICESRESPONSE']._serialized_end=1193
+  _globals['_HOSTRPC']._serialized_start=1196
+  _globals['_HOSTRPC']._serialized_end=1475
 # @@protoc_insertion_point(module_scope)

@@ -19,6 +19,74 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class NvmfController(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBNQN_FIELD_NUMBER: _builtins.int
+    CNTLID_FIELD_NUMBER: _builtins.int
+    HOSTNQN_FIELD_NUMBER: _builtins.int
+    QUEUES_FIELD_NUMBER: _builtins.int
+    KEEP_ALIVE_MS_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    HEADER_DIGEST_FIELD_NUMBER: _builtins.int
+    DATA_DIGEST_FIELD_NUMBER: _builtins.int
+    PEER_FIELD_NUMBER: _builtins.int
+    subnqn: _builtins.str
+    """the subsystem (nqn.2019-05.io.openebs:<replica or volume uuid>)"""
+    cntlid: _builtins.int
+    hostnqn: _builtins.str
+    """who connected"""
+    queues: _builtins.int
+    """connected queues, the admin queue included"""
+    keep_alive_ms: _builtins.int
+    state: _builtins.str
+    """"ready", "disabled", ..."""
+    header_digest: _builtins.bool
+    data_digest: _builtins.bool
+    peer: _builtins.str
+    """host:port of the admin queue"""
+    def __init__(
+        self,
+        *,
+        subnqn: _builtins.str = ...,
+        cntlid: _builtins.int = ...,
+        hostnqn: _builtins.str = ...,
+        queues: _builtins.int = ...,
+        keep_alive_ms: _builtins.int = ...,
+        state: _builtins.str = ...,
+        header_digest: _builtins.bool = ...,
+        data_digest: _builtins.bool = ...,
+        peer: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cntlid", b"cntlid", "data_digest", b"data_digest", "header_digest", b"header_digest", "hostnqn", b"hostnqn", "keep_alive_ms", b"keep_alive_ms", "peer", b"peer", "queues", b"queues", "state", b"state", "subnqn", b"subnqn"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NvmfController: _TypeAlias = NvmfController  # noqa: Y015
+
+@_typing.final
+class ListNvmfControllersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTROLLERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def controllers(self) -> _containers.RepeatedCompositeFieldContainer[Global___NvmfController]: ...
+    def __init__(
+        self,
+        *,
+        controllers: _abc.Iterable[Global___NvmfController] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["controllers", b"controllers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListNvmfControllersResponse: _TypeAlias = ListNvmfControllersResponse  # noqa: Y015
+
+@_typing.final
 class MayastorFeatures(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -45,6 +45,11 @@ class HostRpcStub:
                 request_serializer=mayastor_dot_api_dot_v1_dot_host__pb2.ListBlockDevicesRequest.SerializeToString,
                 response_deserializer=mayastor_dot_api_dot_v1_dot_host__pb2.ListBlockDevicesResponse.FromString,
                 _registered_method=True)
+        self.ListNvmfControllers = channel.unary_unary(
+                '/mayastor.v1.HostRpc/ListNvmfControllers',
+                request_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+                response_deserializer=mayastor_dot_api_dot_v1_dot_host__pb2.ListNvmfControllersResponse.FromString,
+                _registered_method=True)
 
 
 class HostRpcServicer:
@@ -63,6 +68,13 @@ class HostRpcServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListNvmfControllers(self, request, context):
+        """The NVMe controllers that hosts have on this io-engine's target (replicas and nexuses).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_HostRpcServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +87,11 @@ def add_HostRpcServicer_to_server(servicer, server):
                     servicer.ListBlockDevices,
                     request_deserializer=mayastor_dot_api_dot_v1_dot_host__pb2.ListBlockDevicesRequest.FromString,
                     response_serializer=mayastor_dot_api_dot_v1_dot_host__pb2.ListBlockDevicesResponse.SerializeToString,
+            ),
+            'ListNvmfControllers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNvmfControllers,
+                    request_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                    response_serializer=mayastor_dot_api_dot_v1_dot_host__pb2.ListNvmfControllersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -131,6 +148,33 @@ class HostRpc:
             '/mayastor.v1.HostRpc/ListBlockDevices',
             mayastor_dot_api_dot_v1_dot_host__pb2.ListBlockDevicesRequest.SerializeToString,
             mayastor_dot_api_dot_v1_dot_host__pb2.ListBlockDevicesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNvmfControllers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mayastor.v1.HostRpc/ListNvmfControllers',
+            google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            mayastor_dot_api_dot_v1_dot_host__pb2.ListNvmfControllersResponse.FromString,
             options,
             channel_credentials,
             insecure,

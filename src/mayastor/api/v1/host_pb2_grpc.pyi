@@ -35,6 +35,8 @@ class HostRpcStub:
     GetMayastorInfo: _grpc.UnaryUnaryMultiCallable[_empty_pb2.Empty, _host_pb2.MayastorInfoResponse]
     ListBlockDevices: _grpc.UnaryUnaryMultiCallable[_host_pb2.ListBlockDevicesRequest, _host_pb2.ListBlockDevicesResponse]
     """Block devices of this machine (from /sys/block), for picking pool disks."""
+    ListNvmfControllers: _grpc.UnaryUnaryMultiCallable[_empty_pb2.Empty, _host_pb2.ListNvmfControllersResponse]
+    """The NVMe controllers that hosts have on this io-engine's target (replicas and nexuses)."""
 
 @_typing.type_check_only
 class HostRpcAsyncStub(HostRpcStub):
@@ -42,6 +44,8 @@ class HostRpcAsyncStub(HostRpcStub):
     GetMayastorInfo: _aio.UnaryUnaryMultiCallable[_empty_pb2.Empty, _host_pb2.MayastorInfoResponse]  # type: ignore[assignment]
     ListBlockDevices: _aio.UnaryUnaryMultiCallable[_host_pb2.ListBlockDevicesRequest, _host_pb2.ListBlockDevicesResponse]  # type: ignore[assignment]
     """Block devices of this machine (from /sys/block), for picking pool disks."""
+    ListNvmfControllers: _aio.UnaryUnaryMultiCallable[_empty_pb2.Empty, _host_pb2.ListNvmfControllersResponse]  # type: ignore[assignment]
+    """The NVMe controllers that hosts have on this io-engine's target (replicas and nexuses)."""
 
 class HostRpcServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -58,5 +62,13 @@ class HostRpcServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_host_pb2.ListBlockDevicesResponse, _abc.Awaitable[_host_pb2.ListBlockDevicesResponse]]:
         """Block devices of this machine (from /sys/block), for picking pool disks."""
+
+    @_abc_1.abstractmethod
+    def ListNvmfControllers(
+        self,
+        request: _empty_pb2.Empty,
+        context: _ServicerContext,
+    ) -> _typing.Union[_host_pb2.ListNvmfControllersResponse, _abc.Awaitable[_host_pb2.ListNvmfControllersResponse]]:
+        """The NVMe controllers that hosts have on this io-engine's target (replicas and nexuses)."""
 
 def add_HostRpcServicer_to_server(servicer: HostRpcServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

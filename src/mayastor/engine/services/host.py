@@ -21,6 +21,28 @@ class HostService(ErrorMappingServicer, host_pb2_grpc.HostRpcServicer):
         self.config = config
         self.registry = registry
 
+    async def ListNvmfControllers(
+        self, request: Empty, context: grpc.aio.ServicerContext
+    ) -> host_pb2.ListNvmfControllersResponse:
+        target = self.registry.target
+        return host_pb2.ListNvmfControllersResponse(
+            controllers=[
+                host_pb2.NvmfController(
+                    subnqn=sub.nqn,
+                    cntlid=c.cntlid,
+                    hostnqn=c.hostnqn,
+                    queues=c.queues,
+                    keep_alive_ms=c.keep_alive_ms,
+                    state=c.state,
+                    header_digest=c.header_digest,
+                    data_digest=c.data_digest,
+                    peer=c.peer,
+                )
+                for sub in target.subsystems()
+                for c in target.controllers(sub.nqn)
+            ]
+        )
+
     async def GetMayastorInfo(
         self, request: Empty, context: grpc.aio.ServicerContext
     ) -> host_pb2.MayastorInfoResponse:
