@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ def digest(path: Path) -> str:
 
 
 @pytest.fixture
-def pool_disk(engine: EngineProcess, tmp_path: Path) -> Iterator[Path]:
+def pool_disk(engine: EngineProcess, tmp_path: Path) -> Path:
     disk = make_sparse_file(tmp_path / "disk.img", 64 << 20)
     assert engine.client("pool", "create", "tpool", str(disk)).returncode == 0
     assert engine.client("replica", "create", "tpool", "r1", "--size=8").returncode == 0

@@ -58,7 +58,9 @@ def test_every_state_but_closing_and_closed_can_be_closed() -> None:
         (S.RECONNECTING, E.CONNECT_FAILED),
     ],
 )
-def test_pairs_outside_the_table_are_not_allowed(state: S, event: E) -> None:
+def test_pairs_outside_the_table_are_not_allowed(
+    state: ControllerState, event: ControllerEvent
+) -> None:
     assert (state, event) not in TRANSITIONS
 
 
