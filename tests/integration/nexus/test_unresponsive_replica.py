@@ -1,0 +1,88 @@
+"""A remote replica that stops answering is timed out and retired; I/O goes on.
+
+node-a runs with ``--child-io-timeout 2``: a child I/O unanswered that long retires the
+child (Faulted, timed out) and the write completes on the others. Once the replica
+answers again, bringing it online copies only what it missed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.integration.nexus.conftest import (
+    LOAD_UNITS,
+    NEXUS_SIZE_MIB,
+    NEXUS_UUID,
+    Cluster,
+    wait_for,
+)
+from tests.support.fault_proxy import FaultProxy
+from tests.support.verified_writes import TESTER_NQN, BackgroundLoad
+
+
+def stall_and_recover(
+    cluster: Cluster, child: str, stall: Callable[[], None], recover: Callable[[], None]
+) -> None:
+    """Under load: stall the child's replica, see it retired and I/O go on, recover it,
+    bring it online, and check the partial rebuild and every acknowledged write."""
+    load = BackgroundLoad(cluster.nexus_uri, units=LOAD_UNITS)
+    load.start()
+    try:
+        load.wait_for_progress(200)
+        stall()
+        wait_for(lambda: cluster.child_is(child, "faulted", "timed_out"), "child timed out")
+        retired_at = time.monotonic()
+        load.wait_for_progress(300)
+        assert load.acknowledged_since(retired_at) >= 300
+        assert cluster.child(child)["has_io_log"] is True
+
+        recover()
+        cluster.nexus("child", "online", NEXUS_UUID, child)
+        wait_for(cluster.all_online, "every child online after the rebuild")
+        load.wait_for_progress(200)
+    finally:
+        ledger = load.stop()
+
+    (record,) = cluster.history()
+    assert (record["child_uri"], record["state"], record["is_partial"]) == (
+        child,
+        "Completed",
+        True,
+    )
+    transferred = record["blocks_transferred"] * record["block_size"]
+    assert 0 < transferred <= LOAD_UNITS * ledger.unit_bytes < NEXUS_SIZE_MIB << 20
+    assert cluster.verify_nexus(ledger) == []
+    images = cluster.replica_images(ledger)
+    assert [mismatches for _, mismatches in images] == [[], [], []]
+    assert images[0][0] == images[1][0] == images[2][0]
+
+
+def test_a_stopped_replica_engine_is_timed_out_retired_and_partially_rebuilt_when_continued(
+    published_nexus: Cluster,
+) -> None:
+    engine = published_nexus.b.engine
+    stall_and_recover(published_nexus, published_nexus.b.replica_uri, engine.pause, engine.resume)
+
+
+@pytest.fixture
+def proxied_nexus(cluster: Cluster) -> Iterator[tuple[Cluster, FaultProxy]]:
+    """The nexus with its child on node-b reached through a `FaultProxy`."""
+    with FaultProxy("127.0.0.1", cluster.b.engine.replica_port) as proxy:
+        direct = f"127.0.0.1:{cluster.b.engine.replica_port}/"
+        proxied = cluster.b.replica_uri.replace(direct, f"127.0.0.1:{proxy.port}/")
+        assert proxied != cluster.b.replica_uri
+        cluster.children[1] = proxied
+        cluster.create_nexus()
+        published = cluster.nexus("publish", NEXUS_UUID, "--allowed-host", TESTER_NQN)
+        cluster.nexus_uri = published["device_uri"]
+        yield cluster, proxy
+
+
+def test_a_blackholed_replica_is_timed_out_retired_and_partially_rebuilt_when_restored(
+    proxied_nexus: tuple[Cluster, FaultProxy],
+) -> None:
+    cluster, proxy = proxied_nexus
+    stall_and_recover(cluster, cluster.children[1], proxy.blackhole, proxy.restore)
