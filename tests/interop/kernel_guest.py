@@ -2,15 +2,19 @@
 
 `ControllerWatcher` polls a running `mayastor`'s NVMe controllers (HostRpc
 ListNvmfControllers) while the guest runs. `run_guest_checks` boots the guest once with
-`guest/check_target.sh` and returns what it printed, split into passed and failed
-checks. The guest reaches the host's 127.0.0.1 as 10.0.2.2.
+`guest/check_target.sh` (or another guest script) and returns what it printed, split
+into passed and failed checks; it reads the console as the guest runs and calls back
+on marker lines, so the host can act in the middle of a guest script (kill an
+io-engine, say). The guest reaches the host's 127.0.0.1 as 10.0.2.2.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,13 +81,48 @@ class GuestRun:
     passed: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     left_connected: int | None = None
+    markers: list[str] = field(default_factory=list)
 
     def passed_check(self, text: str) -> bool:
         return any(text in line for line in self.passed)
 
+    def value(self, key: str) -> str | None:
+        """The value of the last ``KEY=value`` line the guest printed, if any."""
+        prefix = f"{key}="
+        found = None
+        for line in self.output.splitlines():
+            if line.startswith(prefix):
+                found = line.removeprefix(prefix).strip()
+        return found
 
-def run_guest_checks(env: dict[str, str], *, timeout: float = 240) -> GuestRun:
-    """Boot the guest once with `check_target.sh` and `env` (TARGET_PORT, ...)."""
+
+def run_guest_checks(
+    env: dict[str, str],
+    *,
+    timeout: float = 240,
+    script: Path = GUEST_SCRIPT,
+    shares: Sequence[tuple[Path, str]] = (),
+    on_marker: Mapping[str, Callable[[], None]] | None = None,
+) -> GuestRun:
+    """Boot the guest once with `script` (default `check_target.sh`) and `env`.
+
+    The guest's console is read line by line while it runs, so the host can act in the
+    middle of a guest script: when the guest prints a line equal to a key of
+    `on_marker`, that callback runs (once) in this thread while the guest goes on.
+
+    Args:
+        env: ``--env`` values for the script (TARGET_PORT, ...).
+        timeout: seconds before run-guest kills the guest (exit 124).
+        script: the guest script.
+        shares: (host directory, guest mount point) pairs shared read-write over 9p.
+        on_marker: marker line -> callback.
+
+    Returns:
+        What the guest printed: checks passed and failed, markers seen, exit status.
+
+    Raises:
+        Exception: the first exception a marker callback raised, once the guest is done.
+    """
     argv = [
         sys.executable,
         str(RUN_GUEST),
@@ -92,13 +131,50 @@ def run_guest_checks(env: dict[str, str], *, timeout: float = 240) -> GuestRun:
         "--timeout",
         str(timeout),
         "--script",
-        str(GUEST_SCRIPT),
+        str(script),
     ]
     for key, value in env.items():
         argv += ["--env", f"{key}={value}"]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout + 60)
-    run = GuestRun(proc.returncode, proc.stdout + proc.stderr)
-    for line in proc.stdout.splitlines():
+    for host_dir, guest_dir in shares:
+        argv += ["--share", f"{host_dir}:{guest_dir}"]
+    pending = dict(on_marker or {})
+    seen: list[str] = []
+    errors: list[BaseException] = []
+    lines: list[str] = []
+    with tempfile.TemporaryFile("w+") as stderr:
+        with subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            stdin=subprocess.DEVNULL,
+            encoding="utf-8",
+            errors="replace",
+        ) as proc:
+            watchdog = threading.Timer(timeout + 60, proc.kill)
+            watchdog.start()
+            try:
+                assert proc.stdout is not None
+                for raw in proc.stdout:
+                    line = raw.rstrip("\r\n")
+                    lines.append(line)
+                    callback = pending.pop(line.strip(), None)
+                    if callback is not None:
+                        seen.append(line.strip())
+                        try:
+                            callback()
+                        except Exception as exc:  # raised once the guest is done
+                            errors.append(exc)
+                returncode = proc.wait()
+            finally:
+                watchdog.cancel()
+                if proc.poll() is None:
+                    proc.kill()
+        stderr.seek(0)
+        err = stderr.read()
+    if errors:
+        raise errors[0]
+    run = GuestRun(returncode, "\n".join(lines) + "\n" + err, markers=seen)
+    for line in lines:
         if line.startswith("CHECK-PASS: "):
             run.passed.append(line.removeprefix("CHECK-PASS: "))
         elif line.startswith("CHECK-FAIL: "):
