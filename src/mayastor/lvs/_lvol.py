@@ -17,7 +17,7 @@ base device's DeviceError; once the pool is faulted every lvol I/O is refused.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from mayastor.bdev import BlockDevice, Buffer
@@ -48,7 +48,7 @@ class DataPath:
         base: BlockDevice,
         data_offset: int,
         cluster_size: int,
-        allocate: Callable[[LvolMeta, int], Awaitable[int]],
+        allocate: Callable[[LvolMeta, Sequence[int]], Awaitable[list[int]]],
         on_data_error: Callable[[DeviceError], None],
     ) -> None:
         self.base = base
@@ -132,8 +132,9 @@ class Lvol(BlockDevice):
         """Where a multi-cluster I/O goes: ``(base lba, nblocks, offset in the I/O)`` runs.
 
         Pieces on consecutive pool clusters merge into one run. Unallocated pieces are
-        left out, or allocated first when `allocate` (all of them, before any data
-        moves: a write that cannot get all its clusters writes nothing).
+        left out, or allocated first when `allocate` (all of them together, before any
+        data moves: a write that cannot get all its clusters takes none and writes
+        nothing).
         """
         path = self._data
         meta = self._meta
@@ -142,7 +143,7 @@ class Lvol(BlockDevice):
         if allocate:
             missing = [i for i, pc in enumerate(pcs) if pc < 0]
             if missing:
-                got = await _gather([path.allocate(meta, pieces[i][0]) for i in missing])
+                got = await path.allocate(meta, [pieces[i][0] for i in missing])
                 for i, pc in zip(missing, got, strict=True):
                     pcs[i] = pc
         runs: list[tuple[int, int, int]] = []
@@ -199,7 +200,7 @@ class Lvol(BlockDevice):
         if offset + nblocks <= bpc:
             pc = self._meta.lookup(cluster)
             if pc < 0:
-                pc = await path.allocate(self._meta, cluster)
+                (pc,) = await path.allocate(self._meta, (cluster,))
             try:
                 await path.base.write(path.data_lba + pc * bpc + offset, view)
             except DeviceError as exc:

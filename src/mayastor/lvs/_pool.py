@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 import secrets
 import uuid as uuid_mod
 from array import array
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from mayastor.bdev import BlockDevice, IoStats
@@ -746,32 +747,48 @@ class Pool:
         await self._data_io_zero((pc * cs + offset_in_cluster) // bs, (end - old) // bs)
         return True
 
-    async def _allocate(self, meta: LvolMeta, cluster: int) -> int:
-        """The pool cluster for a thin lvol's first write to `cluster` (one allocation)."""
-        key = (meta.lvol_id, cluster)
-        task = self._allocating.get(key)
-        if task is None:
+    async def _allocate(self, meta: LvolMeta, clusters: Sequence[int]) -> list[int]:
+        """The pool clusters for a thin lvol's first writes to `clusters`: all or none.
+
+        The clusters that no allocation in flight is taking are reserved together,
+        before anything is awaited, so a write that cannot get all its clusters takes
+        none of them and changes nothing on disk (one allocation per cluster, however
+        many writes want it).
+        """
+        allocating = self._allocating
+        wanted = [c for c in dict.fromkeys(clusters) if (meta.lvol_id, c) not in allocating]
+        if wanted:
             if self._store.failure is not None:
                 raise InternalDeviceError(
                     f"{meta.name}: pool {self.name!r} is faulted", device=meta.name
                 )
-            if cluster >= meta.alloc_limit:
+            beyond = [c for c in wanted if c >= meta.alloc_limit]
+            if beyond:
                 raise LbaOutOfRange(
-                    f"{meta.name}: cluster {cluster} is past the end of the lvol",
+                    f"{meta.name}: cluster {beyond[0]} is past the end of the lvol",
                     device=meta.name,
                 )
-            runs = self._catalog.reserve(1)
+            runs = self._catalog.reserve(len(wanted))
             if runs is None:
+                free = self._catalog.free_clusters
                 raise NoSpace(
-                    f"{meta.name}: pool {self.name!r} has no free cluster left for this write",
+                    f"{meta.name}: pool {self.name!r} has no free cluster left for this write"
+                    if not free
+                    else f"{meta.name}: this write needs {len(wanted)} new clusters; pool "
+                    f"{self.name!r} has {free} free",
                     device=meta.name,
                 )
-            task = asyncio.get_running_loop().create_task(
-                self._allocate_cluster(meta, cluster, runs[0][0])
-            )
-            self._allocating[key] = task
-            task.add_done_callback(lambda t: self._allocation_done(key, t))
-        return await asyncio.shield(task)
+            pcs = [pc for start, count in runs for pc in range(start, start + count)]
+            loop = asyncio.get_running_loop()
+            for cluster, pc in zip(wanted, pcs, strict=True):
+                key = (meta.lvol_id, cluster)
+                task = loop.create_task(self._allocate_cluster(meta, cluster, pc))
+                allocating[key] = task
+                task.add_done_callback(functools.partial(self._allocation_done, key))
+        tasks = [allocating[(meta.lvol_id, c)] for c in clusters]
+        if len(tasks) == 1:
+            return [await asyncio.shield(tasks[0])]
+        return list(await asyncio.shield(asyncio.gather(*tasks)))
 
     def _allocation_done(self, key: tuple[int, int], task: asyncio.Task[int]) -> None:
         if self._allocating.get(key) is task:

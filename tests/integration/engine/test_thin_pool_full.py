@@ -2,12 +2,14 @@
 
 A real `mayastor` process holds a small pool (1 MiB clusters) with a thick replica
 that keeps serving (``keeper``), a thick replica that can be given up to free space
-(``spare``) and an over-committed thin replica (``big``, twice the pool's capacity).
+(``spare``), a one-cluster thick replica (``crumb``, to free exactly one cluster) and an
+over-committed thin replica (``big``, twice the pool's capacity).
 ``big`` is shared over NVMe/TCP and written through our initiator, one 4 KiB unit at
 the start of each cluster, until the pool has no free cluster. Then:
 
 * the write that needs a cluster that is not there fails with the NVMe status
-  "capacity exceeded" (our initiator raises `NoSpace`) and changes nothing on disk;
+  "capacity exceeded" (our initiator raises `NoSpace`) and changes nothing on disk,
+  also when it needs two clusters and only one is free;
 * writes acknowledged before read back, and writes into clusters already allocated
   still succeed;
 * other replicas keep working;
@@ -75,6 +77,7 @@ class FullPool:
     big_uuid: str
     keeper_uri: str
     spare_uuid: str
+    crumb_uuid: str
     rng: random.Random
     written: dict[int, bytes] = field(default_factory=dict)
     next_offset: int = 0
@@ -122,18 +125,19 @@ async def full_pool(
     capacity = api.list_pools()[POOL].capacity
     rng = random.Random(7)
     spare = api.create_replica(POOL, "spare", _uuid(rng), SPARE_BYTES, False)
+    crumb = api.create_replica(POOL, "crumb", _uuid(rng), CLUSTER, False)
     keeper = api.create_replica(
         POOL, "keeper", _uuid(rng), KEEPER_BYTES, False, share_with=TESTER_NQN
     )
     big = api.create_replica(POOL, "big", _uuid(rng), 2 * capacity, True, share_with=TESTER_NQN)
-    found = FullPool(engine, api, disk, capacity, big.uuid, keeper.uri, spare.uuid, rng)
+    found = FullPool(engine, api, disk, capacity, big.uuid, keeper.uri, spare.uuid, crumb.uuid, rng)
     try:
         device = await NvmfDevice.open(big.uri, options=options())
         try:
             acknowledged = await found.write_new_clusters(device)
         finally:
             await device.close()
-        assert acknowledged == (capacity - SPARE_BYTES - KEEPER_BYTES) // CLUSTER
+        assert acknowledged == (capacity - SPARE_BYTES - KEEPER_BYTES - CLUSTER) // CLUSTER
         yield found
     finally:
         found.api.close()
@@ -178,6 +182,26 @@ async def test_a_refused_write_changes_nothing_on_disk(full_pool: FullPool) -> N
     assert full_pool.written[last_written]
     assert digest(full_pool.disk) == before
     assert full_pool.pool()[1] == full_pool.capacity
+
+
+async def test_a_write_needing_two_clusters_when_one_is_free_takes_none(
+    full_pool: FullPool,
+) -> None:
+    full_pool.api.destroy_replica(full_pool.crumb_uuid)
+    assert full_pool.pool()[1] == full_pool.capacity - CLUSTER
+    before = digest(full_pool.disk)
+    device = await NvmfDevice.open(full_pool.big_uri(), options=options())
+    try:
+        bs = device.block_size
+        across = full_pool.next_offset + CLUSTER - UNIT  # the end of one cluster, the next's start
+        with pytest.raises(NoSpace):
+            await device.write(across // bs, b"\xdd" * (2 * UNIT))
+        assert full_pool.pool()[1] == full_pool.capacity - CLUSTER
+        assert digest(full_pool.disk) == before
+        assert bytes(await device.read(across // bs, 2 * UNIT // bs)) == bytes(2 * UNIT)
+        assert await full_pool.write_new_clusters(device) == 1
+    finally:
+        await device.close()
 
 
 async def test_writes_acknowledged_before_the_pool_filled_read_back(full_pool: FullPool) -> None:

@@ -368,14 +368,19 @@ async def test_an_io_across_clusters_is_one_base_io_per_run_of_adjacent_clusters
     await pool.export()
 
 
-async def test_a_write_that_cannot_get_all_its_clusters_writes_nothing() -> None:
-    _disk, pool = await make_pool()
+async def test_a_write_that_cannot_get_all_its_clusters_takes_none_and_changes_nothing() -> None:
+    disk, pool = await make_pool()
     await pool.create_lvol("thick", pool.capacity - MIB)
     thin = await pool.create_lvol("thin", 2 * MIB, thin=True)
+    before = disk.snapshot()
     with pytest.raises(NoSpace):
         await thin.write(BPC - 1, b"t" * 1024)
-    assert thin.num_allocated_clusters == 1  # one cluster was taken, the write failed
+    assert thin.num_allocated_clusters == 0
+    assert pool.used == pool.capacity - MIB
+    assert disk.snapshot() == before
     assert bytes(await thin.read(BPC - 1, 2)) == bytes(1024)
+    await thin.write(BPC, b"t" * 512)  # the free cluster is still there for a write that fits
+    assert thin.num_allocated_clusters == 1
     await pool.export()
 
 
