@@ -189,6 +189,14 @@ class PathLost(PathError, status=_status(StatusCodeType.PATH, PathStatus.HOST_PA
     """The connection to the remote device is gone and did not come back in time."""
 
 
+class PathGone(PathLost):
+    """The initiator gave up reconnecting: the path will never come back to this handle.
+
+    A `PathLost` may be over once the path is back; this one is final (the controller
+    failed for good after its ctrl_loss_timeout).
+    """
+
+
 class IoTimeout(PathError, status=_status(StatusCodeType.PATH, PathStatus.COMMAND_ABORTED_BY_HOST)):
     """The remote device did not complete the command within its timeout."""
 

@@ -9,10 +9,11 @@ Rules it keeps, in order of importance:
    an acknowledged write.
 2. The last Online child is never retired: if it fails, the I/O fails with its error
    and the stored info keeps naming it healthy (it holds the newest data anywhere).
-   The nexus stays as it is, except when the error says the child is gone for good
-   (`DeviceNotReady`: its device was closed; `PathLost`: its connection did not come
-   back): then no I/O can be served and the nexus goes Faulted until it is shut down
-   and created again.
+   The nexus stays as it is, and I/O goes on once the child answers again (a remote
+   child whose path was lost for a moment: `PathLost`, `IoTimeout`). Only when the
+   error says the child is gone for good (`DeviceNotReady`: its device was closed;
+   `PathGone`: its initiator gave up reconnecting) can no I/O be served: the nexus
+   goes Faulted until it is shut down and created again.
 3. Reads go round-robin over Online children; a failed read retires that child and
    is retried on the next one.
 4. A rebuild copies a source into a destination that already takes every write;
@@ -52,7 +53,7 @@ from mayastor.errors import (
     InternalDeviceError,
     InvalidArgument,
     NotFound,
-    PathLost,
+    PathGone,
 )
 from mayastor.nexus._child import ChildOpener, ChildStatus, NexusChild, uuid_in_uri
 from mayastor.nexus._child_state import (
@@ -80,8 +81,9 @@ log = logging.getLogger(__name__)
 DEFAULT_HISTORY_SIZE = 16
 """Finished rebuild jobs kept per nexus."""
 
-_LOST = (DeviceNotReady, PathLost)
-"""Errors that say a device cannot serve any more I/O through this handle."""
+_LOST = (DeviceNotReady, PathGone)
+"""Errors that say a device cannot serve any more I/O through this handle (a plain
+`PathLost` does not: the initiator may still be reconnecting)."""
 
 _ChildOp = Callable[[BlockDevice], Coroutine[Any, Any, object]]
 

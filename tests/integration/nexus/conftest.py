@@ -25,6 +25,7 @@ import pytest
 
 from mayastor.demo.processes import EngineProcess
 from tests.integration.conftest import make_sparse_file
+from tests.support.fault_proxy import FaultProxy
 from tests.support.verified_writes import TESTER_NQN, WriteLedger, read_all, verify_uri
 
 NEXUS_UUID = str(uuid.UUID("6e657875-7300-4000-8000-000000000001"))
@@ -185,3 +186,17 @@ def published_nexus(cluster: Cluster) -> Cluster:
     published = cluster.nexus("publish", NEXUS_UUID, "--allowed-host", TESTER_NQN)
     cluster.nexus_uri = published["device_uri"]
     return cluster
+
+
+@pytest.fixture
+def proxied_nexus(cluster: Cluster) -> Iterator[tuple[Cluster, FaultProxy]]:
+    """The nexus with its child on node-b reached through a `FaultProxy`."""
+    with FaultProxy("127.0.0.1", cluster.b.engine.replica_port) as proxy:
+        direct = f"127.0.0.1:{cluster.b.engine.replica_port}/"
+        proxied = cluster.b.replica_uri.replace(direct, f"127.0.0.1:{proxy.port}/")
+        assert proxied != cluster.b.replica_uri
+        cluster.children[1] = proxied
+        cluster.create_nexus()
+        published = cluster.nexus("publish", NEXUS_UUID, "--allowed-host", TESTER_NQN)
+        cluster.nexus_uri = published["device_uri"]
+        yield cluster, proxy

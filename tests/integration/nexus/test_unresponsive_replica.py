@@ -8,9 +8,7 @@ answers again, bringing it online copies only what it missed.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-
-import pytest
+from collections.abc import Callable
 
 from tests.integration.nexus.conftest import (
     LOAD_UNITS,
@@ -20,7 +18,7 @@ from tests.integration.nexus.conftest import (
     wait_for,
 )
 from tests.support.fault_proxy import FaultProxy
-from tests.support.verified_writes import TESTER_NQN, BackgroundLoad
+from tests.support.verified_writes import BackgroundLoad
 
 
 def stall_and_recover(
@@ -67,22 +65,33 @@ def test_a_stopped_replica_engine_is_timed_out_retired_and_partially_rebuilt_whe
     stall_and_recover(published_nexus, published_nexus.b.replica_uri, engine.pause, engine.resume)
 
 
-@pytest.fixture
-def proxied_nexus(cluster: Cluster) -> Iterator[tuple[Cluster, FaultProxy]]:
-    """The nexus with its child on node-b reached through a `FaultProxy`."""
-    with FaultProxy("127.0.0.1", cluster.b.engine.replica_port) as proxy:
-        direct = f"127.0.0.1:{cluster.b.engine.replica_port}/"
-        proxied = cluster.b.replica_uri.replace(direct, f"127.0.0.1:{proxy.port}/")
-        assert proxied != cluster.b.replica_uri
-        cluster.children[1] = proxied
-        cluster.create_nexus()
-        published = cluster.nexus("publish", NEXUS_UUID, "--allowed-host", TESTER_NQN)
-        cluster.nexus_uri = published["device_uri"]
-        yield cluster, proxy
-
-
 def test_a_blackholed_replica_is_timed_out_retired_and_partially_rebuilt_when_restored(
     proxied_nexus: tuple[Cluster, FaultProxy],
 ) -> None:
     cluster, proxy = proxied_nexus
     stall_and_recover(cluster, cluster.children[1], proxy.blackhole, proxy.restore)
+
+
+def test_a_nexus_whose_last_healthy_child_lost_its_link_for_a_moment_serves_io_again(
+    proxied_nexus: tuple[Cluster, FaultProxy],
+) -> None:
+    cluster, proxy = proxied_nexus
+    ra, rb, rc = cluster.children
+    load = BackgroundLoad(cluster.nexus_uri, units=LOAD_UNITS)
+    load.start()
+    try:
+        load.wait_for_progress(100)
+        cluster.nexus("child", "fault", NEXUS_UUID, ra)
+        cluster.nexus("child", "fault", NEXUS_UUID, rc)
+        load.wait_for_progress(100)
+        failed = len(load.errors)
+        proxy.cut()
+        wait_for(lambda: len(load.errors) > failed, "writes failing while the link is cut")
+        proxy.restore()
+        load.wait_for_progress(300)  # through the same nexus, once rb answers again
+        assert cluster.child_is(rb, "online")
+        assert cluster.child(rb)["healthy"] is True
+    finally:
+        ledger = load.stop()
+    assert ledger.failed > 0
+    assert cluster.verify_nexus(ledger) == []

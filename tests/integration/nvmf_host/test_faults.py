@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from mayastor.bdev import NvmfDevice
-from mayastor.errors import IoTimeout, PathLost, Unavailable
+from mayastor.errors import IoTimeout, PathGone, PathLost, Unavailable
 from mayastor.nvmf.host import (
     ConnectionClosed,
     ControllerState,
@@ -106,9 +106,9 @@ async def test_after_ctrl_loss_timeout_the_controller_gives_up_and_every_call_fa
         await until(lambda: dev.controller.state is ControllerState.FAILED, "gave up")
         proxy.accept()
         attempts = proxy.connections
-        with pytest.raises(PathLost, match="gave up"):
+        with pytest.raises(PathGone, match="gave up"):
             await dev.read(0, 1)
-        with pytest.raises(PathLost):
+        with pytest.raises(PathGone):
             await dev.write(0, bytes(512))
         await asyncio.sleep(0.3)
         assert proxy.connections == attempts

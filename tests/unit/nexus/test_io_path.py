@@ -13,6 +13,7 @@ from mayastor.errors import (
     IoTimeout,
     NoSpace,
     PathError,
+    PathGone,
     PathLost,
     Unavailable,
     UnrecoveredReadError,
@@ -231,13 +232,29 @@ async def test_losing_the_last_healthy_child_faults_the_nexus_and_keeps_it_recor
     make_nexus: MakeNexus, shelf: Shelf, store: RecordingStore
 ) -> None:
     nexus = await make_nexus(1)
-    shelf.handle(C0).fail("write", PathLost("gone"))
-    with pytest.raises(PathLost):
+    shelf.handle(C0).fail("write", PathGone("gave up reconnecting"))
+    with pytest.raises(PathGone):
         await nexus.write(0, bytes(512))
     assert nexus.state is NexusState.FAULTED
     with pytest.raises(DeviceNotReady, match="faulted"):
         await nexus.read(0, 1)
     assert store.healthy(nexus.uuid)[nexus.child(C0).uuid] is True
+
+
+async def test_a_lost_path_to_the_last_healthy_child_fails_the_io_and_the_nexus_goes_on(
+    make_nexus: MakeNexus, shelf: Shelf, store: RecordingStore
+) -> None:
+    nexus = await make_nexus(2)
+    shelf.handle(C1).fail("write", WriteFault("first"))
+    await nexus.write(0, bytes(512))
+    shelf.handle(C0).fail("write", PathLost("connection lost; reconnecting"))
+    with pytest.raises(PathLost):
+        await nexus.write(0, pattern(512, seed=12))
+    assert nexus.state is NexusState.DEGRADED
+    assert nexus.child(C0).state is ChildState.ONLINE
+    assert store.healthy(nexus.uuid)[nexus.child(C0).uuid] is True
+    await nexus.write(0, pattern(512, seed=13))  # the path is back
+    assert bytes(await nexus.read(0, 1)) == pattern(512, seed=13)
 
 
 async def test_flush_unmap_and_write_zeroes_reach_every_child(

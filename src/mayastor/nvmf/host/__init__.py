@@ -16,8 +16,9 @@ Public surface:
   `ConnectionClosed`, `TargetTerminated`, `TargetProtocolError`, `KeepAliveFailed`.
 
 Errors the caller handles are those of `mayastor.errors`: a failed command raises
-the `DeviceError` subclass its completion status names, a lost path `PathLost`, a
-command past its timeout `IoTimeout`, an unreachable target `Unavailable`.
+the `DeviceError` subclass its completion status names, a lost path `PathLost` (and
+`PathGone` once we gave up reconnecting), a command past its timeout `IoTimeout`, an
+unreachable target `Unavailable`.
 
 This package knows nothing of block devices (`mayastor.bdev.nvmf` builds one on it).
 """

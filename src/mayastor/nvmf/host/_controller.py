@@ -11,8 +11,9 @@ admin queue every half KATO. When a queue connection drops or a Keep Alive is no
 answered, the path is lost: every command in flight fails at once with `PathLost`
 (it may or may not have been carried out), and a background task reconnects every
 `reconnect_delay` seconds until `ctrl_loss_timeout`; then the controller fails for
-good. Calls made meanwhile wait up to `fast_io_fail_timeout` for the path, or fail at
-once. `close` shuts the controller down (CC.SHN) and closes every connection.
+good and every call fails with `PathGone` (a `PathLost` that says it is final). Calls
+made meanwhile wait up to `fast_io_fail_timeout` for the path, or fail at once. `close`
+shuts the controller down (CC.SHN) and closes every connection.
 
 The run state and what each state allows are the tables of `_controller_state`.
 """
@@ -32,6 +33,7 @@ from mayastor.errors import (
     InvalidArgument,
     MayastorError,
     PathError,
+    PathGone,
     PathLost,
     Unavailable,
 )
@@ -588,7 +590,13 @@ class Controller:
                 f"{self.name}: the controller is {self._state.value}; connect() first"
             )
         if admission is Admission.PATH_LOST:
-            return self._lost(f"gave up reconnecting after {self.options.ctrl_loss_timeout} s")
+            gone = PathGone(
+                f"{self.name}: path lost: gave up reconnecting after "
+                f"{self.options.ctrl_loss_timeout} s",
+                device=self.name,
+            )
+            gone.__cause__ = self.last_error
+            return gone
         return DeviceNotReady(f"{self.name}: the controller is closed", device=self.name)
 
     def _lost(self, why: str) -> PathLost:

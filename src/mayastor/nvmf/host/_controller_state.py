@@ -61,7 +61,7 @@ class Admission(enum.Enum):
     GO = "go"  # send it
     WAIT = "wait"  # wait for the path to come back, within the clock's limit
     NOT_CONNECTED = "not connected"  # refused: FailedPrecondition (connect first)
-    PATH_LOST = "path lost"  # refused: PathLost
+    PATH_LOST = "path lost"  # refused: PathGone (we gave up reconnecting)
     CLOSED = "closed"  # refused: DeviceNotReady
 
 

@@ -52,7 +52,7 @@ class ControllerOptions:
             Connect, enabling the controller).
         reconnect_delay: seconds between reconnect attempts after the path is lost.
         ctrl_loss_timeout: seconds after the loss when we stop trying and every call
-            fails with `PathLost`; None tries for ever, 0 never reconnects.
+            fails with `PathGone`; None tries for ever, 0 never reconnects.
         fast_io_fail_timeout: while reconnecting, calls wait for the path to come back
             until this many seconds after the loss, then fail with `PathLost`; 0
             fails them at once, None lets them wait until `ctrl_loss_timeout`.
