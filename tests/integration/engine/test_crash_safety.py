@@ -44,12 +44,13 @@ from pathlib import Path
 import grpc
 import pytest
 
-from mayastor.api.v1 import common_pb2, pool_pb2, pool_pb2_grpc, replica_pb2, replica_pb2_grpc
+from mayastor.api.v1 import replica_pb2
 from mayastor.bdev import AioDevice
 from mayastor.demo.processes import EngineProcess
 from mayastor.lvs._store import MetadataStore
 from mayastor.lvs.format import PAGE_SIZE, decode_superblock
 from tests.integration.conftest import make_sparse_file
+from tests.support.engine_api import EngineApi
 from tests.support.verified_writes import (
     TESTER_NQN,
     BackgroundLoad,
@@ -84,61 +85,6 @@ REFUSALS = {
 
 
 # ---------------------------------------------------------------------- the API
-
-
-class EngineApi:
-    """The pool and replica gRPC services of one io-engine, over one channel."""
-
-    def __init__(self, endpoint: str) -> None:
-        self.channel = grpc.insecure_channel(endpoint)
-        self.pools = pool_pb2_grpc.PoolRpcStub(self.channel)
-        self.replicas = replica_pb2_grpc.ReplicaRpcStub(self.channel)
-
-    def close(self) -> None:
-        self.channel.close()
-
-    def list_replicas(self) -> dict[str, replica_pb2.Replica]:
-        reply = self.replicas.ListReplicas(replica_pb2.ListReplicaOptions(), timeout=RPC_TIMEOUT)
-        return {r.uuid: r for r in reply.replicas}
-
-    def list_pools(self) -> dict[str, pool_pb2.Pool]:
-        reply = self.pools.ListPools(pool_pb2.ListPoolOptions(), timeout=RPC_TIMEOUT)
-        return {p.name: p for p in reply.pools}
-
-    def create_pool(self, name: str, disk: str) -> None:
-        self.pools.CreatePool(
-            pool_pb2.CreatePoolRequest(name=name, disks=[disk], cluster_size=CLUSTER),
-            timeout=RPC_TIMEOUT,
-        )
-
-    def create_replica(
-        self,
-        pool: str,
-        name: str,
-        uuid: str,
-        size: int,
-        thin: bool,
-        *,
-        share_with: str | None = None,
-    ) -> replica_pb2.Replica:
-        request = replica_pb2.CreateReplicaRequest(
-            name=name, uuid=uuid, pooluuid=pool, size=size, thin=thin
-        )
-        if share_with is not None:
-            request.share = common_pb2.NVMF
-            request.allowed_hosts.append(share_with)
-        reply: replica_pb2.Replica = self.replicas.CreateReplica(request, timeout=RPC_TIMEOUT)
-        return reply
-
-    def destroy_replica(self, uuid: str) -> None:
-        self.replicas.DestroyReplica(
-            replica_pb2.DestroyReplicaRequest(uuid=uuid), timeout=RPC_TIMEOUT
-        )
-
-    def resize_replica(self, uuid: str, size: int) -> None:
-        self.replicas.ResizeReplica(
-            replica_pb2.ResizeReplicaRequest(uuid=uuid, requested_size=size), timeout=RPC_TIMEOUT
-        )
 
 
 # ---------------------------------------------------------------------- the model
@@ -601,7 +547,7 @@ def rig(
     found = CrashRig(engine, disks, seed, random.Random(seed))
     found.api = EngineApi(engine.endpoint)
     for name, disk in disks.items():
-        found.api.create_pool(name, disk)
+        found.api.create_pool(name, disk, CLUSTER)
     engine.pools = [f"{name}={disk}" for name, disk in disks.items()]
     yield found
     for load in found.loads:

@@ -35,7 +35,7 @@ from mayastor.errors import NoSpace
 from mayastor.nvmf.host import ControllerOptions
 from mayastor.nvmf.spec.status import GenericStatus, StatusCodeType
 from tests.integration.conftest import make_sparse_file
-from tests.integration.engine.test_crash_safety import CLUSTER, EngineApi
+from tests.support.engine_api import EngineApi
 from tests.support.verified_writes import TESTER_NQN
 
 pytestmark = pytest.mark.slow
@@ -46,6 +46,9 @@ POOL_FILE_BYTES = 32 * MIB
 SPARE_BYTES = 8 * MIB
 KEEPER_BYTES = 4 * MIB
 UNIT = 4096
+
+CLUSTER = 1 << 20
+"""1 MiB clusters: a small pool fills in a few writes."""
 
 
 def digest(path: Path) -> str:
@@ -120,7 +123,7 @@ async def full_pool(
     disk = make_sparse_file(tmp_path / "pool.img", POOL_FILE_BYTES)
     engine = engines("fill")
     api = EngineApi(engine.endpoint)
-    api.create_pool(POOL, str(disk))
+    api.create_pool(POOL, str(disk), CLUSTER)
     engine.pools = [f"{POOL}={disk}"]
     capacity = api.list_pools()[POOL].capacity
     rng = random.Random(7)
