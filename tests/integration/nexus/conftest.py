@@ -58,6 +58,7 @@ class Node:
 
     engine: EngineProcess
     pool_file: Path
+    size_mib: int = NEXUS_SIZE_MIB
     replica: str = ""
     replica_uri: str = ""
 
@@ -72,7 +73,7 @@ class Node:
 
     def create_replica(self, name: str, *, share: bool) -> str:
         """A thick replica of the nexus's size; its URI (shared over NVMe/TCP or bdev://)."""
-        args = ["replica", "create", "pool", name, f"--size={NEXUS_SIZE_MIB}"]
+        args = ["replica", "create", "pool", name, f"--size={self.size_mib}"]
         if share:
             args += ["--share", "nvmf"]
         replica = client_json(self.engine, *args)
@@ -104,7 +105,7 @@ class Cluster:
         return client_json(self.a.engine, "nexus", *args)
 
     def create_nexus(self) -> dict[str, Any]:
-        return dict(self.nexus("create", NEXUS_UUID, str(NEXUS_SIZE_MIB), *self.children))
+        return dict(self.nexus("create", NEXUS_UUID, str(self.a.size_mib), *self.children))
 
     def child_table(self) -> dict[str, dict[str, Any]]:
         """The nexus's children by URI, as ``nexus list -o json`` shows them."""
@@ -154,7 +155,15 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(engines: Callable[..., EngineProcess], tmp_path: Path) -> Iterator[Cluster]:
+def nexus_size_mib() -> int:
+    """The size of the nexus and its replicas; a module overrides it for longer rebuilds."""
+    return NEXUS_SIZE_MIB
+
+
+@pytest.fixture
+def cluster(
+    engines: Callable[..., EngineProcess], tmp_path: Path, nexus_size_mib: int
+) -> Iterator[Cluster]:
     """Three io-engines with a pool each and one replica each (b's and c's shared)."""
     nodes = []
     for name, extra in (
@@ -164,7 +173,7 @@ def cluster(engines: Callable[..., EngineProcess], tmp_path: Path) -> Iterator[C
     ):
         pool_file = make_sparse_file(tmp_path / f"{name}.img", POOL_FILE_SIZE)
         engine = engines(name, extra_args=extra, pools=[f"pool={pool_file}"])
-        nodes.append(Node(engine, pool_file))
+        nodes.append(Node(engine, pool_file, nexus_size_mib))
     a, b, c = nodes
     found = Cluster(a, b, c)
     found.children = [

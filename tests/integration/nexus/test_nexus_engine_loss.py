@@ -58,3 +58,24 @@ def test_a_nexus_created_again_after_its_engine_was_killed_trusts_only_healthy_c
     images = cluster.replica_images(ledger)
     assert [mismatches for _, mismatches in images] == [[], [], []]
     assert images[0][0] == images[1][0] == images[2][0]
+
+
+def test_a_nexus_created_again_after_a_clean_shutdown_trusts_every_child(
+    published_nexus: Cluster,
+) -> None:
+    cluster = published_nexus
+    load = BackgroundLoad(cluster.nexus_uri, units=LOAD_UNITS).start()
+    try:
+        load.wait_for_progress(200)
+    finally:
+        ledger = load.stop()
+    cluster.a.engine.stop()  # SIGTERM: the nexus is shut down and its info marked clean
+
+    cluster.a.restart()
+    created = cluster.create_nexus()
+    assert [(c["state"], c["healthy"]) for c in created["children"]] == [
+        ("CHILD_STATE_ONLINE", True)
+    ] * 3
+    cluster.nexus("publish", NEXUS_UUID, "--allowed-host", TESTER_NQN)
+    assert cluster.history() == []
+    assert cluster.verify_nexus(ledger) == []
