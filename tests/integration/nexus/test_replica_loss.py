@@ -48,6 +48,7 @@ def test_a_killed_remote_replica_is_faulted_and_comes_back_with_a_partial_rebuil
     finally:
         ledger = load.stop()
 
+    assert (ledger.failed, load.errors) == (0, [])  # the writes went on over ra and rc
     (record,) = cluster.history()
     assert (record["child_uri"], record["state"], record["is_partial"]) == (
         rb,
@@ -91,3 +92,16 @@ def test_a_child_replaced_by_a_new_replica_under_load_gets_a_full_rebuild(
     images = cluster.replica_images(ledger)
     assert [mismatches for _, mismatches in images] == [[], [], []]
     assert images[0][0] == images[1][0] == images[2][0]
+
+
+def test_a_rebuild_reads_from_the_local_child_even_when_a_remote_one_is_listed_first(
+    cluster: Cluster,
+) -> None:
+    ra, rb, rc = cluster.children
+    cluster.children = [rb, ra, rc]
+    cluster.create_nexus()
+    cluster.nexus("child", "fault", NEXUS_UUID, rc)
+    cluster.nexus("child", "online", NEXUS_UUID, rc)
+    wait_for(cluster.all_online, "rc online after its rebuild")
+    (record,) = cluster.history()
+    assert (record["child_uri"], record["src_uri"], record["state"]) == (rc, ra, "Completed")

@@ -25,7 +25,11 @@ def stall_and_recover(
     cluster: Cluster, child: str, stall: Callable[[], None], recover: Callable[[], None]
 ) -> None:
     """Under load: stall the child's replica, see it retired and I/O go on, recover it,
-    bring it online, and check the partial rebuild and every acknowledged write."""
+    bring it online, and check the partial rebuild and every acknowledged write.
+
+    No write of the load fails: each one stalled at most about the child I/O timeout,
+    well within the load's own 10 s command timeout.
+    """
     load = BackgroundLoad(cluster.nexus_uri, units=LOAD_UNITS)
     load.start()
     try:
@@ -44,6 +48,7 @@ def stall_and_recover(
     finally:
         ledger = load.stop()
 
+    assert (ledger.failed, load.errors) == (0, [])
     (record,) = cluster.history()
     assert (record["child_uri"], record["state"], record["is_partial"]) == (
         child,
