@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import grpc
 import pytest
 
+from mayastor.api.v1 import common_pb2, nexus_pb2, nexus_pb2_grpc, replica_pb2
+from mayastor.bdev import NvmfDevice
+from mayastor.cli.output import message_to_dict
 from mayastor.demo.processes import EngineProcess
+from mayastor.errors import ConnectInvalidParameters, DeviceNotReady
+from mayastor.nvmf.host import ControllerOptions
 from tests.integration.conftest import make_sparse_file
+from tests.support.engine_api import RPC_TIMEOUT, EngineApi
+from tests.support.verified_writes import TESTER_NQN
 
 NEXUS = str(uuid.UUID(int=1))
 
@@ -117,3 +128,178 @@ def test_rebuild_commands_need_a_known_child(pool: EngineProcess) -> None:
     result = pool.client("rebuild", "state", NEXUS, "bdev:///nope")
     assert result.returncode == 1
     assert "not_found" in result.stderr
+
+
+# ----------------------------------------------------------------------------- more commands
+# The tests below set up and check through the gRPC API (`EngineApi`, a NexusRpc stub),
+# so only the command under test goes through mayastor-client.
+
+
+@pytest.fixture
+def api(engine: EngineProcess) -> Iterator[EngineApi]:
+    api = EngineApi(engine.endpoint)
+    yield api
+    api.close()
+
+
+@pytest.fixture
+def replicas(engine: EngineProcess, api: EngineApi, tmp_path: Path) -> EngineProcess:
+    """Pool p1 with thick 16 MiB replicas r1, r2, r3 (made over gRPC: quicker)."""
+    disk = make_sparse_file(tmp_path / "disk.img", 128 << 20)
+    api.create_pool("p1", str(disk), 4 << 20)
+    for n, name in enumerate(("r1", "r2", "r3")):
+        api.create_replica("p1", name, str(uuid.UUID(int=0xA0 + n)), 16 << 20, thin=False)
+    return engine
+
+
+def nexus_stub(api: EngineApi) -> nexus_pb2_grpc.NexusRpcStub:
+    return nexus_pb2_grpc.NexusRpcStub(api.channel)
+
+
+def list_nexus(api: EngineApi) -> list[dict[str, Any]]:
+    reply = nexus_stub(api).ListNexus(nexus_pb2.ListNexusOptions(), timeout=RPC_TIMEOUT)
+    return [message_to_dict(n) for n in reply.nexus_list]
+
+
+def create_nexus(api: EngineApi, *children: str) -> None:
+    request = nexus_pb2.CreateNexusRequest(
+        name=NEXUS, uuid=NEXUS, size=16 << 20, children=list(children)
+    )
+    nexus_stub(api).CreateNexus(request, timeout=RPC_TIMEOUT)
+
+
+def publish(api: EngineApi) -> str:
+    request = nexus_pb2.PublishNexusRequest(uuid=NEXUS, share=common_pb2.NVMF)
+    uri: str = nexus_stub(api).PublishNexus(request, timeout=RPC_TIMEOUT).nexus.device_uri
+    return uri
+
+
+def rebuild_history(api: EngineApi) -> list[dict[str, Any]]:
+    request = nexus_pb2.RebuildHistoryRequest(uuid=NEXUS)
+    reply = nexus_stub(api).GetRebuildHistory(request, timeout=RPC_TIMEOUT)
+    return [message_to_dict(r) for r in reply.records]
+
+
+def destroy_replica(api: EngineApi, name: str) -> None:
+    api.replicas.DestroyReplica(
+        replica_pb2.DestroyReplicaRequest(pool_name="p1", name=name), timeout=RPC_TIMEOUT
+    )
+
+
+def cli_json(engine: EngineProcess, *args: str) -> Any:
+    return json.loads(engine.client("-o", "json", *args, check=True).stdout)
+
+
+@pytest.mark.parametrize(("size", "nbytes"), [("12MiB", 12 << 20), ("8192KiB", 8 << 20)])
+def test_nexus_create_takes_a_size_with_a_unit(
+    replicas: EngineProcess, api: EngineApi, size: str, nbytes: int
+) -> None:
+    created = cli_json(replicas, "nexus", "create", NEXUS, size, "bdev:///r1", "bdev:///r2")
+    assert created["size"] == nbytes
+    assert created["state"] == "NEXUS_ONLINE"
+    (listed,) = list_nexus(api)
+    assert listed["size"] == nbytes
+
+
+def test_nexus_shutdown_refuses_io_and_keeps_its_children(
+    replicas: EngineProcess, api: EngineApi
+) -> None:
+    create_nexus(api, "bdev:///r1", "bdev:///r2")
+    uri = publish(api)
+
+    async def write_across_shutdown() -> dict[str, Any]:
+        device = await NvmfDevice.open(uri, options=ControllerOptions(hostnqn=TESTER_NQN))
+        try:
+            await device.write(0, b"\x11" * 4096)
+            result = await asyncio.to_thread(
+                replicas.client, "-o", "json", "nexus", "shutdown", NEXUS
+            )
+            with pytest.raises(DeviceNotReady):
+                await device.write(0, b"\x22" * 4096)
+            with pytest.raises(DeviceNotReady):
+                await device.read(0, 8)
+            assert result.returncode == 0, result.stderr
+            shown: dict[str, Any] = json.loads(result.stdout)
+            return shown
+        finally:
+            await device.close()
+
+    shown = asyncio.run(write_across_shutdown())
+    assert shown["state"] == "NEXUS_SHUTDOWN"
+    (listed,) = list_nexus(api)
+    assert listed["state"] == "NEXUS_SHUTDOWN"
+    assert [c["uri"] for c in listed["children"]] == ["bdev:///r1", "bdev:///r2"]
+    with pytest.raises(grpc.RpcError) as refused:
+        destroy_replica(api, "r1")  # still claimed by the nexus
+    assert refused.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_a_shut_down_nexus_can_be_destroyed_and_its_replicas_freed(
+    replicas: EngineProcess, api: EngineApi
+) -> None:
+    create_nexus(api, "bdev:///r1", "bdev:///r2")
+    assert cli_json(replicas, "nexus", "shutdown", NEXUS)["state"] == "NEXUS_SHUTDOWN"
+    assert replicas.client("-o", "json", "nexus", "destroy", NEXUS, check=True).stdout == ""
+    assert list_nexus(api) == []
+    destroy_replica(api, "r1")
+    destroy_replica(api, "r2")
+    assert sorted(r.name for r in api.list_replicas().values()) == ["r3"]
+
+
+def test_nexus_unpublish_drops_the_device_uri_and_refuses_connections(
+    replicas: EngineProcess, api: EngineApi
+) -> None:
+    create_nexus(api, "bdev:///r1")
+    uri = publish(api)
+    assert uri.startswith(f"nvmf://127.0.0.1:{replicas.nexus_port}/")
+    shown = cli_json(replicas, "nexus", "unpublish", NEXUS)
+    assert shown["device_uri"] == ""
+    assert shown["state"] == "NEXUS_ONLINE"
+    (listed,) = list_nexus(api)
+    assert listed["device_uri"] == ""
+
+    async def connect() -> None:
+        device = await NvmfDevice.open(uri, options=ControllerOptions(hostnqn=TESTER_NQN))
+        await device.close()
+
+    with pytest.raises(ConnectInvalidParameters):
+        asyncio.run(connect())
+
+
+def test_a_child_added_with_norebuild_stays_out_of_sync_and_is_not_rebuilt(
+    replicas: EngineProcess, api: EngineApi
+) -> None:
+    create_nexus(api, "bdev:///r1")
+    shown = cli_json(replicas, "nexus", "add", NEXUS, "bdev:///r2", "--norebuild")
+    assert shown["state"] == "NEXUS_DEGRADED"
+    assert shown["rebuilds"] == 0
+    added = {c["uri"]: c for c in shown["children"]}["bdev:///r2"]
+    assert (added["state"], added["state_reason"], added["healthy"]) == (
+        "CHILD_STATE_FAULTED",
+        "CHILD_STATE_REASON_OUT_OF_SYNC",
+        False,
+    )
+    assert "not being rebuilt" in replicas.client("rebuild", "state", NEXUS, "bdev:///r2").stderr
+    assert rebuild_history(api) == []
+    (listed,) = list_nexus(api)
+    assert listed["children"][1]["state_reason"] == "CHILD_STATE_REASON_OUT_OF_SYNC"
+
+
+def test_rebuild_start_rebuilds_a_child_added_with_norebuild_in_full(
+    replicas: EngineProcess, api: EngineApi
+) -> None:
+    create_nexus(api, "bdev:///r1")
+    replicas.client("nexus", "add", NEXUS, "bdev:///r2", "--norebuild", check=True)
+    shown = cli_json(replicas, "rebuild", "start", NEXUS, "bdev:///r2")
+    assert shown["rebuilds"] == 1
+    assert {c["uri"]: c["state"] for c in shown["children"]}["bdev:///r2"] in (
+        "CHILD_STATE_DEGRADED",
+        "CHILD_STATE_ONLINE",  # it may already have finished
+    )
+    wait_for(lambda: list_nexus(api)[0]["state"] == "NEXUS_ONLINE")
+    assert [c["state"] for c in list_nexus(api)[0]["children"]] == ["CHILD_STATE_ONLINE"] * 2
+    assert [(r["child_uri"], r["state"], r["is_partial"]) for r in rebuild_history(api)] == [
+        ("bdev:///r2", "Completed", False)
+    ]
+    (record,) = rebuild_history(api)
+    assert record["blocks_transferred"] * record["block_size"] == 16 << 20
