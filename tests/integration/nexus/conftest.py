@@ -135,6 +135,14 @@ class Cluster:
         """Ledger mismatches read through the published nexus."""
         return asyncio.run(verify_uri(ledger, self.nexus_uri))
 
+    def assert_every_acknowledged_write_on_every_replica(self, ledger: WriteLedger) -> None:
+        """Through the nexus, then each replica read directly: every acknowledged write
+        is there and the three replicas are byte-identical. Destroys the nexus."""
+        assert self.verify_nexus(ledger) == []
+        images = self.replica_images(ledger)
+        assert [mismatches for _, mismatches in images] == [[], [], []]
+        assert images[0][0] == images[1][0] == images[2][0]
+
     def replica_images(self, ledger: WriteLedger) -> list[tuple[bytes, list[Any]]]:
         """Each replica's whole contents and its ledger mismatches, read directly.
 

@@ -58,10 +58,7 @@ def test_a_killed_remote_replica_is_faulted_and_comes_back_with_a_partial_rebuil
     transferred = record["blocks_transferred"] * record["block_size"]
     written_region = LOAD_UNITS * ledger.unit_bytes
     assert 0 < transferred <= written_region < NEXUS_SIZE_MIB << 20
-    assert cluster.verify_nexus(ledger) == []
-    images = cluster.replica_images(ledger)
-    assert [mismatches for _, mismatches in images] == [[], [], []]
-    assert images[0][0] == images[1][0] == images[2][0]
+    cluster.assert_every_acknowledged_write_on_every_replica(ledger)
 
 
 def test_a_child_replaced_by_a_new_replica_under_load_gets_a_full_rebuild(
@@ -88,10 +85,7 @@ def test_a_child_replaced_by_a_new_replica_under_load_gets_a_full_rebuild(
         False,
     )
     assert record["blocks_transferred"] * record["block_size"] == NEXUS_SIZE_MIB << 20
-    assert cluster.verify_nexus(ledger) == []
-    images = cluster.replica_images(ledger)
-    assert [mismatches for _, mismatches in images] == [[], [], []]
-    assert images[0][0] == images[1][0] == images[2][0]
+    cluster.assert_every_acknowledged_write_on_every_replica(ledger)
 
 
 def test_a_rebuild_reads_from_the_local_child_even_when_a_remote_one_is_listed_first(

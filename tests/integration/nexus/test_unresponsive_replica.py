@@ -57,10 +57,7 @@ def stall_and_recover(
     )
     transferred = record["blocks_transferred"] * record["block_size"]
     assert 0 < transferred <= LOAD_UNITS * ledger.unit_bytes < NEXUS_SIZE_MIB << 20
-    assert cluster.verify_nexus(ledger) == []
-    images = cluster.replica_images(ledger)
-    assert [mismatches for _, mismatches in images] == [[], [], []]
-    assert images[0][0] == images[1][0] == images[2][0]
+    cluster.assert_every_acknowledged_write_on_every_replica(ledger)
 
 
 def test_a_stopped_replica_engine_is_timed_out_retired_and_partially_rebuilt_when_continued(
