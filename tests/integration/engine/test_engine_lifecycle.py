@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from mayastor.bdev import NvmfDevice
 from mayastor.demo.processes import EngineProcess
+from mayastor.engine.config import build_parser, config_from_args
+from mayastor.nvmf.host import ControllerOptions
 from tests.integration.conftest import make_sparse_file
 
 
@@ -84,3 +91,95 @@ def test_client_that_cannot_reach_an_io_engine_says_so(tmp_path: Path) -> None:
     result = nobody.client("--timeout", "2", "pool", "list")
     assert result.returncode == 3
     assert "cannot reach the io-engine" in result.stderr
+
+
+# ----------------------------------------------------------------------------- flags
+
+
+def test_parsed_defaults_are_mayastors_endpoint_and_ports() -> None:
+    config = config_from_args([])
+    assert config.grpc_endpoint == "127.0.0.1:10124"
+    assert config.nvmf_address == "127.0.0.1"
+    assert (config.replica_port, config.nexus_port) == (8420, 4421)
+    assert config.log_level == "info"
+
+
+def test_io_engine_help_shows_the_default_endpoint_and_ports() -> None:
+    text = " ".join(build_parser().format_help().split())
+    assert "(default: 127.0.0.1:10124)" in text
+    assert "shared replicas (default: 8420)" in text
+    assert "published nexuses (default: 4421)" in text
+    assert "listen on (default: 127.0.0.1)" in text
+
+
+def log_lines(engine: EngineProcess, level: str) -> list[str]:
+    """Lines of the io-engine's log (its stderr) written at `level`."""
+    return [line for line in engine.log_path.read_text().splitlines() if f" {level} " in line]
+
+
+def test_log_level_debug_writes_debug_lines(engines: Callable[..., EngineProcess]) -> None:
+    engine = engines("node-a", extra_args=["--log-level", "debug"])
+    engine.client("pool", "list", check=True)
+    engine.stop()
+    assert log_lines(engine, "DEBUG")
+    assert log_lines(engine, "INFO")
+
+
+def test_log_level_warning_writes_errors_but_no_info_or_debug_lines(
+    engines: Callable[..., EngineProcess], tmp_path: Path
+) -> None:
+    engine = engines(
+        "node-a",
+        pools=[f"gone={tmp_path / 'no-such-disk.img'}"],
+        extra_args=["--log-level", "warning"],
+    )
+    disk = make_sparse_file(tmp_path / "disk.img", 64 << 20)
+    engine.client("pool", "create", "p1", str(disk), check=True)  # logged at info
+    engine.stop()
+    (error,) = log_lines(engine, "ERROR")
+    assert "pool gone" in error
+    assert "could not be brought back" in error
+    assert log_lines(engine, "INFO") == []
+    assert log_lines(engine, "DEBUG") == []
+
+
+def test_an_explicit_nvmf_address_is_where_replicas_are_served(
+    engines: Callable[..., EngineProcess], tmp_path: Path
+) -> None:
+    engine = engines("node-a", extra_args=["--nvmf-address", "127.0.0.1"])
+    disk = make_sparse_file(tmp_path / "disk.img", 64 << 20)
+    engine.client("pool", "create", "p1", str(disk), check=True)
+    created = json.loads(
+        engine.client(
+            "-o", "json", "replica", "create", "p1", "r1", "--size=8", "--share=nvmf", check=True
+        ).stdout
+    )
+    assert created["uri"].startswith(f"nvmf://127.0.0.1:{engine.replica_port}/")
+
+    async def first_block() -> bytes:
+        device = await NvmfDevice.open(
+            created["uri"], options=ControllerOptions(hostnqn=engine.hostnqn)
+        )
+        try:
+            return bytes(await device.read(0, 1))
+        finally:
+            await device.close()
+
+    assert asyncio.run(first_block()) == bytes(512)
+
+
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        ("not-an-ip", "target address 'not-an-ip' is not an IPv4 address"),
+        ("192.0.2.1", "cannot listen for NVMe/TCP on 192.0.2.1:"),  # TEST-NET-1: not ours
+    ],
+)
+def test_an_nvmf_address_that_cannot_be_served_is_a_clear_start_error(
+    tmp_path: Path, address: str, message: str
+) -> None:
+    engine = EngineProcess("node-a", tmp_path, extra_args=["--nvmf-address", address])
+    result = subprocess.run(engine.argv(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
