@@ -190,15 +190,12 @@ def cli_json(engine: EngineProcess, *args: str) -> Any:
     return json.loads(engine.client("-o", "json", *args, check=True).stdout)
 
 
-@pytest.mark.parametrize(("size", "nbytes"), [("12MiB", 12 << 20), ("8192KiB", 8 << 20)])
-def test_nexus_create_takes_a_size_with_a_unit(
-    replicas: EngineProcess, api: EngineApi, size: str, nbytes: int
-) -> None:
-    created = cli_json(replicas, "nexus", "create", NEXUS, size, "bdev:///r1", "bdev:///r2")
-    assert created["size"] == nbytes
+def test_nexus_create_takes_a_size_with_a_unit(replicas: EngineProcess, api: EngineApi) -> None:
+    created = cli_json(replicas, "nexus", "create", NEXUS, "12MiB", "bdev:///r1", "bdev:///r2")
+    assert created["size"] == 12 << 20
     assert created["state"] == "NEXUS_ONLINE"
     (listed,) = list_nexus(api)
-    assert listed["size"] == nbytes
+    assert listed["size"] == 12 << 20
 
 
 def test_nexus_shutdown_refuses_io_and_keeps_its_children(
