@@ -8,6 +8,7 @@ stops it cleanly: the gRPC server stops taking requests and every pool is export
 from __future__ import annotations
 
 import logging
+from errno import EADDRNOTAVAIL
 from pathlib import Path
 
 import grpc
@@ -81,9 +82,12 @@ class IoEngine:
                 await self.target.listen(port)
             except MayastorError as exc:
                 await self.target.close()
+                if isinstance(exc.__cause__, OSError) and exc.__cause__.errno == EADDRNOTAVAIL:
+                    hint = f"is {cfg.nvmf_address} an address of this machine? (see --nvmf-address)"
+                else:
+                    hint = "is another io-engine using it? (see --replica-port, --nexus-port)"
                 raise Unavailable(
-                    f"cannot listen for NVMe/TCP on {cfg.nvmf_address}:{port} ({exc}); is "
-                    "another io-engine using that port? (see --replica-port, --nexus-port)"
+                    f"cannot listen for NVMe/TCP on {cfg.nvmf_address}:{port} ({exc}); {hint}"
                 ) from exc
         for pool in cfg.pools:
             try:
