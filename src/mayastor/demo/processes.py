@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import grpc
@@ -38,6 +38,8 @@ class EngineProcess:
         workdir: where its log file goes.
         pools: ``NAME=DISK`` strings for --pool.
         extra_args: more flags for `mayastor`.
+        preexec: run in the child before `mayastor` starts (e.g. to restrict it, as a
+            container runtime would).
     """
 
     def __init__(
@@ -50,8 +52,10 @@ class EngineProcess:
         grpc_port: int | None = None,
         replica_port: int | None = None,
         nexus_port: int | None = None,
+        preexec: Callable[[], None] | None = None,
     ) -> None:
         self.node_name = node_name
+        self.preexec = preexec
         self.workdir = Path(workdir)
         self.pools = list(pools)
         self.extra_args = list(extra_args)
@@ -101,7 +105,11 @@ class EngineProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                self.argv(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                self.argv(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=self.preexec,
             )
         deadline = time.monotonic() + timeout
         with grpc.insecure_channel(self.endpoint) as channel:
