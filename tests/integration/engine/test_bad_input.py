@@ -30,16 +30,26 @@ def refused(engine: EngineProcess, *args: str) -> str:
     return result.stderr
 
 
-def test_unknown_uri_scheme_is_refused(engine: EngineProcess) -> None:
-    assert "scheme" in refused(engine, "pool", "create", "p", "iscsi:///x")
+def test_unknown_uri_scheme_is_refused_and_changes_nothing(
+    engine: EngineProcess, tmp_path: Path
+) -> None:
+    disk = make_sparse_file(tmp_path / "d.img", 64 << 20)
+    before = digest(disk)
+    message = refused(engine, "pool", "create", "p", f"iscsi://{disk}")
+    assert "invalid_argument" in message
+    assert "scheme 'iscsi'" in message
+    assert "No pools" in engine.client("pool", "list").stdout
+    assert digest(disk) == before
 
 
 def test_unknown_uri_parameter_is_refused_and_named(engine: EngineProcess, tmp_path: Path) -> None:
     disk = make_sparse_file(tmp_path / "d.img", 64 << 20)
+    before = digest(disk)
     message = refused(engine, "pool", "create", "p", f"aio://{disk}?blocksize=4096")
     assert "invalid_argument" in message
     assert "blocksize" in message
     assert "No pools" in engine.client("pool", "list").stdout
+    assert digest(disk) == before
 
 
 def test_missing_disk_is_refused(engine: EngineProcess, tmp_path: Path) -> None:
