@@ -4,7 +4,8 @@ Bytes in from `data_received` go straight to the queue pair with the loop's time
 what it sends is collected and written with one `transport.writelines` per event
 loop iteration (at the end of `data_received`, or from a callback scheduled by the
 first completion of an iteration), so completions of many I/Os share one system
-call. Device work runs as tasks the connection keeps, so that closing waits for it.
+call. Device work runs as tasks the connection keeps (finished ones are dropped in
+batches), so that closing waits for it.
 When the kernel's send buffer is full, reading pauses: a host cannot pile up
 commands faster than it takes their answers.
 """
@@ -23,6 +24,9 @@ from mayastor.target._queue_pair import QueuePair
 from mayastor.target._subsystem import SubsystemRegistry
 
 log = logging.getLogger(__name__)
+
+_PRUNE_AT = 256
+"""Tasks kept (finished ones included) before the finished are dropped."""
 
 
 class Connection(asyncio.Protocol):
@@ -43,6 +47,7 @@ class Connection(asyncio.Protocol):
         self._flush_scheduled = False
         self._closing = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._prune_at = _PRUNE_AT
         self._lost = asyncio.Event()
         self.queue_pair: QueuePair | None = None
 
@@ -119,9 +124,13 @@ class Connection(asyncio.Protocol):
             self._transport.close()
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = self._loop.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        # Finished tasks are dropped in batches, not by a done callback each: that
+        # would cost one more callback per I/O.
+        tasks = self._tasks
+        tasks.add(self._loop.create_task(work))
+        if len(tasks) >= self._prune_at:
+            self._tasks = {task for task in tasks if not task.done()}
+            self._prune_at = max(_PRUNE_AT, 2 * len(self._tasks))
 
     # ------------------------------------------------------------------ internals
 
@@ -138,8 +147,9 @@ class Connection(asyncio.Protocol):
         Work still running after `timeout` seconds is cancelled; a socket that does
         not close in that time (a host that stopped reading) is aborted.
         """
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+        running = {task for task in self._tasks if not task.done()}
+        if running:
+            _, pending = await asyncio.wait(running, timeout=timeout)
             for task in pending:
                 task.cancel()
             if pending:

@@ -37,6 +37,7 @@ from mayastor.nvmf.pdu import (
     ICReq,
     Parts,
     PduError,
+    PduFlags,
     PduReader,
     PduWriter,
     Role,
@@ -91,6 +92,12 @@ _CQE = struct.Struct("<IIHHHH")
 """A CQE: DW0, DW1, SQHD, SQID, CID, status field << 1."""
 _RESP = struct.Struct("<8sIIHHHH")
 """A whole CapsuleResp without header digest: its common header, then the CQE."""
+_C2H = struct.Struct("<BBBBIH2xII4x")
+"""A C2HData header without digests or padding: type, flags, HLEN, PDO, PLEN, CID,
+DATAO, DATAL."""
+_C2H_TYPE = 0x07
+_C2H_LAST = int(PduFlags.LAST_PDU)
+_C2H_LAST_SUCCESS = int(PduFlags.LAST_PDU | PduFlags.SUCCESS)
 _COMMON_HEADER_LEN = 8
 _TRANSPORT_SGL = 0x5A
 """SGL identifier of a Transport Data Block (data by R2T/H2CData or C2HData)."""
@@ -201,6 +208,7 @@ class QueuePair:
         self._sqhd = 0
         self._sq_flow_control = True
         self._resp_header: bytes | None = None
+        self._plain_c2h = False
         self._inflight: dict[int, bool] = {}
         self._windows: dict[int, _Window] = {}
         self._next_ttag = 0
@@ -320,6 +328,10 @@ class QueuePair:
             # then the CQE: take the header from the codec once, pack the rest per I/O.
             (frame,) = self._writer.encode_capsule_resp(bytes(_CQE.size))
             self._resp_header = bytes(frame[:_COMMON_HEADER_LEN])
+        # Likewise a C2HData header is packed here when the codec would add no digest
+        # and no padding (the host's alignment is met by the 24-byte header).
+        header = self._writer.encode_c2h_data(0, 0, b"\0")[0]
+        self._plain_c2h = not hdgst and not ddgst and len(header) == _C2H.size
         self._max_r2t = min(pdu.maxr2t + 1, _MAX_R2T)
 
     def _on_term_req(self, pdu: H2CTermReq) -> None:
@@ -695,11 +707,21 @@ class QueuePair:
             return
         del self._inflight[cid]
         if self._sq_flow_control:
-            parts = self._writer.encode_c2h_data(cid, 0, data)
+            parts = self._c2h_data(cid, data, _C2H_LAST)
             parts += self._capsule_resp(cid, 0)
             self._send(parts)
         else:
-            self._send(self._writer.encode_c2h_data(cid, 0, data, success=True))
+            self._send(self._c2h_data(cid, data, _C2H_LAST_SUCCESS))
+
+    def _c2h_data(self, cid: int, data: Buffer, flags: int) -> Parts:
+        """The one C2HData PDU of a read: `flags` is LAST_PDU, maybe with SUCCESS."""
+        if self._plain_c2h:
+            size = data.nbytes if type(data) is memoryview else len(data)
+            return [
+                _C2H.pack(_C2H_TYPE, flags, _C2H.size, _C2H.size, _C2H.size + size, cid, 0, size),
+                data,
+            ]
+        return self._writer.encode_c2h_data(cid, 0, data, success=flags == _C2H_LAST_SUCCESS)
 
     def _write(
         self, cid: int, addr: int, sgl_len: int, sgl_id: int, slba: int, cdw12: int, data: Buffer

@@ -209,9 +209,15 @@ _C2H_CCCID, _C2H_OFFSET, _C2H_DATA, _C2H_LAST, _C2H_SUCCESS = _slot_setters(
 
 def _decode_capsule_cmd(buf: bytes, start: int, lay: _Layout) -> Pdu:
     begin = start + COMMON_HEADER_LEN
+    view = memoryview(buf)
     pdu: CapsuleCmd = _new(CapsuleCmd)
-    _CMD_SQE(pdu, memoryview(buf)[begin : begin + SQE_LEN])
-    _CMD_DATA(pdu, _payload(buf, start, lay))
+    _CMD_SQE(pdu, view[begin : begin + SQE_LEN])
+    dlen = lay.dlen
+    if dlen:
+        begin = start + lay.pdo
+        _CMD_DATA(pdu, view[begin : begin + dlen])
+    else:
+        _CMD_DATA(pdu, _EMPTY)
     return pdu
 
 
@@ -330,6 +336,7 @@ class PduReader:
         "_max_data_length",
         "_pending",
         "_pos",
+        "_quick",
         "_role",
         "_size",
         "_state",
@@ -347,6 +354,7 @@ class PduReader:
         self._role = role
         self._kinds = _RECEIVES[role]
         self._layouts: dict[tuple[int, int, int, int, int], _Layout] = {}
+        self._quick: dict[tuple[int, int, int, int, int], _Layout] = {}
         self._max_data_length = max_data_length
         self._chunks: deque[bytes] = deque()
         self._pos = 0  # bytes of _chunks[0] already consumed
@@ -379,7 +387,7 @@ class PduReader:
         self._hdgst = header_digest
         self._ddgst = data_digest
         self._align = alignment(pda) if pda else 0
-        self._layouts.clear()
+        self._forget_layouts()
 
     @property
     def max_data_length(self) -> int:
@@ -389,7 +397,7 @@ class PduReader:
     @max_data_length.setter
     def max_data_length(self, value: int) -> None:
         self._max_data_length = value
-        self._layouts.clear()
+        self._forget_layouts()
 
     @property
     def role(self) -> Role:
@@ -436,6 +444,36 @@ class PduReader:
         if self._error is not None:
             raise self._error
         lay = self._pending
+        if lay is None and self._size >= COMMON_HEADER_LEN:
+            # The common case: a PDU seen before (digests off, same state) lying whole
+            # in the first chunk is cut out and decoded in place, nothing else to check.
+            first = self._chunks[0]
+            start = self._pos
+            if len(first) - start >= COMMON_HEADER_LEN:
+                lay = self._quick.get(_unpack_common(first, start))
+                if lay is not None:
+                    end = start + lay.plen
+                    if end <= len(first):
+                        self._size -= lay.plen
+                        if end == len(first):
+                            self._chunks.popleft()
+                            self._pos = 0
+                        else:
+                            self._pos = end
+                        return self._decode(first, start, lay)
+                    lay = None
+        return self._next_pdu(lay)
+
+    def _decode(self, buf: bytes, start: int, lay: _Layout) -> Pdu:
+        try:
+            return lay.kind.decode(buf, start, lay)
+        except PduError as err:
+            err.header = bytes(buf[start : start + min(lay.hlen, MAX_ERROR_DATA)])
+            self._error = err
+            raise
+
+    def _next_pdu(self, lay: _Layout | None) -> Pdu | None:
+        """`next_pdu` for every case: split PDUs, digests, new headers, state changes."""
         if lay is None:
             if self._size < COMMON_HEADER_LEN:
                 return None
@@ -458,12 +496,7 @@ class PduReader:
             return None
         buf, start = self._take(lay.plen)
         self._pending = None
-        try:
-            pdu = lay.kind.decode(buf, start, lay)
-        except PduError as err:
-            err.header = bytes(buf[start : start + min(lay.hlen, MAX_ERROR_DATA)])
-            self._error = err
-            raise
+        pdu = self._decode(buf, start, lay)
         if lay.next_state is not self._state:
             self._enter(lay.next_state)
         if lay.ddgst:
@@ -474,7 +507,7 @@ class PduReader:
 
     def _enter(self, state: _State) -> None:
         self._state = state
-        self._layouts.clear()
+        self._forget_layouts()
         if state is _State.CLOSED:
             self._chunks.clear()
             self._size = self._pos = 0
@@ -491,9 +524,15 @@ class PduReader:
             self._error = err
             raise
         if len(self._layouts) >= _LAYOUT_CACHE_SIZE:
-            self._layouts.clear()
+            self._forget_layouts()
         self._layouts[header] = lay
+        if not lay.hdgst and not lay.ddgst and lay.next_state is self._state:
+            self._quick[header] = lay
         return lay
+
+    def _forget_layouts(self) -> None:
+        self._layouts.clear()
+        self._quick.clear()
 
     def _layout(self, ptype: int, flags: int, hlen: int, pdo: int, plen: int) -> _Layout:
         kind = self._kinds.get(ptype)
