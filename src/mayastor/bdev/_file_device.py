@@ -5,7 +5,9 @@ class turns them into the BlockDevice hooks with the same rules for both:
 
 * reads land in a fresh aligned buffer that is returned as is (no copy); a write uses
   the caller's buffer where O_DIRECT can take it (aligned, or buffered I/O), else one
-  copy into an aligned buffer;
+  copy into an aligned buffer. Buffers of small I/Os are cut one after the other from
+  a larger aligned allocation (`_AlignedSlab`): one allocation and one address lookup
+  serve many I/Os;
 * `unmap` punches a hole (a file gets its space back; a block device is zeroed with
   discard allowed), `write_zeroes` asks for a zeroed range; where the kernel refuses a
   mode the next is tried (hole, zero range, then writing zeroes), and a refusal is
@@ -25,10 +27,48 @@ from mayastor.bdev._backing import (
     Backing,
     device_error,
 )
-from mayastor.bdev._buffers import aligned_buffer, pinned_address
+from mayastor.bdev._buffers import PAGE_SIZE, aligned_buffer, pinned_address
 from mayastor.bdev.device import BlockDevice, Buffer
 
 _ZERO_CHUNK = 1 << 20
+_SLAB_BYTES = 256 << 10
+"""Size of the allocation small I/O buffers are cut from."""
+_SLAB_MAX_IO = 16 << 10
+"""I/Os larger than this get an allocation of their own."""
+
+
+class _AlignedSlab:
+    """Aligned buffers for small I/Os, cut in turn from one larger aligned bytearray.
+
+    Every buffer handed out is its own region of the slab (never handed out twice), so
+    a caller may keep it as long as it likes; the slab's memory goes back once no
+    buffer cut from it is referenced any more. A buffer kept for long therefore keeps
+    up to `_SLAB_BYTES` alive: a bounded cost, against an allocation and a ctypes
+    address lookup per I/O.
+
+    Args:
+        align: the memory alignment every buffer starts on (a power of two).
+    """
+
+    __slots__ = ("_address", "_align", "_used", "_view")
+
+    def __init__(self, align: int) -> None:
+        self._align = align
+        self._view = memoryview(b"")
+        self._address = 0
+        self._used = _SLAB_BYTES  # the first take allocates
+
+    def take(self, nbytes: int) -> tuple[memoryview, int]:
+        """A zero-filled buffer of `nbytes` on the alignment, and its address."""
+        if nbytes > _SLAB_MAX_IO:
+            return aligned_buffer(nbytes, self._align)
+        start = self._used
+        if start + nbytes > _SLAB_BYTES:
+            self._view, self._address = aligned_buffer(_SLAB_BYTES, max(self._align, PAGE_SIZE))
+            start = 0
+        end = start + nbytes
+        self._used = -(-end // self._align) * self._align
+        return self._view[start:end], self._address + start
 
 
 def default_uuid(driver: str, path: str) -> uuid_mod.UUID:
@@ -47,6 +87,7 @@ class FileBackedDevice(BlockDevice):
         self.backing = backing
         self.path = backing.path
         self._align = max(backing.mem_align, 1)
+        self._slab = _AlignedSlab(self._align)
         self._fallocate_modes = {PUNCH_HOLE: True, ZERO_RANGE: True}
         self._zeroes: tuple[memoryview, int] | None = None
 
@@ -83,7 +124,7 @@ class FileBackedDevice(BlockDevice):
 
     async def _read(self, lba: int, nblocks: int) -> Buffer:
         bs = self.block_size
-        view, address = aligned_buffer(nblocks * bs, self._align)
+        view, address = self._slab.take(nblocks * bs)
         try:
             await self._transfer(False, view, address, view, lba * bs)
         except OSError as exc:
@@ -95,12 +136,15 @@ class FileBackedDevice(BlockDevice):
         nbytes = view.nbytes
         address, pin = 0, object()
         if self.needs_address or self._align > 1:
-            pinned = pinned_address(data, nbytes)
+            # A read-only view (received data) cannot be pinned in place: copy it.
+            pinned = None
+            if not view.readonly or type(data) is bytes:
+                pinned = pinned_address(data, nbytes)
             if pinned is not None and pinned[0] % self._align == 0:
                 address, pin = pinned
             else:
-                copy, address = aligned_buffer(nbytes, self._align)
-                copy[:] = view.cast("B")
+                copy, address = self._slab.take(nbytes)
+                copy[:] = view.cast("B") if view.format != "B" else view
                 view = pin = copy
         try:
             await self._transfer(True, view, address, pin, lba * self.block_size)

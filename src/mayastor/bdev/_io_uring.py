@@ -91,12 +91,27 @@ _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
 
 
+_syscall6 = ctypes.CFUNCTYPE(ctypes.c_long, *[ctypes.c_long] * 7, use_errno=True)(
+    ("syscall", _libc)
+)
+"""syscall(2) with the number and six arguments declared: no conversion objects per call."""
+
+
 def _call(number: int, *args: int) -> int:
     result = _syscall(ctypes.c_long(number), *(ctypes.c_long(a) for a in args))
     if result < 0:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code))
     return int(result)
+
+
+def _enter(fd: int, to_submit: int, min_complete: int, flags: int) -> int:
+    """io_uring_enter(2) without a signal mask: the number of SQEs consumed."""
+    result: int = _syscall6(_SYS_IO_URING_ENTER, fd, to_submit, min_complete, flags, 0, 0)
+    if result < 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+    return result
 
 
 def _disabled_sysctl() -> int | None:
@@ -348,7 +363,7 @@ class IoUring:
             return
         self._sq_words[self._sq_tail_word] = self._sq_tail & _U32_MASK
         try:
-            consumed = _call(_SYS_IO_URING_ENTER, self._fd, pending, 0, 0, 0, 0)
+            consumed = _enter(self._fd, pending, 0, 0)
         except OSError as exc:
             if exc.errno not in (errno.EINTR, errno.EAGAIN, errno.EBUSY):
                 self._fail_unsubmitted(exc)
@@ -376,7 +391,7 @@ class IoUring:
             head = (head + 1) & _U32_MASK
         words[self._cq_head_word] = head
         if self._sq_words[self._sq_flags_word] & _IORING_SQ_CQ_OVERFLOW:
-            _call(_SYS_IO_URING_ENTER, self._fd, 0, 0, _IORING_ENTER_GETEVENTS, 0, 0)
+            _enter(self._fd, 0, 0, _IORING_ENTER_GETEVENTS)
         self._reaped += len(done)
         ops = self._ops
         for user_data, res, _flags in done:

@@ -1,0 +1,57 @@
+"""How the file drivers take and hand out buffers: a read-only view written (what the
+NVMe/TCP target passes on), reads kept while more I/O goes on."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mayastor.bdev import AioDevice, UringDevice, uring_unavailable_reason
+from tests.integration.bdev.conftest import MiB, sparse_file
+
+URING_UNAVAILABLE = uring_unavailable_reason()
+
+
+@pytest.fixture(
+    params=[
+        "aio",
+        pytest.param(
+            "uring",
+            marks=pytest.mark.skipif(URING_UNAVAILABLE is not None, reason=str(URING_UNAVAILABLE)),
+        ),
+    ]
+)
+def driver(request: pytest.FixtureRequest) -> Any:
+    return AioDevice if request.param == "aio" else UringDevice
+
+
+async def test_a_read_only_view_at_an_odd_offset_is_written_and_reads_back(
+    driver: Any, tmp_path: Path
+) -> None:
+    device = await driver.open(str(sparse_file(tmp_path / "d.img", 4 * MiB)), block_size=4096)
+    try:
+        received = b"header" + os.urandom(8192) + b"tail"
+        view = memoryview(received)[6:8198]
+        assert view.readonly
+        await device.write(3, view)
+        assert bytes(await device.read(3, 2)) == received[6:8198]
+    finally:
+        await device.close()
+
+
+async def test_reads_kept_while_many_more_run_keep_their_data(driver: Any, tmp_path: Path) -> None:
+    device = await driver.open(str(sparse_file(tmp_path / "d.img", 4 * MiB)), block_size=512)
+    try:
+        blocks = [os.urandom(4096) for _ in range(8)]
+        for n, block in enumerate(blocks):
+            await device.write(n * 8, block)
+        kept = [await device.read(n * 8, 8) for n in range(8)]
+        for _ in range(200):  # more than a slab's worth of small reads and writes
+            await device.write(100, os.urandom(4096))
+            await device.read(100, 8)
+        assert [bytes(k) for k in kept] == blocks
+    finally:
+        await device.close()
