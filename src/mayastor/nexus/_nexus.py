@@ -38,9 +38,10 @@ import contextlib
 import dataclasses
 import logging
 import time
+import types
 import uuid as uuid_mod
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Sequence
 from typing import Any
 
 from mayastor.bdev import BlockDevice, Buffer
@@ -1147,6 +1148,11 @@ async def _fan_out(
 ) -> tuple[list[tuple[NexusChild, Exception]], bool]:
     """Run `op` on every child's device at once.
 
+    Each child's coroutine first runs inline, in the caller's task: a device that
+    completes without waiting (malloc, a cached lvol write) costs no Task and no trip
+    through the event loop. Only a coroutine that has to wait gets a Task, to finish
+    in; the caller then waits for those with one future and a countdown.
+
     Once started, the children's I/O runs to its end even if the caller is
     cancelled: mirrors must not be left differing because one child's write was cut
     short and another's was not. The caller settles the outcome, then passes the
@@ -1156,8 +1162,6 @@ async def _fan_out(
         the children that failed with their errors, and whether the caller was
         cancelled meanwhile.
     """
-    if not children:
-        return [], False
     if len(children) == 1:
         child = children[0]
         try:
@@ -1165,10 +1169,26 @@ async def _fan_out(
         except Exception as exc:
             return [(child, exc)], False
         return [], False
-    loop = asyncio.get_running_loop()
-    tasks = [loop.create_task(op(_device_of(c))) for c in children]
-    join = _Join(loop, len(tasks))
-    for task in tasks:
+    failures: list[tuple[NexusChild, Exception]] = []
+    waiting: list[tuple[NexusChild, asyncio.Task[object]]] = []
+    for child in children:
+        coro = op(_device_of(child))
+        try:
+            suspended_on = coro.send(None)
+        except StopIteration:
+            continue
+        except asyncio.CancelledError:
+            failures.append((child, AbortRequested(f"I/O to {child.uri} was cancelled")))
+            continue
+        except Exception as exc:
+            failures.append((child, exc))
+            continue
+        task = asyncio.get_running_loop().create_task(_finish(coro, suspended_on))
+        waiting.append((child, task))
+    if not waiting:
+        return failures, False
+    join = _Join(asyncio.get_running_loop(), len(waiting))
+    for _, task in waiting:
         task.add_done_callback(join.one_done)
     cancelled = False
     while True:
@@ -1178,8 +1198,7 @@ async def _fan_out(
         except asyncio.CancelledError:
             cancelled = True
             join.renew()
-    failures: list[tuple[NexusChild, Exception]] = []
-    for child, task in zip(children, tasks, strict=True):
+    for child, task in waiting:
         if task.cancelled():
             failures.append((child, AbortRequested(f"I/O to {child.uri} was cancelled")))
             continue
@@ -1188,7 +1207,35 @@ async def _fan_out(
             if not isinstance(error, Exception):
                 raise error
             failures.append((child, error))
+    if len(failures) > 1:
+        failures.sort(key=lambda failure: children.index(failure[0]))
     return failures, cancelled
+
+
+async def _finish(coro: Coroutine[Any, Any, object], suspended_on: object) -> object:
+    """Run a coroutine that `_fan_out` started inline to its end, in a Task of its own."""
+    return await _resume(coro, suspended_on)
+
+
+@types.coroutine
+def _resume(
+    coro: Coroutine[Any, Any, object], suspended_on: object
+) -> Generator[object, object, object]:
+    """Hand the Task what `coro` waits on, and `coro` whatever the Task sends or throws."""
+    pending = suspended_on
+    while True:
+        try:
+            sent = yield pending
+        except BaseException as exc:
+            try:
+                pending = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                pending = coro.send(sent)
+            except StopIteration as stop:
+                return stop.value
 
 
 def _device_of(child: NexusChild) -> BlockDevice:
