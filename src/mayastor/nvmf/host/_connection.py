@@ -38,6 +38,7 @@ Result = tuple[int, int, int, Buffer | None]
 """What a command gives back: (status field, 0 for success; DW0; DW1; read data)."""
 LostCallback = Callable[["QueueConnection", TransportError], None]
 
+_LIVE = QueueState.LIVE
 _TICKS_PER_TIMEOUT = 8
 _MIN_TICK = 0.005
 _MAX_TICK = 1.0
@@ -212,7 +213,7 @@ class QueueConnection(asyncio.Protocol):
             IoTimeout: no completion within the timeout.
         """
         core = self._core
-        if core.state is not QueueState.LIVE:
+        if core.state is not _LIVE:
             raise self._refusal()
         while not core.free_slots:
             await self._wait_for_slot()
@@ -305,8 +306,8 @@ class QueueConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         core = self._core
         done = core.receive_data(data)
-        for token, status, dw0, dw1, payload in done:
-            fut = cast("asyncio.Future[Result]", token)
+        fut: asyncio.Future[Result]
+        for fut, status, dw0, dw1, payload in done:  # type: ignore[assignment]
             if not fut.done():
                 fut.set_result((status, dw0, dw1, payload))
         if core.error is not None:

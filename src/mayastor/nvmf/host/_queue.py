@@ -411,7 +411,7 @@ class HostQueue:
                 f"queue {self.qid}: all {self.queue_size} command identifiers are in use"
             )
         if data_out is not None:
-            write_len = _nbytes(data_out)
+            write_len = data_out.nbytes if type(data_out) is memoryview else len(data_out)
             if not write_len or read_length:
                 raise InvalidArgument(
                     f"queue {self.qid}: a command carries data one way, at least one byte"
@@ -674,7 +674,9 @@ class HostQueue:
 
     def _on_capsule_resp(self, pdu: CapsuleResp, done: list[Completed]) -> None:
         dw0, dw1, _sqhd, _sqid, cid, status = _CQE.unpack(pdu.cqe)
-        slot = self._slot_for(cid, _FEI_CQE_CID)
+        slot = self._slots[cid] if cid < self.queue_size else None
+        if slot is None or not slot.busy:
+            slot = self._slot_for(cid, _FEI_CQE_CID)
         status >>= 1
         if not status:
             if slot.received != slot.read_len or slot.sent != slot.write_len:
@@ -686,9 +688,16 @@ class HostQueue:
     def _complete(
         self, cid: int, slot: _Slot, status: int, dw0: int, dw1: int, done: list[Completed]
     ) -> None:
-        if not slot.zombie:
+        if slot.zombie:
+            self._release(cid, slot)
+        else:
             done.append((slot.token, status, dw0, dw1, slot.buf if slot.read_len else None))
-        self._release(cid, slot)
+            # `_release` for a command still wanted, inline: once per completion.
+            slot.busy = False
+            slot.token = None
+            slot.write_data = None
+            slot.buf = None
+            self._free.append(cid)
         if cid == self._connect_cid:
             self._connect_cid = -1
             if status:
@@ -704,9 +713,11 @@ class HostQueue:
 
     def _on_c2h_data(self, pdu: C2HData, done: list[Completed]) -> None:
         cid = pdu.cccid
-        slot = self._slot_for(cid, _FEI_CCCID)
+        slot = self._slots[cid] if cid < self.queue_size else None
+        if slot is None or not slot.busy:
+            slot = self._slot_for(cid, _FEI_CCCID)
         data = pdu.data
-        size = _nbytes(data)
+        size = data.nbytes if type(data) is memoryview else len(data)
         offset = pdu.offset
         if not slot.read_len or offset != slot.received or offset + size > slot.read_len:
             raise _Violation(
