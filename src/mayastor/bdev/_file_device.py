@@ -7,7 +7,8 @@ class turns them into the BlockDevice hooks with the same rules for both:
   the caller's buffer where O_DIRECT can take it (aligned, or buffered I/O), else one
   copy into an aligned buffer. Buffers of small I/Os are cut one after the other from
   a larger aligned allocation (`_AlignedSlab`): one allocation and one address lookup
-  serve many I/Os;
+  serve many I/Os; those of large I/Os are reused once nothing refers to them any more
+  (`_ReusedBuffers`), so that 128 KiB is not allocated and zeroed for every I/O;
 * `unmap` punches a hole (a file gets its space back; a block device is zeroed with
   discard allowed), `write_zeroes` asks for a zeroed range; where the kernel refuses a
   mode the next is tried (hole, zero range, then writing zeroes), and a refusal is
@@ -18,7 +19,9 @@ class turns them into the BlockDevice hooks with the same rules for both:
 from __future__ import annotations
 
 import abc
+import ctypes
 import uuid as uuid_mod
+from sys import getrefcount
 
 from mayastor.bdev._backing import (
     FALLOCATE_REFUSED,
@@ -34,7 +37,13 @@ _ZERO_CHUNK = 1 << 20
 _SLAB_BYTES = 256 << 10
 """Size of the allocation small I/O buffers are cut from."""
 _SLAB_MAX_IO = 16 << 10
-"""I/Os larger than this get an allocation of their own."""
+"""I/Os larger than this get a buffer of their own (`_ReusedBuffers`)."""
+_REUSE_MAX_IO = 1 << 20
+"""Buffers of I/Os up to this size are kept for reuse; larger ones are not."""
+_REUSE_PER_SIZE = 32
+"""Buffers kept for reuse per I/O size."""
+_UNREFERENCED = 2
+"""`getrefcount` of a kept bytearray no view refers to: the pool's entry and the call."""
 
 
 class _AlignedSlab:
@@ -59,9 +68,8 @@ class _AlignedSlab:
         self._used = _SLAB_BYTES  # the first take allocates
 
     def take(self, nbytes: int) -> tuple[memoryview, int]:
-        """A zero-filled buffer of `nbytes` on the alignment, and its address."""
-        if nbytes > _SLAB_MAX_IO:
-            return aligned_buffer(nbytes, self._align)
+        """A zero-filled buffer of `nbytes` (at most `_SLAB_MAX_IO`) on the alignment,
+        and its address."""
         start = self._used
         if start + nbytes > _SLAB_BYTES:
             self._view, self._address = aligned_buffer(_SLAB_BYTES, max(self._align, PAGE_SIZE))
@@ -69,6 +77,46 @@ class _AlignedSlab:
         end = start + nbytes
         self._used = -(-end // self._align) * self._align
         return self._view[start:end], self._address + start
+
+
+class _ReusedBuffers:
+    """Aligned buffers for large I/Os, handed out again once nothing refers to them.
+
+    Each buffer is a bytearray kept here, and each I/O gets a new memoryview of it. A
+    memoryview, every slice made of it and its `obj` all hold a reference to the
+    bytearray, so while a caller keeps any of them the bytearray's reference count is
+    above what this pool holds, and it is not handed out again (CPython reference
+    counting, which this project runs on). A reused buffer is not zeroed: a read fills
+    all of it or fails, a write copies all of it in.
+
+    Args:
+        align: the memory alignment every buffer starts on (a power of two).
+    """
+
+    __slots__ = ("_align", "_pools")
+
+    def __init__(self, align: int) -> None:
+        self._align = align
+        self._pools: dict[int, list[tuple[bytearray, int, int]]] = {}
+
+    def take(self, nbytes: int) -> tuple[memoryview, int]:
+        """A buffer of `nbytes` on the alignment (zero-filled only when new), and its
+        address."""
+        pool = self._pools.get(nbytes)
+        if pool is None:
+            if nbytes > _REUSE_MAX_IO:
+                return aligned_buffer(nbytes, self._align)
+            pool = self._pools[nbytes] = []
+        for entry in pool:
+            if getrefcount(entry[0]) == _UNREFERENCED:
+                raw, start, address = entry
+                return memoryview(raw)[start : start + nbytes], address
+        view, address = aligned_buffer(nbytes, self._align)
+        owner = view.obj
+        if len(pool) < _REUSE_PER_SIZE and isinstance(owner, bytearray):
+            base = ctypes.addressof(ctypes.c_char.from_buffer(owner))
+            pool.append((owner, address - base, address))
+        return view, address
 
 
 def default_uuid(driver: str, path: str) -> uuid_mod.UUID:
@@ -88,6 +136,7 @@ class FileBackedDevice(BlockDevice):
         self.path = backing.path
         self._align = max(backing.mem_align, 1)
         self._slab = _AlignedSlab(self._align)
+        self._large = _ReusedBuffers(self._align)
         self._fallocate_modes = {PUNCH_HOLE: True, ZERO_RANGE: True}
         self._zeroes: tuple[memoryview, int] | None = None
 
@@ -124,7 +173,9 @@ class FileBackedDevice(BlockDevice):
 
     async def _read(self, lba: int, nblocks: int) -> Buffer:
         bs = self.block_size
-        view, address = self._slab.take(nblocks * bs)
+        nbytes = nblocks * bs
+        slab = self._slab if nbytes <= _SLAB_MAX_IO else self._large
+        view, address = slab.take(nbytes)
         try:
             await self._transfer(False, view, address, view, lba * bs)
         except OSError as exc:
@@ -143,7 +194,8 @@ class FileBackedDevice(BlockDevice):
             if pinned is not None and pinned[0] % self._align == 0:
                 address, pin = pinned
             else:
-                copy, address = self._slab.take(nbytes)
+                slab = self._slab if nbytes <= _SLAB_MAX_IO else self._large
+                copy, address = slab.take(nbytes)
                 copy[:] = view.cast("B") if view.format != "B" else view
                 view = pin = copy
         try:

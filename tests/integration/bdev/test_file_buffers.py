@@ -55,3 +55,23 @@ async def test_reads_kept_while_many_more_run_keep_their_data(driver: Any, tmp_p
         assert [bytes(k) for k in kept] == blocks
     finally:
         await device.close()
+
+
+async def test_large_reads_kept_while_more_large_io_runs_keep_their_data(
+    driver: Any, tmp_path: Path
+) -> None:
+    device = await driver.open(str(sparse_file(tmp_path / "d.img", 8 * MiB)), block_size=4096)
+    try:
+        chunks = [os.urandom(128 << 10) for _ in range(4)]
+        for n, chunk in enumerate(chunks):
+            await device.write(n * 32, chunk)
+        kept = [await device.read(n * 32, 32) for n in range(4)]
+        tails = [k[-4096:] for k in kept[2:]]  # only a slice of these is kept
+        del kept[2:]
+        for _ in range(40):  # reuse every large buffer that nothing holds
+            await device.write(1024, memoryview(os.urandom(128 << 10)))
+            assert len(await device.read(1024, 32)) == 128 << 10
+        assert [bytes(k) for k in kept] == chunks[:2]
+        assert [bytes(t) for t in tails] == [c[-4096:] for c in chunks[2:]]
+    finally:
+        await device.close()

@@ -1,10 +1,11 @@
-"""Small I/O buffers of the file drivers, cut from one aligned allocation."""
+"""I/O buffers of the file drivers: small ones cut from one aligned allocation, large
+ones reused once nothing refers to them."""
 
 from __future__ import annotations
 
 import ctypes
 
-from mayastor.bdev._file_device import _SLAB_BYTES, _SLAB_MAX_IO, _AlignedSlab
+from mayastor.bdev._file_device import _SLAB_BYTES, _AlignedSlab, _ReusedBuffers
 
 
 def address_of(view: memoryview) -> int:
@@ -46,9 +47,55 @@ def test_a_full_slab_is_followed_by_a_new_one_and_old_buffers_stay_valid() -> No
     assert bytes(first) == b"\xaa" * 4096
 
 
-def test_a_large_io_gets_an_aligned_buffer_of_its_own() -> None:
-    slab = _AlignedSlab(512)
-    small, _ = slab.take(4096)
-    large, address = slab.take(_SLAB_MAX_IO + 4096)
-    assert address % 512 == 0
-    assert large.obj is not small.obj
+# ------------------------------------------------------------------ large I/O buffers
+
+LARGE = 128 << 10
+
+
+def test_a_large_buffer_starts_on_the_alignment_at_the_address_given() -> None:
+    pool = _ReusedBuffers(512)
+    for _ in range(3):
+        view, address = pool.take(LARGE)
+        assert len(view) == LARGE
+        assert address % 512 == 0
+        assert address_of(view) == address
+        del view
+
+
+def test_a_large_buffer_its_caller_dropped_is_handed_out_again() -> None:
+    pool = _ReusedBuffers(512)
+    view, address = pool.take(LARGE)
+    del view
+    again, address_again = pool.take(LARGE)
+    assert address_again == address
+    assert address_of(again) == address
+
+
+def test_a_large_buffer_still_held_is_not_handed_out_again() -> None:
+    pool = _ReusedBuffers(512)
+    held, address = pool.take(LARGE)
+    held[:] = b"\x55" * LARGE
+    other, other_address = pool.take(LARGE)
+    other[:] = bytes(LARGE)
+    assert other_address != address
+    assert bytes(held) == b"\x55" * LARGE
+
+
+def test_a_slice_kept_of_a_large_buffer_keeps_it_from_reuse() -> None:
+    pool = _ReusedBuffers(512)
+    view, address = pool.take(LARGE)
+    view[:] = b"\x66" * LARGE
+    tail = view[LARGE - 4096 :]
+    del view
+    other, other_address = pool.take(LARGE)
+    other[:] = bytes(LARGE)
+    assert other_address != address
+    assert bytes(tail) == b"\x66" * 4096
+
+
+def test_each_size_has_buffers_of_its_own() -> None:
+    pool = _ReusedBuffers(512)
+    small, _ = pool.take(LARGE)
+    del small
+    big, _ = pool.take(2 * LARGE)
+    assert len(big) == 2 * LARGE
