@@ -147,9 +147,18 @@ TARGETS: dict[str, Callable[[ChildKind, int], AbstractAsyncContextManager[BlockD
 
 
 async def drive(
-    device: BlockDevice, workload: Workload, seconds: float, stop: asyncio.Event | None = None
+    device: BlockDevice,
+    workload: Workload,
+    seconds: float,
+    stop: asyncio.Event | None = None,
+    yield_every: int = 64,
 ) -> tuple[int, float, float]:
-    """Run `workload` for `seconds` (or until `stop`); (ops, wall seconds, cpu seconds)."""
+    """Run `workload` for `seconds` (or until `stop`); (ops, wall seconds, cpu seconds).
+
+    I/O to malloc children completes without waiting, so a worker gives the event loop
+    a turn every `yield_every` I/Os, as I/O arriving from a socket would; otherwise
+    nothing else (a rebuild, the `stop` event) would ever run.
+    """
     bs = device.block_size
     nblocks = workload.block_bytes // bs
     span = device.num_blocks // nblocks
@@ -172,6 +181,8 @@ async def drive(
             else:
                 await device.read(lba, nblocks)
             ops += 1
+            if not ops % yield_every:
+                await asyncio.sleep(0)
 
     cpu = time.process_time()
     start = time.perf_counter()
@@ -221,7 +232,7 @@ async def rebuild(kind: ChildKind, size_mb: int, under_load: bool) -> RebuildRes
         stop = asyncio.Event()
         load = None
         if under_load:
-            load = asyncio.create_task(drive(nexus, WORKLOADS[0], 3600, stop))
+            load = asyncio.create_task(drive(nexus, WORKLOADS[0], 3600, stop, yield_every=1))
         destination = kind.uri(size_mb)
         await nexus.add_child(destination)
         record = await nexus.wait_rebuild(destination)

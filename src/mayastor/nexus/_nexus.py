@@ -1148,10 +1148,13 @@ async def _fan_out(
 ) -> tuple[list[tuple[NexusChild, Exception]], bool]:
     """Run `op` on every child's device at once.
 
-    Each child's coroutine first runs inline, in the caller's task: a device that
-    completes without waiting (malloc, a cached lvol write) costs no Task and no trip
-    through the event loop. Only a coroutine that has to wait gets a Task, to finish
-    in; the caller then waits for those with one future and a countdown.
+    An in-process child's coroutine first runs inline, in the caller's task: a device
+    that completes without waiting (malloc, a cached lvol write) costs no Task and no
+    trip through the event loop; one that has to wait gets a Task to finish in. So the
+    in-process drivers must not tie themselves to the current task before their first
+    wait (no ``asyncio.timeout`` around it). A remote child always waits (and its
+    initiator does use timeouts bound to its task), so it gets a Task at once. The
+    caller waits for the Tasks with one future and a countdown.
 
     Once started, the children's I/O runs to its end even if the caller is
     cancelled: mirrors must not be left differing because one child's write was cut
@@ -1171,8 +1174,12 @@ async def _fan_out(
         return [], False
     failures: list[tuple[NexusChild, Exception]] = []
     waiting: list[tuple[NexusChild, asyncio.Task[object]]] = []
+    loop = asyncio.get_running_loop()
     for child in children:
         coro = op(_device_of(child))
+        if not child.local:
+            waiting.append((child, loop.create_task(coro)))
+            continue
         try:
             suspended_on = coro.send(None)
         except StopIteration:
@@ -1183,11 +1190,10 @@ async def _fan_out(
         except Exception as exc:
             failures.append((child, exc))
             continue
-        task = asyncio.get_running_loop().create_task(_finish(coro, suspended_on))
-        waiting.append((child, task))
+        waiting.append((child, loop.create_task(_finish(coro, suspended_on))))
     if not waiting:
         return failures, False
-    join = _Join(asyncio.get_running_loop(), len(waiting))
+    join = _Join(loop, len(waiting))
     for _, task in waiting:
         task.add_done_callback(join.one_done)
     cancelled = False

@@ -10,7 +10,8 @@ import asyncio
 
 import pytest
 
-from mayastor.errors import WriteFault
+from mayastor.bdev import Buffer
+from mayastor.errors import IoTimeout, WriteFault
 from mayastor.nexus import ChildState, FaultReason
 from tests.conformance.block_device import pattern
 from tests.unit.nexus.conftest import MakeNexus
@@ -116,3 +117,28 @@ async def test_a_write_that_every_child_fails_at_once_fails_with_a_child_error(
         await nexus.write(0, bytes(512))
     states = [c.state for c in nexus.children]
     assert states.count(ChildState.ONLINE) == 1
+
+
+async def test_a_timeout_inside_a_remote_childs_write_fails_that_write_not_the_callers(
+    make_nexus: MakeNexus, shelf: Shelf
+) -> None:
+    shelf.add("r1")
+    remote = "nvmf://127.0.0.1/r1"
+    nexus = await make_nexus([C0, remote])
+    handle = shelf.handle(remote)
+
+    async def write_that_times_out(lba: int, data: Buffer) -> None:
+        try:
+            async with asyncio.timeout(0.01):
+                await asyncio.sleep(30)
+        except TimeoutError:
+            raise IoTimeout("no answer", device="r1") from None
+
+    handle._write = write_that_times_out  # type: ignore[method-assign]
+    data = pattern(512, seed=17)
+    await nexus.write(9, data)
+    assert [(c.state, c.reason) for c in nexus.children] == [
+        (ChildState.ONLINE, None),
+        (ChildState.FAULTED, FaultReason.TIMED_OUT),
+    ]
+    assert bytes(await shelf.disks["c0"].read(9, 1)) == data
