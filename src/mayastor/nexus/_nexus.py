@@ -390,7 +390,15 @@ class Nexus(BlockDevice):
                 if not self._readers:
                     raise self._not_serving()
                 targets = self._writers
-                failures, cancelled = await _fan_out(targets, op)
+                if len(targets) == 1:
+                    # `_fan_out` of one child, inline: a single-replica or degraded volume.
+                    failures, cancelled = [], False
+                    try:
+                        await op(_device_of(targets[0]))
+                    except Exception as exc:
+                        failures.append((targets[0], exc))
+                else:
+                    failures, cancelled = await _fan_out(targets, op)
                 error = self._settle_write(targets, failures, lba, nblocks) if failures else None
                 self._unflushed.add_blocks(lba, nblocks, self._segment_blocks)
                 for child in self._logging:
@@ -406,7 +414,9 @@ class Nexus(BlockDevice):
             if error is not None:
                 raise error
         finally:
-            self._io_done()
+            self._io_active -= 1
+            if not self._io_active:
+                self._io_idle.set()
 
     async def _flush(self) -> None:
         if self._gate_closed:
