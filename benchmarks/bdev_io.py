@@ -44,25 +44,9 @@ from pathlib import Path
 
 from mayastor.bdev import AioDevice, BlockDevice, UringDevice, uring_unavailable_reason
 from mayastor.lvs import Pool
+from workloads import WORKLOADS, Workload
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bdev_io.json"
-
-
-@dataclass(frozen=True)
-class Workload:
-    name: str
-    write: bool
-    random: bool
-    block_bytes: int
-    queue_depth: int
-
-
-WORKLOADS = (
-    Workload("randread-4k-qd32", write=False, random=True, block_bytes=4096, queue_depth=32),
-    Workload("randwrite-4k-qd32", write=True, random=True, block_bytes=4096, queue_depth=32),
-    Workload("seqread-128k-qd16", write=False, random=False, block_bytes=128 << 10, queue_depth=16),
-    Workload("seqwrite-128k-qd16", write=True, random=False, block_bytes=128 << 10, queue_depth=16),
-)
 
 
 @dataclass

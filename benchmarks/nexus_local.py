@@ -38,25 +38,10 @@ from pathlib import Path
 
 from mayastor.bdev import BlockDevice, DeviceOpener
 from mayastor.nexus import MemoryNexusInfoStore, Nexus
+from workloads import WRITES_FIRST as WORKLOADS
+from workloads import Workload
 
 RESULTS = Path(__file__).resolve().parent / "results" / "nexus_local.json"
-
-
-@dataclass(frozen=True)
-class Workload:
-    name: str
-    write: bool
-    random: bool
-    block_bytes: int
-    queue_depth: int
-
-
-WORKLOADS = (
-    Workload("randwrite-4k-qd32", write=True, random=True, block_bytes=4096, queue_depth=32),
-    Workload("randread-4k-qd32", write=False, random=True, block_bytes=4096, queue_depth=32),
-    Workload("seqwrite-128k-qd16", write=True, random=False, block_bytes=128 << 10, queue_depth=16),
-    Workload("seqread-128k-qd16", write=False, random=False, block_bytes=128 << 10, queue_depth=16),
-)
 
 
 @dataclass

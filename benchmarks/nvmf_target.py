@@ -39,28 +39,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from workloads import WORKLOADS, Workload
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "nvmf_target.json"
 NQN = "nqn.2019-05.io.openebs:bench-replica"
 HOSTNQN = "nqn.2019-05.io.openebs:node-name:bench-host"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-@dataclass(frozen=True)
-class Workload:
-    name: str
-    write: bool
-    random: bool
-    block_bytes: int
-    queue_depth: int
-
-
-WORKLOADS = (
-    Workload("randread-4k-qd32", write=False, random=True, block_bytes=4096, queue_depth=32),
-    Workload("randwrite-4k-qd32", write=True, random=True, block_bytes=4096, queue_depth=32),
-    Workload("seqread-128k-qd16", write=False, random=False, block_bytes=128 << 10, queue_depth=16),
-    Workload("seqwrite-128k-qd16", write=True, random=False, block_bytes=128 << 10, queue_depth=16),
-)
 
 
 @dataclass
