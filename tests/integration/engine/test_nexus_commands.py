@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from mayastor.errors import ConnectInvalidParameters, DeviceNotReady
 from mayastor.nvmf.host import ControllerOptions
 from tests.integration.conftest import make_sparse_file
 from tests.support.engine_api import RPC_TIMEOUT, EngineApi
+from tests.support.polling import wait_for
 from tests.support.verified_writes import TESTER_NQN
 
 NEXUS = str(uuid.UUID(int=1))
@@ -39,13 +39,6 @@ def children(engine: EngineProcess) -> dict[str, dict[str, object]]:
     out = engine.client("-o", "json", "nexus", "list", check=True).stdout
     (nexus,) = json.loads(out)
     return {c["uri"]: c for c in nexus["children"]}
-
-
-def wait_for(condition: object, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
 
 
 def test_nexus_over_two_local_replicas_is_online(pool: EngineProcess) -> None:
@@ -79,7 +72,7 @@ def test_a_child_smaller_than_the_nexus_is_refused(pool: EngineProcess) -> None:
 def test_added_child_is_rebuilt_and_recorded_in_the_history(pool: EngineProcess) -> None:
     pool.client("nexus", "create", NEXUS, "16", "bdev:///r1", check=True)
     pool.client("nexus", "add", NEXUS, "bdev:///r2", check=True)
-    wait_for(lambda: children(pool)["bdev:///r2"]["state"] == "CHILD_STATE_ONLINE")
+    wait_for(lambda: children(pool)["bdev:///r2"]["state"] == "CHILD_STATE_ONLINE", "r2 online")
     history = json.loads(pool.client("-o", "json", "rebuild", "history", NEXUS, check=True).stdout)
     assert [(r["child_uri"], r["state"], r["is_partial"]) for r in history] == [
         ("bdev:///r2", "Completed", False)
@@ -93,7 +86,7 @@ def test_offline_child_comes_back_with_a_partial_rebuild(pool: EngineProcess) ->
     assert "faulted (offline)" in out
     assert children(pool)["bdev:///r2"]["has_io_log"] is True
     pool.client("nexus", "child", "online", NEXUS, "bdev:///r2", check=True)
-    wait_for(lambda: children(pool)["bdev:///r2"]["state"] == "CHILD_STATE_ONLINE")
+    wait_for(lambda: children(pool)["bdev:///r2"]["state"] == "CHILD_STATE_ONLINE", "r2 online")
     history = json.loads(pool.client("-o", "json", "rebuild", "history", NEXUS, check=True).stdout)
     assert history[-1]["is_partial"] is True
     assert history[-1]["blocks_transferred"] == 0  # nothing was written while it was away
@@ -116,7 +109,7 @@ def test_nexus_info_survives_a_restart_and_only_healthy_children_are_trusted(
     pool.pools = [f"p1={tmp_path / 'disk.img'}"]
     pool.start()
     pool.client("nexus", "create", NEXUS, "16", "bdev:///r1", "bdev:///r2", check=True)
-    wait_for(lambda: children(pool)["bdev:///r2"]["state"] == "CHILD_STATE_ONLINE")
+    wait_for(lambda: children(pool)["bdev:///r2"]["state"] == "CHILD_STATE_ONLINE", "r2 online")
     history = json.loads(pool.client("-o", "json", "rebuild", "history", NEXUS, check=True).stdout)
     assert [(r["child_uri"], r["src_uri"], r["is_partial"]) for r in history] == [
         ("bdev:///r2", "bdev:///r1", False)
@@ -293,7 +286,7 @@ def test_rebuild_start_rebuilds_a_child_added_with_norebuild_in_full(
         "CHILD_STATE_DEGRADED",
         "CHILD_STATE_ONLINE",  # it may already have finished
     )
-    wait_for(lambda: list_nexus(api)[0]["state"] == "NEXUS_ONLINE")
+    wait_for(lambda: list_nexus(api)[0]["state"] == "NEXUS_ONLINE", "nexus online")
     assert [c["state"] for c in list_nexus(api)[0]["children"]] == ["CHILD_STATE_ONLINE"] * 2
     assert [(r["child_uri"], r["state"], r["is_partial"]) for r in rebuild_history(api)] == [
         ("bdev:///r2", "Completed", False)

@@ -10,9 +10,8 @@ directly; only the command under test goes through mayastor-client.
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from mayastor.demo.processes import EngineProcess
 from tests.integration.conftest import make_sparse_file
 from tests.support.engine_api import RPC_TIMEOUT, EngineApi
 from tests.support.fault_proxy import FaultProxy
+from tests.support.polling import wait_for
 
 NEXUS = str(uuid.UUID(int=2))
 SIZE = 16 << 20
@@ -110,16 +110,9 @@ def rebuilding(engine: EngineProcess, tmp_path: Path) -> Iterator[Rebuilding]:
         api.close()
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
-
-
 def drained(rebuilding: Rebuilding) -> None:
     """Wait for the segments in flight when the rebuild was paused to finish."""
-    wait_for(lambda: rebuilding.stats()["tasks_active"] == 0)
+    wait_for(lambda: rebuilding.stats()["tasks_active"] == 0, "no rebuild segment in flight")
 
 
 def test_rebuild_pause_holds_a_running_rebuild(rebuilding: Rebuilding) -> None:
@@ -188,7 +181,7 @@ def test_rebuild_resume_lets_a_paused_rebuild_complete(rebuilding: Rebuilding) -
     shown = rebuilding.cli_json("rebuild", "resume", NEXUS, rebuilding.uri)
     (child,) = [c for c in shown["children"] if c["uri"] == rebuilding.uri]
     assert child["state"] in ("CHILD_STATE_DEGRADED", "CHILD_STATE_ONLINE")
-    wait_for(lambda: rebuilding.child()["state"] == "CHILD_STATE_ONLINE")
+    wait_for(lambda: rebuilding.child()["state"] == "CHILD_STATE_ONLINE", "the child online")
     assert rebuilding.child()["healthy"] is True
     (record,) = rebuilding.history()
     assert (record["state"], record["is_partial"]) == ("Completed", False)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,15 +35,6 @@ VERIFIER_NQN = "nqn.2019-05.io.openebs:node-name:verifier"
 """An io-engine-style host NQN: shared replicas admit it without an allow-list change."""
 LOAD_UNITS = 512
 """The background load writes 4 KiB units over the first 2 MiB of the nexus."""
-
-
-def wait_for(condition: Callable[[], object], what: str, timeout: float = 60.0) -> None:
-    """Poll `condition` until it is true; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.2)
 
 
 def client_json(engine: EngineProcess, *args: str) -> Any:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.nexus.conftest import LOAD_UNITS, NEXUS_UUID, Cluster, wait_for
+from tests.integration.nexus.conftest import LOAD_UNITS, NEXUS_UUID, Cluster
+from tests.support.polling import wait_for
 from tests.support.verified_writes import BackgroundLoad
 
 SIZE_MIB = 96

@@ -12,8 +12,8 @@ from tests.integration.nexus.conftest import (
     NEXUS_SIZE_MIB,
     NEXUS_UUID,
     Cluster,
-    wait_for,
 )
+from tests.support.polling import wait_for
 from tests.support.verified_writes import BackgroundLoad
 
 UNIT_BLOCKS = 8

@@ -15,9 +15,9 @@ from tests.integration.nexus.conftest import (
     NEXUS_SIZE_MIB,
     NEXUS_UUID,
     Cluster,
-    wait_for,
 )
 from tests.support.fault_proxy import FaultProxy
+from tests.support.polling import wait_for
 from tests.support.verified_writes import BackgroundLoad
 
 
