@@ -45,6 +45,11 @@ class LoopbackDevice(BlockDevice):
     async def _write_zeroes(self, lba: int, nblocks: int) -> None:
         await self.inner.write_zeroes(lba, nblocks)
 
+    async def refresh_size(self) -> int:
+        """Take the capacity of the device it stands for (a replica that was resized)."""
+        self.num_blocks = self.inner.num_blocks
+        return self.num_blocks
+
     async def _close(self) -> None:
         if self._on_close is not None:
             await self._on_close()

@@ -63,6 +63,12 @@ def shutdown(ctx: Context, args: argparse.Namespace) -> None:
     ctx.printer.message(nexus.nexus, f"nexus {args.uuid} {nexus_state(nexus.nexus.state)}")
 
 
+def resize(ctx: Context, args: argparse.Namespace) -> None:
+    request = nexus_pb2.ResizeNexusRequest(uuid=args.uuid, requested_size=args.size)
+    nexus = ctx.call(ctx.nexus.ResizeNexus, request).nexus
+    ctx.printer.message(nexus, f"nexus {nexus.uuid} is now {format_size(nexus.size)}")
+
+
 def list_(ctx: Context, args: argparse.Namespace) -> None:
     nexuses = ctx.call(ctx.nexus.ListNexus, nexus_pb2.ListNexusOptions()).nexus_list
     ctx.printer.messages(
@@ -218,6 +224,11 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         p = sub.add_parser(name, help=text)
         p.add_argument("uuid")
         p.set_defaults(handler=handler)
+
+    p = sub.add_parser("resize", help="grow a nexus after its replicas were grown")
+    p.add_argument("uuid")
+    p.add_argument("size", type=_size, help="new size: MiB, or with a unit (2GiB)")
+    p.set_defaults(handler=resize)
 
     p = sub.add_parser("list", help="list nexuses")
     p.set_defaults(handler=list_)

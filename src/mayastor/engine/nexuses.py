@@ -160,6 +160,17 @@ class Nexuses:
             log.info("nexus %s: child %s brought online, %s", nexus.name, uri, _describe(status))
             return nexus
 
+    async def resize(self, nexus_uuid: str, size: int) -> Nexus:
+        """Grow a nexus whose children were grown; hosts connected to it are told."""
+        async with self.registry.lock:
+            nexus = self.find(nexus_uuid)
+            before = nexus.size
+            await nexus.resize(size)
+            if self.published_uri(nexus) and before != nexus.size:
+                self.target.namespace_changed(self.nqn(nexus))
+            log.info("nexus %s resized from %d to %d bytes", nexus.name, before, nexus.size)
+            return nexus
+
     # ------------------------------------------------------------------ publishing
 
     def nqn(self, nexus: Nexus) -> str:

@@ -1046,6 +1046,59 @@ class Nexus(BlockDevice):
             await self._start_rebuild(child, segments)
             return child.status()
 
+    async def resize(self, size: int) -> None:
+        """Grow the nexus to `size` bytes, once every child has been grown to hold it.
+
+        The children's devices are asked for their capacity now (a replica resized by
+        its pool, a remote namespace identified again); I/O is paused meanwhile. The
+        dirty logs of children that are away grow with the nexus, so a child that comes
+        back is rebuilt over the new range as well.
+
+        Raises:
+            InvalidArgument: `size` is smaller than the nexus or not a whole number of
+                blocks; a child in the I/O path is smaller than `size`.
+            FailedPrecondition: the nexus serves no I/O, or a rebuild is running (its
+                range was fixed when it started).
+        """
+        async with self._reconfiguring:
+            self._require_serving("resize")
+            if size % self.block_size:
+                raise InvalidArgument(
+                    f"nexus {self.name!r}: size {size} is not a whole number of "
+                    f"{self.block_size}-byte blocks"
+                )
+            if size < self.size:
+                raise InvalidArgument(
+                    f"nexus {self.name!r}: cannot shrink from {self.size} to {size} bytes"
+                )
+            if size == self.size:
+                return
+            if any(c.rebuild is not None for c in self._children):
+                raise FailedPrecondition(
+                    f"nexus {self.name!r}: cannot resize while a rebuild is running"
+                )
+            async with self._paused():
+                for child in self._children:
+                    device = child.device
+                    if device is None or device.closed or child.state is ChildState.FAULTED:
+                        continue
+                    await device.refresh_size()
+                    if device.size < size:
+                        raise InvalidArgument(
+                            f"nexus {self.name!r}: child {child.uri!r} holds {device.size} "
+                            f"bytes, less than the {size} asked for; resize it first"
+                        )
+                old_segments = self._num_segments
+                self.num_blocks = size // self.block_size
+                self._num_segments = -(-self.num_blocks // self._segment_blocks)
+                for segments in (self._unflushed, *self._flushing):
+                    segments.num_segments = self._num_segments
+                for child in self._children:
+                    if child.dirty is not None:
+                        child.dirty.num_segments = self._num_segments
+                        child.dirty.add_range(old_segments, self._num_segments - old_segments)
+            log.info("nexus %s resized to %d bytes", self.name, size)
+
     def _require_serving(self, what: str) -> None:
         if not self.state.serves_io:
             raise FailedPrecondition(f"nexus {self.name!r} is {self.state.value}: cannot {what}")

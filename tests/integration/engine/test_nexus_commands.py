@@ -293,3 +293,36 @@ def test_rebuild_start_rebuilds_a_child_added_with_norebuild_in_full(
     ]
     (record,) = rebuild_history(api)
     assert record["blocks_transferred"] * record["block_size"] == 16 << 20
+
+
+def test_nexus_resize_after_its_replicas_grew_is_seen_by_a_connected_host(
+    replicas: EngineProcess, api: EngineApi
+) -> None:
+    create_nexus(api, "bdev:///r1", "bdev:///r2")
+    uri = publish(api)
+    refused = replicas.client("nexus", "resize", NEXUS, "32MiB")
+    assert refused.returncode == 1
+    assert "resize it first" in refused.stderr
+    for name in ("r1", "r2"):
+        replicas.client("replica", "resize", "p1", name, "32MiB", check=True)
+
+    async def grow_while_connected() -> tuple[int, int, bytes]:
+        device = await NvmfDevice.open(uri, options=ControllerOptions(hostnqn=TESTER_NQN))
+        try:
+            before = device.size
+            result = await asyncio.to_thread(
+                replicas.client, "-o", "json", "nexus", "resize", NEXUS, "32MiB"
+            )
+            assert result.returncode == 0, result.stderr
+            after = await device.refresh_size()
+            last = device.num_blocks - 1
+            await device.write(last, b"\x5a" * 512)
+            return before, after * device.block_size, bytes(await device.read(last, 1))
+        finally:
+            await device.close()
+
+    before, after, data = asyncio.run(grow_while_connected())
+    assert (before, after) == (16 << 20, 32 << 20)
+    assert data == b"\x5a" * 512
+    (listed,) = list_nexus(api)
+    assert listed["size"] == 32 << 20

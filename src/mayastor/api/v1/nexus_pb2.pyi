@@ -442,6 +442,26 @@ class ChildOperationResponse(_message.Message):
 Global___ChildOperationResponse: _TypeAlias = ChildOperationResponse  # noqa: Y015
 
 @_typing.final
+class ResizeNexusResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NEXUS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def nexus(self) -> Global___Nexus: ...
+    def __init__(
+        self,
+        *,
+        nexus: Global___Nexus | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["nexus", b"nexus"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["nexus", b"nexus"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResizeNexusResponse: _TypeAlias = ResizeNexusResponse  # noqa: Y015
+
+@_typing.final
 class StartRebuildResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -700,6 +720,29 @@ class UnpublishNexusRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UnpublishNexusRequest: _TypeAlias = UnpublishNexusRequest  # noqa: Y015
+
+@_typing.final
+class ResizeNexusRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UUID_FIELD_NUMBER: _builtins.int
+    REQUESTED_SIZE_FIELD_NUMBER: _builtins.int
+    uuid: _builtins.str
+    requested_size: _builtins.int
+    """bytes; never smaller than the nexus"""
+    def __init__(
+        self,
+        *,
+        uuid: _builtins.str = ...,
+        requested_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requested_size", b"requested_size", "uuid", b"uuid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResizeNexusRequest: _TypeAlias = ResizeNexusRequest  # noqa: Y015
 
 @_typing.final
 class ListNexusOptions(_message.Message):

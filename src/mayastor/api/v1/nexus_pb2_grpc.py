@@ -85,6 +85,11 @@ class NexusRpcStub:
                 request_serializer=mayastor_dot_api_dot_v1_dot_nexus__pb2.ChildOperationRequest.SerializeToString,
                 response_deserializer=mayastor_dot_api_dot_v1_dot_nexus__pb2.ChildOperationResponse.FromString,
                 _registered_method=True)
+        self.ResizeNexus = channel.unary_unary(
+                '/mayastor.v1.NexusRpc/ResizeNexus',
+                request_serializer=mayastor_dot_api_dot_v1_dot_nexus__pb2.ResizeNexusRequest.SerializeToString,
+                response_deserializer=mayastor_dot_api_dot_v1_dot_nexus__pb2.ResizeNexusResponse.FromString,
+                _registered_method=True)
         self.StartRebuild = channel.unary_unary(
                 '/mayastor.v1.NexusRpc/StartRebuild',
                 request_serializer=mayastor_dot_api_dot_v1_dot_nexus__pb2.StartRebuildRequest.SerializeToString,
@@ -190,6 +195,13 @@ class NexusRpcServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResizeNexus(self, request, context):
+        """Grow the nexus once its children have been grown (replica resize); hosts are told.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def StartRebuild(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -284,6 +296,11 @@ def add_NexusRpcServicer_to_server(servicer, server):
                     servicer.ChildOperation,
                     request_deserializer=mayastor_dot_api_dot_v1_dot_nexus__pb2.ChildOperationRequest.FromString,
                     response_serializer=mayastor_dot_api_dot_v1_dot_nexus__pb2.ChildOperationResponse.SerializeToString,
+            ),
+            'ResizeNexus': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResizeNexus,
+                    request_deserializer=mayastor_dot_api_dot_v1_dot_nexus__pb2.ResizeNexusRequest.FromString,
+                    response_serializer=mayastor_dot_api_dot_v1_dot_nexus__pb2.ResizeNexusResponse.SerializeToString,
             ),
             'StartRebuild': grpc.unary_unary_rpc_method_handler(
                     servicer.StartRebuild,
@@ -591,6 +608,33 @@ class NexusRpc:
             '/mayastor.v1.NexusRpc/ChildOperation',
             mayastor_dot_api_dot_v1_dot_nexus__pb2.ChildOperationRequest.SerializeToString,
             mayastor_dot_api_dot_v1_dot_nexus__pb2.ChildOperationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResizeNexus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mayastor.v1.NexusRpc/ResizeNexus',
+            mayastor_dot_api_dot_v1_dot_nexus__pb2.ResizeNexusRequest.SerializeToString,
+            mayastor_dot_api_dot_v1_dot_nexus__pb2.ResizeNexusResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -47,6 +47,8 @@ class NexusRpcStub:
     """Export the nexus over NVMe/TCP on the nexus port; returns its URI in device_uri."""
     UnpublishNexus: _grpc.UnaryUnaryMultiCallable[_nexus_pb2.UnpublishNexusRequest, _nexus_pb2.UnpublishNexusResponse]
     ChildOperation: _grpc.UnaryUnaryMultiCallable[_nexus_pb2.ChildOperationRequest, _nexus_pb2.ChildOperationResponse]
+    ResizeNexus: _grpc.UnaryUnaryMultiCallable[_nexus_pb2.ResizeNexusRequest, _nexus_pb2.ResizeNexusResponse]
+    """Grow the nexus once its children have been grown (replica resize); hosts are told."""
     StartRebuild: _grpc.UnaryUnaryMultiCallable[_nexus_pb2.StartRebuildRequest, _nexus_pb2.StartRebuildResponse]
     StopRebuild: _grpc.UnaryUnaryMultiCallable[_nexus_pb2.StopRebuildRequest, _nexus_pb2.StopRebuildResponse]
     PauseRebuild: _grpc.UnaryUnaryMultiCallable[_nexus_pb2.PauseRebuildRequest, _nexus_pb2.PauseRebuildResponse]
@@ -73,6 +75,8 @@ class NexusRpcAsyncStub(NexusRpcStub):
     """Export the nexus over NVMe/TCP on the nexus port; returns its URI in device_uri."""
     UnpublishNexus: _aio.UnaryUnaryMultiCallable[_nexus_pb2.UnpublishNexusRequest, _nexus_pb2.UnpublishNexusResponse]  # type: ignore[assignment]
     ChildOperation: _aio.UnaryUnaryMultiCallable[_nexus_pb2.ChildOperationRequest, _nexus_pb2.ChildOperationResponse]  # type: ignore[assignment]
+    ResizeNexus: _aio.UnaryUnaryMultiCallable[_nexus_pb2.ResizeNexusRequest, _nexus_pb2.ResizeNexusResponse]  # type: ignore[assignment]
+    """Grow the nexus once its children have been grown (replica resize); hosts are told."""
     StartRebuild: _aio.UnaryUnaryMultiCallable[_nexus_pb2.StartRebuildRequest, _nexus_pb2.StartRebuildResponse]  # type: ignore[assignment]
     StopRebuild: _aio.UnaryUnaryMultiCallable[_nexus_pb2.StopRebuildRequest, _nexus_pb2.StopRebuildResponse]  # type: ignore[assignment]
     PauseRebuild: _aio.UnaryUnaryMultiCallable[_nexus_pb2.PauseRebuildRequest, _nexus_pb2.PauseRebuildResponse]  # type: ignore[assignment]
@@ -156,6 +160,14 @@ class NexusRpcServicer(metaclass=_abc_1.ABCMeta):
         request: _nexus_pb2.ChildOperationRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_nexus_pb2.ChildOperationResponse, _abc.Awaitable[_nexus_pb2.ChildOperationResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ResizeNexus(
+        self,
+        request: _nexus_pb2.ResizeNexusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_nexus_pb2.ResizeNexusResponse, _abc.Awaitable[_nexus_pb2.ResizeNexusResponse]]:
+        """Grow the nexus once its children have been grown (replica resize); hosts are told."""
 
     @_abc_1.abstractmethod
     def StartRebuild(

@@ -113,6 +113,12 @@ class NexusService(ErrorMappingServicer, nexus_pb2_grpc.NexusRpcServicer):
         await self.nexuses.destroy(request.uuid)
         return Empty()
 
+    async def ResizeNexus(
+        self, request: nexus_pb2.ResizeNexusRequest, context: grpc.aio.ServicerContext
+    ) -> nexus_pb2.ResizeNexusResponse:
+        nexus = await self.nexuses.resize(request.uuid, request.requested_size)
+        return nexus_pb2.ResizeNexusResponse(nexus=self.message(nexus))
+
     async def ListNexus(
         self, request: nexus_pb2.ListNexusOptions, context: grpc.aio.ServicerContext
     ) -> nexus_pb2.ListNexusResponse:
