@@ -64,6 +64,19 @@ class Unavailable(UsageError):
     """A remote party could not be reached; trying again later may work."""
 
 
+class Conflict(UsageError):
+    """The request contradicts the object as it stands (another spec under the same id,
+    a revision that moved on, an operation already under way)."""
+
+
+class InUse(Conflict):
+    """The object is still used by others (a pool holding replicas, ...)."""
+
+
+class StoreUnavailable(Unavailable):
+    """The cluster store cannot be reached; nothing was changed, try again later."""
+
+
 class CorruptMetadata(MayastorError):
     """Metadata on a device failed its checks; it is refused rather than guessed at."""
 

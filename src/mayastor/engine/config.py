@@ -39,6 +39,7 @@ class EngineConfig:
     log_level: str = "info"
     state_dir: str = ""
     child_io_timeout: float = 5.0
+    registration_endpoint: str = ""
 
     @property
     def state_path(self) -> str:
@@ -148,6 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
         "retired (default: %(default)s)",
     )
     parser.add_argument(
+        "-R",
+        "--registration-endpoint",
+        default="",
+        metavar="HOST:PORT",
+        help="the core agent's gRPC endpoint: register with it every 5 s and keep nexus "
+        "info in the cluster store through it (default: run on its own)",
+    )
+    parser.add_argument(
         "-l",
         "--log-level",
         default="info",
@@ -170,6 +179,11 @@ def config_from_args(argv: list[str] | None = None) -> EngineConfig:
     for flag in ("replica_port", "nexus_port"):
         if not 0 < getattr(args, flag) < 65536:
             parser.error(f"--{flag.replace('_', '-')} must be from 1 to 65535")
+    if args.registration_endpoint:
+        try:
+            parse_endpoint(args.registration_endpoint, 50051)
+        except InvalidArgument as exc:
+            parser.error(f"--registration-endpoint: {exc}")
     names = [p.name for p in args.pool]
     if len(names) != len(set(names)):
         parser.error("each --pool name may be given once")
@@ -184,6 +198,7 @@ def config_from_args(argv: list[str] | None = None) -> EngineConfig:
         log_level=args.log_level,
         state_dir=args.state_dir,
         child_io_timeout=args.child_io_timeout,
+        registration_endpoint=args.registration_endpoint,
     )
 
 

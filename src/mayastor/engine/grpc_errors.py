@@ -27,6 +27,7 @@ GRPC_STATUS: dict[type[BaseException], grpc.StatusCode] = {
     errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.Conflict: grpc.StatusCode.ABORTED,
     errors.UsageError: grpc.StatusCode.INVALID_ARGUMENT,
     errors.CorruptMetadata: grpc.StatusCode.DATA_LOSS,
     errors.NoSpace: grpc.StatusCode.RESOURCE_EXHAUSTED,

@@ -24,6 +24,7 @@ from mayastor.api.v1 import (
 from mayastor.bdev import DeviceOpener, register_nvmf
 from mayastor.engine.config import EngineConfig
 from mayastor.engine.nexuses import Nexuses
+from mayastor.engine.registration import CoreNexusInfoStore, Registrar
 from mayastor.engine.registry import Registry
 from mayastor.engine.services.bdev import BdevService
 from mayastor.engine.services.host import HostService
@@ -32,7 +33,7 @@ from mayastor.engine.services.pool import PoolService
 from mayastor.engine.services.replica import ReplicaService
 from mayastor.engine.services.stats import StatsService
 from mayastor.errors import MayastorError, Unavailable
-from mayastor.nexus import FileNexusInfoStore
+from mayastor.nexus import FileNexusInfoStore, NexusInfoStore
 from mayastor.nvmf.host import ControllerOptions
 from mayastor.target import NvmfTarget
 
@@ -56,13 +57,15 @@ class IoEngine:
         )
         self.target = NvmfTarget(config.nvmf_address)
         self.registry = Registry(self.opener, self.target, config.replica_port)
-        self.nexuses = Nexuses(
-            self.registry,
-            self.opener,
-            FileNexusInfoStore(Path(config.state_path) / "nexus-info"),
-            self.target,
-            config.nexus_port,
-        )
+        store: NexusInfoStore
+        self.registrar: Registrar | None = None
+        self._core_store: CoreNexusInfoStore | None = None
+        if config.registration_endpoint:
+            self.registrar = Registrar(config, config.registration_endpoint)
+            store = self._core_store = CoreNexusInfoStore(config.registration_endpoint)
+        else:
+            store = FileNexusInfoStore(Path(config.state_path) / "nexus-info")
+        self.nexuses = Nexuses(self.registry, self.opener, store, self.target, config.nexus_port)
         self._server: grpc.aio.Server | None = None
 
     async def start(self) -> None:
@@ -112,6 +115,8 @@ class IoEngine:
             ) from exc
         await server.start()
         self._server = server
+        if self.registrar is not None:
+            self.registrar.start()
         log.info(
             "io-engine %s ready: gRPC on %s, NVMe/TCP on %s ports %d (replicas) and %d (nexus)",
             cfg.node_name,
@@ -124,10 +129,14 @@ class IoEngine:
     async def stop(self, grace: float = 2.0) -> None:
         """Stop serving, shut every nexus down, export every pool, close every device."""
         log.info("io-engine %s stopping", self.config.node_name)
+        if self.registrar is not None:
+            await self.registrar.stop()
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None
         await self.nexuses.close()
         await self.registry.close()
         await self.target.close()
+        if self._core_store is not None:
+            await self._core_store.close()
         log.info("io-engine %s stopped; every pool exported", self.config.node_name)

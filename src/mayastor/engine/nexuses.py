@@ -174,7 +174,9 @@ class Nexuses:
     # ------------------------------------------------------------------ publishing
 
     def nqn(self, nexus: Nexus) -> str:
-        return openebs_nqn(nexus.uuid)
+        """The subsystem NQN of a nexus: after its name, as Mayastor's (the control plane
+        names a nexus after its volume, so the NQN stays when the target moves)."""
+        return openebs_nqn(nexus.name)
 
     def published_uri(self, nexus: Nexus) -> str:
         """The nexus's ``nvmf://`` URI while it is published, else ""."""

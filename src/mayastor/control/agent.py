@@ -1,0 +1,213 @@
+"""The core agent: takes the store's lease, then serves gRPC and REST and reconciles.
+
+A core agent that starts while another holds the lease binds nothing and waits; when
+the lease comes free (the other died or stopped) it takes it, loads every spec and
+serves on the same endpoints. One that loses its lease (another agent took it after
+it could not renew) stops at once: two agents never act together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Generator
+from dataclasses import dataclass
+
+import grpc
+import uvicorn
+
+from mayastor.api.v1 import registration_pb2_grpc
+from mayastor.control.cluster import Cluster, ResourceLocks
+from mayastor.control.grpc_services import NexusInfoService, RegistrationService
+from mayastor.control.nodes import NodeRegistry
+from mayastor.control.placement import CommitmentLimits
+from mayastor.control.reconciler import Reconciler
+from mayastor.control.rest import create_app
+from mayastor.control.spec_registry import SpecRegistry
+from mayastor.control.store import ClusterStore, Leadership, StoreKeys, new_holder_id
+from mayastor.errors import StoreUnavailable, Unavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """The core agent's settings (its command-line flags)."""
+
+    store: str
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = 50051
+    rest_host: str = "127.0.0.1"
+    rest_port: int = 8081
+    cluster_id: str = "mayastor"
+    namespace: str = "mayastor"
+    node_deadline: float = 10.0
+    poll_period: float = 2.0
+    reconcile_busy: float = 10.0
+    reconcile_idle: float = 30.0
+    lease_ttl: float = 10.0
+    pool_commitment: float = 2.5
+    volume_commitment_initial: float = 0.4
+    log_level: str = "info"
+
+    @property
+    def grpc_endpoint(self) -> str:
+        return f"{self.grpc_host}:{self.grpc_port}"
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{self.rest_host}:{self.rest_port}"
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn inside our own event loop: the agent handles the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def _bind(host: str, port: int, what: str, flag: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise Unavailable(f"cannot listen for {what} on {host}:{port} ({exc}); see {flag}") from exc
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+class CoreAgent:
+    """One core agent over one store.
+
+    Args:
+        config: its settings.
+        store: the cluster store (the agent closes it when it stops).
+    """
+
+    def __init__(self, config: AgentConfig, store: ClusterStore) -> None:
+        self.config = config
+        self.store = store
+        self.keys = StoreKeys(config.cluster_id, config.namespace)
+        self.holder = new_holder_id()
+        self.leadership: Leadership | None = None
+        self.cluster: Cluster | None = None
+        self.reconciler: Reconciler | None = None
+        self._grpc: grpc.aio.Server | None = None
+        self._rest: _EmbeddedServer | None = None
+        self._rest_task: asyncio.Task[None] | None = None
+        self.serving = asyncio.Event()
+
+    async def start(self) -> None:
+        """Wait for the lease, load the specs, then serve.
+
+        Raises:
+            Unavailable: an endpoint cannot be bound.
+        """
+        cfg = self.config
+        log.info(
+            "core agent %s: store %s, cluster %s; waiting for the lease",
+            self.holder,
+            self.store.description,
+            cfg.cluster_id,
+        )
+        self.leadership = await self.store.campaign(self.keys.leader(), self.holder, cfg.lease_ttl)
+        self.store.guard = self.leadership
+        log.info("core agent %s holds the lease; loading the specs", self.holder)
+        specs = SpecRegistry(self.store, self.keys)
+        while True:
+            try:
+                await specs.load()
+                break
+            except StoreUnavailable as exc:
+                log.warning("cannot load the specs yet: %s", exc)
+                await asyncio.sleep(1.0)
+        nodes = NodeRegistry(deadline=cfg.node_deadline, poll_period=cfg.poll_period)
+        cluster = Cluster(
+            store=self.store,
+            keys=self.keys,
+            specs=specs,
+            nodes=nodes,
+            limits=CommitmentLimits(cfg.pool_commitment, cfg.volume_commitment_initial),
+            locks=ResourceLocks(),
+        )
+        self.cluster = cluster
+        self.reconciler = Reconciler(
+            cluster, busy_period=cfg.reconcile_busy, idle_period=cfg.reconcile_idle
+        )
+
+        async def node_changed(_name: str, _event: str) -> None:
+            assert self.reconciler is not None
+            self.reconciler.poke()
+
+        async def poke() -> None:
+            assert self.reconciler is not None
+            self.reconciler.poke()
+
+        nodes.add_listener(node_changed)
+        rest_socket = _bind(cfg.rest_host, cfg.rest_port, "REST", "--rest-endpoint")
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        registration_pb2_grpc.add_RegistrationServicer_to_server(
+            RegistrationService(cluster, poke), server
+        )
+        registration_pb2_grpc.add_NexusInfoStoreServicer_to_server(
+            NexusInfoService(cluster), server
+        )
+        try:
+            server.add_insecure_port(cfg.grpc_endpoint)
+        except RuntimeError as exc:
+            rest_socket.close()
+            raise Unavailable(
+                f"cannot listen for gRPC on {cfg.grpc_endpoint} ({exc}); see --grpc-endpoint"
+            ) from exc
+        await server.start()
+        self._grpc = server
+        app = create_app(cluster)
+        self._rest = _EmbeddedServer(
+            uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+        )
+        self._rest_task = asyncio.get_running_loop().create_task(
+            self._rest.serve(sockets=[rest_socket]), name="rest"
+        )
+        nodes.start()
+        self.reconciler.start()
+        self.serving.set()
+        log.info(
+            "core agent serving: REST %s/v0, gRPC %s; node deadline %g s",
+            cfg.rest_url,
+            cfg.grpc_endpoint,
+            cfg.node_deadline,
+        )
+
+    async def wait(self, stop: asyncio.Event) -> bool:
+        """Until `stop` is set or the lease is lost; True when the lease was lost."""
+        assert self.leadership is not None
+        lost = asyncio.ensure_future(self.leadership.lost.wait())
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([lost, stopped], return_when=asyncio.FIRST_COMPLETED)
+        for task in (lost, stopped):
+            task.cancel()
+        return self.leadership.lost.is_set() and not stop.is_set()
+
+    async def stop(self) -> None:
+        """Stop serving and reconciling, give the lease back, close the store."""
+        if self.reconciler is not None:
+            await self.reconciler.close()
+        if self._rest is not None and self._rest_task is not None:
+            self._rest.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._rest_task
+        if self._grpc is not None:
+            await self._grpc.stop(1.0)
+        if self.cluster is not None:
+            await self.cluster.nodes.close()
+        if self.leadership is not None and self.leadership.held:
+            await self.store.resign(self.leadership)
+        await self.store.close()
+        log.info("core agent %s stopped", self.holder)

@@ -1,0 +1,166 @@
+"""The cluster as the core agent sees it: specs, nodes, and what operations share.
+
+`Cluster` is handed to every operation and reconciler. It holds the spec registry
+(desired state), the node registry (registrations and polled actual state), the
+commitment limits, the per-object locks that serialise operations on one object, and
+the nexus-info records in the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid as uuid_mod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from mayastor.api.v1 import nexus_pb2, pool_pb2, replica_pb2
+from mayastor.control.engine_client import EngineClient
+from mayastor.control.nodes import NodeRegistry
+from mayastor.control.placement import CommitmentLimits
+from mayastor.control.spec_registry import SpecRegistry
+from mayastor.control.specs import NodeSpec, ReplicaSpec
+from mayastor.control.store import ClusterStore, StoreKeys
+from mayastor.errors import Conflict, CorruptMetadata
+
+log = logging.getLogger(__name__)
+
+NEXUS_INFO_KIND = "NexusInfo"
+
+
+@dataclass(frozen=True)
+class NexusHealth:
+    """What a nexus's info record says about its children (Mayastor's NexusInfo)."""
+
+    clean_shutdown: bool
+    healthy: frozenset[uuid_mod.UUID]
+    known: frozenset[uuid_mod.UUID]
+
+    @classmethod
+    def parse(cls, data: bytes, where: str) -> NexusHealth:
+        import json
+
+        try:
+            doc = json.loads(data)
+            children = doc["children"]
+            healthy = frozenset(uuid_mod.UUID(c["uuid"]) for c in children if c["healthy"] is True)
+            known = frozenset(uuid_mod.UUID(c["uuid"]) for c in children)
+            clean = doc["clean_shutdown"]
+            if not isinstance(clean, bool):
+                raise ValueError("clean_shutdown is not a boolean")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorruptMetadata(f"nexus info {where} is not valid: {exc}") from exc
+        return cls(clean_shutdown=clean, healthy=healthy, known=known)
+
+
+class ResourceLocks:
+    """One lock per object, so two operations never change one object at once.
+
+    Args:
+        wait: seconds an operation waits for another on the same object before it is
+            refused with Conflict.
+    """
+
+    def __init__(self, wait: float = 30.0) -> None:
+        self.wait = wait
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def busy(self, kind: str, object_id: str) -> bool:
+        lock = self._locks.get(f"{kind}/{object_id}")
+        return lock is not None and lock.locked()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, kind: str, object_id: str) -> AsyncIterator[None]:
+        key = f"{kind}/{object_id}"
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        try:
+            async with asyncio.timeout(self.wait):
+                await lock.acquire()
+        except TimeoutError:
+            raise Conflict(
+                f"{kind} {object_id} is busy with another operation; try again later"
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    @contextlib.asynccontextmanager
+    async def try_hold(self, kind: str, object_id: str) -> AsyncIterator[bool]:
+        """Hold the lock if it is free now; yields whether it was taken."""
+        key = f"{kind}/{object_id}"
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        if lock.locked():
+            yield False
+            return
+        await lock.acquire()
+        try:
+            yield True
+        finally:
+            lock.release()
+
+
+@dataclass
+class Cluster:
+    """What every operation and reconciler works on."""
+
+    store: ClusterStore
+    keys: StoreKeys
+    specs: SpecRegistry
+    nodes: NodeRegistry
+    limits: CommitmentLimits = field(default_factory=CommitmentLimits)
+    locks: ResourceLocks = field(default_factory=ResourceLocks)
+
+    # ------------------------------------------------------------------ actual state
+
+    def engine(self, node: str) -> EngineClient:
+        """The client of an Online node (NotFound, Unavailable otherwise)."""
+        return self.nodes.client(node)
+
+    def engine_pool(self, node: str, pool: str) -> pool_pb2.Pool | None:
+        record = self.nodes.record(node)
+        if record is None:
+            return None
+        return next((p for p in record.pools if p.name == pool), None)
+
+    def engine_replica(
+        self, node: str, replica_uuid: uuid_mod.UUID | str
+    ) -> replica_pb2.Replica | None:
+        record = self.nodes.record(node)
+        if record is None:
+            return None
+        wanted = str(replica_uuid)
+        return next((r for r in record.replicas if r.uuid == wanted), None)
+
+    def engine_nexus(self, node: str, nexus_uuid: uuid_mod.UUID | str) -> nexus_pb2.Nexus | None:
+        record = self.nodes.record(node)
+        if record is None:
+            return None
+        wanted = str(nexus_uuid)
+        return next((n for n in record.nexuses if n.uuid == wanted), None)
+
+    def node_spec(self, node: str) -> NodeSpec | None:
+        return self.specs.get(NodeSpec, node)
+
+    def local_uri(self, replica: ReplicaSpec) -> str:
+        """How a nexus on the replica's own node opens it: in-process."""
+        return f"bdev:///{replica.name}?uuid={replica.uuid}"
+
+    # ------------------------------------------------------------------ nexus info
+
+    def nexus_info_key(self, nexus_uuid: uuid_mod.UUID | str) -> str:
+        return self.keys.key(NEXUS_INFO_KIND, str(nexus_uuid))
+
+    async def nexus_health(self, nexus_uuid: uuid_mod.UUID | None) -> NexusHealth | None:
+        """What the nexus info of `nexus_uuid` says, or None when there is none."""
+        if nexus_uuid is None:
+            return None
+        key = self.nexus_info_key(nexus_uuid)
+        entry = await self.store.get(key)
+        if entry is None:
+            return None
+        return NexusHealth.parse(entry.value, key)
+
+    async def forget_nexus_info(self, nexus_uuid: uuid_mod.UUID | str) -> None:
+        await self.store.delete(self.nexus_info_key(nexus_uuid))

@@ -1,0 +1,333 @@
+"""A volume's target: a nexus on one node over its replicas, published to its frontends.
+
+Publishing makes a new nexus (a new uuid each time) named after the volume, so its
+subsystem NQN, ``nqn.2019-05.io.openebs:<volume uuid>``, is the same on every node.
+Which replicas it may trust comes from the nexus info of the volume's previous nexus
+(`VolumeSpec.health_info_id`): only those marked healthy, only one of them after an
+unclean stop, every replica when the volume never had a nexus. The nexus is made over
+the trusted replicas; the others are added and rebuilt. Remote replicas are shared
+with the target node's host NQN only, and the nexus is published only to the host
+NQNs of the frontend nodes.
+
+Publish and republish are undone when interrupted (the volume ends unpublished; the
+caller retries); unpublish is finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid as uuid_mod
+
+from mayastor.control.cluster import Cluster, NexusHealth
+from mayastor.control.models import PublishVolumeBody
+from mayastor.control.operations.replicas import child_uri, unshare_replica
+from mayastor.control.placement import NodeView, choose_target_node
+from mayastor.control.specs import (
+    NexusSpec,
+    NodeAccessInfo,
+    NodeSpec,
+    OperationRecord,
+    Protocol,
+    ReplicaSpec,
+    SpecStatus,
+    VolumeSpec,
+    VolumeTarget,
+    node_nqn,
+)
+from mayastor.errors import FailedPrecondition, MayastorError, NotFound, Unavailable
+
+log = logging.getLogger(__name__)
+
+
+def frontend_nodes(body: PublishVolumeBody) -> list[NodeAccessInfo]:
+    if not body.frontend_node:
+        return []
+    return [NodeAccessInfo(name=body.frontend_node, nqn=node_nqn(body.frontend_node))]
+
+
+def target_node_for(cluster: Cluster, volume: VolumeSpec, requested: str | None) -> str:
+    nexus_counts: dict[str, int] = {}
+    for nexus in cluster.specs.all(NexusSpec):
+        nexus_counts[nexus.node] = nexus_counts.get(nexus.node, 0) + 1
+    names = {s.id for s in cluster.specs.all(NodeSpec)} | set(cluster.nodes.names())
+    views = []
+    for name in names:
+        spec = cluster.specs.get(NodeSpec, name)
+        views.append(
+            NodeView(
+                name=name,
+                online=cluster.nodes.online(name),
+                cordoned=spec.cordoned if spec else False,
+                nexuses=nexus_counts.get(name, 0),
+            )
+        )
+    replica_nodes = [r.node for r in cluster.specs.replicas_of(volume)]
+    return choose_target_node(views, replica_nodes=replica_nodes, requested=requested)
+
+
+def trusted_replicas(
+    volume: VolumeSpec,
+    present: list[ReplicaSpec],
+    health: NexusHealth | None,
+    target_node: str,
+) -> list[ReplicaSpec]:
+    """The replicas a new nexus may read from as current.
+
+    Raises:
+        FailedPrecondition: none of the present replicas is known to be current.
+    """
+    if health is None:
+        trusted = list(present)
+    else:
+        trusted = [r for r in present if r.uuid in health.healthy]
+        if not health.clean_shutdown and trusted:
+            trusted.sort(key=lambda r: (r.node != target_node, str(r.uuid)))
+            trusted = trusted[:1]
+    if not trusted:
+        healthy = sorted(str(u) for u in health.healthy) if health else []
+        raise FailedPrecondition(
+            f"volume {volume.uuid}: no reachable replica is known to hold its current data "
+            f"(healthy by the last nexus: {', '.join(healthy) or 'none'}); bring those "
+            "replicas' nodes back"
+        )
+    return trusted
+
+
+async def create_target(
+    cluster: Cluster,
+    volume: VolumeSpec,
+    node: str,
+    nexus_uuid: uuid_mod.UUID,
+    frontends: list[NodeAccessInfo],
+) -> NexusSpec:
+    """Make and publish a nexus for `volume` on `node`; the volume spec is not touched.
+
+    Raises:
+        FailedPrecondition: no current replica can be reached.
+        Whatever the io-engines or the store raise; the caller undoes.
+    """
+    replicas = [r for r in cluster.specs.replicas_of(volume) if r.status is SpecStatus.CREATED]
+    for name in {r.node for r in replicas} | {node}:
+        if cluster.nodes.online(name):
+            await cluster.nodes.poll(name)
+    present = [
+        r
+        for r in replicas
+        if cluster.nodes.online(r.node) and cluster.engine_replica(r.node, r.uuid) is not None
+    ]
+    health = await cluster.nexus_health(volume.health_info_id)
+    trusted = trusted_replicas(volume, present, health, node)
+    engine = cluster.engine(node)
+    uris = {r.uuid: await child_uri(cluster, r, node) for r in present}
+    nexus = NexusSpec(
+        uuid=nexus_uuid,
+        name=str(volume.uuid),
+        node=node,
+        children=[uris[r.uuid] for r in trusted],
+        size=volume.size,
+        status=SpecStatus.CREATING,
+        owner=volume.uuid,
+        allowed_hosts=[f.nqn for f in frontends],
+        operation=OperationRecord(operation="Create"),
+    )
+    await cluster.specs.save(nexus)
+    await engine.create_nexus(
+        name=nexus.name, uuid=str(nexus_uuid), size=volume.size, children=nexus.children
+    )
+    log.info(
+        "volume %s: nexus %s created on node %s over %s",
+        volume.uuid,
+        nexus_uuid,
+        node,
+        ", ".join(str(r.uuid) for r in trusted),
+    )
+    for replica in present:
+        if replica in trusted:
+            continue
+        try:
+            await engine.add_child(str(nexus_uuid), uris[replica.uuid])
+        except MayastorError as exc:
+            log.warning(
+                "volume %s: replica %s could not join the nexus: %s", volume.uuid, replica.uuid, exc
+            )
+            continue
+        nexus.children.append(uris[replica.uuid])
+        log.info(
+            "volume %s: replica %s added to nexus %s, to be rebuilt (not known current)",
+            volume.uuid,
+            replica.uuid,
+            nexus_uuid,
+        )
+    await engine.publish_nexus(str(nexus_uuid), nexus.allowed_hosts)
+    nexus.status = SpecStatus.CREATED
+    nexus.share = Protocol.NVMF
+    nexus.operation = None
+    await cluster.specs.save(nexus)
+    await cluster.nodes.poll(node)
+    return nexus
+
+
+async def destroy_target(cluster: Cluster, nexus: NexusSpec, *, force: bool = False) -> None:
+    """Unpublish, shut down and destroy a nexus; stop sharing the replicas it used.
+
+    A clean shutdown records that every healthy child is current, for the next nexus.
+
+    Raises:
+        Unavailable: the nexus's node is offline and not `force` (nothing changed).
+    """
+    online = cluster.nodes.online(nexus.node)
+    if not online and not force:
+        raise Unavailable(
+            f"node {nexus.node} of the target is offline; unpublish with force to forget "
+            "the target (its nexus is removed when the node comes back)"
+        )
+    if online:
+        engine = cluster.engine(nexus.node)
+        try:
+            await engine.unpublish_nexus(str(nexus.uuid))
+            await engine.shutdown_nexus(str(nexus.uuid))
+            await engine.destroy_nexus(str(nexus.uuid))
+        except NotFound:
+            pass
+        log.info("nexus %s destroyed on node %s", nexus.uuid, nexus.node)
+        await cluster.nodes.poll(nexus.node)
+    if nexus.owner is not None:
+        for replica in cluster.specs.replicas_of(str(nexus.owner)):
+            if replica.share is not Protocol.NONE and cluster.nodes.online(replica.node):
+                try:
+                    await unshare_replica(cluster, replica)
+                except MayastorError as exc:
+                    log.warning("replica %s could not be unshared: %s", replica.uuid, exc)
+    await cluster.specs.remove(nexus)
+
+
+def _same_frontends(target: VolumeTarget, frontends: list[NodeAccessInfo]) -> bool:
+    return sorted(f.nqn for f in target.frontend_nodes) == sorted(f.nqn for f in frontends)
+
+
+async def publish_volume(
+    cluster: Cluster, volume: VolumeSpec, body: PublishVolumeBody
+) -> VolumeSpec:
+    """Publish `volume` (see the module docstring); the caller holds its lock.
+
+    The same request again changes nothing; another node moves the target; other
+    frontends replace the allow-list.
+
+    Raises:
+        FailedPrecondition: no node can take the target, or no current replica.
+        Unavailable: a node needed is offline.
+    """
+    frontends = frontend_nodes(body)
+    target = volume.target
+    if target is not None and body.node in (None, target.node) and not body.republish:
+        if not _same_frontends(target, frontends):
+            await _change_frontends(cluster, volume, frontends)
+        return volume
+    node = target_node_for(cluster, volume, body.node)
+    nexus_uuid = uuid_mod.uuid4()
+    previous = target.nexus if target is not None else None
+    volume.operation = OperationRecord(
+        operation="Republish" if target is not None else "Publish",
+        args={"node": node, "nexus": str(nexus_uuid), "previous": str(previous or "")},
+    )
+    await cluster.specs.save(volume)
+    try:
+        if target is not None:
+            for nexus in cluster.specs.nexuses_of(volume):
+                await destroy_target(cluster, nexus)
+            volume.target = None
+        await create_target(cluster, volume, node, nexus_uuid, frontends)
+    except MayastorError:
+        await undo_publish(cluster, volume)
+        raise
+    old_health = volume.health_info_id
+    volume.target = VolumeTarget(
+        node=node,
+        nexus=nexus_uuid,
+        frontend_nodes=frontends,
+        publish_context=dict(body.publish_context),
+    )
+    volume.health_info_id = nexus_uuid
+    volume.operation = None
+    await cluster.specs.save(volume)
+    if old_health is not None and old_health != nexus_uuid:
+        try:
+            await cluster.forget_nexus_info(old_health)
+        except MayastorError as exc:
+            log.warning("old nexus info %s is left behind: %s", old_health, exc)
+    log.info(
+        "volume %s published on node %s for %s",
+        volume.uuid,
+        node,
+        [f.name for f in frontends] or "any host",
+    )
+    return volume
+
+
+async def _change_frontends(
+    cluster: Cluster, volume: VolumeSpec, frontends: list[NodeAccessInfo]
+) -> None:
+    target = volume.target
+    assert target is not None
+    assert target.nexus is not None
+    hosts = [f.nqn for f in frontends]
+    await cluster.engine(target.node).publish_nexus(str(target.nexus), hosts)
+    nexus = cluster.specs.get(NexusSpec, str(target.nexus))
+    if nexus is not None:
+        nexus.allowed_hosts = hosts
+        await cluster.specs.save(nexus)
+    target.frontend_nodes = frontends
+    await cluster.specs.save(volume)
+    log.info("volume %s: target now published for %s", volume.uuid, hosts or "any host")
+
+
+async def undo_publish(cluster: Cluster, volume: VolumeSpec) -> None:
+    """Take down every nexus the volume has or was getting; it ends unpublished."""
+    op = volume.operation
+    wanted = op.args.get("nexus") if op is not None else None
+    for nexus in cluster.specs.nexuses_of(volume):
+        await destroy_target(cluster, nexus, force=True)
+    if wanted:
+        node = op.args.get("node") if op else None
+        if node and cluster.nodes.online(node):
+            try:
+                await cluster.engine(node).destroy_nexus(wanted)
+            except NotFound:
+                pass
+        if str(volume.health_info_id) != wanted:
+            await cluster.forget_nexus_info(wanted)
+    volume.target = None
+    volume.operation = None
+    await cluster.specs.save(volume)
+    log.info("volume %s: an unfinished publish is undone; the volume is unpublished", volume.uuid)
+
+
+async def unpublish_volume(
+    cluster: Cluster, volume: VolumeSpec, *, force: bool = False
+) -> VolumeSpec:
+    """Take the volume's target down (the caller holds its lock); idempotent.
+
+    Raises:
+        Unavailable: the target's node is offline and not `force`.
+    """
+    if volume.target is None:
+        return volume
+    if not force and not cluster.nodes.online(volume.target.node):
+        raise Unavailable(
+            f"node {volume.target.node} of volume {volume.uuid}'s target is offline; "
+            "unpublish with force=true to forget the target"
+        )
+    volume.operation = OperationRecord(operation="Unpublish", args={"force": force})
+    await cluster.specs.save(volume)
+    await finish_unpublish(cluster, volume)
+    return volume
+
+
+async def finish_unpublish(cluster: Cluster, volume: VolumeSpec) -> None:
+    force = bool(volume.operation.args.get("force")) if volume.operation else True
+    for nexus in cluster.specs.nexuses_of(volume):
+        await destroy_target(cluster, nexus, force=force)
+    volume.target = None
+    volume.operation = None
+    await cluster.specs.save(volume)
+    log.info("volume %s unpublished", volume.uuid)

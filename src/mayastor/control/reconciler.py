@@ -1,0 +1,317 @@
+"""The reconciler: moves what io-engines hold towards the specs, one pass at a time.
+
+A pass, in order:
+
+1. volumes carrying an operation a crashed core agent left are settled (finished or
+   undone, see `operations.volumes.settle_volume`);
+2. pools: unfinished creates and destroys are resolved, and pools missing on a node
+   that restarted are imported again;
+3. replicas left Deleting (their node was away) are destroyed; replicas left Creating
+   by no operation are removed;
+4. nexuses without a volume target (left by a crash or a forced unpublish) are
+   destroyed;
+5. orphans on the io-engines are collected: a nexus no spec knows, a replica made by
+   the control plane (it has an entity id) that no spec knows, a share no target needs;
+6. a faulted nexus child whose replica is reachable again is brought back online
+   (a partial rebuild when the nexus logged what it missed), for volumes that allow
+   self-healing.
+
+Each action is logged with its reason. A pass skips objects an operation holds (their
+lock is busy) and nodes that are offline; it runs every `busy_period` seconds while it
+found work, every `idle_period` seconds otherwise, and at once when `poke` is called
+(a node registered, restarted or came back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from mayastor.api.v1 import common_pb2, nexus_pb2
+from mayastor.control.cluster import Cluster
+from mayastor.control.operations.pools import reconcile_pool
+from mayastor.control.operations.replicas import destroy_replica
+from mayastor.control.operations.targets import destroy_target
+from mayastor.control.operations.volumes import settle_volume
+from mayastor.control.specs import (
+    NexusSpec,
+    PoolSpec,
+    Protocol,
+    ReplicaSpec,
+    SpecStatus,
+    VolumeSpec,
+)
+from mayastor.errors import MayastorError, NotFound
+
+log = logging.getLogger(__name__)
+
+
+class Reconciler:
+    """Runs reconcile passes over a `Cluster`.
+
+    Args:
+        cluster: what to reconcile.
+        busy_period: seconds between passes while there is work.
+        idle_period: seconds between passes when the last found nothing to do.
+    """
+
+    def __init__(
+        self, cluster: Cluster, *, busy_period: float = 10.0, idle_period: float = 30.0
+    ) -> None:
+        self.cluster = cluster
+        self.busy_period = busy_period
+        self.idle_period = idle_period
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.passes = 0
+        self._pass_lock = asyncio.Lock()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="reconciler")
+
+    def poke(self) -> None:
+        """Run a pass soon (something changed)."""
+        self._wake.set()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        busy = True
+        while True:
+            try:
+                busy = await self.reconcile()
+            except MayastorError as exc:
+                log.warning("reconcile pass stopped: %s", exc)
+                busy = True
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.busy_period if busy else self.idle_period):
+                    await self._wake.wait()
+
+    async def reconcile(self) -> bool:
+        """One pass; returns True when it found something to do."""
+        async with self._pass_lock:
+            self.passes += 1
+            work = False
+            for step in (
+                self._settle_volumes,
+                self._reconcile_pools,
+                self._reconcile_replicas,
+                self._reconcile_nexuses,
+                self._collect_orphans,
+                self._online_children,
+            ):
+                try:
+                    work = await step() or work
+                except MayastorError as exc:
+                    log.warning("reconcile: %s: %s", step.__name__.strip("_"), exc)
+                    work = True
+            return work
+
+    # ------------------------------------------------------------------ steps
+
+    async def _settle_volumes(self) -> bool:
+        work = False
+        for spec in self.cluster.specs.volumes():
+            if spec.operation is None and spec.status is SpecStatus.CREATED:
+                continue
+            async with self.cluster.locks.try_hold("volume", str(spec.uuid)) as held:
+                if not held:
+                    continue
+                fresh = self.cluster.specs.get(VolumeSpec, str(spec.uuid))
+                if fresh is not None:
+                    work = True
+                    await settle_volume(self.cluster, fresh)
+        return work
+
+    async def _reconcile_pools(self) -> bool:
+        work = False
+        for spec in self.cluster.specs.all(PoolSpec):
+            if not self.cluster.nodes.online(spec.node):
+                continue
+            missing = self.cluster.engine_pool(spec.node, spec.id) is None
+            if spec.status is SpecStatus.CREATED and not missing:
+                continue
+            async with self.cluster.locks.try_hold("pool", spec.id) as held:
+                if held:
+                    work = True
+                    await reconcile_pool(self.cluster, spec)
+        return work
+
+    def _operation_replicas(self) -> set[str]:
+        """Replicas some volume's operation is about (an undo or finish will see to them)."""
+        named: set[str] = set()
+        for volume in self.cluster.specs.volumes():
+            op = volume.operation
+            if op is None:
+                continue
+            for key in ("add", "remove"):
+                if key in op.args:
+                    named.add(str(op.args[key]))
+            named.update(str(u) for u in op.args.get("replicas", []))
+            if volume.status is SpecStatus.CREATING:
+                named.update(str(r.uuid) for r in self.cluster.specs.replicas_of(volume))
+        return named
+
+    async def _reconcile_replicas(self) -> bool:
+        work = False
+        busy = self._operation_replicas()
+        for spec in self.cluster.specs.all(ReplicaSpec):
+            if spec.status is SpecStatus.CREATED or str(spec.uuid) in busy:
+                continue
+            if not self.cluster.nodes.online(spec.node):
+                continue
+            owner = str(spec.owners.volume) if spec.owners.volume else None
+            if owner is not None and self.cluster.locks.busy("volume", owner):
+                continue
+            work = True
+            log.info(
+                "replica %s was left %s: destroying it",
+                spec.uuid,
+                spec.status.value.lower(),
+            )
+            await destroy_replica(self.cluster, spec)
+        return work
+
+    async def _reconcile_nexuses(self) -> bool:
+        work = False
+        for nexus in self.cluster.specs.all(NexusSpec):
+            owner = str(nexus.owner) if nexus.owner else ""
+            volume = self.cluster.specs.get(VolumeSpec, owner) if owner else None
+            if self.cluster.locks.busy("volume", owner):
+                continue
+            if volume is not None and volume.operation is not None:
+                continue
+            wanted = (
+                volume is not None
+                and volume.target is not None
+                and volume.target.nexus == nexus.uuid
+                and nexus.status is SpecStatus.CREATED
+            )
+            if wanted:
+                continue
+            work = True
+            log.info(
+                "nexus %s on node %s is no volume's target: removing it", nexus.uuid, nexus.node
+            )
+            await destroy_target(self.cluster, nexus, force=True)
+        return work
+
+    async def _collect_orphans(self) -> bool:
+        work = False
+        cluster = self.cluster
+        known_nexuses = {str(n.uuid) for n in cluster.specs.all(NexusSpec)}
+        replicas = {str(r.uuid): r for r in cluster.specs.all(ReplicaSpec)}
+        pending = {
+            str(v.operation.args.get("nexus"))
+            for v in cluster.specs.volumes()
+            if v.operation is not None and v.operation.args.get("nexus")
+        }
+        for name in cluster.nodes.names():
+            if not cluster.nodes.online(name):
+                continue
+            record = cluster.nodes.record(name)
+            assert record is not None
+            for nexus in list(record.nexuses):
+                if nexus.uuid in known_nexuses or nexus.uuid in pending:
+                    continue
+                if cluster.locks.busy("volume", nexus.name):
+                    continue
+                work = True
+                log.info(
+                    "orphan nexus %s (%s) on node %s: destroying it", nexus.uuid, nexus.name, name
+                )
+                try:
+                    await cluster.engine(name).destroy_nexus(nexus.uuid)
+                except NotFound:
+                    pass
+            for replica in list(record.replicas):
+                spec = replicas.get(replica.uuid)
+                if spec is None:
+                    if not replica.entity_id or cluster.locks.busy("volume", replica.entity_id):
+                        continue
+                    work = True
+                    log.info(
+                        "orphan replica %s (volume %s) on node %s: destroying it",
+                        replica.uuid,
+                        replica.entity_id,
+                        name,
+                    )
+                    try:
+                        await cluster.engine(name).destroy_replica(replica.uuid)
+                    except NotFound:
+                        pass
+                    continue
+                if replica.share == common_pb2.NVMF and self._share_unneeded(spec):
+                    work = True
+                    log.info("replica %s is shared but no target uses it: unsharing", replica.uuid)
+                    try:
+                        await cluster.engine(name).unshare_replica(replica.uuid)
+                    except NotFound:
+                        pass
+                    if spec.share is not Protocol.NONE:
+                        spec.share = Protocol.NONE
+                        spec.allowed_hosts = []
+                        await cluster.specs.save(spec)
+            if work:
+                await cluster.nodes.poll(name)
+        return work
+
+    def _share_unneeded(self, replica: ReplicaSpec) -> bool:
+        owner = str(replica.owners.volume) if replica.owners.volume else None
+        if owner is None or self.cluster.locks.busy("volume", owner):
+            return False
+        volume = self.cluster.specs.get(VolumeSpec, owner)
+        if volume is None or volume.operation is not None:
+            return False
+        return volume.target is None or volume.target.node == replica.node
+
+    async def _online_children(self) -> bool:
+        work = False
+        cluster = self.cluster
+        for volume in cluster.specs.volumes():
+            target = volume.target
+            if not volume.policy.self_heal or target is None or target.nexus is None:
+                continue
+            if volume.operation is not None or not cluster.nodes.online(target.node):
+                continue
+            nexus = cluster.engine_nexus(target.node, target.nexus)
+            if nexus is None:
+                continue
+            for child in nexus.children:
+                if child.state != nexus_pb2.CHILD_STATE_FAULTED:
+                    continue
+                if child.state_reason in (
+                    nexus_pb2.CHILD_STATE_REASON_BY_CLIENT,
+                    nexus_pb2.CHILD_STATE_REASON_NO_SPACE,
+                ):
+                    continue
+                replica = cluster.specs.get(ReplicaSpec, child.uuid)
+                if replica is None or not cluster.nodes.online(replica.node):
+                    continue
+                if cluster.engine_replica(replica.node, replica.uuid) is None:
+                    continue
+                async with cluster.locks.try_hold("volume", str(volume.uuid)) as held:
+                    if not held:
+                        continue
+                    work = True
+                    log.info(
+                        "volume %s: replica %s is reachable again; bringing its child online",
+                        volume.uuid,
+                        replica.uuid,
+                    )
+                    try:
+                        await cluster.engine(target.node).child_online(str(target.nexus), child.uri)
+                    except MayastorError as exc:
+                        log.warning(
+                            "volume %s: child %s stays faulted: %s", volume.uuid, child.uri, exc
+                        )
+            if work:
+                await cluster.nodes.poll(target.node)
+        return work

@@ -1,0 +1,158 @@
+"""Specs in memory, written through to the cluster store.
+
+The acting core agent loads every spec when it takes the lease and from then on is
+the only writer, so its copy is the truth: reads are served from memory (they keep
+working while the store is down) and every change is written to the store first,
+with the revision it was read at, and only then to memory. A write whose outcome is
+unknown (the store went away in the middle) marks the key stale: it is read again
+before the next write to it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import TypeVar
+
+from mayastor.control.specs import (
+    SPEC_KINDS,
+    NexusSpec,
+    NodeSpec,
+    PoolSpec,
+    ReplicaSpec,
+    SpecModel,
+    VolumeSpec,
+)
+from mayastor.control.store import ClusterStore, Delete, Operation, Put, StoreKeys
+from mayastor.errors import CorruptMetadata, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+_S = TypeVar("_S", bound=SpecModel)
+
+
+def spec_id(spec: SpecModel) -> str:
+    """The id a spec is stored under: a node's or pool's id, else its uuid."""
+    if isinstance(spec, NodeSpec | PoolSpec):
+        return spec.id
+    if isinstance(spec, ReplicaSpec | NexusSpec | VolumeSpec):
+        return str(spec.uuid)
+    raise TypeError(f"not a spec: {type(spec).__name__}")
+
+
+class SpecRegistry:
+    """Every spec of one cluster, by kind and id.
+
+    Args:
+        store: the cluster store.
+        keys: the cluster's key layout.
+    """
+
+    def __init__(self, store: ClusterStore, keys: StoreKeys) -> None:
+        self.store = store
+        self.keys = keys
+        self._specs: dict[str, dict[str, SpecModel]] = {k.kind: {} for k in SPEC_KINDS}
+        self._revisions: dict[str, int] = {}
+        self._stale: set[str] = set()
+
+    async def load(self) -> None:
+        """Read every spec from the store (at start, and after taking the lease).
+
+        Raises:
+            StoreUnavailable: the store cannot be read.
+        """
+        for kind in SPEC_KINDS:
+            found: dict[str, SpecModel] = {}
+            for entry in await self.store.list(self.keys.prefix(kind.kind)):
+                object_id = entry.key.rsplit("/", 1)[-1]
+                try:
+                    found[object_id] = kind.from_store(entry.value)
+                except ValueError as exc:
+                    raise CorruptMetadata(f"{entry.key} holds no valid {kind.kind}: {exc}") from exc
+                self._revisions[entry.key] = entry.revision
+            self._specs[kind.kind] = found
+        self._stale.clear()
+        log.info(
+            "specs loaded from %s: %s",
+            self.store.description,
+            ", ".join(f"{len(v)} {k}" for k, v in self._specs.items()),
+        )
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, kind: type[_S], object_id: str) -> _S | None:
+        spec = self._specs[kind.kind].get(object_id)
+        return spec.model_copy(deep=True) if spec is not None else None  # type: ignore[return-value]
+
+    def all(self, kind: type[_S]) -> list[_S]:
+        return [
+            s.model_copy(deep=True)  # type: ignore[misc]
+            for _, s in sorted(self._specs[kind.kind].items())
+        ]
+
+    def volumes(self) -> list[VolumeSpec]:
+        return self.all(VolumeSpec)
+
+    def replicas_of(self, volume: VolumeSpec | str) -> list[ReplicaSpec]:
+        wanted = str(volume.uuid) if isinstance(volume, VolumeSpec) else volume
+        return [
+            r for r in self.all(ReplicaSpec) if r.owners.volume and str(r.owners.volume) == wanted
+        ]
+
+    def nexuses_of(self, volume: VolumeSpec | str) -> list[NexusSpec]:
+        wanted = str(volume.uuid) if isinstance(volume, VolumeSpec) else volume
+        return [n for n in self.all(NexusSpec) if n.owner and str(n.owner) == wanted]
+
+    # ------------------------------------------------------------------ writes
+
+    def _key(self, spec: SpecModel) -> str:
+        return self.keys.key(type(spec).kind, spec_id(spec))
+
+    async def _fresh_revision(self, key: str) -> int:
+        if key in self._stale:
+            entry = await self.store.get(key)
+            self._revisions[key] = entry.revision if entry is not None else 0
+            self._stale.discard(key)
+        return self._revisions.get(key, 0)
+
+    async def save(self, spec: SpecModel) -> None:
+        """Write one spec (new or changed) to the store, then to memory.
+
+        Raises:
+            StoreUnavailable: nothing is changed in memory; the key is read again
+                before it is next written.
+            RevisionMismatch: another writer changed it (only after a lost lease).
+        """
+        await self.commit(saves=[spec])
+
+    async def remove(self, spec: SpecModel) -> None:
+        """Delete one spec from the store, then from memory."""
+        await self.commit(removes=[spec])
+
+    async def commit(
+        self, saves: Iterable[SpecModel] = (), removes: Iterable[SpecModel] = ()
+    ) -> None:
+        """Write and delete several specs atomically."""
+        saves, removes = list(saves), list(removes)
+        operations: list[Operation] = []
+        for spec in saves:
+            key = self._key(spec)
+            operations.append(Put(key, spec.to_store(), await self._fresh_revision(key)))
+        for spec in removes:
+            key = self._key(spec)
+            revision = await self._fresh_revision(key)
+            if revision:
+                operations.append(Delete(key, revision))
+        if not operations:
+            return
+        try:
+            revision = await self.store.commit(operations)
+        except StoreUnavailable:
+            self._stale.update(op.key for op in operations)
+            raise
+        for spec in saves:
+            self._revisions[self._key(spec)] = revision
+            self._specs[type(spec).kind][spec_id(spec)] = spec.model_copy(deep=True)
+        for spec in removes:
+            self._specs[type(spec).kind].pop(spec_id(spec), None)
+            self._revisions.pop(self._key(spec), None)

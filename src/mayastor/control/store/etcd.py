@@ -1,0 +1,292 @@
+"""The cluster store on etcd v3, through the aetcd asyncio client.
+
+Revision checks and the leader guard are etcd transactions: a put with an expected
+revision compares the key's mod revision (0: its version is 0, it does not exist)
+and the guard compares the create revision of the leader key, which is unique to one
+tenure of the lease. Every call has a deadline, so an etcd that hangs is reported as
+unavailable instead of blocking the API; with several endpoints, a failed call moves
+on to the next one for the calls that follow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import aetcd
+import aetcd.exceptions
+import grpc
+
+from mayastor.control.store._interface import (
+    Delete,
+    Entry,
+    Leadership,
+    NotLeader,
+    Operation,
+    Put,
+    RevisionMismatch,
+    check_operations,
+)
+from mayastor.errors import InvalidArgument, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+_FAILURES = (
+    aetcd.exceptions.ClientError,
+    grpc.RpcError,
+    OSError,
+    TimeoutError,
+)
+
+
+def parse_etcd_endpoints(url: str) -> list[tuple[str, int]]:
+    """``etcd://HOST:PORT[,HOST:PORT…]`` (or without the scheme) as (host, port) pairs.
+
+    Raises:
+        InvalidArgument: an endpoint without a valid port.
+    """
+    text = url.removeprefix("etcd://").rstrip("/")
+    endpoints = []
+    for part in text.split(","):
+        host, sep, port = part.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise InvalidArgument(f"etcd endpoint {part!r} in {url!r} is not HOST:PORT")
+        endpoints.append((host.strip("[]"), int(port)))
+    return endpoints
+
+
+class EtcdStore:
+    """The `ClusterStore` on an etcd v3 cluster.
+
+    Args:
+        url: ``etcd://HOST:PORT[,HOST:PORT…]``.
+        timeout: seconds allowed for each call.
+    """
+
+    def __init__(self, url: str, *, timeout: float = 5.0) -> None:
+        self.endpoints = parse_etcd_endpoints(url)
+        self.description = "etcd://" + ",".join(f"{h}:{p}" for h, p in self.endpoints)
+        self.guard: Leadership | None = None
+        self.timeout = timeout
+        self._current = 0
+        self._client: aetcd.Client | None = None
+        self._leases: set[Leadership] = set()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _connection(self) -> aetcd.Client:
+        if self._client is None:
+            host, port = self.endpoints[self._current]
+            self._client = aetcd.Client(host=host, port=port, timeout=math.ceil(self.timeout))
+        return self._client
+
+    async def _call(self, what: str, call: Callable[[aetcd.Client], Awaitable[_T]]) -> _T:
+        client = self._connection()
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await call(client)
+        except (RevisionMismatch, NotLeader):
+            raise
+        except _FAILURES as exc:
+            await self._drop(client)
+            host, port = self.endpoints[self._current]
+            self._current = (self._current + 1) % len(self.endpoints)
+            reason = str(exc) or type(exc).__name__
+            raise StoreUnavailable(f"etcd at {host}:{port} ({what}): {reason}") from exc
+
+    async def _drop(self, client: aetcd.Client) -> None:
+        if self._client is client:
+            self._client = None
+        with contextlib.suppress(*_FAILURES, asyncio.CancelledError):
+            await client.close()
+
+    def _guard_compares(self, client: aetcd.Client) -> list[Any]:
+        guard = self.guard
+        if guard is None:
+            return []
+        return [client.transactions.create(guard.name.encode()) == guard.token]
+
+    @staticmethod
+    def _revision_compare(client: aetcd.Client, key: str, revision: int) -> Any:
+        if revision == 0:
+            return client.transactions.version(key.encode()) == 0
+        return client.transactions.mod(key.encode()) == revision
+
+    async def _explain(self, client: aetcd.Client, operations: Sequence[Operation]) -> Exception:
+        """After a failed transaction: the error that says which check did not hold."""
+        guard = self.guard
+        if guard is not None:
+            found = await client.get(guard.name.encode())
+            if found is None or found.create_revision != guard.token:
+                return NotLeader(f"the lease {guard.name!r} is no longer held by {guard.holder}")
+        for op in operations:
+            if op.revision is None:
+                continue
+            found = await client.get(op.key.encode())
+            now = 0 if found is None else found.mod_revision
+            if now != op.revision:
+                state = "does not exist" if found is None else f"is at revision {now}"
+                return RevisionMismatch(f"{op.key} {state}, not at revision {op.revision}")
+        return RevisionMismatch("a revision changed while the transaction ran")
+
+    # ------------------------------------------------------------------ key-value
+
+    async def get(self, key: str) -> Entry | None:
+        async def call(client: aetcd.Client) -> Entry | None:
+            found = await client.get(key.encode())
+            return None if found is None else Entry(key, found.value, found.mod_revision)
+
+        return await self._call(f"get {key}", call)
+
+    async def list(self, prefix: str) -> list[Entry]:
+        async def call(client: aetcd.Client) -> list[Entry]:
+            found = await client.get_prefix(prefix.encode(), sort_order="ascend")
+            return [Entry(kv.key.decode(), kv.value, kv.mod_revision) for kv in found]
+
+        return await self._call(f"list {prefix}", call)
+
+    async def put(self, key: str, value: bytes, *, revision: int | None = None) -> int:
+        return await self._transaction(f"put {key}", [Put(key, value, revision)])
+
+    async def delete(self, key: str, *, revision: int | None = None) -> bool:
+        async def call(client: aetcd.Client) -> bool:
+            compares = self._guard_compares(client)
+            if revision is not None:
+                compares.append(self._revision_compare(client, key, revision))
+            ok, responses = await client.transaction(
+                compare=compares,
+                success=[client.transactions.delete(key.encode())],
+                failure=[],
+            )
+            if not ok:
+                raise await self._explain(client, [Delete(key, revision)])
+            return bool(responses[0].response_delete_range.deleted)
+
+        return await self._call(f"delete {key}", call)
+
+    async def commit(self, operations: Sequence[Operation]) -> int:
+        check_operations(operations)
+        if not operations:
+            return 0
+        return await self._transaction("commit", operations)
+
+    async def _transaction(self, what: str, operations: Sequence[Operation]) -> int:
+        async def call(client: aetcd.Client) -> int:
+            compares = self._guard_compares(client)
+            success = []
+            for op in operations:
+                if op.revision is not None:
+                    compares.append(self._revision_compare(client, op.key, op.revision))
+                if isinstance(op, Put):
+                    success.append(client.transactions.put(op.key.encode(), bytes(op.value)))
+                else:
+                    success.append(client.transactions.delete(op.key.encode()))
+            ok, responses = await client.transaction(compare=compares, success=success, failure=[])
+            if not ok:
+                raise await self._explain(client, operations)
+            for response in responses:
+                if response.WhichOneof("response") == "response_put":
+                    return int(response.response_put.header.revision)
+                return int(response.response_delete_range.header.revision)
+            return 0
+
+        return await self._call(what, call)
+
+    # ------------------------------------------------------------------ leases
+
+    async def campaign(self, name: str, holder: str, ttl: float) -> Leadership:
+        seconds = max(2, math.ceil(ttl))
+        poll = max(0.2, seconds / 4)
+        waiting_logged = False
+        while True:
+            try:
+                lease = await self._try_acquire(name, holder, seconds)
+            except StoreUnavailable as exc:
+                log.warning("lease %s: store unavailable, trying again: %s", name, exc)
+                lease = None
+            if lease is not None:
+                lease.keeper = asyncio.get_running_loop().create_task(
+                    self._keep(lease), name=f"lease {name}"
+                )
+                self._leases.add(lease)
+                return lease
+            if not waiting_logged:
+                log.info("lease %s is held by another holder; waiting for it", name)
+                waiting_logged = True
+            await asyncio.sleep(poll)
+
+    async def _try_acquire(self, name: str, holder: str, seconds: int) -> Leadership | None:
+        async def call(client: aetcd.Client) -> Leadership | None:
+            grant = await client.lease(seconds)
+            key = name.encode()
+            ok, responses = await client.transaction(
+                compare=[client.transactions.version(key) == 0],
+                success=[client.transactions.put(key, holder.encode(), lease=grant.id)],
+                failure=[],
+            )
+            if not ok:
+                await client.revoke_lease(grant.id)
+                return None
+            token = int(responses[0].response_put.header.revision)
+            return _EtcdLeadership(
+                name=name, holder=holder, ttl=float(seconds), token=token, lease_id=grant.id
+            )
+
+        return await self._call(f"campaign {name}", call)
+
+    async def _keep(self, lease: Leadership) -> None:
+        assert isinstance(lease, _EtcdLeadership)
+
+        async def refresh(client: aetcd.Client) -> int:
+            reply = await client.refresh_lease(lease.lease_id)
+            return int(reply.TTL) if reply is not None else 0
+
+        while lease.held:
+            await asyncio.sleep(lease.ttl / 3)
+            try:
+                remaining = await self._call(f"renew {lease.name}", refresh)
+            except StoreUnavailable as exc:
+                log.warning("lease %s: cannot renew: %s", lease.name, exc)
+                continue
+            if remaining <= 0:
+                log.error("lease %s of %s is lost", lease.name, lease.holder)
+                lease.lost.set()
+
+    async def resign(self, leadership: Leadership) -> None:
+        leadership.lost.set()
+        if leadership.keeper is not None:
+            leadership.keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await leadership.keeper
+        self._leases.discard(leadership)
+        if isinstance(leadership, _EtcdLeadership):
+
+            async def revoke(client: aetcd.Client) -> None:
+                await client.revoke_lease(leadership.lease_id)
+
+            with contextlib.suppress(StoreUnavailable):
+                await self._call(f"resign {leadership.name}", revoke)
+
+    async def close(self) -> None:
+        for lease in list(self._leases):
+            if lease.keeper is not None:
+                lease.keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await lease.keeper
+        self._leases.clear()
+        if self._client is not None:
+            await self._drop(self._client)
+
+
+class _EtcdLeadership(Leadership):
+    """A leadership backed by an etcd lease (its id is needed to renew it)."""
+
+    def __init__(self, *, lease_id: int, **fields: Any) -> None:
+        super().__init__(**fields)
+        self.lease_id = lease_id
