@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mayastor.demo.processes import EngineProcess
+from mayastor.cluster.processes import EngineProcess
 
 
 def make_sparse_file(path: Path, size: int) -> Path:

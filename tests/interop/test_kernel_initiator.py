@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from mayastor.demo.processes import EngineProcess
+from mayastor.cluster.processes import EngineProcess
 from tests.integration.conftest import make_sparse_file
 from tests.interop.kernel_guest import ControllerWatcher, GuestRun, run_guest_checks
 

@@ -16,9 +16,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from mayastor.cluster.processes import EngineProcess
 from mayastor.demo import terminal
 from mayastor.demo.mirrored_volume import MirroredVolume
-from mayastor.demo.processes import EngineProcess
 from mayastor.demo.terminal import DemoFailed
 
 DISK_SIZE = 100 << 20

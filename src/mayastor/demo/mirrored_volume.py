@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mayastor.bdev import NvmfDevice
-from mayastor.demo.processes import EngineProcess
+from mayastor.cluster.processes import EngineProcess
 from mayastor.demo.terminal import DemoFailed, query, say, wait_until
 from mayastor.demo.terminal import run as run_plain
 from mayastor.nvmf.host import ControllerOptions

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mayastor.demo.processes import EngineProcess
+from mayastor.cluster.processes import EngineProcess
 
 
 class DemoFailed(Exception):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mayastor.demo.processes import EngineProcess
+from mayastor.cluster.processes import EngineProcess
 from tests.integration.conftest import make_sparse_file
 
 DISK_SIZE = 100 << 20

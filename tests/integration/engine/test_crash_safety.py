@@ -46,7 +46,7 @@ import pytest
 
 from mayastor.api.v1 import replica_pb2
 from mayastor.bdev import AioDevice
-from mayastor.demo.processes import EngineProcess
+from mayastor.cluster.processes import EngineProcess
 from mayastor.lvs._store import MetadataStore
 from mayastor.lvs.format import PAGE_SIZE, decode_superblock
 from tests.integration.conftest import make_sparse_file

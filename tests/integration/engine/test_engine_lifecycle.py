@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mayastor.bdev import NvmfDevice
-from mayastor.demo.processes import EngineProcess
+from mayastor.cluster.processes import EngineProcess
 from mayastor.engine.config import build_parser, config_from_args
 from mayastor.nvmf.host import ControllerOptions
 from tests.integration.conftest import make_sparse_file

@@ -10,7 +10,7 @@ import grpc
 from google.protobuf.empty_pb2 import Empty
 
 from mayastor.api.v1 import host_pb2, host_pb2_grpc
-from mayastor.demo.processes import EngineProcess
+from mayastor.cluster.processes import EngineProcess
 from tests.integration.conftest import make_sparse_file
 
 

@@ -15,7 +15,7 @@ import pytest
 from mayastor.api.v1 import common_pb2, nexus_pb2, nexus_pb2_grpc, replica_pb2
 from mayastor.bdev import NvmfDevice
 from mayastor.cli.output import message_to_dict
-from mayastor.demo.processes import EngineProcess
+from mayastor.cluster.processes import EngineProcess
 from mayastor.errors import ConnectInvalidParameters, DeviceNotReady
 from mayastor.nvmf.host import ControllerOptions
 from tests.integration.conftest import make_sparse_file

@@ -22,7 +22,7 @@ import pytest
 from mayastor.api.v1 import bdev_pb2, bdev_pb2_grpc, common_pb2, replica_pb2
 from mayastor.bdev import NvmfDevice
 from mayastor.cli.output import message_to_dict
-from mayastor.demo.processes import EngineProcess
+from mayastor.cluster.processes import EngineProcess
 from mayastor.nvmf.host import ControllerOptions
 from tests.integration.conftest import make_sparse_file
 from tests.support.engine_api import RPC_TIMEOUT, EngineApi

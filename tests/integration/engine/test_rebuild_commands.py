@@ -21,7 +21,7 @@ import pytest
 
 from mayastor.api.v1 import common_pb2, nexus_pb2, nexus_pb2_grpc, replica_pb2
 from mayastor.cli.output import message_to_dict
-from mayastor.demo.processes import EngineProcess
+from mayastor.cluster.processes import EngineProcess
 from tests.integration.conftest import make_sparse_file
 from tests.support.engine_api import RPC_TIMEOUT, EngineApi
 from tests.support.fault_proxy import FaultProxy

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mayastor.bdev import NvmfDevice
-from mayastor.demo.processes import EngineProcess
+from mayastor.cluster.processes import EngineProcess
 from mayastor.errors import ConnectInvalidParameters, ConnectRefused
 from mayastor.nvmf.host import ControllerOptions
 from tests.integration.conftest import make_sparse_file

@@ -30,7 +30,7 @@ import grpc
 import pytest
 
 from mayastor.bdev import NvmfDevice
-from mayastor.demo.processes import EngineProcess
+from mayastor.cluster.processes import EngineProcess
 from mayastor.errors import NoSpace
 from mayastor.nvmf.host import ControllerOptions
 from mayastor.nvmf.spec.status import GenericStatus, StatusCodeType

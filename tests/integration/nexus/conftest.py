@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from mayastor.demo.processes import EngineProcess
+from mayastor.cluster.processes import EngineProcess
 from tests.integration.conftest import make_sparse_file
 from tests.support.fault_proxy import FaultProxy
 from tests.support.verified_writes import TESTER_NQN, WriteLedger, read_all, verify_uri

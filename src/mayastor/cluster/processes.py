@@ -1,0 +1,447 @@
+"""The product's processes as children on loopback: for the one-machine cluster, the
+demo, the tests and the benchmarks.
+
+`EngineProcess` starts one `mayastor` io-engine with its own ports and node name and
+waits until its gRPC API answers; `CoreAgentProcess` starts `mayastor-agent-core` and
+waits until its REST API answers; `EtcdProcess` starts Debian's `etcd` on a data
+directory of its own. Each stops its process with SIGTERM (or kills it with SIGKILL,
+for crash tests), and only ever signals the process it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import grpc
+from google.protobuf.empty_pb2 import Empty
+
+from mayastor.api.v1 import host_pb2_grpc
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class EngineProcess:
+    """One io-engine child process.
+
+    Args:
+        node_name: its --node-name.
+        workdir: where its log file goes.
+        pools: ``NAME=DISK`` strings for --pool.
+        extra_args: more flags for `mayastor`.
+        preexec: run in the child before `mayastor` starts (e.g. to restrict it, as a
+            container runtime would).
+        registration_endpoint: the core agent's gRPC endpoint to register with.
+    """
+
+    def __init__(
+        self,
+        node_name: str,
+        workdir: Path,
+        *,
+        pools: Sequence[str] = (),
+        extra_args: Sequence[str] = (),
+        grpc_port: int | None = None,
+        replica_port: int | None = None,
+        nexus_port: int | None = None,
+        preexec: Callable[[], None] | None = None,
+        registration_endpoint: str | None = None,
+    ) -> None:
+        self.node_name = node_name
+        self.registration_endpoint = registration_endpoint
+        self.preexec = preexec
+        self.workdir = Path(workdir)
+        self.pools = list(pools)
+        self.extra_args = list(extra_args)
+        self.grpc_port = grpc_port or free_port()
+        self.replica_port = replica_port or free_port()
+        self.nexus_port = nexus_port or free_port()
+        self.log_path = self.workdir / f"{node_name}.log"
+        self.state_dir = self.workdir / f"{node_name}.state"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def hostnqn(self) -> str:
+        return f"nqn.2019-05.io.openebs:node-name:{self.node_name}"
+
+    def argv(self) -> list[str]:
+        argv = [
+            sys.executable,
+            "-m",
+            "mayastor.engine.main",
+            "--node-name",
+            self.node_name,
+            "--grpc-endpoint",
+            self.endpoint,
+            "--replica-port",
+            str(self.replica_port),
+            "--nexus-port",
+            str(self.nexus_port),
+            "--state-dir",
+            str(self.state_dir),
+        ]
+        for pool in self.pools:
+            argv += ["--pool", pool]
+        if self.registration_endpoint:
+            argv += ["--registration-endpoint", self.registration_endpoint]
+        return argv + self.extra_args
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the process and wait until its gRPC API answers.
+
+        Raises:
+            RuntimeError: it exited or did not answer in time (the log tail is included).
+        """
+        if self.proc is not None and self.proc.poll() is None:
+            raise RuntimeError(f"io-engine {self.node_name} is already running")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=self.preexec,
+            )
+        deadline = time.monotonic() + timeout
+        with grpc.insecure_channel(self.endpoint) as channel:
+            stub = host_pb2_grpc.HostRpcStub(channel)
+            while True:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(
+                        f"io-engine {self.node_name} exited with {self.proc.returncode}:\n"
+                        + self.log_tail()
+                    )
+                try:
+                    info = stub.GetMayastorInfo(Empty(), timeout=1.0)
+                except grpc.RpcError:
+                    if time.monotonic() > deadline:
+                        self.kill()
+                        raise RuntimeError(
+                            f"io-engine {self.node_name} did not answer on {self.endpoint} "
+                            f"within {timeout} s:\n" + self.log_tail()
+                        ) from None
+                    time.sleep(0.1)
+                    continue
+                if info.pid == self.proc.pid:
+                    return
+                raise RuntimeError(f"another process (pid {info.pid}) answers on {self.endpoint}")
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM and wait; SIGKILL if it does not exit in time. Returns the exit status."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would, and reap it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def pause(self) -> None:
+        """SIGSTOP: the process stops answering but keeps its sockets."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def client(
+        self, *args: str, check: bool = False, timeout: float = 120.0
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``mayastor-client -b <endpoint> ARGS`` and return what it did."""
+        result = subprocess.run(
+            [sys.executable, "-m", "mayastor.cli.client", "-b", self.endpoint, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise RuntimeError(
+                f"mayastor-client {' '.join(args)} failed ({result.returncode}): "
+                f"{result.stderr.strip()}"
+            )
+        return result
+
+    def log_tail(self, lines: int = 40) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def __enter__(self) -> EngineProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class _ChildProcess:
+    """A child process with a log file, stopped by SIGTERM, killed by SIGKILL."""
+
+    name = "process"
+
+    def __init__(self, workdir: Path, log_name: str) -> None:
+        self.workdir = Path(workdir)
+        self.log_path = self.workdir / log_name
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        if self.proc is not None and self.proc.poll() is None:
+            raise RuntimeError(f"{self.name} is already running")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        return self.proc
+
+    def _wait_until(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited with {self.proc.returncode}:\n" + self.log_tail()
+                )
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"{self.name}: {what} within {timeout} s:\n" + self.log_tail())
+            time.sleep(0.1)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM and wait; SIGKILL if it does not exit in time. Returns the exit status."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGCONT)
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would, and reap it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def pause(self) -> None:
+        """SIGSTOP: the process stops answering but keeps its sockets."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+    def log_tail(self, lines: int = 40) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+
+class CoreAgentProcess(_ChildProcess):
+    """One `mayastor-agent-core` child process.
+
+    Args:
+        workdir: where its log file (and, by default, its embedded store) go.
+        store: ``--store`` (default: the embedded store in ``workdir/core-state``).
+        grpc_port, rest_port: its endpoints on 127.0.0.1 (free ports by default).
+        extra_args: more flags (``--node-deadline 3s``, ...).
+        log_name: its log file's name in `workdir`.
+    """
+
+    name = "core agent"
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        store: str | None = None,
+        grpc_port: int | None = None,
+        rest_port: int | None = None,
+        extra_args: Sequence[str] = (),
+        log_name: str = "core-agent.log",
+    ) -> None:
+        super().__init__(workdir, log_name)
+        self.state_dir = self.workdir / "core-state"
+        self.store = store or str(self.state_dir / "store.db")
+        self.grpc_port = grpc_port or free_port()
+        self.rest_port = rest_port or free_port()
+        self.extra_args = list(extra_args)
+
+    @property
+    def grpc_endpoint(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://127.0.0.1:{self.rest_port}"
+
+    def argv(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "mayastor.control.main",
+            "--store",
+            self.store,
+            "--state-dir",
+            str(self.state_dir),
+            "--grpc-endpoint",
+            self.grpc_endpoint,
+            "--rest-endpoint",
+            f"127.0.0.1:{self.rest_port}",
+            *self.extra_args,
+        ]
+
+    def serving(self) -> bool:
+        """Whether its REST API answers now."""
+        try:
+            with urllib.request.urlopen(f"{self.rest_url}/v0/nodes", timeout=1.0) as reply:
+                return bool(reply.status == 200)
+        except (OSError, ValueError):
+            return False
+
+    def start(self, timeout: float = 30.0, *, wait_serving: bool = True) -> None:
+        """Start it; wait until its REST API answers (a standby never does: pass False).
+
+        Raises:
+            RuntimeError: it exited or did not answer in time (the log tail is included).
+        """
+        self._spawn()
+        if wait_serving:
+            self.wait_serving(timeout)
+
+    def wait_serving(self, timeout: float = 30.0) -> None:
+        self._wait_until(self.serving, timeout, "its REST API did not answer")
+
+    def __enter__(self) -> CoreAgentProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class EtcdProcess(_ChildProcess):
+    """Debian's `etcd` as a child process, one member, on loopback.
+
+    Args:
+        workdir: its data directory goes in ``workdir/etcd-data``.
+        client_port, peer_port: free ports by default.
+    """
+
+    name = "etcd"
+
+    def __init__(
+        self, workdir: Path, *, client_port: int | None = None, peer_port: int | None = None
+    ) -> None:
+        super().__init__(workdir, "etcd.log")
+        self.client_port = client_port or free_port()
+        self.peer_port = peer_port or free_port()
+        self.data_dir = self.workdir / "etcd-data"
+
+    @property
+    def url(self) -> str:
+        """The store location for the core agent: ``etcd://127.0.0.1:PORT``."""
+        return f"etcd://127.0.0.1:{self.client_port}"
+
+    def argv(self) -> list[str]:
+        client = f"http://127.0.0.1:{self.client_port}"
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        return [
+            shutil.which("etcd") or "/usr/bin/etcd",
+            "--name",
+            "default",
+            "--data-dir",
+            str(self.data_dir),
+            "--listen-client-urls",
+            client,
+            "--advertise-client-urls",
+            client,
+            "--listen-peer-urls",
+            peer,
+            "--initial-advertise-peer-urls",
+            peer,
+            "--initial-cluster",
+            f"default={peer}",
+            "--log-level",
+            "warn",
+        ]
+
+    def healthy(self) -> bool:
+        try:
+            url = f"http://127.0.0.1:{self.client_port}/health"
+            with urllib.request.urlopen(url, timeout=1.0) as reply:
+                return b"true" in reply.read()
+        except (OSError, ValueError):
+            return False
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start etcd and wait until it reports itself healthy.
+
+        Raises:
+            RuntimeError: etcd is not installed, exited, or was not healthy in time.
+        """
+        if shutil.which("etcd") is None and not Path("/usr/bin/etcd").exists():
+            raise RuntimeError("etcd is not installed (Debian package etcd-server)")
+        self._spawn()
+        self._wait_until(self.healthy, timeout, "it did not report itself healthy")
+
+    def __enter__(self) -> EtcdProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

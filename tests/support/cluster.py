@@ -1,0 +1,159 @@
+"""A control-plane cluster for tests: a core agent, io-engines on file disks, a pool each.
+
+`TestCluster` starts real processes on loopback (the core agent on the embedded store
+or on an etcd the caller started), registers N io-engines with it, makes one pool per
+node through REST, and offers a small synchronous REST client (`rest`) that returns the
+decoded JSON and the status code. Everything it started is stopped by `close`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from mayastor.cluster.processes import CoreAgentProcess, EngineProcess
+from tests.support.polling import wait_for
+
+FAST_CORE_FLAGS = (
+    "--node-deadline",
+    "3s",
+    "--poll-period",
+    "500ms",
+    "--reconcile-period",
+    "1s",
+    "--reconcile-idle-period",
+    "2s",
+    "--lease-ttl",
+    "3s",
+)
+"""Short periods, so tests see the core react within seconds."""
+
+
+class Rest:
+    """Synchronous REST calls that return (status, decoded JSON or None)."""
+
+    def __init__(self, base_url: str, timeout: float = 120.0) -> None:
+        self.base_url = base_url
+        self.client = httpx.Client(base_url=f"{base_url}/v0", timeout=timeout)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def call(self, method: str, path: str, body: Any = None, **params: Any) -> tuple[int, Any]:
+        reply = self.client.request(method, path, json=body, params=params or None)
+        data = reply.json() if reply.content else None
+        return reply.status_code, data
+
+    def get(self, path: str, **params: Any) -> Any:
+        """GET that must succeed (200)."""
+        status, data = self.call("GET", path, **params)
+        assert status == 200, (path, status, data)
+        return data
+
+    def put(self, path: str, body: Any = None, **params: Any) -> Any:
+        """PUT that must succeed (200)."""
+        status, data = self.call("PUT", path, body, **params)
+        assert status == 200, (path, status, data)
+        return data
+
+    def delete(self, path: str, **params: Any) -> Any:
+        status, data = self.call("DELETE", path, **params)
+        assert status in (200, 204), (path, status, data)
+        return data
+
+
+class TestCluster:
+    """Core agent plus io-engines, each with a pool ``pool-<node>`` on a sparse file.
+
+    Args:
+        workdir: where logs, disks and state go.
+        nodes: how many io-engines (``node-1`` ...).
+        disk_size: bytes of each pool disk.
+        store: the core agent's ``--store`` (default: embedded).
+        core_flags: flags for the core agent.
+        engine_flags: flags for every io-engine.
+    """
+
+    __test__ = False
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        nodes: int = 3,
+        disk_size: int = 256 << 20,
+        store: str | None = None,
+        core_flags: Sequence[str] = FAST_CORE_FLAGS,
+        engine_flags: Sequence[str] = ("--child-io-timeout", "2"),
+    ) -> None:
+        self.workdir = Path(workdir)
+        self.node_count = nodes
+        self.disk_size = disk_size
+        self.core = CoreAgentProcess(self.workdir, store=store, extra_args=core_flags)
+        self.engine_flags = list(engine_flags)
+        self.engines: dict[str, EngineProcess] = {}
+        self.rest = Rest(self.core.rest_url)
+
+    def disk(self, node: str) -> Path:
+        return self.workdir / f"{node}.img"
+
+    def start(self, *, pools: bool = True) -> TestCluster:
+        self.core.start()
+        for n in range(1, self.node_count + 1):
+            self.add_engine(f"node-{n}")
+        self.wait_nodes_online(list(self.engines))
+        if pools:
+            for name in self.engines:
+                self.create_pool(name)
+        return self
+
+    def add_engine(self, name: str) -> EngineProcess:
+        disk = self.disk(name)
+        if not disk.exists():
+            with open(disk, "wb") as fh:
+                fh.truncate(self.disk_size)
+        engine = EngineProcess(
+            name,
+            self.workdir,
+            registration_endpoint=self.core.grpc_endpoint,
+            extra_args=self.engine_flags,
+        )
+        engine.start()
+        self.engines[name] = engine
+        return engine
+
+    def create_pool(self, node: str) -> Any:
+        return self.rest.put(f"/nodes/{node}/pools/pool-{node}", {"disks": [str(self.disk(node))]})
+
+    def node_status(self, node: str) -> str | None:
+        status, data = self.rest.call("GET", f"/nodes/{node}")
+        if status != 200 or "state" not in data:
+            return None
+        return str(data["state"]["status"])
+
+    def wait_nodes_online(self, nodes: Sequence[str], timeout: float = 30.0) -> None:
+        wait_for(
+            lambda: all(self.node_status(n) == "Online" for n in nodes),
+            f"nodes {', '.join(nodes)} online",
+            timeout,
+        )
+
+    def volume(self, volume_id: str) -> Any:
+        return self.rest.get(f"/volumes/{volume_id}")
+
+    def close(self) -> None:
+        self.rest.close()
+        for engine in self.engines.values():
+            with contextlib.suppress(Exception):
+                engine.stop()
+        self.core.stop()
+
+    def __enter__(self) -> TestCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
