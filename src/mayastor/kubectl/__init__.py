@@ -1,0 +1,1 @@
+"""kubectl-mayastor: the operator's command line over the REST API."""

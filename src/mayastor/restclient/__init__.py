@@ -1,0 +1,1 @@
+"""A client of the core agent's REST API (v0), for kubectl-mayastor, the cluster launcher and CSI."""
