@@ -211,13 +211,11 @@ class OneMachineCluster:
             deadline = time.monotonic() + timeout
             waiting = {n.name for n in layout.nodes}
             while waiting:
-                for node in list(waiting):
-                    reply = rest.get(f"/nodes/{node}")
-                    if (
-                        reply.status_code == 200
-                        and reply.json().get("state", {}).get("status") == "Online"
-                    ):
-                        waiting.discard(node)
+                for name in list(waiting):
+                    reply = rest.get(f"/nodes/{name}")
+                    state = reply.json().get("state", {}) if reply.status_code == 200 else {}
+                    if state.get("status") == "Online":
+                        waiting.discard(name)
                 if waiting and time.monotonic() > deadline:
                     raise Unavailable(
                         f"nodes {sorted(waiting)} did not register within {timeout} s"
