@@ -19,8 +19,6 @@ from mayastor.cluster.processes import CoreAgentProcess, EngineProcess
 from tests.support.polling import wait_for
 
 FAST_CORE_FLAGS = (
-    "--node-deadline",
-    "3s",
     "--poll-period",
     "500ms",
     "--reconcile-period",

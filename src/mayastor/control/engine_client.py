@@ -54,6 +54,8 @@ _ERRORS: dict[grpc.StatusCode, type[MayastorError]] = {
 }
 
 DEFAULT_TIMEOUT = 30.0
+LIST_TIMEOUT = 5.0
+"""Listings answer at once from memory; one that takes longer means the node is stuck."""
 
 _CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 200),
@@ -121,7 +123,7 @@ class EngineClient:
     async def list_pools(self) -> list[pool_pb2.Pool]:
         reply = await self._call(
             "list pools",
-            lambda: self.pools.ListPools(pool_pb2.ListPoolOptions(), timeout=self.timeout),
+            lambda: self.pools.ListPools(pool_pb2.ListPoolOptions(), timeout=LIST_TIMEOUT),
         )
         return list(reply.pools)
 
@@ -149,7 +151,7 @@ class EngineClient:
         reply = await self._call(
             "list replicas",
             lambda: self.replicas.ListReplicas(
-                replica_pb2.ListReplicaOptions(), timeout=self.timeout
+                replica_pb2.ListReplicaOptions(), timeout=LIST_TIMEOUT
             ),
         )
         return list(reply.replicas)
@@ -200,7 +202,7 @@ class EngineClient:
     async def list_nexuses(self) -> list[nexus_pb2.Nexus]:
         reply = await self._call(
             "list nexuses",
-            lambda: self.nexus.ListNexus(nexus_pb2.ListNexusOptions(), timeout=self.timeout),
+            lambda: self.nexus.ListNexus(nexus_pb2.ListNexusOptions(), timeout=LIST_TIMEOUT),
         )
         return list(reply.nexus_list)
 

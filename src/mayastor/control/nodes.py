@@ -244,15 +244,15 @@ class NodeRegistry:
     async def _poll_forever(self) -> None:
         while True:
             await asyncio.sleep(self.poll_period)
-            for name in list(self._nodes):
-                record = self._nodes[name]
-                if record.deregistered:
-                    await self._check_transition(name)
-                    continue
-                if self._clock() - record.last_seen > self.deadline:
-                    await self._check_transition(name)
-                    continue
-                await self.poll(name)
+            await asyncio.gather(*(self._poll_if_alive(name) for name in list(self._nodes)))
+
+    async def _poll_if_alive(self, name: str) -> None:
+        """Poll a node that registered lately; one stuck node does not hold up the others."""
+        record = self._nodes[name]
+        if record.deregistered or self._clock() - record.last_seen > self.deadline:
+            await self._check_transition(name)
+        else:
+            await self.poll(name)
 
     async def close(self) -> None:
         if self._task is not None:
