@@ -152,11 +152,17 @@ class EmbeddedStore:
 
     async def list(self, prefix: str) -> list[Entry]:
         def work(db: sqlite3.Connection) -> list[Entry]:
+            # Keys compare as their UTF-8 bytes (memcmp, NUL included), so the keys under
+            # `prefix` are the run that starts at `prefix` in the primary key's order.
+            found = []
             rows = db.execute(
-                "SELECT key, value, mod_revision FROM kv WHERE substr(key, 1, ?) = ? ORDER BY key",
-                (len(prefix), prefix),
-            ).fetchall()
-            return [Entry(k, bytes(v), int(r)) for k, v, r in rows]
+                "SELECT key, value, mod_revision FROM kv WHERE key >= ? ORDER BY key", (prefix,)
+            )
+            for key, value, revision in rows:
+                if not key.startswith(prefix):
+                    break
+                found.append(Entry(key, bytes(value), int(revision)))
+            return found
 
         return await self._run(work)
 
