@@ -146,6 +146,7 @@ async def destroy_replica(cluster: Cluster, spec: ReplicaSpec) -> bool:
         return False
     await cluster.specs.remove(spec)
     log.info("replica %s destroyed on node %s", spec.uuid, spec.node)
+    await cluster.nodes.poll(spec.node)
     return True
 
 
