@@ -21,6 +21,7 @@ from mayastor.control.specs import (
     PoolSpec,
     ReplicaSpec,
     SpecModel,
+    SpecStatus,
     VolumeSpec,
 )
 from mayastor.control.store import ClusterStore, Delete, Operation, Put, StoreKeys
@@ -94,9 +95,14 @@ class SpecRegistry:
         return self.all(VolumeSpec)
 
     def replicas_of(self, volume: VolumeSpec | str) -> list[ReplicaSpec]:
+        """The replicas a volume owns, but those being deleted (their node was away)."""
         wanted = str(volume.uuid) if isinstance(volume, VolumeSpec) else volume
         return [
-            r for r in self.all(ReplicaSpec) if r.owners.volume and str(r.owners.volume) == wanted
+            r
+            for r in self.all(ReplicaSpec)
+            if r.owners.volume
+            and str(r.owners.volume) == wanted
+            and r.status is not SpecStatus.DELETING
         ]
 
     def nexuses_of(self, volume: VolumeSpec | str) -> list[NexusSpec]:

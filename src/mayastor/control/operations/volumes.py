@@ -281,8 +281,16 @@ async def scale_volume(cluster: Cluster, volume_uuid: uuid_mod.UUID, count: int)
         if spec.num_replicas != count:
             spec.num_replicas = count
             await cluster.specs.save(spec)
-            log.info("volume %s now has %d replica(s)", spec.uuid, count)
+        log.info("volume %s now has %d replica(s)", spec.uuid, count)
         return spec
+
+
+async def _end_replica_step(cluster: Cluster, spec: VolumeSpec) -> None:
+    """Clear the step's record and count the replicas, in one write: each added or
+    removed replica is a step of its own, so the count is right after any crash."""
+    spec.num_replicas = len(cluster.specs.replicas_of(spec))
+    spec.operation = None
+    await cluster.specs.save(spec)
 
 
 async def _add_replica(cluster: Cluster, spec: VolumeSpec) -> None:
@@ -296,8 +304,7 @@ async def _add_replica(cluster: Cluster, spec: VolumeSpec) -> None:
     except MayastorError:
         await undo_add_replica(cluster, spec)
         raise
-    spec.operation = None
-    await cluster.specs.save(spec)
+    await _end_replica_step(cluster, spec)
 
 
 async def _join_target(cluster: Cluster, spec: VolumeSpec, replica: ReplicaSpec) -> None:
@@ -316,8 +323,7 @@ async def undo_add_replica(cluster: Cluster, spec: VolumeSpec) -> None:
     if added is not None:
         await _leave_target(cluster, spec, added)
         await destroy_replica(cluster, added)
-    spec.operation = None
-    await cluster.specs.save(spec)
+    await _end_replica_step(cluster, spec)
 
 
 async def _leave_target(cluster: Cluster, spec: VolumeSpec, replica: ReplicaSpec) -> None:
@@ -349,8 +355,7 @@ async def finish_remove_replica(cluster: Cluster, spec: VolumeSpec) -> None:
     if replica is not None:
         await _leave_target(cluster, spec, replica)
         await destroy_replica(cluster, replica)
-    spec.operation = None
-    await cluster.specs.save(spec)
+    await _end_replica_step(cluster, spec)
 
 
 # ============================================================================ resize
