@@ -190,11 +190,13 @@ class EtcdStore:
             ok, responses = await client.transaction(compare=compares, success=success, failure=[])
             if not ok:
                 raise await self._explain(client, operations)
-            for response in responses:
-                if response.WhichOneof("response") == "response_put":
-                    return int(response.response_put.header.revision)
-                return int(response.response_delete_range.header.revision)
-            return 0
+            # aetcd keeps the transaction's own header from us; an operation that changed
+            # nothing (a delete of a missing key) reports the revision before the change,
+            # the others the revision of the change.
+            return max(
+                int(getattr(response, response.WhichOneof("response")).header.revision)
+                for response in responses
+            )
 
         return await self._call(what, call)
 
