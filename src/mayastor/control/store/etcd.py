@@ -146,7 +146,10 @@ class EtcdStore:
 
     async def list(self, prefix: str) -> list[Entry]:
         async def call(client: aetcd.Client) -> list[Entry]:
-            found = await client.get_prefix(prefix.encode(), sort_order="ascend")
+            if prefix:
+                found = await client.get_prefix(prefix.encode(), sort_order="ascend")
+            else:  # etcd has no empty key: the empty prefix is the range of all keys
+                found = await client.get_all(sort_order="ascend")
             return [Entry(kv.key.decode(), kv.value, kv.mod_revision) for kv in found]
 
         return await self._call(f"list {prefix}", call)
