@@ -15,6 +15,9 @@ and promise the same things:
   `NotLeader` unless the lease is still ours, checked atomically with the write.
 * A store that cannot be reached raises `StoreUnavailable` (nothing changed, or the
   change is reported as not made); the implementations reconnect by themselves.
+* A key is a non-empty string (etcd has no empty key); a request the store refuses
+  as such (an empty key, a value larger than etcd takes) is `InvalidArgument`, never
+  `StoreUnavailable`. `list("")` lists every key.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from mayastor.errors import Conflict, StoreUnavailable
+from mayastor.errors import Conflict, InvalidArgument, StoreUnavailable
 
 
 class RevisionMismatch(Conflict):
@@ -130,6 +133,8 @@ class ClusterStore(Protocol):
             RevisionMismatch: `revision` did not hold; nothing changed.
             NotLeader: `guard` is set and the lease is not ours; nothing changed.
             StoreUnavailable: the store cannot be reached.
+            InvalidArgument: an empty key, or a value larger than etcd takes (1.5 MiB by
+                default); nothing changed.
         """
         ...
 
@@ -149,6 +154,9 @@ class ClusterStore(Protocol):
 
         Raises:
             RevisionMismatch: one of the expected revisions did not hold.
+            ValueError: a key named twice.
+            InvalidArgument: an empty key, or a commit etcd refuses (by default it takes
+                at most 128 operations and 1.5 MiB in one request).
             NotLeader, StoreUnavailable: as for `put`.
         """
         ...
@@ -170,8 +178,29 @@ class ClusterStore(Protocol):
         ...
 
 
+def check_key(key: str) -> None:
+    """Refuse a key no store can keep.
+
+    Raises:
+        InvalidArgument: an empty key, or one that is not valid Unicode text.
+    """
+    if not key:
+        raise InvalidArgument("a store key must not be empty")
+    try:
+        key.encode()
+    except UnicodeEncodeError as exc:
+        raise InvalidArgument(f"store key {key!r} is not valid Unicode text: {exc}") from exc
+
+
 def check_operations(operations: Sequence[Operation]) -> None:
-    """Refuse a commit that names one key twice (its outcome would depend on order)."""
+    """Refuse a commit that names one key twice (its outcome would depend on order).
+
+    Raises:
+        ValueError: a key named twice.
+        InvalidArgument: a key no store can keep (`check_key`).
+    """
+    for op in operations:
+        check_key(op.key)
     keys = [op.key for op in operations]
     if len(keys) != len(set(keys)):
         raise ValueError(f"a commit names a key twice: {sorted(keys)}")

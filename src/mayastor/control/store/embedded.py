@@ -27,6 +27,7 @@ from mayastor.control.store._interface import (
     Operation,
     Put,
     RevisionMismatch,
+    check_key,
     check_operations,
 )
 from mayastor.errors import StoreUnavailable
@@ -144,6 +145,8 @@ class EmbeddedStore:
     # ------------------------------------------------------------------ key-value
 
     async def get(self, key: str) -> Entry | None:
+        check_key(key)
+
         def work(db: sqlite3.Connection) -> Entry | None:
             row = db.execute("SELECT value, mod_revision FROM kv WHERE key = ?", (key,)).fetchone()
             return None if row is None else Entry(key, bytes(row[0]), int(row[1]))
@@ -167,6 +170,8 @@ class EmbeddedStore:
         return await self._run(work)
 
     async def put(self, key: str, value: bytes, *, revision: int | None = None) -> int:
+        check_key(key)
+
         def work(db: sqlite3.Connection) -> int:
             self._check_revision(db, key, revision)
             new = self._bump(db)
@@ -180,6 +185,8 @@ class EmbeddedStore:
         return await self._run(self._write(work))
 
     async def delete(self, key: str, *, revision: int | None = None) -> bool:
+        check_key(key)
+
         def work(db: sqlite3.Connection) -> bool:
             if not self._check_revision(db, key, revision):
                 return False

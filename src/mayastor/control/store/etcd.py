@@ -29,6 +29,7 @@ from mayastor.control.store._interface import (
     Operation,
     Put,
     RevisionMismatch,
+    check_key,
     check_operations,
 )
 from mayastor.errors import InvalidArgument, StoreUnavailable
@@ -43,6 +44,22 @@ _FAILURES = (
     OSError,
     TimeoutError,
 )
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether etcd refused the request itself (an empty key, a value too large, too many
+    operations): asking again, or another endpoint, gives the same answer. (A full
+    database is RESOURCE_EXHAUSTED too, but that is the store's trouble, not the call's.)"""
+    if isinstance(exc, aetcd.exceptions.InvalidArgumentError):
+        return True
+    cause = exc if isinstance(exc, grpc.RpcError) else exc.__cause__
+    code, details = getattr(cause, "code", None), getattr(cause, "details", None)
+    if not callable(code) or not callable(details):
+        return False
+    return bool(
+        code() == grpc.StatusCode.INVALID_ARGUMENT
+        or (code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in str(details()))
+    )
 
 
 def parse_etcd_endpoints(url: str) -> list[tuple[str, int]]:
@@ -94,6 +111,8 @@ class EtcdStore:
         except (RevisionMismatch, NotLeader):
             raise
         except _FAILURES as exc:
+            if _refused(exc):
+                raise InvalidArgument(f"etcd at {self.description} refused {what}: {exc}") from exc
             await self._drop(client)
             host, port = self.endpoints[self._current]
             self._current = (self._current + 1) % len(self.endpoints)
@@ -138,6 +157,8 @@ class EtcdStore:
     # ------------------------------------------------------------------ key-value
 
     async def get(self, key: str) -> Entry | None:
+        check_key(key)
+
         async def call(client: aetcd.Client) -> Entry | None:
             found = await client.get(key.encode())
             return None if found is None else Entry(key, found.value, found.mod_revision)
@@ -155,9 +176,12 @@ class EtcdStore:
         return await self._call(f"list {prefix}", call)
 
     async def put(self, key: str, value: bytes, *, revision: int | None = None) -> int:
+        check_key(key)
         return await self._transaction(f"put {key}", [Put(key, value, revision)])
 
     async def delete(self, key: str, *, revision: int | None = None) -> bool:
+        check_key(key)
+
         async def call(client: aetcd.Client) -> bool:
             compares = self._guard_compares(client)
             if revision is not None:
