@@ -174,7 +174,10 @@ class ClusterStore(Protocol):
         ...
 
     async def close(self) -> None:
-        """Stop renewing leases and release the connection or file."""
+        """Stop renewing leases (their `lost` is set) and release the connection or file.
+
+        Calls after `close` raise `StoreUnavailable`; closing again does nothing.
+        """
         ...
 
 

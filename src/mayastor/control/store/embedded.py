@@ -309,6 +309,7 @@ class EmbeddedStore:
         if self._closed:
             return
         for lease in list(self._leases):
+            lease.lost.set()  # nobody renews it any more
             if lease.keeper is not None:
                 lease.keeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -94,10 +94,13 @@ class EtcdStore:
         self._current = 0
         self._client: aetcd.Client | None = None
         self._leases: set[Leadership] = set()
+        self._closed = False
 
     # ------------------------------------------------------------------ plumbing
 
     def _connection(self) -> aetcd.Client:
+        if self._closed:
+            raise StoreUnavailable(f"store {self.description} is closed")
         if self._client is None:
             host, port = self.endpoints[self._current]
             self._client = aetcd.Client(host=host, port=port, timeout=math.ceil(self.timeout))
@@ -303,7 +306,9 @@ class EtcdStore:
                 await self._call(f"resign {leadership.name}", revoke)
 
     async def close(self) -> None:
+        self._closed = True
         for lease in list(self._leases):
+            lease.lost.set()  # nobody renews it any more
             if lease.keeper is not None:
                 lease.keeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
