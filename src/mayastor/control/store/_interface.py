@@ -12,7 +12,8 @@ and promise the same things:
 * `commit` applies several puts and deletes atomically: all of them or none.
 * `campaign` waits until this process holds a named lease (one core agent acts at a
   time). While `guard` is set to that `Leadership`, every write is refused with
-  `NotLeader` unless the lease is still ours, checked atomically with the write.
+  `NotLeader` unless the lease is still ours, checked atomically with the write, and
+  at once when its `lost` is set.
 * A store that cannot be reached raises `StoreUnavailable` (nothing changed, or the
   change is reported as not made); the implementations reconnect by themselves.
 * A key is a non-empty string (etcd has no empty key); a request the store refuses
@@ -86,8 +87,10 @@ class Leadership:
     """A lease held in the store under `name` by `holder`.
 
     `lost` is set once the store says the lease is no longer ours (it expired while we
-    could not renew it, or another holder has it); a holder whose lease is lost must
-    stop acting. `resign` gives it back at once.
+    could not renew it, or another holder has it), and once no renewal succeeded for a
+    whole TTL (the store was away: by now another holder may have it, whatever the
+    store says when it comes back); a holder whose lease is lost must stop acting, and
+    a lost lease never comes back (campaign again). `resign` gives it back at once.
     """
 
     name: str

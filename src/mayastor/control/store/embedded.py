@@ -116,6 +116,8 @@ class EmbeddedStore:
         return transaction
 
     def _check_guard(self, db: sqlite3.Connection, guard: Leadership) -> None:
+        if not guard.held:
+            raise NotLeader(f"the lease {guard.name!r} of {guard.holder} is lost")
         row = db.execute(
             "SELECT holder, token, expires FROM leases WHERE name = ?", (guard.name,)
         ).fetchone()
@@ -221,7 +223,9 @@ class EmbeddedStore:
     async def campaign(self, name: str, holder: str, ttl: float) -> Leadership:
         poll = max(0.05, ttl / 4)
         waiting_logged = False
+        loop = asyncio.get_running_loop()
         while True:
+            asked = loop.time()
             try:
                 token = await self._run(self._try_acquire(name, holder, ttl))
             except StoreUnavailable as exc:
@@ -229,9 +233,7 @@ class EmbeddedStore:
                 token = None
             if token is not None:
                 lease = Leadership(name=name, holder=holder, ttl=ttl, token=token)
-                lease.keeper = asyncio.get_running_loop().create_task(
-                    self._keep(lease), name=f"lease {name}"
-                )
+                lease.keeper = loop.create_task(self._keep(lease, asked), name=f"lease {name}")
                 self._leases.add(lease)
                 return lease
             if not waiting_logged:
@@ -266,27 +268,41 @@ class EmbeddedStore:
 
         return work
 
-    async def _keep(self, lease: Leadership) -> None:
-        """Renew `lease` every third of its TTL until it is lost or given back."""
+    async def _keep(self, lease: Leadership, confirmed: float) -> None:
+        """Renew `lease` every third of its TTL until it is lost or given back.
+
+        `confirmed` is when the last renewal that found the lease alive was asked for;
+        once a whole TTL has passed since without one (the file stayed locked, say),
+        the lease is lost to us: another process may have taken it.
+        """
+        loop = asyncio.get_running_loop()
 
         def renew(db: sqlite3.Connection) -> bool:
+            now = self._clock()
             cursor = db.execute(
                 "UPDATE leases SET expires = ? WHERE name = ? AND holder = ? AND token = ? "
                 "AND expires >= ?",
-                (self._clock() + lease.ttl, lease.name, lease.holder, lease.token, self._clock()),
+                (now + lease.ttl, lease.name, lease.holder, lease.token, now),
             )
             return cursor.rowcount == 1
 
         while lease.held:
             await asyncio.sleep(lease.ttl / 3)
+            sent = loop.time()
             try:
                 still = await self._run(renew)
             except StoreUnavailable as exc:
-                log.warning("lease %s: cannot renew: %s", lease.name, exc)
-                continue
+                if loop.time() < confirmed + lease.ttl:
+                    log.warning("lease %s: cannot renew: %s", lease.name, exc)
+                    continue
+                log.error("lease %s of %s is lost: not renewed in time", lease.name, lease.holder)
+                lease.lost.set()
+                return
             if not still:
                 log.error("lease %s of %s is lost", lease.name, lease.holder)
                 lease.lost.set()
+                return
+            confirmed = sent
 
     async def resign(self, leadership: Leadership) -> None:
         leadership.lost.set()

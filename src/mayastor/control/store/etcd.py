@@ -106,10 +106,16 @@ class EtcdStore:
             self._client = aetcd.Client(host=host, port=port, timeout=math.ceil(self.timeout))
         return self._client
 
-    async def _call(self, what: str, call: Callable[[aetcd.Client], Awaitable[_T]]) -> _T:
+    async def _call(
+        self,
+        what: str,
+        call: Callable[[aetcd.Client], Awaitable[_T]],
+        *,
+        timeout: float | None = None,
+    ) -> _T:
         client = self._connection()
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(self.timeout if timeout is None else timeout):
                 return await call(client)
         except (RevisionMismatch, NotLeader):
             raise
@@ -132,6 +138,8 @@ class EtcdStore:
         guard = self.guard
         if guard is None:
             return []
+        if not guard.held:
+            raise NotLeader(f"the lease {guard.name!r} of {guard.holder} is lost")
         return [client.transactions.create(guard.name.encode()) == guard.token]
 
     @staticmethod
@@ -236,16 +244,16 @@ class EtcdStore:
         seconds = max(2, math.ceil(ttl))
         poll = max(0.2, seconds / 4)
         waiting_logged = False
+        loop = asyncio.get_running_loop()
         while True:
+            asked = loop.time()
             try:
                 lease = await self._try_acquire(name, holder, seconds)
             except StoreUnavailable as exc:
                 log.warning("lease %s: store unavailable, trying again: %s", name, exc)
                 lease = None
             if lease is not None:
-                lease.keeper = asyncio.get_running_loop().create_task(
-                    self._keep(lease), name=f"lease {name}"
-                )
+                lease.keeper = loop.create_task(self._keep(lease, asked), name=f"lease {name}")
                 self._leases.add(lease)
                 return lease
             if not waiting_logged:
@@ -272,8 +280,17 @@ class EtcdStore:
 
         return await self._call(f"campaign {name}", call)
 
-    async def _keep(self, lease: Leadership) -> None:
+    async def _keep(self, lease: Leadership, confirmed: float) -> None:
+        """Renew `lease` every third of its TTL until it is lost or given back.
+
+        `confirmed` is when the last request etcd answered with the lease alive was
+        sent: etcd counts the TTL from no earlier than that. Once a whole TTL has passed
+        since without an answer, the lease is lost to us: etcd may have let it expire
+        and given it to another agent (or, restarted, revive it for a while; we revoke
+        it then, so that the others need not wait).
+        """
         assert isinstance(lease, _EtcdLeadership)
+        loop = asyncio.get_running_loop()
 
         async def refresh(client: aetcd.Client) -> int:
             reply = await client.refresh_lease(lease.lease_id)
@@ -281,14 +298,38 @@ class EtcdStore:
 
         while lease.held:
             await asyncio.sleep(lease.ttl / 3)
+            sent = loop.time()
+            left = confirmed + lease.ttl - sent
             try:
-                remaining = await self._call(f"renew {lease.name}", refresh)
+                if left <= 0:
+                    raise StoreUnavailable(f"no renewal of lease {lease.name} answered")
+                remaining = await self._call(f"renew {lease.name}", refresh, timeout=left)
             except StoreUnavailable as exc:
-                log.warning("lease %s: cannot renew: %s", lease.name, exc)
-                continue
-            if remaining <= 0:
-                log.error("lease %s of %s is lost", lease.name, lease.holder)
+                if loop.time() < confirmed + lease.ttl:
+                    log.warning("lease %s: cannot renew: %s", lease.name, exc)
+                    continue
+                log.error(
+                    "lease %s of %s is lost: not renewed for %g s (%s)",
+                    lease.name,
+                    lease.holder,
+                    lease.ttl,
+                    exc,
+                )
                 lease.lost.set()
+                await self._revoke(lease)
+                return
+            if remaining <= 0:
+                log.error("lease %s of %s is lost: etcd let it expire", lease.name, lease.holder)
+                lease.lost.set()
+                return
+            confirmed = sent
+
+    async def _revoke(self, lease: _EtcdLeadership) -> None:
+        async def revoke(client: aetcd.Client) -> None:
+            await client.revoke_lease(lease.lease_id)
+
+        with contextlib.suppress(StoreUnavailable):
+            await self._call(f"resign {lease.name}", revoke)
 
     async def resign(self, leadership: Leadership) -> None:
         leadership.lost.set()
@@ -298,12 +339,7 @@ class EtcdStore:
                 await leadership.keeper
         self._leases.discard(leadership)
         if isinstance(leadership, _EtcdLeadership):
-
-            async def revoke(client: aetcd.Client) -> None:
-                await client.revoke_lease(leadership.lease_id)
-
-            with contextlib.suppress(StoreUnavailable):
-                await self._call(f"resign {leadership.name}", revoke)
+            await self._revoke(leadership)
 
     async def close(self) -> None:
         self._closed = True
