@@ -62,6 +62,14 @@ def _refused(exc: BaseException) -> bool:
     )
 
 
+def _never_sent(exc: BaseException) -> bool:
+    """Whether the request failed before it reached etcd (no connection could be made),
+    so that sending it to another endpoint cannot apply it twice."""
+    cause = exc if isinstance(exc, grpc.RpcError) else exc.__cause__
+    details = getattr(cause, "details", None)
+    return callable(details) and "failed to connect" in str(details()).lower()
+
+
 def parse_etcd_endpoints(url: str) -> list[tuple[str, int]]:
     """``etcd://HOST:PORT[,HOST:PORT…]`` (or without the scheme) as (host, port) pairs.
 
@@ -98,13 +106,25 @@ class EtcdStore:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _connection(self) -> aetcd.Client:
+    def _connection(self) -> tuple[int, aetcd.Client]:
+        """The client of the endpoint in use (made on first use) and that endpoint's index."""
         if self._closed:
             raise StoreUnavailable(f"store {self.description} is closed")
         if self._client is None:
             host, port = self.endpoints[self._current]
             self._client = aetcd.Client(host=host, port=port, timeout=math.ceil(self.timeout))
-        return self._client
+        return self._current, self._client
+
+    def _endpoint(self, index: int) -> str:
+        host, port = self.endpoints[index]
+        return f"{host}:{port}"
+
+    def _give_up(self, index: int, client: aetcd.Client) -> None:
+        """Stop using `client` (of endpoint `index`): the next call connects to the next
+        endpoint. Another call that already gave it up has moved on; leave that be."""
+        if self._client is client:
+            self._client = None
+            self._current = (index + 1) % len(self.endpoints)
 
     async def _call(
         self,
@@ -112,21 +132,52 @@ class EtcdStore:
         call: Callable[[aetcd.Client], Awaitable[_T]],
         *,
         timeout: float | None = None,
+        idempotent: bool = False,
     ) -> _T:
-        client = self._connection()
+        """Run `call` on the endpoint in use, within the deadline (`timeout`, else the
+        store's). An endpoint that fails is given up for the next one; the call itself
+        moves on to it (within the same deadline) when asking again cannot do a change
+        twice: it only reads, or the failed endpoint never got the request.
+
+        Raises:
+            StoreUnavailable: naming every endpoint tried and why it failed.
+            InvalidArgument: etcd refused the request itself.
+        """
+        deadline = self.timeout if timeout is None else timeout
+        failures: list[str] = []
+        given_up: list[aetcd.Client] = []
+        index, client = self._connection()
         try:
-            async with asyncio.timeout(self.timeout if timeout is None else timeout):
-                return await call(client)
-        except (RevisionMismatch, NotLeader):
-            raise
-        except _FAILURES as exc:
-            if _refused(exc):
-                raise InvalidArgument(f"etcd at {self.description} refused {what}: {exc}") from exc
-            await self._drop(client)
-            host, port = self.endpoints[self._current]
-            self._current = (self._current + 1) % len(self.endpoints)
-            reason = str(exc) or type(exc).__name__
-            raise StoreUnavailable(f"etcd at {host}:{port} ({what}): {reason}") from exc
+            async with asyncio.timeout(deadline):
+                while True:
+                    try:
+                        return await call(client)
+                    except (RevisionMismatch, NotLeader):
+                        raise
+                    except _FAILURES as exc:
+                        if _refused(exc):
+                            raise InvalidArgument(
+                                f"etcd at {self._endpoint(index)} refused {what}: {exc}"
+                            ) from exc
+                        reason = str(exc) or type(exc).__name__
+                        failures.append(f"{self._endpoint(index)}: {reason}")
+                        self._give_up(index, client)
+                        given_up.append(client)
+                        if len(failures) >= len(self.endpoints) or not (
+                            idempotent or _never_sent(exc)
+                        ):
+                            raise StoreUnavailable(
+                                f"etcd at {'; '.join(failures)} ({what})"
+                            ) from exc
+                        index, client = self._connection()
+        except TimeoutError as exc:
+            self._give_up(index, client)
+            given_up.append(client)
+            failures.append(f"{self._endpoint(index)}: no answer within {deadline:g} s")
+            raise StoreUnavailable(f"etcd at {'; '.join(failures)} ({what})") from exc
+        finally:
+            for old in given_up:
+                await self._drop(old)
 
     async def _drop(self, client: aetcd.Client) -> None:
         if self._client is client:
@@ -174,7 +225,7 @@ class EtcdStore:
             found = await client.get(key.encode())
             return None if found is None else Entry(key, found.value, found.mod_revision)
 
-        return await self._call(f"get {key}", call)
+        return await self._call(f"get {key}", call, idempotent=True)
 
     async def list(self, prefix: str) -> list[Entry]:
         async def call(client: aetcd.Client) -> list[Entry]:
@@ -184,7 +235,7 @@ class EtcdStore:
                 found = await client.get_all(sort_order="ascend")
             return [Entry(kv.key.decode(), kv.value, kv.mod_revision) for kv in found]
 
-        return await self._call(f"list {prefix}", call)
+        return await self._call(f"list {prefix}", call, idempotent=True)
 
     async def put(self, key: str, value: bytes, *, revision: int | None = None) -> int:
         check_key(key)
@@ -303,7 +354,9 @@ class EtcdStore:
             try:
                 if left <= 0:
                     raise StoreUnavailable(f"no renewal of lease {lease.name} answered")
-                remaining = await self._call(f"renew {lease.name}", refresh, timeout=left)
+                remaining = await self._call(
+                    f"renew {lease.name}", refresh, timeout=left, idempotent=True
+                )
             except StoreUnavailable as exc:
                 if loop.time() < confirmed + lease.ttl:
                     log.warning("lease %s: cannot renew: %s", lease.name, exc)
@@ -329,7 +382,7 @@ class EtcdStore:
             await client.revoke_lease(lease.lease_id)
 
         with contextlib.suppress(StoreUnavailable):
-            await self._call(f"resign {lease.name}", revoke)
+            await self._call(f"resign {lease.name}", revoke, idempotent=True)
 
     async def resign(self, leadership: Leadership) -> None:
         leadership.lost.set()
