@@ -77,9 +77,13 @@ class EmbeddedStore:
         if self._db is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.executescript(_SCHEMA)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=FULL")
+                db.executescript(_SCHEMA)
+            except sqlite3.Error:
+                db.close()
+                raise
             self._db = db
         return self._db
 
@@ -92,7 +96,7 @@ class EmbeddedStore:
 
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, call)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:  # OSError: its folder cannot be made
             raise StoreUnavailable(f"store {self.description}: {exc}") from exc
 
     def _write(
@@ -332,12 +336,12 @@ class EmbeddedStore:
                     await lease.keeper
         self._leases.clear()
 
-        def shut(_db: sqlite3.Connection) -> None:
+        def shut() -> None:  # without connecting first, unlike _run
             if self._db is not None:
                 self._db.close()
                 self._db = None
 
-        with contextlib.suppress(StoreUnavailable):
-            await self._run(shut)
         self._closed = True
+        with contextlib.suppress(sqlite3.Error):
+            await asyncio.get_running_loop().run_in_executor(self._executor, shut)
         self._executor.shutdown(wait=True)
