@@ -58,7 +58,7 @@ def default_folder(now: datetime | None = None) -> Path:
 
 
 def dump_system(client: RestClient, args: argparse.Namespace, out: Output) -> None:
-    folder = Path(args.folder) if args.folder else default_folder()
+    folder = Path(args.folder).expanduser().absolute() if args.folder else default_folder()
     fmt = OutputFormat.YAML if out.fmt is OutputFormat.YAML else OutputFormat.JSON
     dump = _Dump(folder, fmt)
     try:

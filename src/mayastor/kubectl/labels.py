@@ -86,7 +86,7 @@ def parse_label_change(text: str) -> LabelChange:
     if "=" in text:
         key, value = parse_label(text)
         return LabelChange(key, value)
-    if text.endswith("-") and len(text) > 1:
+    if text.endswith("-"):
         return LabelChange(check_key(text[:-1]), None)
     raise ValueError(f"{text!r} is not a label change; write key=value to set or key- to remove")
 

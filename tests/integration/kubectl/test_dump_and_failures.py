@@ -111,10 +111,12 @@ def test_the_flag_is_used_over_the_environment_variable(
     assert len(run.table()) == 3
 
 
-def test_the_environment_variable_names_the_api(cluster: TestCluster, kubectl: Kubectl) -> None:
-    elsewhere = kubectl("get", "nodes", env={"MAYASTOR_REST": "http://127.0.0.1:9"})
+def test_the_environment_variable_names_the_api(
+    cluster: TestCluster, kubectl: Kubectl, nowhere: Kubectl
+) -> None:
+    elsewhere = kubectl("get", "nodes", env={"MAYASTOR_REST": nowhere.url})
     assert elsewhere.status == 3
-    assert "http://127.0.0.1:9" in elsewhere.err
+    assert nowhere.url in elsewhere.err
     assert kubectl("get", "nodes").status == 0
 
 
@@ -145,7 +147,7 @@ def test_a_refusal_exits_1_with_kind_and_message(cluster: TestCluster, kubectl: 
     assert run.err == "error: NotFound: pool 'pool-none' not found\n"
 
 
-def test_the_installed_command_is_kubectl_mayastor(nowhere: Kubectl) -> None:
+def test_the_installed_command_is_kubectl_mayastor() -> None:
     command = Path(sys.executable).parent / "kubectl-mayastor"
     done = subprocess.run(
         [str(command), "--version"], capture_output=True, text=True, timeout=60, env=os.environ
