@@ -62,6 +62,17 @@ def _refused(exc: BaseException) -> bool:
     )
 
 
+def _detach(exc: BaseException) -> None:
+    """Drop the tracebacks of `exc` and its causes: their frames hold the gRPC call and so
+    its channel and sockets, for as long as anyone keeps the error (a log record does)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__traceback__ = None
+        current = current.__cause__ or current.__context__
+
+
 def _never_sent(exc: BaseException) -> bool:
     """Whether the request failed before it reached etcd (no connection could be made),
     so that sending it to another endpoint cannot apply it twice."""
@@ -155,6 +166,7 @@ class EtcdStore:
                     except (RevisionMismatch, NotLeader):
                         raise
                     except _FAILURES as exc:
+                        _detach(exc)
                         if _refused(exc):
                             raise InvalidArgument(
                                 f"etcd at {self._endpoint(index)} refused {what}: {exc}"
@@ -171,6 +183,7 @@ class EtcdStore:
                             ) from exc
                         index, client = self._connection()
         except TimeoutError as exc:
+            _detach(exc)
             self._give_up(index, client)
             given_up.append(client)
             failures.append(f"{self._endpoint(index)}: no answer within {deadline:g} s")
