@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -81,19 +82,29 @@ def _never_sent(exc: BaseException) -> bool:
     return callable(details) and "failed to connect" in str(details()).lower()
 
 
+_ENDPOINT = re.compile(
+    r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?))"
+    r":(?P<port>[0-9]{1,5})"
+)
+
+
 def parse_etcd_endpoints(url: str) -> list[tuple[str, int]]:
     """``etcd://HOST:PORT[,HOST:PORT…]`` (or without the scheme) as (host, port) pairs.
 
+    A host is a name, an IPv4 address or an IPv6 address in brackets.
+
     Raises:
-        InvalidArgument: an endpoint without a valid port.
+        InvalidArgument: an endpoint that is not HOST:PORT with a port in 1..65535 (a
+            user name, a path or another scheme included).
     """
     text = url.removeprefix("etcd://").rstrip("/")
     endpoints = []
     for part in text.split(","):
-        host, sep, port = part.strip().rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        found = _ENDPOINT.fullmatch(part.strip())
+        port = int(found["port"]) if found else 0
+        if found is None or not 0 < port < 65536:
             raise InvalidArgument(f"etcd endpoint {part!r} in {url!r} is not HOST:PORT")
-        endpoints.append((host.strip("[]"), int(port)))
+        endpoints.append((found["ipv6"] or found["host"], port))
     return endpoints
 
 
