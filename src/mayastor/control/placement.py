@@ -206,10 +206,12 @@ def place_replicas(
         pool_labels.append(pool.labels)
     if len(chosen) < count:
         details = "; ".join(f"pool {pid}: {why}" for pid, why in sorted(refused.items()))
+        if not details:
+            details = "no pools" if not eligible else "every pool qualifies; too few nodes"
         raise FailedPrecondition(
             f"not enough suitable pools: {count} replica(s) of {size} bytes"
             f"{' (thin)' if thin else ''} need {count} pools on different nodes, "
-            f"{len(chosen)} found" + (f" ({details})" if details else " (no pools)")
+            f"{len(chosen)} found ({details})"
         )
     return chosen
 
