@@ -204,6 +204,11 @@ def place_replicas(
         chosen.append(pool)
         node_labels.append(pool.node_labels)
         pool_labels.append(pool.labels)
+    if len(chosen) < count and (node_labelled or pool_labelled):
+        # Taking the best pool first can rule out every choice that would do (its
+        # affinity group is too small, its labels clash with the only pools left):
+        # look further, still in order of preference.
+        chosen = _search(eligible, count, node_labelled, pool_labelled, chosen_labels) or chosen
     if len(chosen) < count:
         details = "; ".join(f"pool {pid}: {why}" for pid, why in sorted(refused.items()))
         if not details:
@@ -214,6 +219,55 @@ def place_replicas(
             f"{len(chosen)} found ({details})"
         )
     return chosen
+
+
+_SEARCH_STEPS = 10_000
+"""How many partial choices `_search` tries before it gives up (a refusal, as before)."""
+
+
+def _search(
+    eligible: Sequence[PoolView],
+    count: int,
+    node_rules: LabelledTopology | None,
+    pool_rules: LabelledTopology | None,
+    existing: Sequence[tuple[dict[str, str], dict[str, str]]],
+) -> list[PoolView] | None:
+    """The first `count` pools of `eligible` (best first) on different nodes whose labels
+    keep the exclusion and affinity rules, by a depth-first search; None if there is none."""
+    chosen: list[PoolView] = []
+    node_labels = [n for n, _ in existing]
+    pool_labels = [p for _, p in existing]
+    steps = 0
+
+    def extend(start: int) -> bool:
+        nonlocal steps
+        if len(chosen) == count:
+            return True
+        used = {c.node for c in chosen}
+        for i in range(start, len(eligible)):
+            if len({p.node for p in eligible[i:]} - used) < count - len(chosen):
+                return False
+            steps += 1
+            if steps > _SEARCH_STEPS:
+                return False
+            pool = eligible[i]
+            if pool.node in used:
+                continue
+            if _labels_clash(pool.node_labels, node_rules, node_labels) or _labels_clash(
+                pool.labels, pool_rules, pool_labels
+            ):
+                continue
+            chosen.append(pool)
+            node_labels.append(pool.node_labels)
+            pool_labels.append(pool.labels)
+            if extend(i + 1):
+                return True
+            chosen.pop()
+            node_labels.pop()
+            pool_labels.pop()
+        return False
+
+    return list(chosen) if extend(0) else None
 
 
 @dataclass(frozen=True)
