@@ -64,8 +64,9 @@ class SpecRegistry:
         """
         for kind in SPEC_KINDS:
             found: dict[str, SpecModel] = {}
-            for entry in await self.store.list(self.keys.prefix(kind.kind)):
-                object_id = entry.key.rsplit("/", 1)[-1]
+            prefix = self.keys.prefix(kind.kind)
+            for entry in await self.store.list(prefix):
+                object_id = entry.key.removeprefix(prefix)  # an id may hold a '/'
                 try:
                     found[object_id] = kind.from_store(entry.value)
                 except ValueError as exc:
