@@ -60,8 +60,11 @@ class SpecRegistry:
         """Read every spec from the store (at start, and after taking the lease).
 
         Raises:
-            StoreUnavailable: the store cannot be read.
+            StoreUnavailable: the store cannot be read; memory is as it was.
+            CorruptMetadata: a stored value is no valid spec; memory is as it was.
         """
+        specs: dict[str, dict[str, SpecModel]] = {}
+        revisions: dict[str, int] = {}
         for kind in SPEC_KINDS:
             found: dict[str, SpecModel] = {}
             prefix = self.keys.prefix(kind.kind)
@@ -71,8 +74,11 @@ class SpecRegistry:
                     found[object_id] = kind.from_store(entry.value)
                 except ValueError as exc:
                     raise CorruptMetadata(f"{entry.key} holds no valid {kind.kind}: {exc}") from exc
-                self._revisions[entry.key] = entry.revision
-            self._specs[kind.kind] = found
+                revisions[entry.key] = entry.revision
+            specs[kind.kind] = found
+        # all at once, and only what is stored now: a key gone from the store must not
+        # keep the revision it had when this registry last wrote it
+        self._specs, self._revisions = specs, revisions
         self._stale.clear()
         log.info(
             "specs loaded from %s: %s",
