@@ -156,13 +156,13 @@ class SpecRegistry:
             revision = await self._fresh_revision(key)
             if revision:
                 operations.append(Delete(key, revision))
-        if not operations:
-            return
-        try:
-            revision = await self.store.commit(operations)
-        except StoreUnavailable:
-            self._stale.update(op.key for op in operations)
-            raise
+        revision = 0
+        if operations:  # none: only removes of specs the store does not hold (any more)
+            try:
+                revision = await self.store.commit(operations)
+            except StoreUnavailable:
+                self._stale.update(op.key for op in operations)
+                raise
         for spec in saves:
             self._revisions[self._key(spec)] = revision
             self._specs[type(spec).kind][spec_id(spec)] = spec.model_copy(deep=True)
