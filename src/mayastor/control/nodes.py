@@ -89,9 +89,9 @@ class NodeRegistry:
         return self._nodes.get(name)
 
     def status(self, name: str) -> NodeStatus:
-        """Online, Offline, or Unknown (never registered since this agent started)."""
+        """Online, Offline, or Unknown (not registered and read since this agent started)."""
         record = self._nodes.get(name)
-        if record is None:
+        if record is None or (record.polled_at is None and record.poll_failed is None):
             return NodeStatus.UNKNOWN
         if record.deregistered or record.poll_failed is not None:
             return NodeStatus.OFFLINE

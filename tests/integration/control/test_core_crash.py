@@ -1,0 +1,192 @@
+"""The core agent SIGKILLed at seeded random moments of operations, then restarted.
+
+Each round starts one operation (create, publish, republish, scale, resize, unpublish
+or destroy) through REST, waits until the store shows the operation under way, kills
+the core agent a random 0-12 ms later (an operation takes 10-20 ms inside the core agent
+here, so most kills land inside one; the test checks that enough did), starts
+it again and waits for the reconciler: the specs and what the io-engines hold must
+agree again, with no orphan replica, share or nexus and no volume missing a replica.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.cluster import TestCluster
+from tests.support.polling import wait_for
+
+pytestmark = pytest.mark.slow
+
+SEED = 20261204
+ROUNDS = 20
+MIB = 1 << 20
+
+
+def _engine_state(cluster: TestCluster) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    state = {}
+    for name, engine in cluster.engines.items():
+        found = {}
+        for what in ("replica", "nexus"):
+            out = engine.client("-o", "json", what, "list", check=True).stdout
+            found[what] = json.loads(out) if out.strip() else []
+        state[name] = found
+    return state
+
+
+def disagreements(cluster: TestCluster) -> list[str]:
+    """Everything in which specs and io-engines differ now (empty when they agree)."""
+    specs = cluster.rest.get("/specs")
+    engines = _engine_state(cluster)
+    problems: list[str] = []
+    volumes = {v["uuid"]: v for v in specs["volumes"]}
+    replicas = {r["uuid"]: r for r in specs["replicas"]}
+    nexuses = {n["uuid"]: n for n in specs["nexuses"]}
+    for volume in volumes.values():
+        if volume["status"] != "Created" or volume.get("operation"):
+            problems.append(f"volume {volume['uuid']} unsettled: {volume['status']}")
+        owned = [r for r in replicas.values() if r["owners"].get("volume") == volume["uuid"]]
+        if len(owned) != volume["num_replicas"]:
+            problems.append(
+                f"volume {volume['uuid']} has {len(owned)} replicas, wants {volume['num_replicas']}"
+            )
+        target = volume.get("target")
+        if target is not None and target.get("nexus") not in nexuses:
+            problems.append(f"volume {volume['uuid']}: its target nexus has no spec")
+    for replica in replicas.values():
+        if replica["status"] != "Created":
+            problems.append(f"replica {replica['uuid']} left {replica['status']}")
+        if replica["owners"].get("volume") not in volumes:
+            problems.append(f"replica {replica['uuid']} owned by no volume")
+        on_engine = {r["uuid"]: r for r in engines[replica["node"]]["replica"]}
+        found = on_engine.get(replica["uuid"])
+        if found is None:
+            problems.append(f"replica {replica['uuid']} missing on {replica['node']}")
+            continue
+        volume = volumes.get(replica["owners"].get("volume"), {})
+        target = volume.get("target")
+        should_share = target is not None and target["node"] != replica["node"]
+        if (found["share"] == "NVMF") != should_share:
+            problems.append(
+                f"replica {replica['uuid']} shared={found['share']}, wants {should_share}"
+            )
+    for name, held in engines.items():
+        for found in held["replica"]:
+            if found["uuid"] not in replicas:
+                problems.append(f"orphan replica {found['uuid']} on {name}")
+        for nexus in held["nexus"]:
+            spec = nexuses.get(nexus["uuid"])
+            if spec is None or spec["node"] != name:
+                problems.append(f"orphan nexus {nexus['uuid']} on {name}")
+    for nexus in nexuses.values():
+        owner = volumes.get(nexus.get("owner"))
+        if owner is None or (owner.get("target") or {}).get("nexus") != nexus["uuid"]:
+            problems.append(f"nexus spec {nexus['uuid']} is no volume's target")
+        elif not any(n["uuid"] == nexus["uuid"] for n in engines[nexus["node"]]["nexus"]):
+            problems.append(f"nexus {nexus['uuid']} missing on {nexus['node']}")
+    return problems
+
+
+class Workload:
+    """Chooses the next operation from what exists, with a seeded random source."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+
+    def next_call(self, cluster: TestCluster) -> tuple[str, str, dict[str, Any] | None]:
+        volumes = cluster.rest.get("/volumes")["entries"]
+        choices: list[Callable[[], tuple[str, str, dict[str, Any] | None]]] = []
+        if len(volumes) < 3:
+            choices.append(self._create)
+        for volume in volumes:
+            spec = volume["spec"]
+            path = f"/volumes/{spec['uuid']}"
+            node = f"node-{self.rng.randint(1, 3)}"
+            publish = {"protocol": "nvmf", "publish_context": {}, "frontend_node": "app-1"}
+            choices.append(lambda p=path, b=dict(publish, node=node): ("PUT", f"{p}/target", b))
+            choices.append(lambda p=path: ("DELETE", f"{p}/target", None))
+            count = self.rng.choice([c for c in (1, 2, 3) if c != spec["num_replicas"]])
+            choices.append(lambda p=path, c=count: ("PUT", f"{p}/replica_count/{c}", None))
+            grown = spec["size"] + 4 * MIB
+            choices.append(lambda p=path, s=grown: ("PUT", f"{p}/size", {"size": s}))
+            choices.append(lambda p=path: ("DELETE", p, None))
+        return self.rng.choice(choices)()
+
+    def _create(self) -> tuple[str, str, dict[str, Any] | None]:
+        body = {
+            "size": 8 * MIB,
+            "replicas": self.rng.choice([1, 2, 3]),
+            "thin": self.rng.random() < 0.5,
+            "policy": {"self_heal": True},
+        }
+        return "PUT", f"/volumes/{uuid.UUID(int=self.rng.getrandbits(128))}", body
+
+
+def wait_for_operation_under_way(store: Path, caller: threading.Thread) -> None:
+    """Until a spec in the store records an operation (or the call is over)."""
+    query = (
+        "SELECT count(*) FROM kv WHERE CAST(value AS TEXT) LIKE '%\"operation\"%' "
+        "OR CAST(value AS TEXT) LIKE '%\"Creating\"%' "
+        "OR CAST(value AS TEXT) LIKE '%\"Deleting\"%'"
+    )
+    deadline = time.monotonic() + 5
+    with contextlib.closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True)) as db:
+        while caller.is_alive() and time.monotonic() < deadline:
+            if db.execute(query).fetchone()[0]:
+                return
+            time.sleep(0.0005)
+
+
+def _fire(url: str, method: str, path: str, body: dict[str, Any] | None) -> None:
+    try:
+        httpx.request(method, f"{url}/v0{path}", json=body, timeout=30)
+    except httpx.HTTPError:
+        pass  # the core agent was killed under it
+
+
+def test_specs_and_io_engines_agree_after_the_core_agent_is_killed_mid_operation(
+    cluster: TestCluster,
+) -> None:
+    rng = random.Random(SEED)
+    workload = Workload(rng)
+    for round_no in range(ROUNDS):
+        method, path, body = workload.next_call(cluster)
+        caller = threading.Thread(target=_fire, args=(cluster.core.rest_url, method, path, body))
+        caller.start()
+        wait_for_operation_under_way(Path(cluster.core.store), caller)
+        caller.join(rng.uniform(0.0, 0.012))
+        cluster.core.kill()
+        caller.join()
+        cluster.core.start()
+        last: list[str] = []
+
+        def settled(last: list[str] = last) -> bool:
+            last[:] = disagreements(cluster)
+            return not last
+
+        try:
+            wait_for(settled, f"round {round_no}: specs and io-engines agree", 60)
+        except AssertionError:
+            raise AssertionError(f"round {round_no} ({method} {path}): {last}") from None
+        cluster.wait_nodes_online(list(cluster.engines))
+    for volume in cluster.rest.get("/volumes")["entries"]:
+        cluster.rest.delete(f"/volumes/{volume['spec']['uuid']}")
+    wait_for(
+        lambda: all(h == {"replica": [], "nexus": []} for h in _engine_state(cluster).values()),
+        "every io-engine empty after the volumes are destroyed",
+        30,
+    )
+    assert disagreements(cluster) == []
+    interrupted = cluster.core.log_path.read_text().count("settling an unfinished")
+    assert interrupted >= 3, f"only {interrupted} of {ROUNDS} kills landed inside an operation"
