@@ -39,7 +39,7 @@ def shared_etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdProces
 
 
 class TestEtcdStoreConformance(ClusterStoreConformance):
-    ttl = 2.0
+    ttl = 3.0
 
     @pytest.fixture
     def store_location(self, shared_etcd: EtcdProcess) -> str:

@@ -20,7 +20,7 @@ from tests.conformance.store import ClusterStoreConformance, LeaseHolderProcess
 
 
 class TestEmbeddedStoreConformance(ClusterStoreConformance):
-    ttl = 1.0
+    ttl = 2.0
 
     @pytest.fixture
     def store_location(self, tmp_path: Path) -> str:
@@ -52,9 +52,9 @@ async def test_two_stores_on_one_file_see_each_others_writes(tmp_path: Path) -> 
 async def test_two_stores_on_one_file_share_one_lease(tmp_path: Path) -> None:
     a, b = EmbeddedStore(tmp_path / "store.db"), EmbeddedStore(tmp_path / "store.db")
     try:
-        held = await a.campaign("/leader", "agent-a", 0.5)
-        waiting = asyncio.ensure_future(b.campaign("/leader", "agent-b", 0.5))
-        await asyncio.sleep(1.5)
+        held = await a.campaign("/leader", "agent-a", 2.0)
+        waiting = asyncio.ensure_future(b.campaign("/leader", "agent-b", 2.0))
+        await asyncio.sleep(3.0)  # past the first expiry: a renews meanwhile
         assert not waiting.done(), "the second store took a lease the first one renews"
         a.guard = held
         await a.put("/k", b"a acts")
@@ -76,13 +76,13 @@ async def test_a_lease_held_by_another_process_keeps_this_one_waiting_until_it_d
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "store.db"
-    child = LeaseHolderProcess(str(path), "/leader", 0.5)
+    child = LeaseHolderProcess(str(path), "/leader", 2.0)
     store = EmbeddedStore(path)
     await child.start()
     try:
         token = await child.wait_held()
-        waiting = asyncio.ensure_future(store.campaign("/leader", "agent-b", 0.5))
-        await asyncio.sleep(2.0)  # four TTLs: the child renews meanwhile
+        waiting = asyncio.ensure_future(store.campaign("/leader", "agent-b", 2.0))
+        await asyncio.sleep(3.0)  # past the first expiry: the child renews meanwhile
         assert not waiting.done(), "a lease renewed by another live process was taken"
         await child.kill()
         lease = await asyncio.wait_for(waiting, 30)
