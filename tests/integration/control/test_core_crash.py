@@ -17,7 +17,6 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,9 +81,11 @@ def disagreements(cluster: TestCluster) -> list[str]:
                 f"replica {replica['uuid']} shared={found['share']}, wants {should_share}"
             )
     for name, held in engines.items():
-        for found in held["replica"]:
-            if found["uuid"] not in replicas:
-                problems.append(f"orphan replica {found['uuid']} on {name}")
+        problems.extend(
+            f"orphan replica {found['uuid']} on {name}"
+            for found in held["replica"]
+            if found["uuid"] not in replicas
+        )
         for nexus in held["nexus"]:
             spec = nexuses.get(nexus["uuid"])
             if spec is None or spec["node"] != name:
@@ -98,32 +99,41 @@ def disagreements(cluster: TestCluster) -> list[str]:
     return problems
 
 
+Call = tuple[str, str, dict[str, Any] | None]
+"""An HTTP method, a path under /v0 and a JSON body."""
+
+
 class Workload:
     """Chooses the next operation from what exists, with a seeded random source."""
 
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
 
-    def next_call(self, cluster: TestCluster) -> tuple[str, str, dict[str, Any] | None]:
+    def next_call(self, cluster: TestCluster) -> Call:
         volumes = cluster.rest.get("/volumes")["entries"]
-        choices: list[Callable[[], tuple[str, str, dict[str, Any] | None]]] = []
+        choices: list[Call] = []
         if len(volumes) < 3:
-            choices.append(self._create)
+            choices.append(self._create())
         for volume in volumes:
             spec = volume["spec"]
             path = f"/volumes/{spec['uuid']}"
-            node = f"node-{self.rng.randint(1, 3)}"
-            publish = {"protocol": "nvmf", "publish_context": {}, "frontend_node": "app-1"}
-            choices.append(lambda p=path, b=dict(publish, node=node): ("PUT", f"{p}/target", b))
-            choices.append(lambda p=path: ("DELETE", f"{p}/target", None))
+            publish = {
+                "protocol": "nvmf",
+                "publish_context": {},
+                "frontend_node": "app-1",
+                "node": f"node-{self.rng.randint(1, 3)}",
+            }
             count = self.rng.choice([c for c in (1, 2, 3) if c != spec["num_replicas"]])
-            choices.append(lambda p=path, c=count: ("PUT", f"{p}/replica_count/{c}", None))
-            grown = spec["size"] + 4 * MIB
-            choices.append(lambda p=path, s=grown: ("PUT", f"{p}/size", {"size": s}))
-            choices.append(lambda p=path: ("DELETE", p, None))
-        return self.rng.choice(choices)()
+            choices += [
+                ("PUT", f"{path}/target", publish),
+                ("DELETE", f"{path}/target", None),
+                ("PUT", f"{path}/replica_count/{count}", None),
+                ("PUT", f"{path}/size", {"size": spec["size"] + 4 * MIB}),
+                ("DELETE", path, None),
+            ]
+        return self.rng.choice(choices)
 
-    def _create(self) -> tuple[str, str, dict[str, Any] | None]:
+    def _create(self) -> Call:
         body = {
             "size": 8 * MIB,
             "replicas": self.rng.choice([1, 2, 3]),
