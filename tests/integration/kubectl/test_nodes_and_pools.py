@@ -147,15 +147,15 @@ def test_label_an_unknown_node_is_refused_as_not_found(
     assert kubectl.refused("label", "node", "node-9", "a=b").err.startswith("error: NotFound: ")
 
 
-@pytest.mark.xfail(
-    reason="core agent: a label key with a prefix (openebs.io/zone) reaches the REST path "
-    "as %2F, which the server decodes before routing, so PUT .../label/{key}={value} "
-    "answers 404 Not Found",
-    strict=True,
-)
-def test_a_label_key_with_a_dns_prefix_can_be_set(cluster: TestCluster, kubectl: Kubectl) -> None:
+def test_a_label_key_with_a_dns_prefix_can_be_set_and_removed(
+    cluster: TestCluster, kubectl: Kubectl
+) -> None:
     kubectl.ok("label", "node", "node-1", "openebs.io/zone=a")
     assert cluster.rest.get("/nodes/node-1")["spec"]["labels"] == {"openebs.io/zone": "a"}
+    kubectl.ok("label", "pool", "pool-node-1", "openebs.io/class=fast")
+    assert cluster.rest.get("/pools/pool-node-1")["spec"]["labels"] == {"openebs.io/class": "fast"}
+    kubectl.ok("label", "node", "node-1", "openebs.io/zone-")
+    assert cluster.rest.get("/nodes/node-1")["spec"]["labels"] == {}
 
 
 def test_a_cordoned_node_gets_no_new_replica(cluster: TestCluster, kubectl: Kubectl) -> None:

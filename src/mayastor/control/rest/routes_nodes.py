@@ -62,7 +62,7 @@ async def delete_node_cordon(cluster: ClusterDep, id: str, label: str) -> Node:
 
 
 @router.put(
-    "/nodes/{id}/label/{key}={value}",
+    "/nodes/{id}/label/{key:path}={value}",
     operation_id="put_node_label",
     response_model_exclude_none=True,
 )
@@ -74,7 +74,9 @@ async def put_node_label(
 
 
 @router.delete(
-    "/nodes/{id}/label/{key}", operation_id="delete_node_label", response_model_exclude_none=True
+    "/nodes/{id}/label/{key:path}",
+    operation_id="delete_node_label",
+    response_model_exclude_none=True,
 )
 async def delete_node_label(cluster: ClusterDep, id: str, key: str) -> Node:
     await node_ops.remove_node_label(cluster, id, key)

@@ -81,7 +81,7 @@ async def get_node_pool_replicas(cluster: ClusterDep, node_id: str, pool_id: str
 
 
 @router.put(
-    "/pools/{pool_id}/label/{key}={value}",
+    "/pools/{pool_id}/label/{key:path}={value}",
     operation_id="put_pool_label",
     response_model_exclude_none=True,
 )
@@ -93,7 +93,7 @@ async def put_pool_label(
 
 
 @router.delete(
-    "/pools/{id}/label/{key}", operation_id="del_pool_label", response_model_exclude_none=True
+    "/pools/{id}/label/{key:path}", operation_id="del_pool_label", response_model_exclude_none=True
 )
 async def del_pool_label(cluster: ClusterDep, id: str, key: str) -> Pool:
     spec: PoolSpec = await pool_ops.remove_pool_label(cluster, id, key)
