@@ -21,10 +21,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import httpx
-
 from mayastor.cluster.processes import CoreAgentProcess, EngineProcess
 from mayastor.errors import FailedPrecondition, InvalidArgument, Unavailable
+from mayastor.restclient import RestClient, RestError
 
 LAYOUT_FILE = "cluster.json"
 
@@ -207,14 +206,16 @@ class OneMachineCluster:
         return engine
 
     def _make_pools(self, layout: ClusterLayout, timeout: float) -> None:
-        with httpx.Client(base_url=f"{layout.rest_url}/v0", timeout=timeout) as rest:
+        with RestClient(layout.rest_url, timeout=timeout) as rest:
             deadline = time.monotonic() + timeout
             waiting = {n.name for n in layout.nodes}
             while waiting:
                 for name in list(waiting):
-                    reply = rest.get(f"/nodes/{name}")
-                    state = reply.json().get("state", {}) if reply.status_code == 200 else {}
-                    if state.get("status") == "Online":
+                    try:
+                        node = rest.get_node(name)
+                    except RestError:
+                        continue
+                    if node.get("state", {}).get("status") == "Online":
                         waiting.discard(name)
                 if waiting and time.monotonic() > deadline:
                     raise Unavailable(
@@ -222,16 +223,15 @@ class OneMachineCluster:
                     )
                 if waiting:
                     time.sleep(0.2)
-            for node in layout.nodes:
-                pool = f"pool-{node.name}"
-                reply = rest.put(f"/nodes/{node.name}/pools/{pool}", json={"disks": [node.disk]})
-                if reply.status_code != 200:
-                    raise FailedPrecondition(
-                        f"pool {pool} on {node.name}: {reply.status_code} {reply.text}"
-                    )
-                state = reply.json().get("state", {})
+            for node_layout in layout.nodes:
+                pool = f"pool-{node_layout.name}"
+                try:
+                    made = rest.create_pool(node_layout.name, pool, [node_layout.disk])
+                except RestError as exc:
+                    raise FailedPrecondition(f"pool {pool} on {node_layout.name}: {exc}") from exc
+                state = made.get("state", {})
                 self.say(
-                    f"pool {pool} on {node.name}: {state.get('status', 'Unknown')}, "
+                    f"pool {pool} on {node_layout.name}: {state.get('status', 'Unknown')}, "
                     f"{state.get('capacity', 0)} bytes"
                 )
 

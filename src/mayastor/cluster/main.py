@@ -82,7 +82,11 @@ def main(argv: list[str] | None = None) -> int:
             rest = f"-r {layout.rest_url}"
             print(f"  kubectl-mayastor {rest} get nodes")
             print(f"  kubectl-mayastor {rest} get pools")
-            print(f"  kubectl-mayastor {rest} create volume $(uuidgen) --size 1GiB --replicas 3")
+            replicas = min(3, len(layout.nodes))
+            print(
+                f"  kubectl-mayastor {rest} create volume $(uuidgen) --size 64MiB "
+                f"--replicas {replicas}"
+            )
             print(f"  kubectl-mayastor {rest} get volumes")
             print(f"  mayastor-cluster --dir {args.dir} down")
         elif args.command == "down":
