@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import socket
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 
 import grpc
@@ -30,6 +31,9 @@ from mayastor.control.store import ClusterStore, Leadership, StoreKeys, new_hold
 from mayastor.errors import StoreUnavailable, Unavailable
 
 log = logging.getLogger(__name__)
+
+BIND_WAIT = 60.0
+"""Seconds a new leader keeps trying to bind endpoints an old one may still hold."""
 
 
 @dataclass(frozen=True)
@@ -151,21 +155,18 @@ class CoreAgent:
             self.reconciler.poke()
 
         nodes.add_listener(node_changed)
-        rest_socket = _bind(cfg.rest_host, cfg.rest_port, "REST", "--rest-endpoint")
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-        registration_pb2_grpc.add_RegistrationServicer_to_server(
-            RegistrationService(cluster, poke), server
-        )
-        registration_pb2_grpc.add_NexusInfoStoreServicer_to_server(
-            NexusInfoService(cluster), server
-        )
-        try:
-            server.add_insecure_port(cfg.grpc_endpoint)
-        except RuntimeError as exc:
-            rest_socket.close()
-            raise Unavailable(
-                f"cannot listen for gRPC on {cfg.grpc_endpoint} ({exc}); see --grpc-endpoint"
-            ) from exc
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + BIND_WAIT
+        for attempt in itertools.count():
+            try:
+                rest_socket, server = self._listen(cluster, poke)
+                break
+            except Unavailable as exc:
+                if loop.time() > deadline:
+                    raise
+                if attempt % 10 == 0:
+                    log.warning("%s; a previous agent may still be stopping: trying again", exc)
+                await asyncio.sleep(1.0)
         await server.start()
         self._grpc = server
         app = create_app(cluster)
@@ -184,6 +185,28 @@ class CoreAgent:
             cfg.grpc_endpoint,
             cfg.node_deadline,
         )
+
+    def _listen(
+        self, cluster: Cluster, poke: Callable[[], Awaitable[None]]
+    ) -> tuple[socket.socket, grpc.aio.Server]:
+        """Bind the REST socket and a gRPC server with our services (not started yet)."""
+        cfg = self.config
+        rest_socket = _bind(cfg.rest_host, cfg.rest_port, "REST", "--rest-endpoint")
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        registration_pb2_grpc.add_RegistrationServicer_to_server(
+            RegistrationService(cluster, poke), server
+        )
+        registration_pb2_grpc.add_NexusInfoStoreServicer_to_server(
+            NexusInfoService(cluster), server
+        )
+        try:
+            server.add_insecure_port(cfg.grpc_endpoint)
+        except RuntimeError as exc:
+            rest_socket.close()
+            raise Unavailable(
+                f"cannot listen for gRPC on {cfg.grpc_endpoint} ({exc}); see --grpc-endpoint"
+            ) from exc
+        return rest_socket, server
 
     async def wait(self, stop: asyncio.Event) -> bool:
         """Until `stop` is set or the lease is lost; True when the lease was lost."""

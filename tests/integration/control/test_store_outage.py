@@ -1,0 +1,144 @@
+"""The cluster store going away, and core agents taking over from each other.
+
+With etcd down the REST API refuses changes with 503 and the reason, reads still
+answer from the agent's memory, published volumes keep serving I/O (the data path
+does not need the store), and once etcd is back everything converges. Two core agents
+on one store: one acts, the other waits, and takes over within the lease period when
+the first dies; a first agent that lost its lease while frozen stops when it wakes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from mayastor.cluster.processes import CoreAgentProcess, EtcdProcess
+from tests.support.cluster import FAST_CORE_FLAGS, TestCluster
+from tests.support.polling import wait_for
+from tests.support.verified_writes import BackgroundLoad, verify_uri
+from tests.support.volume_io import frontend_nqn
+
+pytestmark = pytest.mark.slow
+
+MIB = 1 << 20
+LEASE_TTL = 3.0
+BODY = {"size": 16 * MIB, "replicas": 3, "thin": False, "policy": {"self_heal": True}}
+
+
+def published_volume(cluster: TestCluster) -> tuple[str, str]:
+    volume = str(uuid.uuid4())
+    cluster.rest.put(f"/volumes/{volume}", BODY)
+    published = cluster.rest.put(
+        f"/volumes/{volume}/target",
+        {"protocol": "nvmf", "publish_context": {}, "frontend_node": "app-1"},
+    )
+    return volume, published["state"]["target"]["deviceUri"]
+
+
+def test_with_etcd_down_changes_are_refused_reads_answer_and_io_goes_on(
+    make_cluster: Callable[..., TestCluster], etcd: EtcdProcess
+) -> None:
+    cluster = make_cluster(store=etcd.url)
+    volume, uri = published_volume(cluster)
+    load = BackgroundLoad(uri, units=256, depth=8, hostnqn=frontend_nqn("app-1"))
+    load.start()
+    ledger = load.ledger
+    assert ledger is not None
+    try:
+        wait_for(lambda: ledger.acknowledged > 50, "writes flowing before the outage", 30)
+        etcd.kill()
+        refused_volume = str(uuid.uuid4())
+        status, body = cluster.rest.call("PUT", f"/volumes/{refused_volume}", BODY)
+        assert (status, body["kind"]) == (503, "Unavailable")
+        assert f"127.0.0.1:{etcd.client_port}" in body["message"]
+        status, body = cluster.rest.call("DELETE", f"/volumes/{volume}")
+        assert status == 503
+        assert cluster.volume(volume)["state"]["status"] == "Online"
+        during = ledger.acknowledged
+        wait_for(lambda: ledger.acknowledged > during + 200, "writes acknowledged", 30)
+        etcd.start()
+        wait_for(
+            lambda: cluster.rest.call("PUT", f"/volumes/{uuid.uuid4()}", BODY)[0] == 200,
+            "changes accepted again once etcd is back",
+            60,
+        )
+    finally:
+        load.stop()
+    assert load.errors == [], "no write failed while etcd was away"
+    assert cluster.rest.call("GET", f"/volumes/{refused_volume}")[0] == 404
+    assert cluster.volume(volume)["state"]["status"] == "Online"
+    mismatches = asyncio.run(verify_uri(ledger, uri, hostnqn=frontend_nqn("app-1")))
+    assert mismatches == []
+    cluster.rest.delete(f"/volumes/{volume}")
+
+
+def _agent(
+    workdir: Path, store: str, rest_port: int, grpc_port: int, name: str
+) -> CoreAgentProcess:
+    return CoreAgentProcess(
+        workdir,
+        store=store,
+        rest_port=rest_port,
+        grpc_port=grpc_port,
+        extra_args=FAST_CORE_FLAGS,
+        log_name=f"{name}.log",
+    )
+
+
+@pytest.mark.parametrize("store_kind", ["etcd", "embedded"])
+def test_a_second_core_agent_takes_over_within_the_lease_period(
+    make_cluster: Callable[..., TestCluster],
+    etcd: EtcdProcess,
+    tmp_path: Path,
+    store_kind: str,
+) -> None:
+    store = etcd.url if store_kind == "etcd" else None
+    cluster = make_cluster(store=store)
+    first = cluster.core
+    volume, _ = published_volume(cluster)
+    standby = _agent(tmp_path, first.store, first.rest_port, first.grpc_port, "standby")
+    standby.start(wait_serving=False)
+    try:
+        time.sleep(2 * LEASE_TTL)
+        assert standby.running
+        assert "waiting for the lease" in standby.log_tail()
+        assert "holds the lease" not in standby.log_tail()
+        first.kill()
+        killed = time.monotonic()
+        standby.wait_serving(30)
+        took = time.monotonic() - killed
+        assert took <= LEASE_TTL + 5, f"took over after {took:.1f} s"
+        assert "holds the lease" in standby.log_tail()
+        cluster.wait_nodes_online(list(cluster.engines))
+        assert cluster.volume(volume)["spec"]["target"]["node"]
+        wait_for(lambda: cluster.volume(volume)["state"]["status"] == "Online", "volume Online", 30)
+        cluster.rest.put(f"/volumes/{volume}/replica_count/2")
+    finally:
+        standby.stop()
+
+
+def test_an_agent_that_lost_its_lease_while_frozen_stops_when_it_wakes(
+    make_cluster: Callable[..., TestCluster], etcd: EtcdProcess, tmp_path: Path
+) -> None:
+    cluster = make_cluster(store=etcd.url)
+    first = cluster.core
+    standby = _agent(tmp_path, etcd.url, first.rest_port, first.grpc_port, "standby")
+    standby.start(wait_serving=False)
+    try:
+        first.pause()
+        wait_for(lambda: "holds the lease" in standby.log_tail(), "the standby took the lease", 30)
+        first.resume()
+        assert first.proc is not None
+        first.proc.wait(30)
+        assert first.proc.returncode == 2
+        assert "lease was lost" in first.log_tail()
+        standby.wait_serving(60)
+        cluster.wait_nodes_online(list(cluster.engines))
+        cluster.rest.put(f"/volumes/{uuid.uuid4()}", BODY)
+    finally:
+        standby.stop()
