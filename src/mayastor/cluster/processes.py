@@ -120,6 +120,7 @@ class EngineProcess:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 preexec_fn=self.preexec,
+                cwd=self.workdir,
             )
         deadline = time.monotonic() + timeout
         with grpc.insecure_channel(self.endpoint) as channel:
@@ -231,6 +232,7 @@ class _ChildProcess:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                cwd=self.workdir,
             )
         return self.proc
 

@@ -13,8 +13,17 @@ import uuid as uuid_mod
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    WithJsonSchema,
+)
 
+from mayastor.control.names import LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN
 from mayastor.control.specs import (
     AffinityGroup,
     NexusSpec,
@@ -28,7 +37,9 @@ from mayastor.control.specs import (
     VolumeSpec,
 )
 
-MAX_SIZE = (1 << 63) - 1
+MAX_SIZE = (1 << 53) - 1
+"""The largest size the API takes (8 PiB): every integer up to it is exact as a JSON
+number in any client (a double), and it is far past any disk."""
 
 
 class ApiModel(BaseModel):
@@ -318,12 +329,42 @@ class RestJsonError(ApiModel):
 
 # ============================================================================ request bodies
 
-Size = Annotated[StrictInt, Field(ge=0, le=MAX_SIZE)]
+
+def _json_integer(value: object) -> object:
+    """An integer as JSON Schema has it: 3 or 3.0, never true, "3" or 3.5."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ValueError("must be an integer")
+
+
+BLOCK = 512
+Size = Annotated[
+    int,
+    Field(ge=BLOCK, le=MAX_SIZE - MAX_SIZE % BLOCK, multiple_of=BLOCK),
+    BeforeValidator(_json_integer),
+]
+"""A volume's size in bytes: a whole number of 512-byte blocks."""
+
+
+LabelKey = Annotated[StrictStr, Field(pattern=LABEL_KEY_PATTERN)]
+LabelValue = Annotated[StrictStr, Field(pattern=LABEL_VALUE_PATTERN)]
+Labels = Annotated[
+    dict[LabelKey, LabelValue],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "propertyNames": {"pattern": LABEL_KEY_PATTERN},
+            "additionalProperties": {"type": "string", "pattern": LABEL_VALUE_PATTERN},
+        }
+    ),
+]
 
 
 class CreatePoolBody(ApiModel):
-    disks: Annotated[list[StrictStr], Field(min_length=1)]
-    labels: dict[StrictStr, StrictStr] | None = None
+    disks: Annotated[list[StrictStr], Field(min_length=1, max_length=1)]
+    labels: Labels | None = None
 
 
 class StrictPolicy(VolumePolicy):
@@ -332,13 +373,15 @@ class StrictPolicy(VolumePolicy):
 
 class CreateVolumeBody(ApiModel):
     policy: StrictPolicy
-    replicas: Annotated[StrictInt, Field(ge=0, le=255)]
+    replicas: Annotated[int, Field(ge=1, le=255), BeforeValidator(_json_integer)]
     size: Size
     thin: StrictBool
     topology: Topology | None = None
     labels: dict[StrictStr, StrictStr] | None = None
     affinity_group: AffinityGroup | None = None
-    max_snapshots: Annotated[StrictInt, Field(ge=0, le=(1 << 31) - 1)] | None = None
+    max_snapshots: (
+        Annotated[int, Field(ge=0, le=(1 << 31) - 1), BeforeValidator(_json_integer)] | None
+    ) = None
 
 
 class PublishVolumeBody(ApiModel):

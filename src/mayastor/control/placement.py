@@ -27,6 +27,7 @@ class PoolView:
     used: int
     committed: int
     replicas: int = 0
+    cluster_size: int = 1
     online: bool = True
     node_online: bool = True
     node_cordoned: bool = False
@@ -137,8 +138,10 @@ def pool_refusal(
         needed = int(size * limits.volume_commitment_initial)
         if pool.free < needed:
             return f"{pool.free} bytes free, a thin replica needs {needed} to start"
-    elif pool.free < size:
-        return f"{pool.free} bytes free, {size} needed"
+    else:
+        needed = -(-size // pool.cluster_size) * pool.cluster_size
+        if pool.free < needed:
+            return f"{pool.free} bytes free, {needed} needed"
     return None
 
 

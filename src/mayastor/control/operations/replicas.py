@@ -51,6 +51,7 @@ def pool_views(cluster: Cluster) -> list[PoolView]:
                 used=found.used if found else 0,
                 committed=found.committed if found else 0,
                 replicas=counts.get(spec.id, 0),
+                cluster_size=max(1, found.cluster_size) if found else 1,
                 online=found is not None and found.state == pool_pb2.POOL_ONLINE,
                 node_online=online,
                 node_cordoned=node.cordoned if node else False,

@@ -15,7 +15,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from mayastor import __version__
 from mayastor.control.cluster import Cluster
@@ -45,7 +47,7 @@ ERROR_STATUS: tuple[tuple[type[MayastorError], int, ErrorKind], ...] = (
     (InUse, 409, ErrorKind.IN_USE),
     (Conflict, 409, ErrorKind.CONFLICT),
     (FailedPrecondition, 412, ErrorKind.FAILED_PRECONDITION),
-    (ResourceExhausted, 507, ErrorKind.RESOURCE_EXHAUSTED),
+    (ResourceExhausted, 412, ErrorKind.RESOURCE_EXHAUSTED),
     (StoreUnavailable, 503, ErrorKind.UNAVAILABLE),
     (Unavailable, 503, ErrorKind.UNAVAILABLE),
     (UsageError, 400, ErrorKind.INVALID_ARGUMENT),
@@ -63,9 +65,15 @@ _HTTP_KINDS = {
 }
 
 
-def error_response(status: int, kind: ErrorKind, message: str, details: str = "") -> JSONResponse:
+def error_response(
+    status: int,
+    kind: ErrorKind,
+    message: str,
+    details: str = "",
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     body = RestJsonError(kind=kind, message=message, details=details or message)
-    return JSONResponse(status_code=status, content=body.model_dump(mode="json"))
+    return JSONResponse(status_code=status, content=body.model_dump(mode="json"), headers=headers)
 
 
 def status_of(exc: MayastorError) -> tuple[int, ErrorKind]:
@@ -75,12 +83,37 @@ def status_of(exc: MayastorError) -> tuple[int, ErrorKind]:
     return 500, ErrorKind.INTERNAL
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette names only the first's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
 def _describe_validation(exc: RequestValidationError) -> str:
     parts = []
     for error in exc.errors():
         where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
         parts.append(f"{where}: {error.get('msg', 'invalid')}")
     return "; ".join(parts) or "the request does not match the API"
+
+
+class LabelKeyConvertor(Convertor[str]):
+    """A label key in a path: it may hold '/' (``openebs.io/zone``), never '='."""
+
+    regex = "[^=]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("labelkey", LabelKeyConvertor())
 
 
 def create_app(cluster: Cluster) -> FastAPI:
@@ -114,9 +147,11 @@ def create_app(cluster: Cluster) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = _HTTP_KINDS.get(exc.status_code, ErrorKind.INVALID_ARGUMENT)
-        return error_response(
-            exc.status_code, kind, f"{request.method} {request.url.path}: {exc.detail}"
-        )
+        message = f"{request.method} {request.url.path}: {exc.detail}"
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        return error_response(exc.status_code, kind, message, headers=headers)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 
 from mayastor.control.cluster import Cluster
 from mayastor.control.models import BlockDevice, Nexus, Node, Pool, Replica
+from mayastor.control.names import LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN
 from mayastor.control.operations import nodes as node_ops
 from mayastor.control.rest._deps import cluster_of
 from mayastor.control.rest.app import ERROR_RESPONSES
@@ -22,6 +23,8 @@ from mayastor.errors import NotFound
 
 router = APIRouter(tags=["Nodes"], responses=ERROR_RESPONSES)
 ClusterDep = Annotated[Cluster, Depends(cluster_of)]
+LabelKey = Annotated[str, Path(pattern=LABEL_KEY_PATTERN, description="[prefix/]name")]
+LabelValue = Annotated[str, Path(pattern=LABEL_VALUE_PATTERN)]
 
 
 def _known(cluster: Cluster, node: str) -> None:
@@ -46,7 +49,7 @@ async def get_node(cluster: ClusterDep, id: str) -> Node:
 @router.put(
     "/nodes/{id}/cordon/{label}", operation_id="put_node_cordon", response_model_exclude_none=True
 )
-async def put_node_cordon(cluster: ClusterDep, id: str, label: str) -> Node:
+async def put_node_cordon(cluster: ClusterDep, id: str, label: LabelKey) -> Node:
     await node_ops.cordon_node(cluster, id, label)
     return node_view(cluster, id)
 
@@ -56,29 +59,29 @@ async def put_node_cordon(cluster: ClusterDep, id: str, label: str) -> Node:
     operation_id="delete_node_cordon",
     response_model_exclude_none=True,
 )
-async def delete_node_cordon(cluster: ClusterDep, id: str, label: str) -> Node:
+async def delete_node_cordon(cluster: ClusterDep, id: str, label: LabelKey) -> Node:
     await node_ops.uncordon_node(cluster, id, label)
     return node_view(cluster, id)
 
 
 @router.put(
-    "/nodes/{id}/label/{key:path}={value}",
+    "/nodes/{id}/label/{key:labelkey}={value}",
     operation_id="put_node_label",
     response_model_exclude_none=True,
 )
 async def put_node_label(
-    cluster: ClusterDep, id: str, key: str, value: str, overwrite: bool = False
+    cluster: ClusterDep, id: str, key: LabelKey, value: LabelValue, overwrite: bool = False
 ) -> Node:
     await node_ops.set_node_label(cluster, id, key, value, overwrite)
     return node_view(cluster, id)
 
 
 @router.delete(
-    "/nodes/{id}/label/{key:path}",
+    "/nodes/{id}/label/{key:labelkey}",
     operation_id="delete_node_label",
     response_model_exclude_none=True,
 )
-async def delete_node_label(cluster: ClusterDep, id: str, key: str) -> Node:
+async def delete_node_label(cluster: ClusterDep, id: str, key: LabelKey) -> Node:
     await node_ops.remove_node_label(cluster, id, key)
     return node_view(cluster, id)
 

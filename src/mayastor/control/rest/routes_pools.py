@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Path, Response
 
 from mayastor.control.cluster import Cluster
 from mayastor.control.models import CreatePoolBody, Pool, Replica
+from mayastor.control.names import LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN, NAME_PATTERN
 from mayastor.control.operations import pools as pool_ops
 from mayastor.control.rest._deps import cluster_of
 from mayastor.control.rest.app import ERROR_RESPONSES
@@ -17,6 +18,9 @@ from mayastor.errors import NotFound
 
 router = APIRouter(tags=["Pools"], responses=ERROR_RESPONSES)
 ClusterDep = Annotated[Cluster, Depends(cluster_of)]
+PoolName = Annotated[str, Path(pattern=NAME_PATTERN, max_length=255)]
+LabelKey = Annotated[str, Path(pattern=LABEL_KEY_PATTERN, description="[prefix/]name")]
+LabelValue = Annotated[str, Path(pattern=LABEL_VALUE_PATTERN)]
 
 
 def _find(cluster: Cluster, pool_id: str, node: str | None = None) -> Pool:
@@ -57,7 +61,7 @@ async def get_node_pool(cluster: ClusterDep, node_id: str, pool_id: str) -> Pool
     response_model_exclude_none=True,
 )
 async def put_node_pool(
-    cluster: ClusterDep, node_id: str, pool_id: str, body: CreatePoolBody
+    cluster: ClusterDep, node_id: str, pool_id: PoolName, body: CreatePoolBody
 ) -> Pool:
     spec = await pool_ops.create_pool(cluster, node_id, pool_id, body)
     return pool_view(cluster, spec, spec.node, spec.id)
@@ -81,20 +85,22 @@ async def get_node_pool_replicas(cluster: ClusterDep, node_id: str, pool_id: str
 
 
 @router.put(
-    "/pools/{pool_id}/label/{key:path}={value}",
+    "/pools/{pool_id}/label/{key:labelkey}={value}",
     operation_id="put_pool_label",
     response_model_exclude_none=True,
 )
 async def put_pool_label(
-    cluster: ClusterDep, pool_id: str, key: str, value: str, overwrite: bool = False
+    cluster: ClusterDep, pool_id: str, key: LabelKey, value: LabelValue, overwrite: bool = False
 ) -> Pool:
     spec = await pool_ops.set_pool_label(cluster, pool_id, key, value, overwrite)
     return pool_view(cluster, spec, spec.node, spec.id)
 
 
 @router.delete(
-    "/pools/{id}/label/{key:path}", operation_id="del_pool_label", response_model_exclude_none=True
+    "/pools/{id}/label/{key:labelkey}",
+    operation_id="del_pool_label",
+    response_model_exclude_none=True,
 )
-async def del_pool_label(cluster: ClusterDep, id: str, key: str) -> Pool:
+async def del_pool_label(cluster: ClusterDep, id: str, key: LabelKey) -> Pool:
     spec: PoolSpec = await pool_ops.remove_pool_label(cluster, id, key)
     return pool_view(cluster, spec, spec.node, spec.id)
