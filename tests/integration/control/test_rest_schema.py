@@ -58,6 +58,6 @@ def test_the_agent_serves_the_document_the_tests_read(live_cluster: TestCluster)
     database=None,
 )
 def test_every_operation_answers_within_its_document(
-    case: schemathesis.Case, live_cluster: TestCluster
+    case: schemathesis.Case[Any], live_cluster: TestCluster
 ) -> None:
     case.call_and_validate(base_url=live_cluster.core.rest_url)
