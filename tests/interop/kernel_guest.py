@@ -102,6 +102,7 @@ def run_guest_checks(
     timeout: float = 240,
     script: Path = GUEST_SCRIPT,
     shares: Sequence[tuple[Path, str]] = (),
+    files: Sequence[tuple[Path, str]] = (),
     on_marker: Mapping[str, Callable[[], None]] | None = None,
 ) -> GuestRun:
     """Boot the guest once with `script` (default `check_target.sh`) and `env`.
@@ -115,6 +116,7 @@ def run_guest_checks(
         timeout: seconds before run-guest kills the guest (exit 124).
         script: the guest script.
         shares: (host directory, guest mount point) pairs shared read-write over 9p.
+        files: (host file, guest path) pairs copied into the guest (extra tools).
         on_marker: marker line -> callback.
 
     Returns:
@@ -137,6 +139,8 @@ def run_guest_checks(
         argv += ["--env", f"{key}={value}"]
     for host_dir, guest_dir in shares:
         argv += ["--share", f"{host_dir}:{guest_dir}"]
+    for host_file, guest_path in files:
+        argv += ["--file", f"{host_file}:{guest_path}"]
     pending = dict(on_marker or {})
     seen: list[str] = []
     errors: list[BaseException] = []
