@@ -230,3 +230,29 @@ def test_unpublishing_from_an_offline_node_needs_force(cluster: TestCluster) -> 
     assert cluster.volume(VOLUME)["spec"]["target"]["node"] == "node-2"
     forced = cluster.rest.delete(f"/volumes/{VOLUME}/target", force="true")
     assert "target" not in forced["spec"]
+
+
+def test_a_replica_that_missed_writes_is_not_trusted_when_the_target_moves(
+    cluster: TestCluster,
+) -> None:
+    created = create(cluster, policy={"self_heal": False})
+    uri = publish(cluster, node="node-1")
+    victim = next(
+        r for r, t in created["state"]["replica_topology"].items() if t["node"] == "node-3"
+    )
+    cluster.engines["node-3"].kill()
+    missed = os.urandom(MIB)
+    write_at(uri, APP, 4 * MIB, missed)
+    wait_for(lambda: status(cluster) == "Degraded", "the child retired", 30)
+    cluster.engines["node-3"].start()
+    cluster.wait_nodes_online(["node-3"])
+    cluster.rest.delete(f"/volumes/{VOLUME}/target")
+    moved = publish(cluster, node="node-2")
+    wait_for(lambda: status(cluster) == "Online", "the stale replica rebuilt", 60)
+    assert cluster.volume(VOLUME)["spec"]["target"]["node"] == "node-2"
+    records = cluster.rest.get(f"/volumes/{VOLUME}/rebuild-history")["records"]
+    rebuilt = [r for r in records if victim in r["childUri"]]
+    assert rebuilt, records
+    assert not rebuilt[-1]["isPartial"], "a new nexus copies the stale replica in full"
+    assert read_at(moved, APP, 4 * MIB, MIB) == missed
+    assert_replicas_identical(cluster, 32 * MIB)
