@@ -71,7 +71,8 @@ class TestCluster:
         workdir: where logs, disks and state go.
         nodes: how many io-engines (``node-1`` ...).
         disk_size: bytes of each pool disk.
-        store: the core agent's ``--store`` (default: embedded).
+        store: the core agent's ``--store`` (default: embedded); with etcd, the io-engines
+            keep nexus info there directly (``--ps-endpoint``).
         core_flags: flags for the core agent.
         engine_flags: flags for every io-engine.
     """
@@ -93,6 +94,8 @@ class TestCluster:
         self.disk_size = disk_size
         self.core = CoreAgentProcess(self.workdir, store=store, extra_args=core_flags)
         self.engine_flags = list(engine_flags)
+        if store is not None and store.startswith("etcd://"):
+            self.engine_flags += ["--ps-endpoint", store]
         self.engines: dict[str, EngineProcess] = {}
         self.rest = Rest(self.core.rest_url)
 

@@ -26,8 +26,6 @@ from mayastor.errors import Conflict, CorruptMetadata
 
 log = logging.getLogger(__name__)
 
-NEXUS_INFO_KIND = "NexusInfo"
-
 
 @dataclass(frozen=True)
 class NexusHealth:
@@ -150,7 +148,7 @@ class Cluster:
     # ------------------------------------------------------------------ nexus info
 
     def nexus_info_key(self, nexus_uuid: uuid_mod.UUID | str) -> str:
-        return self.keys.key(NEXUS_INFO_KIND, str(nexus_uuid))
+        return self.keys.nexus_info(nexus_uuid)
 
     async def nexus_health(self, nexus_uuid: uuid_mod.UUID | None) -> NexusHealth | None:
         """What the nexus info of `nexus_uuid` says, or None when there is none."""

@@ -76,7 +76,10 @@ class RegistrationService(registration_pb2_grpc.RegistrationServicer):
             log.warning("node %s: its spec is saved on a later registration: %s", request.id, exc)
         if instance != request.instance_uuid:
             await self.on_change()
-        return registration_pb2.RegisterNodeResponse(cluster_id=self.cluster.keys.cluster_id)
+        keys = self.cluster.keys
+        return registration_pb2.RegisterNodeResponse(
+            cluster_id=keys.cluster_id, namespace=keys.namespace
+        )
 
     async def Deregister(
         self, request: registration_pb2.DeregisterNodeRequest, context: grpc.aio.ServicerContext

@@ -11,6 +11,7 @@ import logging
 import socket
 from dataclasses import dataclass, field
 
+from mayastor.api.store_keys import parse_etcd_url
 from mayastor.errors import InvalidArgument
 
 DEFAULT_GRPC_ENDPOINT = "127.0.0.1:10124"
@@ -40,6 +41,7 @@ class EngineConfig:
     state_dir: str = ""
     child_io_timeout: float = 5.0
     registration_endpoint: str = ""
+    ps_endpoint: str = ""
 
     @property
     def state_path(self) -> str:
@@ -157,6 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
         "info in the cluster store through it (default: run on its own)",
     )
     parser.add_argument(
+        "-p",
+        "--ps-endpoint",
+        default="",
+        metavar="etcd://HOST:PORT[,...]",
+        help="the cluster's etcd: keep nexus info there directly, so children can be "
+        "retired while no core agent runs (needs --registration-endpoint; default: "
+        "through the core agent)",
+    )
+    parser.add_argument(
         "-l",
         "--log-level",
         default="info",
@@ -184,6 +195,13 @@ def config_from_args(argv: list[str] | None = None) -> EngineConfig:
             parse_endpoint(args.registration_endpoint, 50051)
         except InvalidArgument as exc:
             parser.error(f"--registration-endpoint: {exc}")
+    if args.ps_endpoint:
+        if not args.registration_endpoint:
+            parser.error("--ps-endpoint needs --registration-endpoint (the cluster's keys)")
+        try:
+            parse_etcd_url(args.ps_endpoint)
+        except ValueError as exc:
+            parser.error(f"--ps-endpoint: {exc}")
     names = [p.name for p in args.pool]
     if len(names) != len(set(names)):
         parser.error("each --pool name may be given once")
@@ -199,6 +217,7 @@ def config_from_args(argv: list[str] | None = None) -> EngineConfig:
         state_dir=args.state_dir,
         child_io_timeout=args.child_io_timeout,
         registration_endpoint=args.registration_endpoint,
+        ps_endpoint=args.ps_endpoint,
     )
 
 

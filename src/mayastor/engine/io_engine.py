@@ -22,9 +22,10 @@ from mayastor.api.v1 import (
     stats_pb2_grpc,
 )
 from mayastor.bdev import DeviceOpener, register_nvmf
+from mayastor.engine.cluster_nexus_info import CoreNexusInfoStore, EtcdNexusInfoStore
 from mayastor.engine.config import EngineConfig
 from mayastor.engine.nexuses import Nexuses
-from mayastor.engine.registration import CoreNexusInfoStore, Registrar
+from mayastor.engine.registration import Registrar
 from mayastor.engine.registry import Registry
 from mayastor.engine.services.bdev import BdevService
 from mayastor.engine.services.host import HostService
@@ -59,10 +60,15 @@ class IoEngine:
         self.registry = Registry(self.opener, self.target, config.replica_port)
         store: NexusInfoStore
         self.registrar: Registrar | None = None
-        self._core_store: CoreNexusInfoStore | None = None
+        self._cluster_store: CoreNexusInfoStore | EtcdNexusInfoStore | None = None
         if config.registration_endpoint:
-            self.registrar = Registrar(config, config.registration_endpoint)
-            store = self._core_store = CoreNexusInfoStore(config.registration_endpoint)
+            registrar = self.registrar = Registrar(config, config.registration_endpoint)
+            if config.ps_endpoint:
+                store = self._cluster_store = EtcdNexusInfoStore(
+                    config.ps_endpoint, lambda: registrar.keys
+                )
+            else:
+                store = self._cluster_store = CoreNexusInfoStore(config.registration_endpoint)
         else:
             store = FileNexusInfoStore(Path(config.state_path) / "nexus-info")
         self.nexuses = Nexuses(self.registry, self.opener, store, self.target, config.nexus_port)
@@ -137,6 +143,6 @@ class IoEngine:
         await self.nexuses.close()
         await self.registry.close()
         await self.target.close()
-        if self._core_store is not None:
-            await self._core_store.close()
+        if self._cluster_store is not None:
+            await self._cluster_store.close()
         log.info("io-engine %s stopped; every pool exported", self.config.node_name)

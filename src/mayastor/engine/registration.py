@@ -1,10 +1,10 @@
-"""Registration with the core agent, and nexus info kept in the cluster store through it.
+"""Registration with the core agent.
 
 An io-engine started with ``--registration-endpoint`` tells the core agent every few
 seconds who it is and where it serves (`Registrar`); the core deems the node Offline
-when the calls stop, and a new instance uuid tells it the io-engine restarted. Its
-nexuses then keep their nexus info in the cluster store (`CoreNexusInfoStore`), so a
-nexus can be made again on any node knowing which replicas are current.
+when the calls stop, and a new instance uuid tells it the io-engine restarted. The
+answer names the cluster, which says where this io-engine's nexus info goes in the
+cluster store (`mayastor.engine.cluster_nexus_info`).
 """
 
 from __future__ import annotations
@@ -13,20 +13,15 @@ import asyncio
 import contextlib
 import logging
 import uuid as uuid_mod
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 import grpc
 
 from mayastor import __version__
+from mayastor.api.store_keys import StoreKeys
 from mayastor.api.v1 import registration_pb2, registration_pb2_grpc
 from mayastor.engine.config import EngineConfig
-from mayastor.errors import Unavailable
-from mayastor.nexus import NexusInfo
 
 log = logging.getLogger(__name__)
-
-_T = TypeVar("_T")
 
 REGISTRATION_INTERVAL = 5.0
 """Seconds between two registrations (the core's deadline is twice that by default)."""
@@ -52,6 +47,8 @@ class Registrar:
         self._stub = registration_pb2_grpc.RegistrationStub(self._channel)
         self._task: asyncio.Task[None] | None = None
         self.registered = asyncio.Event()
+        self.keys: StoreKeys | None = None
+        """The cluster's store keys, once the core agent has answered."""
 
     def request(self) -> registration_pb2.RegisterNodeRequest:
         cfg = self.config
@@ -93,6 +90,7 @@ class Registrar:
                         self.config.node_name,
                     )
                 ok = True
+                self.keys = StoreKeys(reply.cluster_id, reply.namespace or "mayastor")
                 self.registered.set()
             await asyncio.sleep(self.interval)
 
@@ -110,69 +108,4 @@ class Registrar:
                 await self._stub.Deregister(request, timeout=2.0)
             except grpc.aio.AioRpcError as exc:
                 log.info("could not deregister from the core agent: %s", exc.details())
-        await self._channel.close()
-
-
-class CoreNexusInfoStore:
-    """A `NexusInfoStore` in the cluster store, reached through the core agent.
-
-    A put is retried for up to `retry_for` seconds (the core agent may be restarting);
-    only then does it raise, and the I/O that needed it fails. Deleting does nothing:
-    the record is the control plane's to consult when it makes the volume's next
-    nexus, and to remove with the volume.
-
-    Args:
-        endpoint: the core agent's gRPC endpoint.
-        retry_for: seconds a get or put keeps trying.
-    """
-
-    def __init__(self, endpoint: str, retry_for: float = 15.0) -> None:
-        self.endpoint = endpoint
-        self.retry_for = retry_for
-        self._channel = grpc.aio.insecure_channel(endpoint)
-        self._stub = registration_pb2_grpc.NexusInfoStoreStub(self._channel)
-
-    async def get(self, nexus_uuid: uuid_mod.UUID) -> NexusInfo | None:
-        key = registration_pb2.NexusInfoKey(nexus_uuid=str(nexus_uuid))
-        reply = await self._retry(
-            "read", nexus_uuid, lambda: self._stub.GetNexusInfo(key, timeout=5.0)
-        )
-        if not reply.found:
-            return None
-        return NexusInfo.from_json(reply.json, f"of nexus {nexus_uuid} in the cluster store")
-
-    async def put(self, nexus_uuid: uuid_mod.UUID, info: NexusInfo) -> None:
-        request = registration_pb2.PutNexusInfoRequest(
-            nexus_uuid=str(nexus_uuid), json=info.to_json()
-        )
-        await self._retry(
-            "write", nexus_uuid, lambda: self._stub.PutNexusInfo(request, timeout=5.0)
-        )
-
-    async def delete(self, nexus_uuid: uuid_mod.UUID) -> None:
-        return None
-
-    async def _retry(
-        self, what: str, nexus_uuid: uuid_mod.UUID, call: Callable[[], Awaitable[_T]]
-    ) -> _T:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.retry_for
-        delay = 0.1
-        while True:
-            try:
-                return await call()
-            except grpc.aio.AioRpcError as exc:
-                retryable = exc.code() in (
-                    grpc.StatusCode.UNAVAILABLE,
-                    grpc.StatusCode.DEADLINE_EXCEEDED,
-                )
-                if not retryable or loop.time() + delay > deadline:
-                    raise Unavailable(
-                        f"cannot {what} the nexus info of {nexus_uuid} through the core agent "
-                        f"at {self.endpoint}: {exc.code().name}: {exc.details()}"
-                    ) from exc
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
-
-    async def close(self) -> None:
         await self._channel.close()

@@ -10,14 +10,18 @@ the first dies; a first agent that lost its lease while frozen stops when it wak
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from mayastor.api.store_keys import StoreKeys
 from mayastor.cluster.processes import CoreAgentProcess, EtcdProcess
+from mayastor.control.store import EtcdStore
 from tests.support.cluster import FAST_CORE_FLAGS, TestCluster
 from tests.support.polling import wait_for
 from tests.support.verified_writes import BackgroundLoad, verify_uri
@@ -75,6 +79,47 @@ def test_with_etcd_down_changes_are_refused_reads_answer_and_io_goes_on(
     mismatches = asyncio.run(verify_uri(ledger, uri, hostnqn=frontend_nqn("app-1")))
     assert mismatches == []
     cluster.rest.delete(f"/volumes/{volume}")
+
+
+def test_with_no_core_agent_a_lost_replica_is_retired_through_etcd_and_io_goes_on(
+    make_cluster: Callable[..., TestCluster], etcd: EtcdProcess
+) -> None:
+    cluster = make_cluster(store=etcd.url)
+    volume, uri = published_volume(cluster)
+    spec = cluster.volume(volume)
+    nexus = spec["spec"]["target"]["nexus"]
+    victim = next(r for r, t in spec["state"]["replica_topology"].items() if t["node"] == "node-3")
+    load = BackgroundLoad(uri, units=256, depth=8, hostnqn=frontend_nqn("app-1"))
+    load.start()
+    ledger = load.ledger
+    assert ledger is not None
+    try:
+        wait_for(lambda: ledger.acknowledged > 50, "writes flowing", 30)
+        cluster.core.kill()
+        cluster.engines["node-3"].kill()
+        during = ledger.acknowledged
+        wait_for(lambda: ledger.acknowledged > during + 300, "writes acknowledged", 60)
+    finally:
+        load.stop()
+    assert load.errors == [], "no write failed while the replica was retired"
+    info = asyncio.run(_read_etcd(etcd.url, StoreKeys("mayastor").nexus_info(nexus)))
+    healthy = {c["uuid"]: c["healthy"] for c in info["children"]}
+    assert healthy[victim] is False
+    assert sum(healthy.values()) == 2
+    cluster.core.start()
+    wait_for(lambda: cluster.volume(volume)["state"]["status"] == "Degraded", "Degraded", 30)
+    mismatches = asyncio.run(verify_uri(ledger, uri, hostnqn=frontend_nqn("app-1")))
+    assert mismatches == []
+
+
+async def _read_etcd(url: str, key: str) -> Any:
+    store = EtcdStore(url)
+    try:
+        entry = await store.get(key)
+    finally:
+        await store.close()
+    assert entry is not None, f"no {key} in etcd"
+    return json.loads(entry.value)
 
 
 def _agent(

@@ -7,6 +7,7 @@ each kind of object lives (Mayastor's layout,
 
 from __future__ import annotations
 
+from mayastor.api.store_keys import StoreKeys
 from mayastor.control.store._interface import (
     ClusterStore,
     Delete,
@@ -18,7 +19,6 @@ from mayastor.control.store._interface import (
     RevisionMismatch,
     new_holder_id,
 )
-from mayastor.control.store._keys import StoreKeys
 from mayastor.control.store.embedded import EmbeddedStore
 from mayastor.control.store.etcd import EtcdStore, parse_etcd_endpoints
 

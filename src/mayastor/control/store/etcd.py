@@ -20,8 +20,10 @@ from typing import Any, TypeVar
 
 import aetcd
 import aetcd.exceptions
+import aetcd.rpc
 import grpc
 
+from mayastor.api.store_keys import parse_etcd_url
 from mayastor.control.store._interface import (
     Delete,
     Entry,
@@ -91,21 +93,13 @@ _ENDPOINT = re.compile(
 def parse_etcd_endpoints(url: str) -> list[tuple[str, int]]:
     """``etcd://HOST:PORT[,HOST:PORT…]`` (or without the scheme) as (host, port) pairs.
 
-    A host is a name, an IPv4 address or an IPv6 address in brackets.
-
     Raises:
-        InvalidArgument: an endpoint that is not HOST:PORT with a port in 1..65535 (a
-            user name, a path or another scheme included).
+        InvalidArgument: an endpoint without a valid port.
     """
-    text = url.removeprefix("etcd://").rstrip("/")
-    endpoints = []
-    for part in text.split(","):
-        found = _ENDPOINT.fullmatch(part.strip())
-        port = int(found["port"]) if found else 0
-        if found is None or not 0 < port < 65536:
-            raise InvalidArgument(f"etcd endpoint {part!r} in {url!r} is not HOST:PORT")
-        endpoints.append((found["ipv6"] or found["host"], port))
-    return endpoints
+    try:
+        return parse_etcd_url(url)
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from None
 
 
 class EtcdStore:
@@ -368,8 +362,17 @@ class EtcdStore:
         loop = asyncio.get_running_loop()
 
         async def refresh(client: aetcd.Client) -> int:
-            reply = await client.refresh_lease(lease.lease_id)
-            return int(reply.TTL) if reply is not None else 0
+            # aetcd's refresh_lease returns from inside its keep-alive stream and leaves
+            # the stream open (on etcd too) until garbage collection; this one ends it.
+            await client.connect()
+            call = client.leasestub.LeaseKeepAlive(timeout=self.timeout, metadata=client.metadata)
+            try:
+                await call.write(aetcd.rpc.LeaseKeepAliveRequest(ID=lease.lease_id))
+                await call.done_writing()
+                reply = await call.read()
+                return 0 if reply is grpc.aio.EOF else int(reply.TTL)
+            finally:
+                call.cancel()
 
         while lease.held:
             await asyncio.sleep(lease.ttl / 3)

@@ -1,12 +1,15 @@
-"""Where each kind of object lives in the store, after Mayastor's key layout."""
+"""Where each kind of object lives in the cluster store, after Mayastor's key layout.
+
+Part of the contract between the core agent and the io-engines: both write nexus info
+under these keys (the io-engines directly to etcd, or through the core agent).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mayastor.errors import InvalidArgument
-
 ROOT = "/openebs.io/mayastor/apis/v0"
+NEXUS_INFO_KIND = "NexusInfo"
 
 
 @dataclass(frozen=True)
@@ -24,7 +27,7 @@ class StoreKeys:
     def __post_init__(self) -> None:
         for what, value in (("cluster id", self.cluster_id), ("namespace", self.namespace)):
             if not value or "/" in value:
-                raise InvalidArgument(f"{what} {value!r} must be a non-empty name without '/'")
+                raise ValueError(f"{what} {value!r} must be a non-empty name without '/'")
 
     @property
     def base(self) -> str:
@@ -38,6 +41,25 @@ class StoreKeys:
         """The key of one object."""
         return self.prefix(kind) + object_id
 
+    def nexus_info(self, nexus_uuid: object) -> str:
+        """The key of a nexus's nexus info."""
+        return self.key(NEXUS_INFO_KIND, str(nexus_uuid))
+
     def leader(self) -> str:
         """The key of the lease that says which core agent acts."""
         return f"{self.base}/CoreAgentLeader"
+
+
+def parse_etcd_url(url: str) -> list[tuple[str, int]]:
+    """``etcd://HOST:PORT[,HOST:PORT…]`` (the scheme may be left out) as (host, port) pairs.
+
+    Raises:
+        ValueError: an endpoint without a valid port.
+    """
+    endpoints = []
+    for part in url.removeprefix("etcd://").rstrip("/").split(","):
+        host, sep, port = part.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"etcd endpoint {part!r} in {url!r} is not HOST:PORT")
+        endpoints.append((host.strip("[]"), int(port)))
+    return endpoints
