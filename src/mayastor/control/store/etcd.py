@@ -23,6 +23,7 @@ import aetcd.exceptions
 import aetcd.rpc
 import grpc
 
+from mayastor.api.store_keys import parse_etcd_url
 from mayastor.control.store._interface import (
     Delete,
     Entry,
@@ -92,21 +93,13 @@ _ENDPOINT = re.compile(
 def parse_etcd_endpoints(url: str) -> list[tuple[str, int]]:
     """``etcd://HOST:PORT[,HOST:PORT…]`` (or without the scheme) as (host, port) pairs.
 
-    A host is a name, an IPv4 address or an IPv6 address in brackets.
-
     Raises:
-        InvalidArgument: an endpoint that is not HOST:PORT with a port in 1..65535 (a
-            user name, a path or another scheme included).
+        InvalidArgument: an endpoint without a valid port.
     """
-    text = url.removeprefix("etcd://").rstrip("/")
-    endpoints = []
-    for part in text.split(","):
-        found = _ENDPOINT.fullmatch(part.strip())
-        port = int(found["port"]) if found else 0
-        if found is None or not 0 < port < 65536:
-            raise InvalidArgument(f"etcd endpoint {part!r} in {url!r} is not HOST:PORT")
-        endpoints.append((found["ipv6"] or found["host"], port))
-    return endpoints
+    try:
+        return parse_etcd_url(url)
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from None
 
 
 class EtcdStore:
