@@ -93,9 +93,16 @@ _ENDPOINT = re.compile(
 def parse_etcd_endpoints(url: str) -> list[tuple[str, int]]:
     """``etcd://HOST:PORT[,HOST:PORT…]`` (or without the scheme) as (host, port) pairs.
 
+    A host is a name, an IPv4 address or an IPv6 address in brackets; the shared parser
+    (`parse_etcd_url`) reads the pairs once each endpoint has been checked here.
+
     Raises:
-        InvalidArgument: an endpoint without a valid port.
+        InvalidArgument: an endpoint that is not HOST:PORT with a port in 1..65535 (a
+            user name, a path or another scheme included).
     """
+    for part in url.removeprefix("etcd://").rstrip("/").split(","):
+        if _ENDPOINT.fullmatch(part.strip()) is None:
+            raise InvalidArgument(f"etcd endpoint {part!r} in {url!r} is not HOST:PORT")
     try:
         return parse_etcd_url(url)
     except ValueError as exc:
