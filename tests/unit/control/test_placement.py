@@ -155,7 +155,8 @@ def eligible(request: Request, p: PoolView) -> bool:
         if p.committed + request.size > int(p.capacity * request.limits.pool_commitment):
             return False
         return free >= int(request.size * request.limits.volume_commitment_initial)
-    return free >= request.size
+    clusters = -(-request.size // p.cluster_size)
+    return free >= clusters * p.cluster_size
 
 
 def _labels_fit(
@@ -235,6 +236,7 @@ def clusters(draw: st.DrawFn) -> list[PoolView]:
                     used=used,
                     committed=draw(st.sampled_from([used, used, 2 * capacity, 3 * capacity])),
                     replicas=draw(st.integers(0, 3)),
+                    cluster_size=draw(st.sampled_from([1, 64, 1000, 1])),
                     online=draw(POOL_ONLINE),
                     labels=draw(LABEL_SETS),
                     **node,  # type: ignore[arg-type]
@@ -508,6 +510,13 @@ def test_a_thick_replica_needs_its_whole_size_free() -> None:
     assert ids(place_replicas(fits, count=1, size=100, thin=False)) == ["a1"]
     with pytest.raises(FailedPrecondition, match="pool a1: 100 bytes free, 101 needed"):
         place_replicas(fits, count=1, size=101, thin=False)
+
+
+def test_a_thick_replica_needs_whole_clusters_free() -> None:
+    pools = [pool("a1", "a", capacity=1000, used=800, cluster_size=64)]  # 200 free
+    assert ids(place_replicas(pools, count=1, size=192, thin=False)) == ["a1"]
+    with pytest.raises(FailedPrecondition, match="pool a1: 200 bytes free, 256 needed"):
+        place_replicas(pools, count=1, size=193, thin=False)
 
 
 def test_a_thin_replica_larger_than_the_free_space_fits_within_the_commitment() -> None:
