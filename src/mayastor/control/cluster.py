@@ -120,7 +120,7 @@ class Cluster:
         record = self.nodes.record(node)
         if record is None:
             return None
-        return next((p for p in record.pools if p.name == pool), None)
+        return record.pool_by_name.get(pool)
 
     def engine_replica(
         self, node: str, replica_uuid: uuid_mod.UUID | str
@@ -128,15 +128,13 @@ class Cluster:
         record = self.nodes.record(node)
         if record is None:
             return None
-        wanted = str(replica_uuid)
-        return next((r for r in record.replicas if r.uuid == wanted), None)
+        return record.replica_by_uuid.get(str(replica_uuid))
 
     def engine_nexus(self, node: str, nexus_uuid: uuid_mod.UUID | str) -> nexus_pb2.Nexus | None:
         record = self.nodes.record(node)
         if record is None:
             return None
-        wanted = str(nexus_uuid)
-        return next((n for n in record.nexuses if n.uuid == wanted), None)
+        return record.nexus_by_uuid.get(str(nexus_uuid))
 
     def node_spec(self, node: str) -> NodeSpec | None:
         return self.specs.get(NodeSpec, node)

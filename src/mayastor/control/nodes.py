@@ -49,6 +49,21 @@ class NodeRecord:
     pools: list[pool_pb2.Pool] = field(default_factory=list)
     replicas: list[replica_pb2.Replica] = field(default_factory=list)
     nexuses: list[nexus_pb2.Nexus] = field(default_factory=list)
+    pool_by_name: dict[str, pool_pb2.Pool] = field(default_factory=dict)
+    replica_by_uuid: dict[str, replica_pb2.Replica] = field(default_factory=dict)
+    nexus_by_uuid: dict[str, nexus_pb2.Nexus] = field(default_factory=dict)
+
+    def take(
+        self,
+        pools: list[pool_pb2.Pool],
+        replicas: list[replica_pb2.Replica],
+        nexuses: list[nexus_pb2.Nexus],
+    ) -> None:
+        """Keep what a poll read, indexed for lookups by name and uuid."""
+        self.pools, self.replicas, self.nexuses = pools, replicas, nexuses
+        self.pool_by_name = {p.name: p for p in pools}
+        self.replica_by_uuid = {r.uuid: r for r in replicas}
+        self.nexus_by_uuid = {n.uuid: n for n in nexuses}
 
 
 NodeListener = Callable[[str, str], Awaitable[None]]
@@ -232,7 +247,7 @@ class NodeRegistry:
             except MayastorError as exc:
                 log.warning("poll of node %s failed: %s", name, exc)
             else:
-                record.pools, record.replicas, record.nexuses = pools, replicas, nexuses
+                record.take(pools, replicas, nexuses)
                 record.polled_at = self._clock()
                 record.poll_failed = None
         await self._check_transition(name)

@@ -118,7 +118,7 @@ class Reconciler:
 
     async def _settle_volumes(self) -> bool:
         work = False
-        for spec in self.cluster.specs.volumes():
+        for spec in self.cluster.specs.view(VolumeSpec):
             if spec.operation is None and spec.status is SpecStatus.CREATED:
                 continue
             async with self.cluster.locks.try_hold("volume", str(spec.uuid)) as held:
@@ -147,7 +147,7 @@ class Reconciler:
     def _operation_replicas(self) -> set[str]:
         """Replicas some volume's operation is about (an undo or finish will see to them)."""
         named: set[str] = set()
-        for volume in self.cluster.specs.volumes():
+        for volume in self.cluster.specs.view(VolumeSpec):
             op = volume.operation
             if op is None:
                 continue
@@ -162,9 +162,10 @@ class Reconciler:
     async def _reconcile_replicas(self) -> bool:
         work = False
         busy = self._operation_replicas()
-        for spec in self.cluster.specs.all(ReplicaSpec):
-            if spec.status is SpecStatus.CREATED or str(spec.uuid) in busy:
+        for stored in self.cluster.specs.view(ReplicaSpec):
+            if stored.status is SpecStatus.CREATED or str(stored.uuid) in busy:
                 continue
+            spec = stored.model_copy(deep=True)
             if not self.cluster.nodes.online(spec.node):
                 continue
             owner = str(spec.owners.volume) if spec.owners.volume else None
@@ -206,11 +207,11 @@ class Reconciler:
     async def _collect_orphans(self) -> bool:
         work = False
         cluster = self.cluster
-        known_nexuses = {str(n.uuid) for n in cluster.specs.all(NexusSpec)}
-        replicas = {str(r.uuid): r for r in cluster.specs.all(ReplicaSpec)}
+        known_nexuses = {str(n.uuid) for n in cluster.specs.view(NexusSpec)}
+        replicas = {str(r.uuid): r for r in cluster.specs.view(ReplicaSpec)}
         pending = {
             str(v.operation.args.get("nexus"))
-            for v in cluster.specs.volumes()
+            for v in cluster.specs.view(VolumeSpec)
             if v.operation is not None and v.operation.args.get("nexus")
         }
         for name in cluster.nodes.names():
@@ -256,9 +257,10 @@ class Reconciler:
                     except NotFound:
                         pass
                     if spec.share is not Protocol.NONE:
-                        spec.share = Protocol.NONE
-                        spec.allowed_hosts = []
-                        await cluster.specs.save(spec)
+                        unshared = spec.model_copy(deep=True)
+                        unshared.share = Protocol.NONE
+                        unshared.allowed_hosts = []
+                        await cluster.specs.save(unshared)
             if work:
                 await cluster.nodes.poll(name)
         return work
@@ -275,7 +277,7 @@ class Reconciler:
     async def _online_children(self) -> bool:
         work = False
         cluster = self.cluster
-        for volume in cluster.specs.volumes():
+        for volume in cluster.specs.view(VolumeSpec):
             target = volume.target
             if not volume.policy.self_heal or target is None or target.nexus is None:
                 continue

@@ -55,6 +55,8 @@ class SpecRegistry:
         self._specs: dict[str, dict[str, SpecModel]] = {k.kind: {} for k in SPEC_KINDS}
         self._revisions: dict[str, int] = {}
         self._stale: set[str] = set()
+        self._owned: dict[str, dict[str, set[str]]] = {}
+        """Kind -> owning volume -> ids: a volume's replicas and nexuses without a scan."""
 
     async def load(self) -> None:
         """Read every spec from the store (at start, and after taking the lease).
@@ -80,6 +82,10 @@ class SpecRegistry:
         # keep the revision it had when this registry last wrote it
         self._specs, self._revisions = specs, revisions
         self._stale.clear()
+        self._owned = {}
+        for kind_specs in specs.values():
+            for object_id, spec in kind_specs.items():
+                self._index(spec, object_id)
         log.info(
             "specs loaded from %s: %s",
             self.store.description,
@@ -98,23 +104,45 @@ class SpecRegistry:
             for _, s in sorted(self._specs[kind.kind].items())
         ]
 
+    def view(self, kind: type[_S]) -> list[_S]:
+        """Every spec of `kind` as held in memory, not copied: for readers that change
+        nothing (listings, counts), which would otherwise copy thousands of specs."""
+        return [s for _, s in sorted(self._specs[kind.kind].items())]  # type: ignore[misc]
+
+    def _owned_by(self, kind: type[_S], volume: VolumeSpec | str) -> list[_S]:
+        wanted = str(volume.uuid) if isinstance(volume, VolumeSpec) else volume
+        ids = sorted(self._owned.get(kind.kind, {}).get(wanted, ()))
+        stored = self._specs[kind.kind]
+        return [stored[i].model_copy(deep=True) for i in ids if i in stored]  # type: ignore[misc]
+
+    @staticmethod
+    def _owner(spec: SpecModel) -> str | None:
+        if isinstance(spec, ReplicaSpec) and spec.owners.volume is not None:
+            return str(spec.owners.volume)
+        if isinstance(spec, NexusSpec) and spec.owner is not None:
+            return str(spec.owner)
+        return None
+
+    def _index(self, spec: SpecModel, object_id: str) -> None:
+        owner = self._owner(spec)
+        if owner is not None:
+            self._owned.setdefault(type(spec).kind, {}).setdefault(owner, set()).add(object_id)
+
+    def _unindex(self, spec: SpecModel, object_id: str) -> None:
+        owner = self._owner(spec)
+        if owner is not None:
+            self._owned.get(type(spec).kind, {}).get(owner, set()).discard(object_id)
+
     def volumes(self) -> list[VolumeSpec]:
         return self.all(VolumeSpec)
 
     def replicas_of(self, volume: VolumeSpec | str) -> list[ReplicaSpec]:
         """The replicas a volume owns, but those being deleted (their node was away)."""
-        wanted = str(volume.uuid) if isinstance(volume, VolumeSpec) else volume
-        return [
-            r
-            for r in self.all(ReplicaSpec)
-            if r.owners.volume
-            and str(r.owners.volume) == wanted
-            and r.status is not SpecStatus.DELETING
-        ]
+        owned = self._owned_by(ReplicaSpec, volume)
+        return [r for r in owned if r.status is not SpecStatus.DELETING]
 
     def nexuses_of(self, volume: VolumeSpec | str) -> list[NexusSpec]:
-        wanted = str(volume.uuid) if isinstance(volume, VolumeSpec) else volume
-        return [n for n in self.all(NexusSpec) if n.owner and str(n.owner) == wanted]
+        return self._owned_by(NexusSpec, volume)
 
     # ------------------------------------------------------------------ writes
 
@@ -165,7 +193,14 @@ class SpecRegistry:
                 raise
         for spec in saves:
             self._revisions[self._key(spec)] = revision
-            self._specs[type(spec).kind][spec_id(spec)] = spec.model_copy(deep=True)
+            object_id = spec_id(spec)
+            old = self._specs[type(spec).kind].get(object_id)
+            if old is not None:
+                self._unindex(old, object_id)
+            self._specs[type(spec).kind][object_id] = spec.model_copy(deep=True)
+            self._index(spec, object_id)
         for spec in removes:
-            self._specs[type(spec).kind].pop(spec_id(spec), None)
+            gone = self._specs[type(spec).kind].pop(spec_id(spec), None)
+            if gone is not None:
+                self._unindex(gone, spec_id(spec))
             self._revisions.pop(self._key(spec), None)

@@ -195,7 +195,7 @@ def replica_views(
         for replica in record.replicas:
             if pool is None or replica.poolname == pool:
                 views[replica.uuid] = replica_model(name, replica, replica.poolname in online_pools)
-    for spec in cluster.specs.all(ReplicaSpec):
+    for spec in cluster.specs.view(ReplicaSpec):
         if str(spec.uuid) in views:
             continue
         if (node is not None and spec.node != node) or (pool is not None and spec.pool != pool):

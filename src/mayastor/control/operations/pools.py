@@ -99,7 +99,7 @@ async def destroy_pool(cluster: Cluster, pool_id: str, node: str | None = None) 
         spec = cluster.specs.get(PoolSpec, pool_id)
         if spec is None or (node is not None and spec.node != node):
             raise NotFound(f"pool {pool_id!r} not found" + (f" on node {node}" if node else ""))
-        users = [r for r in cluster.specs.all(ReplicaSpec) if r.pool == pool_id]
+        users = [r for r in cluster.specs.view(ReplicaSpec) if r.pool == pool_id]
         record = await cluster.nodes.poll(spec.node)
         unmanaged = [
             r.uuid

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 def pool_views(cluster: Cluster) -> list[PoolView]:
     """Every managed, created pool as placement sees it now."""
     counts: dict[str, int] = {}
-    for replica in cluster.specs.all(ReplicaSpec):
+    for replica in cluster.specs.view(ReplicaSpec):
         counts[replica.pool] = counts.get(replica.pool, 0) + 1
     views = []
     for spec in cluster.specs.all(PoolSpec):

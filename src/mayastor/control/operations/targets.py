@@ -47,7 +47,7 @@ def frontend_nodes(body: PublishVolumeBody) -> list[NodeAccessInfo]:
 
 def target_node_for(cluster: Cluster, volume: VolumeSpec, requested: str | None) -> str:
     nexus_counts: dict[str, int] = {}
-    for nexus in cluster.specs.all(NexusSpec):
+    for nexus in cluster.specs.view(NexusSpec):
         nexus_counts[nexus.node] = nexus_counts.get(nexus.node, 0) + 1
     names = {s.id for s in cluster.specs.all(NodeSpec)} | set(cluster.nodes.names())
     views = []

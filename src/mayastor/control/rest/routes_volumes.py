@@ -43,7 +43,7 @@ async def get_volumes(
     starting_token: Annotated[int | None, Query(ge=0, le=1 << 62)] = None,
 ) -> Volumes:
     """Volumes in uuid order; with `max_entries`, a page and the token of the next one."""
-    specs = cluster.specs.volumes()
+    specs = cluster.specs.view(VolumeSpec)
     if volume_id is not None:
         specs = [s for s in specs if s.uuid == volume_id]
     start = starting_token or 0
