@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's two entry points (see README.md):
-#   ./run.sh demo          set up, then run the one-machine demo (io-engine + mayastor-client)
+#   ./run.sh demo          set up, then run the one-machine cluster demo
 #   ./run.sh test [ARGS]   set up, then run the whole test suite (ARGS go to pytest)
 #   ./run.sh setup         only set up: Debian packages (when missing) and .venv
 # Safe to run again: each step checks what is already there.
@@ -11,6 +11,7 @@ DEBS=(
     util-linux e2fsprogs iproute2 kmod           # losetup, mkfs/fsck, network namespaces
     fio                                          # benchmark baseline and guest workloads
     qemu-system-x86 nvme-cli busybox-static      # the kernel-initiator VM (tests/interop)
+    etcd-server                                  # the cluster store in control-plane tests
 )
 
 setup_debs() {
