@@ -6,6 +6,7 @@ under these keys (the io-engines directly to etcd, or through the core agent).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 ROOT = "/openebs.io/mayastor/apis/v0"
@@ -50,16 +51,26 @@ class StoreKeys:
         return f"{self.base}/CoreAgentLeader"
 
 
+_ENDPOINT = re.compile(
+    r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?))"
+    r":(?P<port>[0-9]{1,5})"
+)
+
+
 def parse_etcd_url(url: str) -> list[tuple[str, int]]:
     """``etcd://HOST:PORT[,HOST:PORT…]`` (the scheme may be left out) as (host, port) pairs.
 
+    A host is a name, an IPv4 address or an IPv6 address in brackets.
+
     Raises:
-        ValueError: an endpoint without a valid port.
+        ValueError: an endpoint that is not HOST:PORT with a port in 1..65535 (a user
+            name, a path or another scheme included).
     """
     endpoints = []
     for part in url.removeprefix("etcd://").rstrip("/").split(","):
-        host, sep, port = part.strip().rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        match = _ENDPOINT.fullmatch(part.strip())
+        port = int(match.group("port")) if match else 0
+        if match is None or not 0 < port < 65536:
             raise ValueError(f"etcd endpoint {part!r} in {url!r} is not HOST:PORT")
-        endpoints.append((host.strip("[]"), int(port)))
+        endpoints.append((match.group("ipv6") or match.group("host"), port))
     return endpoints
