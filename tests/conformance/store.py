@@ -545,6 +545,17 @@ class ClusterStoreConformance:
         assert lease.token != first.token
         await b.resign(lease)
 
+    async def test_lease_holder_names_who_holds_a_lease_and_none_once_it_is_free(
+        self, open_more: OpenStore, root: str
+    ) -> None:
+        a, b = await open_more(), await open_more()
+        name = root + "leader"
+        assert await b.lease_holder(name) is None
+        lease = await a.campaign(name, "agent-a", self.ttl)
+        assert await b.lease_holder(name) == "agent-a"
+        await a.resign(lease)
+        assert await b.lease_holder(name) is None
+
     async def test_a_lease_whose_holder_closed_without_resigning_expires_and_is_taken_over(
         self, open_more: OpenStore, root: str
     ) -> None:

@@ -28,6 +28,8 @@ from mayastor.cli.output import message_to_dict
 HERE = Path(__file__).resolve().parent
 RUN_GUEST = HERE / "kernel_initiator" / "run-guest"
 GUEST_SCRIPT = HERE / "guest" / "check_target.sh"
+GUEST_LIB = HERE / "guest" / "lib.sh"
+"""The helpers every guest script sources, as /harness/files/lib.sh."""
 
 
 class ControllerWatcher:
@@ -134,6 +136,8 @@ def run_guest_checks(
         str(timeout),
         "--script",
         str(script),
+        "--file",
+        str(GUEST_LIB),
     ]
     for key, value in env.items():
         argv += ["--env", f"{key}={value}"]

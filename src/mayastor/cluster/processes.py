@@ -35,180 +35,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class EngineProcess:
-    """One io-engine child process.
-
-    Args:
-        node_name: its --node-name.
-        workdir: where its log file goes.
-        pools: ``NAME=DISK`` strings for --pool.
-        extra_args: more flags for `mayastor`.
-        preexec: run in the child before `mayastor` starts (e.g. to restrict it, as a
-            container runtime would).
-        registration_endpoint: the core agent's gRPC endpoint to register with.
-    """
-
-    def __init__(
-        self,
-        node_name: str,
-        workdir: Path,
-        *,
-        pools: Sequence[str] = (),
-        extra_args: Sequence[str] = (),
-        grpc_port: int | None = None,
-        replica_port: int | None = None,
-        nexus_port: int | None = None,
-        preexec: Callable[[], None] | None = None,
-        registration_endpoint: str | None = None,
-    ) -> None:
-        self.node_name = node_name
-        self.registration_endpoint = registration_endpoint
-        self.preexec = preexec
-        self.workdir = Path(workdir)
-        self.pools = list(pools)
-        self.extra_args = list(extra_args)
-        self.grpc_port = grpc_port or free_port()
-        self.replica_port = replica_port or free_port()
-        self.nexus_port = nexus_port or free_port()
-        self.log_path = self.workdir / f"{node_name}.log"
-        self.state_dir = self.workdir / f"{node_name}.state"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def endpoint(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    @property
-    def hostnqn(self) -> str:
-        return f"nqn.2019-05.io.openebs:node-name:{self.node_name}"
-
-    def argv(self) -> list[str]:
-        argv = [
-            sys.executable,
-            "-m",
-            "mayastor.engine.main",
-            "--node-name",
-            self.node_name,
-            "--grpc-endpoint",
-            self.endpoint,
-            "--replica-port",
-            str(self.replica_port),
-            "--nexus-port",
-            str(self.nexus_port),
-            "--state-dir",
-            str(self.state_dir),
-        ]
-        for pool in self.pools:
-            argv += ["--pool", pool]
-        if self.registration_endpoint:
-            argv += ["--registration-endpoint", self.registration_endpoint]
-        return argv + self.extra_args
-
-    def start(self, timeout: float = 30.0) -> None:
-        """Start the process and wait until its gRPC API answers.
-
-        Raises:
-            RuntimeError: it exited or did not answer in time (the log tail is included).
-        """
-        if self.proc is not None and self.proc.poll() is None:
-            raise RuntimeError(f"io-engine {self.node_name} is already running")
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                self.argv(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                preexec_fn=self.preexec,
-                cwd=self.workdir,
-            )
-        deadline = time.monotonic() + timeout
-        with grpc.insecure_channel(self.endpoint) as channel:
-            stub = host_pb2_grpc.HostRpcStub(channel)
-            while True:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(
-                        f"io-engine {self.node_name} exited with {self.proc.returncode}:\n"
-                        + self.log_tail()
-                    )
-                try:
-                    info = stub.GetMayastorInfo(Empty(), timeout=1.0)
-                except grpc.RpcError:
-                    if time.monotonic() > deadline:
-                        self.kill()
-                        raise RuntimeError(
-                            f"io-engine {self.node_name} did not answer on {self.endpoint} "
-                            f"within {timeout} s:\n" + self.log_tail()
-                        ) from None
-                    time.sleep(0.1)
-                    continue
-                if info.pid == self.proc.pid:
-                    return
-                raise RuntimeError(f"another process (pid {info.pid}) answers on {self.endpoint}")
-
-    def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM and wait; SIGKILL if it does not exit in time. Returns the exit status."""
-        if self.proc is None:
-            return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would, and reap it."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def pause(self) -> None:
-        """SIGSTOP: the process stops answering but keeps its sockets."""
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGCONT)
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def client(
-        self, *args: str, check: bool = False, timeout: float = 120.0
-    ) -> subprocess.CompletedProcess[str]:
-        """Run ``mayastor-client -b <endpoint> ARGS`` and return what it did."""
-        result = subprocess.run(
-            [sys.executable, "-m", "mayastor.cli.client", "-b", self.endpoint, *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if check and result.returncode != 0:
-            raise RuntimeError(
-                f"mayastor-client {' '.join(args)} failed ({result.returncode}): "
-                f"{result.stderr.strip()}"
-            )
-        return result
-
-    def log_tail(self, lines: int = 40) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        return ""
-
-    def __enter__(self) -> EngineProcess:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-class _ChildProcess:
+class ChildProcess:
     """A child process with a log file, stopped by SIGTERM, killed by SIGKILL."""
 
     name = "process"
@@ -221,7 +48,7 @@ class _ChildProcess:
     def argv(self) -> list[str]:
         raise NotImplementedError
 
-    def _spawn(self) -> subprocess.Popen[bytes]:
+    def _spawn(self, preexec: Callable[[], None] | None = None) -> subprocess.Popen[bytes]:
         if self.proc is not None and self.proc.poll() is None:
             raise RuntimeError(f"{self.name} is already running")
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -232,6 +59,7 @@ class _ChildProcess:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=preexec,
                 cwd=self.workdir,
             )
         return self.proc
@@ -293,7 +121,132 @@ class _ChildProcess:
         return ""
 
 
-class CoreAgentProcess(_ChildProcess):
+class EngineProcess(ChildProcess):
+    """One io-engine child process.
+
+    Args:
+        node_name: its --node-name.
+        workdir: where its log file goes.
+        pools: ``NAME=DISK`` strings for --pool.
+        extra_args: more flags for `mayastor`.
+        preexec: run in the child before `mayastor` starts (e.g. to restrict it, as a
+            container runtime would).
+        registration_endpoint: the core agent's gRPC endpoint to register with.
+    """
+
+    def __init__(
+        self,
+        node_name: str,
+        workdir: Path,
+        *,
+        pools: Sequence[str] = (),
+        extra_args: Sequence[str] = (),
+        grpc_port: int | None = None,
+        replica_port: int | None = None,
+        nexus_port: int | None = None,
+        preexec: Callable[[], None] | None = None,
+        registration_endpoint: str | None = None,
+    ) -> None:
+        super().__init__(workdir, f"{node_name}.log")
+        self.name = f"io-engine {node_name}"
+        self.node_name = node_name
+        self.registration_endpoint = registration_endpoint
+        self.preexec = preexec
+        self.workdir = Path(workdir)
+        self.pools = list(pools)
+        self.extra_args = list(extra_args)
+        self.grpc_port = grpc_port or free_port()
+        self.replica_port = replica_port or free_port()
+        self.nexus_port = nexus_port or free_port()
+        self.state_dir = self.workdir / f"{node_name}.state"
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def hostnqn(self) -> str:
+        return f"nqn.2019-05.io.openebs:node-name:{self.node_name}"
+
+    def argv(self) -> list[str]:
+        argv = [
+            sys.executable,
+            "-m",
+            "mayastor.engine.main",
+            "--node-name",
+            self.node_name,
+            "--grpc-endpoint",
+            self.endpoint,
+            "--replica-port",
+            str(self.replica_port),
+            "--nexus-port",
+            str(self.nexus_port),
+            "--state-dir",
+            str(self.state_dir),
+        ]
+        for pool in self.pools:
+            argv += ["--pool", pool]
+        if self.registration_endpoint:
+            argv += ["--registration-endpoint", self.registration_endpoint]
+        return argv + self.extra_args
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the process and wait until its gRPC API answers.
+
+        Raises:
+            RuntimeError: it exited or did not answer in time (the log tail is included).
+        """
+        proc = self._spawn(self.preexec)
+        deadline = time.monotonic() + timeout
+        with grpc.insecure_channel(self.endpoint) as channel:
+            stub = host_pb2_grpc.HostRpcStub(channel)
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(
+                        f"io-engine {self.node_name} exited with {proc.returncode}:\n"
+                        + self.log_tail()
+                    )
+                try:
+                    info = stub.GetMayastorInfo(Empty(), timeout=1.0)
+                except grpc.RpcError:
+                    if time.monotonic() > deadline:
+                        self.kill()
+                        raise RuntimeError(
+                            f"io-engine {self.node_name} did not answer on {self.endpoint} "
+                            f"within {timeout} s:\n" + self.log_tail()
+                        ) from None
+                    time.sleep(0.1)
+                    continue
+                if info.pid == proc.pid:
+                    return
+                raise RuntimeError(f"another process (pid {info.pid}) answers on {self.endpoint}")
+
+    def client(
+        self, *args: str, check: bool = False, timeout: float = 120.0
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``mayastor-client -b <endpoint> ARGS`` and return what it did."""
+        result = subprocess.run(
+            [sys.executable, "-m", "mayastor.cli.client", "-b", self.endpoint, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise RuntimeError(
+                f"mayastor-client {' '.join(args)} failed ({result.returncode}): "
+                f"{result.stderr.strip()}"
+            )
+        return result
+
+    def __enter__(self) -> EngineProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class CoreAgentProcess(ChildProcess):
     """One `mayastor-agent-core` child process.
 
     Args:
@@ -376,7 +329,7 @@ class CoreAgentProcess(_ChildProcess):
         self.stop()
 
 
-class EtcdProcess(_ChildProcess):
+class EtcdProcess(ChildProcess):
     """Debian's `etcd` as a child process, one member, on loopback.
 
     Args:

@@ -209,14 +209,79 @@ class CoreAgent:
         return rest_socket, server
 
     async def wait(self, stop: asyncio.Event) -> bool:
-        """Until `stop` is set or the lease is lost; True when the lease was lost."""
-        assert self.leadership is not None
-        lost = asyncio.ensure_future(self.leadership.lost.wait())
-        stopped = asyncio.ensure_future(stop.wait())
-        await asyncio.wait([lost, stopped], return_when=asyncio.FIRST_COMPLETED)
-        for task in (lost, stopped):
-            task.cancel()
-        return self.leadership.lost.is_set() and not stop.is_set()
+        """Serve until `stop` is set; True when another agent took the lease.
+
+        A lease lost because the store could not be reached (renewals failed for a whole
+        TTL) is not the end: the agent stops reconciling, goes on answering (reads from
+        memory, changes refused with 503), and takes the lease again once the store is
+        back and nobody else holds it, reloading every spec. Another agent holding it
+        means this one must stop.
+        """
+        while True:
+            assert self.leadership is not None
+            lost = asyncio.ensure_future(self.leadership.lost.wait())
+            stopped = asyncio.ensure_future(stop.wait())
+            await asyncio.wait([lost, stopped], return_when=asyncio.FIRST_COMPLETED)
+            for task in (lost, stopped):
+                task.cancel()
+            if stop.is_set():
+                return False
+            log.warning(
+                "core agent %s lost its lease (the store did not answer for %g s): "
+                "answering reads, refusing changes until it holds the lease again",
+                self.holder,
+                self.config.lease_ttl,
+            )
+            if self.reconciler is not None:
+                await self.reconciler.close()
+            regain = asyncio.ensure_future(self._regain())
+            stopped = asyncio.ensure_future(stop.wait())
+            await asyncio.wait([regain, stopped], return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if stop.is_set():
+                regain.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await regain
+                return False
+            if not regain.result():
+                return True
+
+    async def _regain(self) -> bool:
+        """Take the lease again once it is free; False when another agent holds it."""
+        assert self.cluster is not None
+        name = self.keys.leader()
+        while True:
+            try:
+                holder = await self.store.lease_holder(name)
+            except StoreUnavailable:
+                await asyncio.sleep(1.0)
+                continue
+            if holder is not None and holder != self.holder:
+                return False
+            if self.leadership is not None:
+                await self.store.resign(self.leadership)
+            try:
+                lease = await asyncio.wait_for(
+                    self.store.campaign(name, self.holder, self.config.lease_ttl),
+                    timeout=2 * self.config.lease_ttl,
+                )
+            except TimeoutError:
+                continue
+            self.leadership = lease
+            self.store.guard = lease
+            try:
+                await self.cluster.specs.load()
+            except StoreUnavailable as exc:
+                log.warning("cannot load the specs after taking the lease again: %s", exc)
+                continue
+            self.reconciler = Reconciler(
+                self.cluster,
+                busy_period=self.config.reconcile_busy,
+                idle_period=self.config.reconcile_idle,
+            )
+            self.reconciler.start()
+            log.info("core agent %s holds the lease again; specs reloaded", self.holder)
+            return True
 
     async def stop(self) -> None:
         """Stop serving and reconciling, give the lease back, close the store."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -22,6 +24,7 @@ import pytest
 from mayastor.api.store_keys import StoreKeys
 from mayastor.cluster.processes import CoreAgentProcess, EtcdProcess
 from mayastor.control.store import EtcdStore
+from tests.support.agreement import Workload, disagreements
 from tests.support.cluster import FAST_CORE_FLAGS, TestCluster
 from tests.support.polling import wait_for
 from tests.support.verified_writes import BackgroundLoad, verify_uri
@@ -187,3 +190,36 @@ def test_an_agent_that_lost_its_lease_while_frozen_stops_when_it_wakes(
         cluster.rest.put(f"/volumes/{uuid.uuid4()}", BODY)
     finally:
         standby.stop()
+
+
+def test_etcd_killed_inside_operations_leaves_specs_and_io_engines_that_agree_once_back(
+    make_cluster: Callable[..., TestCluster], etcd: EtcdProcess
+) -> None:
+    cluster = make_cluster(store=etcd.url)
+    rng = random.Random(20261205)
+    workload = Workload(rng)
+    answers: list[int] = []
+    for round_no in range(8):
+        method, path, body = workload.next_call(cluster)
+        caller = threading.Thread(target=_answer, args=(cluster, method, path, body, answers))
+        caller.start()
+        caller.join(rng.uniform(0.0, 0.03))
+        etcd.kill()
+        caller.join()
+        etcd.start()
+        last: list[str] = []
+
+        def settled(last: list[str] = last) -> bool:
+            last[:] = disagreements(cluster)
+            return not last
+
+        try:
+            wait_for(settled, f"round {round_no}: specs and io-engines agree", 60)
+        except AssertionError:
+            raise AssertionError(f"round {round_no} ({method} {path}): {last}") from None
+    assert set(answers) <= {200, 204, 409, 412, 503}, answers
+    assert 503 in answers, "some operation met etcd down"
+
+
+def _answer(cluster: TestCluster, method: str, path: str, body: Any, answers: list[int]) -> None:
+    answers.append(cluster.rest.call(method, path, body)[0])

@@ -34,48 +34,12 @@ DENIED=${DENIED_HOSTNQN:-}
 MODEL=${EXPECT_MODEL:-Mayastor NVMe controller}
 FIO_SIZE=${FIO_SIZE:-8M}
 LEAVE=${LEAVE_CONNECTED:-1}
-PASSED=0
-FAILED=0
 MNT=/mnt/target
 
-pass() { PASSED=$((PASSED + 1)); echo "CHECK-PASS: $*"; }
-fail() { FAILED=$((FAILED + 1)); echo "CHECK-FAIL: $*"; }
-check() { # check "what" command...
-    what=$1; shift
-    if "$@" > /tmp/check.out 2>&1; then pass "$what"; else cat /tmp/check.out; fail "$what"; fi
-}
-finish() {
-    echo "CHECKS passed=$PASSED failed=$FAILED"
-    [ "$FAILED" -eq 0 ]
-    exit $?
-}
+. /harness/files/lib.sh
 
-# The namespace block device of $NQN (multipath head: /dev/nvme<subsys>n1), or "".
-find_dev() {
-    for b in /sys/block/nvme*n*; do
-        [ -e "$b" ] || continue
-        case ${b##*/} in nvme*c*) continue ;; esac
-        [ "$(cat "$(dirname "$(readlink -f "$b")")/subsysnqn" 2>/dev/null)" = "$NQN" ] || continue
-        echo "/dev/${b##*/}"
-        return
-    done
-}
-wait_dev() {
-    i=0
-    DEV=$(find_dev)
-    while [ -z "$DEV" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); DEV=$(find_dev); done
-    [ -n "$DEV" ]
-}
-wait_gone() {
-    i=0
-    while [ -n "$(find_dev)" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-    [ -z "$(find_dev)" ]
-}
 connect() { # connect [extra nvme connect options]
     nvme connect -t tcp -a "$ADDR" -s "$PORT" -n "$NQN" --hostnqn "$HOST" "$@"
-}
-disconnect() {
-    nvme disconnect -n "$NQN" && wait_gone
 }
 field() { # field <nvme id-* output file> <name>: the value after "name :"
     sed -n "s/^$2 *: *//p" "$1" | head -1 | sed 's/ *$//'

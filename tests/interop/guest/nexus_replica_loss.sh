@@ -37,46 +37,11 @@ FILE_MB=${FILE_MB:-4}
 BEFORE=${FILES_BEFORE:-3}
 AFTER=${FILES_AFTER:-4}
 MAX_WAIT=${MAX_WAIT_FILES:-40}
-PASSED=0
-FAILED=0
 MNT=/mnt/nexus
 N=0
 
-pass() { PASSED=$((PASSED + 1)); echo "CHECK-PASS: $*"; }
-fail() { FAILED=$((FAILED + 1)); echo "CHECK-FAIL: $*"; }
-check() { # check "what" command...
-    what=$1; shift
-    if "$@" > /tmp/check.out 2>&1; then pass "$what"; else cat /tmp/check.out; fail "$what"; fi
-}
-finish() {
-    echo "CHECKS passed=$PASSED failed=$FAILED"
-    [ "$FAILED" -eq 0 ]
-    exit $?
-}
+. /harness/files/lib.sh
 
-find_dev() { # the namespace block device of $NQN, or ""
-    for b in /sys/block/nvme*n*; do
-        [ -e "$b" ] || continue
-        case ${b##*/} in nvme*c*) continue ;; esac
-        [ "$(cat "$(dirname "$(readlink -f "$b")")/subsysnqn" 2>/dev/null)" = "$NQN" ] || continue
-        echo "/dev/${b##*/}"
-        return
-    done
-}
-wait_dev() {
-    i=0
-    DEV=$(find_dev)
-    while [ -z "$DEV" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); DEV=$(find_dev); done
-    [ -n "$DEV" ]
-}
-wait_gone() {
-    i=0
-    while [ -n "$(find_dev)" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-    [ -z "$(find_dev)" ]
-}
-disconnect() {
-    nvme disconnect -n "$NQN" && wait_gone
-}
 # write_file: the next file of FILE_MB random MiB, its checksum kept, fsync'd to the nexus.
 write_file() {
     N=$((N + 1))

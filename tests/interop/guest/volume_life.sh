@@ -28,47 +28,12 @@ DENIED=${DENIED_HOSTNQN:?DENIED_HOSTNQN is required}
 BLOCKS=${EXPECT_BLOCKS:?EXPECT_BLOCKS is required}
 SHARE=${SHARE:?SHARE is required}
 FILE_MB=${FILE_MB:-4}
-PASSED=0
-FAILED=0
 MNT=/mnt/volume
 N=0
 
-pass() { PASSED=$((PASSED + 1)); echo "CHECK-PASS: $*"; }
-fail() { FAILED=$((FAILED + 1)); echo "CHECK-FAIL: $*"; }
-check() { # check "what" command...
-    what=$1; shift
-    if "$@" > /tmp/check.out 2>&1; then pass "$what"; else cat /tmp/check.out; fail "$what"; fi
-}
-finish() {
-    echo "CHECKS passed=$PASSED failed=$FAILED"
-    [ "$FAILED" -eq 0 ]
-    exit $?
-}
-find_dev() { # the namespace block device of $NQN, or ""
-    for b in /sys/block/nvme*n*; do
-        [ -e "$b" ] || continue
-        case ${b##*/} in nvme*c*) continue ;; esac
-        [ "$(cat "$(dirname "$(readlink -f "$b")")/subsysnqn" 2>/dev/null)" = "$NQN" ] || continue
-        echo "/dev/${b##*/}"
-        return
-    done
-}
-wait_dev() {
-    i=0
-    DEV=$(find_dev)
-    while [ -z "$DEV" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); DEV=$(find_dev); done
-    [ -n "$DEV" ]
-}
-wait_gone() {
-    i=0
-    while [ -n "$(find_dev)" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-    [ -z "$(find_dev)" ]
-}
+. /harness/files/lib.sh
 connect() {
     nvme connect -t tcp -a "$ADDR" -s "$PORT" -n "$NQN" --hostnqn "$HOST" && wait_dev
-}
-disconnect() {
-    nvme disconnect -n "$NQN" && wait_gone
 }
 step() { # step NAME: print the marker, wait for the host's answer, read it
     echo "STEP-$1"

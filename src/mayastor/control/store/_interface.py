@@ -172,6 +172,14 @@ class ClusterStore(Protocol):
         """
         ...
 
+    async def lease_holder(self, name: str) -> str | None:
+        """Who holds the lease `name` now, or None when nobody does.
+
+        Raises:
+            StoreUnavailable: the store cannot be reached.
+        """
+        ...
+
     async def resign(self, leadership: Leadership) -> None:
         """Give the lease back (best effort: it expires anyway)."""
         ...

@@ -272,6 +272,15 @@ class EmbeddedStore:
 
         return work
 
+    async def lease_holder(self, name: str) -> str | None:
+        def work(db: sqlite3.Connection) -> str | None:
+            row = db.execute(
+                "SELECT holder FROM leases WHERE name = ? AND expires >= ?", (name, self._clock())
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._run(work)
+
     async def _keep(self, lease: Leadership, confirmed: float) -> None:
         """Renew `lease` every third of its TTL until it is lost or given back.
 

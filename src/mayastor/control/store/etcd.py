@@ -342,6 +342,13 @@ class EtcdStore:
 
         return await self._call(f"campaign {name}", call)
 
+    async def lease_holder(self, name: str) -> str | None:
+        async def call(client: aetcd.Client) -> str | None:
+            found = await client.get(name.encode())
+            return None if found is None else bytes(found.value).decode(errors="replace")
+
+        return await self._call(f"lease holder of {name}", call, idempotent=True)
+
     async def _keep(self, lease: Leadership, confirmed: float) -> None:
         """Renew `lease` every third of its TTL until it is lost or given back.
 
