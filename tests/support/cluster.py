@@ -87,7 +87,7 @@ class TestCluster:
         disk_size: int = 256 << 20,
         store: str | None = None,
         core_flags: Sequence[str] = FAST_CORE_FLAGS,
-        engine_flags: Sequence[str] = ("--child-io-timeout", "2"),
+        engine_flags: Sequence[str] = ("--child-io-timeout", "2", "--registration-interval", "1"),
     ) -> None:
         self.workdir = Path(workdir)
         self.node_count = nodes
@@ -104,15 +104,18 @@ class TestCluster:
 
     def start(self, *, pools: bool = True) -> TestCluster:
         self.core.start()
-        for n in range(1, self.node_count + 1):
-            self.add_engine(f"node-{n}")
-        self.wait_nodes_online(list(self.engines))
+        names = [f"node-{n}" for n in range(1, self.node_count + 1)]
+        for name in names:
+            self.add_engine(name, wait=False)
+        for name in names:
+            self.engines[name].wait_ready()
+        self.wait_nodes_online(names)
         if pools:
             for name in self.engines:
                 self.create_pool(name)
         return self
 
-    def add_engine(self, name: str) -> EngineProcess:
+    def add_engine(self, name: str, *, wait: bool = True) -> EngineProcess:
         disk = self.disk(name)
         if not disk.exists():
             with open(disk, "wb") as fh:
@@ -123,8 +126,10 @@ class TestCluster:
             registration_endpoint=self.core.grpc_endpoint,
             extra_args=self.engine_flags,
         )
-        engine.start()
+        engine.launch()
         self.engines[name] = engine
+        if wait:
+            engine.wait_ready()
         return engine
 
     def create_pool(self, node: str) -> Any:

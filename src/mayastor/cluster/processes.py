@@ -196,7 +196,22 @@ class EngineProcess(ChildProcess):
         Raises:
             RuntimeError: it exited or did not answer in time (the log tail is included).
         """
-        proc = self._spawn(self.preexec)
+        self.launch()
+        self.wait_ready(timeout)
+
+    def launch(self) -> None:
+        """Start the process without waiting (several start side by side, then
+        `wait_ready` each)."""
+        self._spawn(self.preexec)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Wait until the process started by `launch` answers on its gRPC API.
+
+        Raises:
+            RuntimeError: it exited or did not answer in time (the log tail is included).
+        """
+        proc = self.proc
+        assert proc is not None
         deadline = time.monotonic() + timeout
         with grpc.insecure_channel(self.endpoint) as channel:
             stub = host_pb2_grpc.HostRpcStub(channel)

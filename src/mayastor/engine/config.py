@@ -41,6 +41,7 @@ class EngineConfig:
     state_dir: str = ""
     child_io_timeout: float = 5.0
     registration_endpoint: str = ""
+    registration_interval: float = 5.0
     ps_endpoint: str = ""
 
     @property
@@ -159,6 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
         "info in the cluster store through it (default: run on its own)",
     )
     parser.add_argument(
+        "--registration-interval",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="seconds between two registrations (default: %(default)s; keep it well under "
+        "the core agent's --node-deadline)",
+    )
+    parser.add_argument(
         "-p",
         "--ps-endpoint",
         default="",
@@ -195,6 +204,8 @@ def config_from_args(argv: list[str] | None = None) -> EngineConfig:
             parse_endpoint(args.registration_endpoint, 50051)
         except InvalidArgument as exc:
             parser.error(f"--registration-endpoint: {exc}")
+    if not 0 < args.registration_interval <= 60:
+        parser.error("--registration-interval must be more than 0 and at most 60 seconds")
     if args.ps_endpoint:
         if not args.registration_endpoint:
             parser.error("--ps-endpoint needs --registration-endpoint (the cluster's keys)")
@@ -217,6 +228,7 @@ def config_from_args(argv: list[str] | None = None) -> EngineConfig:
         state_dir=args.state_dir,
         child_io_timeout=args.child_io_timeout,
         registration_endpoint=args.registration_endpoint,
+        registration_interval=args.registration_interval,
         ps_endpoint=args.ps_endpoint,
     )
 

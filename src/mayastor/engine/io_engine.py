@@ -62,7 +62,9 @@ class IoEngine:
         self.registrar: Registrar | None = None
         self._cluster_store: CoreNexusInfoStore | EtcdNexusInfoStore | None = None
         if config.registration_endpoint:
-            registrar = self.registrar = Registrar(config, config.registration_endpoint)
+            registrar = self.registrar = Registrar(
+                config, config.registration_endpoint, config.registration_interval
+            )
             if config.ps_endpoint:
                 store = self._cluster_store = EtcdNexusInfoStore(
                     config.ps_endpoint, lambda: registrar.keys
