@@ -22,6 +22,7 @@ import uvicorn
 from mayastor.api.v1 import registration_pb2_grpc
 from mayastor.control.cluster import Cluster, ResourceLocks
 from mayastor.control.grpc_services import NexusInfoService, RegistrationService
+from mayastor.control.healing import VolumeHealer
 from mayastor.control.nodes import NodeRegistry
 from mayastor.control.placement import CommitmentLimits
 from mayastor.control.reconciler import Reconciler
@@ -52,6 +53,8 @@ class AgentConfig:
     reconcile_busy: float = 10.0
     reconcile_idle: float = 30.0
     lease_ttl: float = 10.0
+    faulted_child_wait: float = 600.0
+    max_rebuilds: int | None = None
     pool_commitment: float = 2.5
     volume_commitment_initial: float = 0.4
     log_level: str = "info"
@@ -142,9 +145,7 @@ class CoreAgent:
             locks=ResourceLocks(),
         )
         self.cluster = cluster
-        self.reconciler = Reconciler(
-            cluster, busy_period=cfg.reconcile_busy, idle_period=cfg.reconcile_idle
-        )
+        self.reconciler = self._new_reconciler(cluster)
 
         async def node_changed(_name: str, _event: str) -> None:
             assert self.reconciler is not None
@@ -184,6 +185,15 @@ class CoreAgent:
             cfg.rest_url,
             cfg.grpc_endpoint,
             cfg.node_deadline,
+        )
+
+    def _new_reconciler(self, cluster: Cluster) -> Reconciler:
+        cfg = self.config
+        healer = VolumeHealer(
+            cluster, faulted_child_wait=cfg.faulted_child_wait, max_rebuilds=cfg.max_rebuilds
+        )
+        return Reconciler(
+            cluster, busy_period=cfg.reconcile_busy, idle_period=cfg.reconcile_idle, healer=healer
         )
 
     def _listen(
@@ -274,11 +284,7 @@ class CoreAgent:
             except StoreUnavailable as exc:
                 log.warning("cannot load the specs after taking the lease again: %s", exc)
                 continue
-            self.reconciler = Reconciler(
-                self.cluster,
-                busy_period=self.config.reconcile_busy,
-                idle_period=self.config.reconcile_idle,
-            )
+            self.reconciler = self._new_reconciler(self.cluster)
             self.reconciler.start()
             log.info("core agent %s holds the lease again; specs reloaded", self.holder)
             return True

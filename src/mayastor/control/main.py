@@ -131,6 +131,21 @@ def build_parser() -> argparse.ArgumentParser:
         "standby agent takes over within it (default: 10s)",
     )
     parser.add_argument(
+        "--faulted-child-wait",
+        type=parse_duration,
+        default=600.0,
+        metavar="DURATION",
+        help="how long a faulted replica of a published volume may stay away (its node "
+        "down) before it is replaced by a new one on another node (default: 10m)",
+    )
+    parser.add_argument(
+        "--max-rebuilds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="rebuilds the control plane lets run at once in the cluster (default: no limit)",
+    )
+    parser.add_argument(
         "--pool-commitment",
         type=parse_percent,
         default=2.5,
@@ -166,6 +181,8 @@ def config_from_args(argv: list[str] | None = None) -> AgentConfig:
             parse_etcd_endpoints(store)
         except InvalidArgument as exc:
             parser.error(f"--store: {exc}")
+    if args.max_rebuilds is not None and args.max_rebuilds < 1:
+        parser.error("--max-rebuilds must be at least 1")
     for what, value in (("--cluster-id", args.cluster_id), ("--namespace", args.namespace)):
         if not value or "/" in value:
             parser.error(f"{what} must be a non-empty name without '/'")
@@ -182,6 +199,8 @@ def config_from_args(argv: list[str] | None = None) -> AgentConfig:
         reconcile_busy=args.reconcile_period,
         reconcile_idle=args.reconcile_idle_period,
         lease_ttl=args.lease_ttl,
+        faulted_child_wait=args.faulted_child_wait,
+        max_rebuilds=args.max_rebuilds,
         pool_commitment=args.pool_commitment,
         volume_commitment_initial=args.volume_commitment_initial,
         log_level=args.log_level,

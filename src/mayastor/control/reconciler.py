@@ -12,9 +12,9 @@ A pass, in order:
    destroyed;
 5. orphans on the io-engines are collected: a nexus no spec knows, a replica made by
    the control plane (it has an entity id) that no spec knows, a share no target needs;
-6. a faulted nexus child whose replica is reachable again is brought back online
-   (a partial rebuild when the nexus logged what it missed), for volumes that allow
-   self-healing.
+6. volumes are healed (`mayastor.control.healing`): faulted children brought back or,
+   after a wait, replaced; a nexus lost with its io-engine made again; the replica
+   count kept to the spec.
 
 Each action is logged with its reason. A pass skips objects an operation holds (their
 lock is busy) and nodes that are offline; it runs every `busy_period` seconds while it
@@ -28,8 +28,9 @@ import asyncio
 import contextlib
 import logging
 
-from mayastor.api.v1 import common_pb2, nexus_pb2
+from mayastor.api.v1 import common_pb2
 from mayastor.control.cluster import Cluster
+from mayastor.control.healing import VolumeHealer
 from mayastor.control.operations.pools import reconcile_pool
 from mayastor.control.operations.replicas import destroy_replica
 from mayastor.control.operations.targets import destroy_target
@@ -54,12 +55,19 @@ class Reconciler:
         cluster: what to reconcile.
         busy_period: seconds between passes while there is work.
         idle_period: seconds between passes when the last found nothing to do.
+        healer: the self-healing rules (default ones when None).
     """
 
     def __init__(
-        self, cluster: Cluster, *, busy_period: float = 10.0, idle_period: float = 30.0
+        self,
+        cluster: Cluster,
+        *,
+        busy_period: float = 10.0,
+        idle_period: float = 30.0,
+        healer: VolumeHealer | None = None,
     ) -> None:
         self.cluster = cluster
+        self.healer = healer or VolumeHealer(cluster)
         self.busy_period = busy_period
         self.idle_period = idle_period
         self._wake = asyncio.Event()
@@ -105,7 +113,7 @@ class Reconciler:
                 self._reconcile_replicas,
                 self._reconcile_nexuses,
                 self._collect_orphans,
-                self._online_children,
+                self.healer.heal,
             ):
                 try:
                     work = await step() or work
@@ -273,47 +281,3 @@ class Reconciler:
         if volume is None or volume.operation is not None:
             return False
         return volume.target is None or volume.target.node == replica.node
-
-    async def _online_children(self) -> bool:
-        work = False
-        cluster = self.cluster
-        for volume in cluster.specs.view(VolumeSpec):
-            target = volume.target
-            if not volume.policy.self_heal or target is None or target.nexus is None:
-                continue
-            if volume.operation is not None or not cluster.nodes.online(target.node):
-                continue
-            nexus = cluster.engine_nexus(target.node, target.nexus)
-            if nexus is None:
-                continue
-            for child in nexus.children:
-                if child.state != nexus_pb2.CHILD_STATE_FAULTED:
-                    continue
-                if child.state_reason in (
-                    nexus_pb2.CHILD_STATE_REASON_BY_CLIENT,
-                    nexus_pb2.CHILD_STATE_REASON_NO_SPACE,
-                ):
-                    continue
-                replica = cluster.specs.get(ReplicaSpec, child.uuid)
-                if replica is None or not cluster.nodes.online(replica.node):
-                    continue
-                if cluster.engine_replica(replica.node, replica.uuid) is None:
-                    continue
-                async with cluster.locks.try_hold("volume", str(volume.uuid)) as held:
-                    if not held:
-                        continue
-                    work = True
-                    log.info(
-                        "volume %s: replica %s is reachable again; bringing its child online",
-                        volume.uuid,
-                        replica.uuid,
-                    )
-                    try:
-                        await cluster.engine(target.node).child_online(str(target.nexus), child.uri)
-                    except MayastorError as exc:
-                        log.warning(
-                            "volume %s: child %s stays faulted: %s", volume.uuid, child.uri, exc
-                        )
-            if work:
-                await cluster.nodes.poll(target.node)
-        return work

@@ -302,6 +302,61 @@ async def undo_publish(cluster: Cluster, volume: VolumeSpec) -> None:
     log.info("volume %s: an unfinished publish is undone; the volume is unpublished", volume.uuid)
 
 
+async def recreate_target(cluster: Cluster, volume: VolumeSpec) -> VolumeSpec:
+    """Make the volume's nexus again on its target node, whose io-engine lost it (the
+    caller holds the volume's lock): a new nexus under the same NQN, so the frontends'
+    connections come back; which replicas it trusts comes from the lost nexus's info.
+
+    Interrupted, it is undone (`undo_recreate`) and done again on the next pass.
+    """
+    target = volume.target
+    assert target is not None
+    nexus_uuid = uuid_mod.uuid4()
+    previous = target.nexus
+    volume.operation = OperationRecord(
+        operation="RecreateTarget",
+        args={"node": target.node, "nexus": str(nexus_uuid), "previous": str(previous or "")},
+    )
+    await cluster.specs.save(volume)
+    for stale in cluster.specs.nexuses_of(volume):
+        await cluster.specs.remove(stale)
+    try:
+        await create_target(cluster, volume, target.node, nexus_uuid, target.frontend_nodes)
+    except MayastorError:
+        await undo_recreate(cluster, volume)
+        raise
+    target.nexus = nexus_uuid
+    volume.health_info_id = nexus_uuid
+    volume.operation = None
+    await cluster.specs.save(volume)
+    if previous is not None:
+        try:
+            await cluster.forget_nexus_info(previous)
+        except MayastorError as exc:
+            log.warning("old nexus info %s is left behind: %s", previous, exc)
+    log.info("volume %s: nexus %s made again on node %s", volume.uuid, nexus_uuid, target.node)
+    return volume
+
+
+async def undo_recreate(cluster: Cluster, volume: VolumeSpec) -> None:
+    """Remove what an interrupted `recreate_target` made; the target stays as recorded."""
+    op = volume.operation
+    wanted = op.args.get("nexus") if op is not None else None
+    node = op.args.get("node") if op is not None else None
+    for nexus in cluster.specs.nexuses_of(volume):
+        if str(nexus.uuid) == wanted:
+            await cluster.specs.remove(nexus)
+    if wanted and node and cluster.nodes.online(node):
+        try:
+            await cluster.engine(node).destroy_nexus(wanted)
+        except NotFound:
+            pass
+    if wanted and str(volume.health_info_id) != wanted:
+        await cluster.forget_nexus_info(wanted)
+    volume.operation = None
+    await cluster.specs.save(volume)
+
+
 async def unpublish_volume(
     cluster: Cluster, volume: VolumeSpec, *, force: bool = False
 ) -> VolumeSpec:

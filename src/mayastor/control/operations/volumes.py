@@ -30,6 +30,7 @@ from mayastor.control.operations.targets import (
     finish_unpublish,
     publish_volume,
     undo_publish,
+    undo_recreate,
     unpublish_volume,
 )
 from mayastor.control.specs import (
@@ -266,29 +267,49 @@ async def scale_volume(cluster: Cluster, volume_uuid: uuid_mod.UUID, count: int)
     """Set the number of replicas: new ones are placed, created and (when published)
     added to the nexus and rebuilt; removed ones leave the nexus and are destroyed.
 
+    The count is desired state: it is written first, then the replicas follow one
+    step at a time (`converge_replica_count`), and the reconciler finishes what a
+    crash interrupted.
+
     Raises:
         InvalidArgument: a count below 1.
-        FailedPrecondition: no pool for a new replica; removing the last healthy one.
+        FailedPrecondition: no pool for the new replicas (nothing is changed).
     """
     if count < 1:
         raise InvalidArgument(f"a volume needs at least 1 replica, not {count}")
     async with cluster.locks.hold("volume", str(volume_uuid)):
         spec = await _usable(cluster, volume_uuid)
-        while len(cluster.specs.replicas_of(spec)) < count:
-            await _add_replica(cluster, spec)
-        while len(cluster.specs.replicas_of(spec)) > count:
-            await _remove_replica(cluster, spec, replica_to_remove(cluster, spec))
+        current = len(cluster.specs.replicas_of(spec))
+        if count > current:
+            place_for(cluster, spec, count - current)
         if spec.num_replicas != count:
             spec.num_replicas = count
             await cluster.specs.save(spec)
+        await converge_replica_count(cluster, spec)
         log.info("volume %s now has %d replica(s)", spec.uuid, count)
         return spec
 
 
+async def converge_replica_count(cluster: Cluster, spec: VolumeSpec) -> None:
+    """Add or remove replicas, one step each, until the volume has `num_replicas`
+    (the caller holds the volume's lock).
+
+    Raises:
+        FailedPrecondition: no pool for a new replica; removing the last healthy one.
+    """
+    while len(cluster.specs.replicas_of(spec)) < spec.num_replicas:
+        await _add_replica(cluster, spec)
+    while len(cluster.specs.replicas_of(spec)) > spec.num_replicas:
+        await _remove_replica(cluster, spec, replica_to_remove(cluster, spec))
+
+
+async def retire_replica(cluster: Cluster, spec: VolumeSpec, replica: ReplicaSpec) -> None:
+    """Take a replica out of the volume for good (it leaves the nexus and is destroyed, or
+    is destroyed once its node is back); the count stays, so a new one is made next."""
+    await _remove_replica(cluster, spec, replica)
+
+
 async def _end_replica_step(cluster: Cluster, spec: VolumeSpec) -> None:
-    """Clear the step's record and count the replicas, in one write: each added or
-    removed replica is a step of its own, so the count is right after any crash."""
-    spec.num_replicas = len(cluster.specs.replicas_of(spec))
     spec.operation = None
     await cluster.specs.save(spec)
 
@@ -450,6 +471,7 @@ _SETTLE: dict[str, _Settle] = {
     "Destroy": finish_destroy,
     "Publish": undo_publish,
     "Republish": undo_publish,
+    "RecreateTarget": undo_recreate,
     "Unpublish": finish_unpublish,
     "SetReplica": _settle_set_replica,
     "Resize": _settle_resize,

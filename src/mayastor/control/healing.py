@@ -1,0 +1,192 @@
+"""Self-healing: what the reconciler does for volumes that lost a replica or their nexus.
+
+For every published volume:
+
+* a faulted child whose replica is reachable again is brought back online (a partial
+  rebuild when the nexus logged what it missed, else a full one);
+* a child faulted for longer than `faulted_child_wait` (its node never came back, or
+  it keeps failing) is retired: it leaves the nexus, its replica is destroyed (or will
+  be, once its node is back), and a new replica is placed on another node and rebuilt
+  in full;
+* a nexus whose io-engine restarted (the node is back, the nexus is not) is made again
+  on the same node from the nexus info in the store: only the children marked healthy
+  are trusted (after an unclean stop, one of them), the others are rebuilt;
+
+and for every volume, the replica count follows `num_replicas` (an interrupted scale is
+finished). Volumes whose `policy.self_heal` is false keep faulted children as they are.
+At most `max_rebuilds` rebuilds run in the cluster at once. Every action is logged with
+its reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from mayastor.api.v1 import nexus_pb2
+from mayastor.control.cluster import Cluster
+from mayastor.control.operations.targets import recreate_target
+from mayastor.control.operations.volumes import converge_replica_count, retire_replica
+from mayastor.control.specs import ReplicaSpec, SpecStatus, VolumeSpec
+from mayastor.errors import FailedPrecondition, MayastorError
+
+log = logging.getLogger(__name__)
+
+_NOT_HEALED = (nexus_pb2.CHILD_STATE_REASON_BY_CLIENT, nexus_pb2.CHILD_STATE_REASON_NO_SPACE)
+"""Faults an operator chose or that a rebuild cannot mend: left alone."""
+
+
+class VolumeHealer:
+    """The self-healing rules, run by the reconciler on each pass.
+
+    Args:
+        cluster: what to heal.
+        faulted_child_wait: seconds a faulted child may stay faulted before it is replaced.
+        max_rebuilds: rebuilds that may run at once in the cluster (None: no limit).
+        clock: monotonic seconds.
+    """
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        *,
+        faulted_child_wait: float = 600.0,
+        max_rebuilds: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.cluster = cluster
+        self.faulted_child_wait = faulted_child_wait
+        self.max_rebuilds = max_rebuilds
+        self._clock = clock
+        self._faulted_since: dict[tuple[str, str], float] = {}
+        self._refused: dict[str, str] = {}
+
+    def rebuilds_running(self) -> int:
+        """Children being rebuilt now, over every nexus the io-engines reported."""
+        count = 0
+        for name in self.cluster.nodes.names():
+            record = self.cluster.nodes.record(name)
+            if record is None or not self.cluster.nodes.online(name):
+                continue
+            for nexus in record.nexuses:
+                count += sum(1 for c in nexus.children if c.state == nexus_pb2.CHILD_STATE_DEGRADED)
+        return count
+
+    def _may_rebuild(self) -> bool:
+        return self.max_rebuilds is None or self.rebuilds_running() < self.max_rebuilds
+
+    # ------------------------------------------------------------------ the pass
+
+    async def heal(self) -> bool:
+        """One pass over every volume; True when it found something to do."""
+        work = False
+        seen: set[tuple[str, str]] = set()
+        for stored in self.cluster.specs.view(VolumeSpec):
+            if stored.operation is not None or stored.status is not SpecStatus.CREATED:
+                continue
+            async with self.cluster.locks.try_hold("volume", str(stored.uuid)) as held:
+                if not held:
+                    continue
+                volume = self.cluster.specs.get(VolumeSpec, str(stored.uuid))
+                if volume is None or volume.operation is not None:
+                    continue
+                try:
+                    work = await self._heal_volume(volume, seen) or work
+                except MayastorError as exc:
+                    log.warning("volume %s: healing stopped: %s", volume.uuid, exc)
+                    work = True
+        for key in set(self._faulted_since) - seen:
+            del self._faulted_since[key]
+        return work
+
+    async def _heal_volume(self, volume: VolumeSpec, seen: set[tuple[str, str]]) -> bool:
+        cluster = self.cluster
+        target = volume.target
+        if target is not None and target.nexus is not None and cluster.nodes.online(target.node):
+            if cluster.engine_nexus(target.node, target.nexus) is None:
+                await cluster.nodes.poll(target.node)
+            if cluster.engine_nexus(target.node, target.nexus) is None:
+                log.info(
+                    "volume %s: its nexus is gone from node %s (the io-engine restarted): "
+                    "making it again",
+                    volume.uuid,
+                    target.node,
+                )
+                await recreate_target(cluster, volume)
+                return True
+            if volume.policy.self_heal and await self._heal_children(volume, seen):
+                return True
+        return await self._follow_count(volume)
+
+    async def _heal_children(self, volume: VolumeSpec, seen: set[tuple[str, str]]) -> bool:
+        cluster = self.cluster
+        target = volume.target
+        assert target is not None
+        assert target.nexus is not None
+        nexus = cluster.engine_nexus(target.node, target.nexus)
+        if nexus is None:
+            return False
+        for child in nexus.children:
+            if child.state != nexus_pb2.CHILD_STATE_FAULTED or child.state_reason in _NOT_HEALED:
+                continue
+            key = (str(volume.uuid), child.uuid)
+            seen.add(key)
+            since = self._faulted_since.setdefault(key, self._clock())
+            replica = cluster.specs.get(ReplicaSpec, child.uuid)
+            if replica is None:
+                continue
+            if self._clock() - since > self.faulted_child_wait:
+                log.info(
+                    "volume %s: replica %s has been faulted for over %g s: replacing it",
+                    volume.uuid,
+                    replica.uuid,
+                    self.faulted_child_wait,
+                )
+                await retire_replica(cluster, volume, replica)
+                self._faulted_since.pop(key, None)
+                return True
+            reachable = cluster.nodes.online(replica.node) and (
+                cluster.engine_replica(replica.node, replica.uuid) is not None
+            )
+            if not reachable or not self._may_rebuild():
+                continue
+            log.info(
+                "volume %s: replica %s is reachable again; bringing its child online",
+                volume.uuid,
+                replica.uuid,
+            )
+            try:
+                await cluster.engine(target.node).child_online(str(target.nexus), child.uri)
+            except MayastorError as exc:
+                log.warning("volume %s: child %s stays faulted: %s", volume.uuid, child.uri, exc)
+            await cluster.nodes.poll(target.node)
+            return True
+        return False
+
+    async def _follow_count(self, volume: VolumeSpec) -> bool:
+        have = len(self.cluster.specs.replicas_of(volume))
+        if have == volume.num_replicas:
+            self._refused.pop(str(volume.uuid), None)
+            return False
+        if have < volume.num_replicas and volume.target is not None and not self._may_rebuild():
+            return True
+        try:
+            await converge_replica_count(self.cluster, volume)
+        except FailedPrecondition as exc:
+            if self._refused.get(str(volume.uuid)) != str(exc):
+                log.warning(
+                    "volume %s has %d of %d replica(s) and cannot get more now: %s",
+                    volume.uuid,
+                    have,
+                    volume.num_replicas,
+                    exc,
+                )
+                self._refused[str(volume.uuid)] = str(exc)
+            return True
+        log.info(
+            "volume %s: %d replica(s) now, as its spec asks",
+            volume.uuid,
+            len(self.cluster.specs.replicas_of(volume)),
+        )
+        return True

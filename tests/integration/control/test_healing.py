@@ -1,0 +1,139 @@
+"""Self-healing on real processes: replicas replaced after the wait, nexuses made again.
+
+Published volumes take writes through our initiator, connected as their frontend; the
+tests kill io-engines and check that the core agent heals the volumes with every
+written byte intact and, at the end, the replicas identical on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable
+
+import pytest
+
+from tests.support.cluster import FAST_CORE_FLAGS, TestCluster
+from tests.support.offline_pool import replica_images
+from tests.support.polling import wait_for
+from tests.support.volume_io import frontend_nqn, read_at, write_at
+
+pytestmark = pytest.mark.slow
+
+MIB = 1 << 20
+APP = frontend_nqn("app-1")
+
+
+def new_volume(
+    cluster: TestCluster, size: int = 32 * MIB, target: str = "node-1"
+) -> tuple[str, str]:
+    volume = str(uuid.uuid4())
+    body = {"size": size, "replicas": 3, "thin": False, "policy": {"self_heal": True}}
+    cluster.rest.put(f"/volumes/{volume}", body)
+    published = cluster.rest.put(
+        f"/volumes/{volume}/target",
+        {"protocol": "nvmf", "publish_context": {}, "frontend_node": "app-1", "node": target},
+    )
+    return volume, published["state"]["target"]["deviceUri"]
+
+
+def status(cluster: TestCluster, volume: str) -> str:
+    return str(cluster.volume(volume)["state"]["status"])
+
+
+def replica_nodes(cluster: TestCluster, volume: str) -> list[str]:
+    return sorted(r["node"] for r in cluster.volume(volume)["state"]["replica_topology"].values())
+
+
+def assert_replicas_identical(cluster: TestCluster, volumes: dict[str, int]) -> None:
+    topologies = {v: set(cluster.volume(v)["state"]["replica_topology"]) for v in volumes}
+    cluster.close()
+    images: dict[str, bytes] = {}
+    for name in cluster.engines:
+        images.update(replica_images(cluster.disk(name)))
+    for volume, size in volumes.items():
+        data = {images[r][:size] for r in topologies[volume]}
+        assert len(data) == 1, f"the replicas of {volume} differ"
+
+
+def test_a_replica_whose_node_stays_down_is_replaced_after_the_wait_and_rebuilt(
+    make_cluster: Callable[..., TestCluster],
+) -> None:
+    cluster = make_cluster(nodes=4, core_flags=(*FAST_CORE_FLAGS, "--faulted-child-wait", "3s"))
+    volume, uri = new_volume(cluster)
+    lost = next(n for n in replica_nodes(cluster, volume) if n != "node-1")
+    before = os.urandom(MIB)
+    write_at(uri, APP, 0, before)
+    cluster.engines[lost].kill()
+    during = os.urandom(MIB)
+    write_at(uri, APP, 4 * MIB, during)
+    wait_for(
+        lambda: lost not in replica_nodes(cluster, volume) and status(cluster, volume) == "Online",
+        f"the replica on {lost} replaced and rebuilt",
+        90,
+    )
+    nodes = replica_nodes(cluster, volume)
+    assert len(nodes) == 3
+    assert len(set(nodes)) == 3
+    assert cluster.volume(volume)["spec"]["num_replicas"] == 3
+    assert read_at(uri, APP, 0, MIB) == before
+    assert read_at(uri, APP, 4 * MIB, MIB) == during
+    assert "replacing it" in cluster.core.log_tail(200)
+    del cluster.engines[lost]
+    assert_replicas_identical(cluster, {volume: 32 * MIB})
+
+
+def test_a_nexus_lost_with_its_io_engine_is_made_again_on_the_same_node(
+    cluster: TestCluster,
+) -> None:
+    volume, uri = new_volume(cluster, target="node-1")
+    first_nexus = cluster.volume(volume)["spec"]["target"]["nexus"]
+    data = os.urandom(2 * MIB)
+    write_at(uri, APP, MIB, data)
+    engine = cluster.engines["node-1"]
+    engine.kill()
+    engine.start()
+    wait_for(
+        lambda: cluster.volume(volume)["spec"]["target"]["nexus"] != first_nexus,
+        "a new nexus made on node-1",
+        60,
+    )
+    wait_for(lambda: status(cluster, volume) == "Online", "the volume Online again", 90)
+    assert cluster.volume(volume)["state"]["target"]["deviceUri"] == uri
+    assert read_at(uri, APP, MIB, len(data)) == data
+    assert_replicas_identical(cluster, {volume: 32 * MIB})
+
+
+def test_no_more_rebuilds_run_at_once_than_the_limit(
+    make_cluster: Callable[..., TestCluster],
+) -> None:
+    flags = (*FAST_CORE_FLAGS, "--faulted-child-wait", "2s", "--max-rebuilds", "1")
+    cluster = make_cluster(nodes=4, core_flags=flags, disk_size=512 << 20)
+    first, uri1 = new_volume(cluster, size=96 * MIB)
+    second, uri2 = new_volume(cluster, size=96 * MIB)
+    lost = next(
+        n
+        for n in replica_nodes(cluster, first)
+        if n != "node-1" and n in replica_nodes(cluster, second)
+    )
+    cluster.engines[lost].kill()
+    write_at(uri1, APP, 0, os.urandom(MIB))
+    write_at(uri2, APP, 0, os.urandom(MIB))
+    most = 0
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        running = 0
+        for nexus in cluster.rest.get("/nexuses"):
+            running += sum(1 for c in nexus["children"] if c["state"] == "Degraded")
+        most = max(most, running)
+        done = all(
+            lost not in replica_nodes(cluster, v) and status(cluster, v) == "Online"
+            for v in (first, second)
+        )
+        if done:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the replicas were not replaced in time")
+    assert most == 1, f"{most} rebuilds ran at once"
