@@ -11,7 +11,8 @@ DEBS=(
     util-linux e2fsprogs iproute2 kmod           # losetup, mkfs/fsck, network namespaces
     fio                                          # benchmark baseline and guest workloads
     qemu-system-x86 nvme-cli busybox-static      # the kernel-initiator VM (tests/interop)
-    etcd-server                                  # the cluster store in control-plane tests
+    xfsprogs btrfs-progs                         # file systems the CSI node plugin makes (in the VM)
+    etcd-server nats-server                      # the cluster store and the event bus in tests
 )
 
 setup_debs() {

@@ -415,3 +415,42 @@ class EtcdProcess(ChildProcess):
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class NatsProcess(ChildProcess):
+    """Debian's `nats-server` as a child process on loopback (the event bus in tests).
+
+    Args:
+        workdir: where its log goes.
+        port: a free port by default.
+    """
+
+    name = "nats-server"
+
+    def __init__(self, workdir: Path, *, port: int | None = None) -> None:
+        super().__init__(workdir, "nats.log")
+        self.port = port or free_port()
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def argv(self) -> list[str]:
+        server = shutil.which("nats-server") or "/usr/sbin/nats-server"
+        return [server, "-a", "127.0.0.1", "-p", str(self.port)]
+
+    def listening(self) -> bool:
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            return sock.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start it and wait until it takes connections.
+
+        Raises:
+            RuntimeError: nats-server is not installed, exited, or did not listen in time.
+        """
+        if shutil.which("nats-server") is None and not Path("/usr/sbin/nats-server").exists():
+            raise RuntimeError("nats-server is not installed (Debian package nats-server)")
+        self._spawn()
+        self._wait_until(self.listening, timeout, "it did not listen")

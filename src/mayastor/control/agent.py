@@ -21,13 +21,16 @@ import uvicorn
 
 from mayastor.api.v1 import registration_pb2_grpc
 from mayastor.control.cluster import Cluster, ResourceLocks
+from mayastor.control.events import EventCategory, EventLog
 from mayastor.control.grpc_services import NexusInfoService, RegistrationService
 from mayastor.control.healing import VolumeHealer
+from mayastor.control.nats_sink import NatsEventSink
 from mayastor.control.nodes import NodeRegistry
 from mayastor.control.placement import CommitmentLimits
 from mayastor.control.reconciler import Reconciler
 from mayastor.control.rest import create_app
 from mayastor.control.spec_registry import SpecRegistry
+from mayastor.control.state_watch import StateWatcher
 from mayastor.control.store import ClusterStore, Leadership, StoreKeys, new_holder_id
 from mayastor.errors import StoreUnavailable, Unavailable
 
@@ -55,6 +58,7 @@ class AgentConfig:
     lease_ttl: float = 10.0
     faulted_child_wait: float = 600.0
     max_rebuilds: int | None = None
+    events_url: str = ""
     pool_commitment: float = 2.5
     volume_commitment_initial: float = 0.4
     log_level: str = "info"
@@ -106,6 +110,8 @@ class CoreAgent:
         self.leadership: Leadership | None = None
         self.cluster: Cluster | None = None
         self.reconciler: Reconciler | None = None
+        self.watcher: StateWatcher | None = None
+        self.events: EventLog | None = None
         self._grpc: grpc.aio.Server | None = None
         self._rest: _EmbeddedServer | None = None
         self._rest_task: asyncio.Task[None] | None = None
@@ -136,6 +142,10 @@ class CoreAgent:
                 log.warning("cannot load the specs yet: %s", exc)
                 await asyncio.sleep(1.0)
         nodes = NodeRegistry(deadline=cfg.node_deadline, poll_period=cfg.poll_period)
+        events = self.events = EventLog(self.store, self.keys)
+        await events.load()
+        if cfg.events_url:
+            events.sinks.append(NatsEventSink(cfg.events_url))
         cluster = Cluster(
             store=self.store,
             keys=self.keys,
@@ -143,13 +153,27 @@ class CoreAgent:
             nodes=nodes,
             limits=CommitmentLimits(cfg.pool_commitment, cfg.volume_commitment_initial),
             locks=ResourceLocks(),
+            events=events,
         )
         self.cluster = cluster
         self.reconciler = self._new_reconciler(cluster)
+        self.watcher = StateWatcher(cluster, events, period=cfg.poll_period)
 
-        async def node_changed(_name: str, _event: str) -> None:
+        async def node_changed(name: str, event: str) -> None:
             assert self.reconciler is not None
             self.reconciler.poke()
+            if event in ("online", "offline", "restarted"):
+                record = nodes.record(name)
+                why = {
+                    "online": "it registers and answers again",
+                    "offline": (record.poll_failed if record and record.poll_failed else "")
+                    or ("it said goodbye" if record and record.deregistered else "")
+                    or f"no registration for {cfg.node_deadline:g} s",
+                    "restarted": "its io-engine started again (a new instance)",
+                }[event]
+                events.emit(
+                    EventCategory.NODE, event.capitalize(), name, f"node {name}: {why}", node=name
+                )
 
         async def poke() -> None:
             assert self.reconciler is not None
@@ -179,6 +203,7 @@ class CoreAgent:
         )
         nodes.start()
         self.reconciler.start()
+        self.watcher.start()
         self.serving.set()
         log.info(
             "core agent serving: REST %s/v0, gRPC %s; node deadline %g s",
@@ -281,6 +306,8 @@ class CoreAgent:
             self.store.guard = lease
             try:
                 await self.cluster.specs.load()
+                if self.events is not None:
+                    await self.events.load()
             except StoreUnavailable as exc:
                 log.warning("cannot load the specs after taking the lease again: %s", exc)
                 continue
@@ -293,6 +320,10 @@ class CoreAgent:
         """Stop serving and reconciling, give the lease back, close the store."""
         if self.reconciler is not None:
             await self.reconciler.close()
+        if self.watcher is not None:
+            await self.watcher.close()
+        if self.events is not None:
+            await self.events.close()
         if self._rest is not None and self._rest_task is not None:
             self._rest.should_exit = True
             with contextlib.suppress(asyncio.CancelledError):

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from mayastor.api.v1 import nexus_pb2, pool_pb2, replica_pb2
 from mayastor.control.engine_client import EngineClient
+from mayastor.control.events import EventCategory, EventLog
 from mayastor.control.nodes import NodeRegistry
 from mayastor.control.placement import CommitmentLimits
 from mayastor.control.spec_registry import SpecRegistry
@@ -109,6 +110,23 @@ class Cluster:
     nodes: NodeRegistry
     limits: CommitmentLimits = field(default_factory=CommitmentLimits)
     locks: ResourceLocks = field(default_factory=ResourceLocks)
+    events: EventLog | None = None
+    """Where events go (None: logged only, as in tests of one operation)."""
+
+    def emit(
+        self,
+        category: EventCategory,
+        action: str,
+        target: str,
+        message: str,
+        *,
+        node: str | None = None,
+    ) -> None:
+        """Record an event (or only log it when the cluster keeps none)."""
+        if self.events is not None:
+            self.events.emit(category, action, target, message, node=node)
+        else:
+            log.info("%s %s %s: %s", category.value, action, target, message)
 
     # ------------------------------------------------------------------ actual state
 

@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 from mayastor.api.v1 import nexus_pb2
 from mayastor.control.cluster import Cluster
+from mayastor.control.events import EventCategory
 from mayastor.control.operations.targets import recreate_target
 from mayastor.control.operations.volumes import converge_replica_count, retire_replica
 from mayastor.control.specs import ReplicaSpec, SpecStatus, VolumeSpec
@@ -107,11 +108,13 @@ class VolumeHealer:
             if cluster.engine_nexus(target.node, target.nexus) is None:
                 await cluster.nodes.poll(target.node)
             if cluster.engine_nexus(target.node, target.nexus) is None:
-                log.info(
-                    "volume %s: its nexus is gone from node %s (the io-engine restarted): "
-                    "making it again",
-                    volume.uuid,
-                    target.node,
+                cluster.emit(
+                    EventCategory.TARGET,
+                    "Recreating",
+                    str(volume.uuid),
+                    f"the nexus of volume {volume.uuid} is gone from node {target.node} (its "
+                    "io-engine restarted): making it again",
+                    node=target.node,
                 )
                 await recreate_target(cluster, volume)
                 return True
@@ -137,11 +140,13 @@ class VolumeHealer:
             if replica is None:
                 continue
             if self._clock() - since > self.faulted_child_wait:
-                log.info(
-                    "volume %s: replica %s has been faulted for over %g s: replacing it",
-                    volume.uuid,
-                    replica.uuid,
-                    self.faulted_child_wait,
+                cluster.emit(
+                    EventCategory.REPLICA,
+                    "Replacing",
+                    str(volume.uuid),
+                    f"replica {replica.uuid} on {replica.node} has been faulted for over "
+                    f"{self.faulted_child_wait:g} s: replacing it with a new one",
+                    node=replica.node,
                 )
                 await retire_replica(cluster, volume, replica)
                 self._faulted_since.pop(key, None)
@@ -151,10 +156,13 @@ class VolumeHealer:
             )
             if not reachable or not self._may_rebuild():
                 continue
-            log.info(
-                "volume %s: replica %s is reachable again; bringing its child online",
-                volume.uuid,
-                replica.uuid,
+            cluster.emit(
+                EventCategory.REPLICA,
+                "Reattaching",
+                str(volume.uuid),
+                f"replica {replica.uuid} on {replica.node} is reachable again: bringing its "
+                "child online",
+                node=replica.node,
             )
             try:
                 await cluster.engine(target.node).child_online(str(target.nexus), child.uri)
@@ -184,9 +192,11 @@ class VolumeHealer:
                 )
                 self._refused[str(volume.uuid)] = str(exc)
             return True
-        log.info(
-            "volume %s: %d replica(s) now, as its spec asks",
-            volume.uuid,
-            len(self.cluster.specs.replicas_of(volume)),
+        self.cluster.emit(
+            EventCategory.VOLUME,
+            "ReplicaCountRestored",
+            str(volume.uuid),
+            f"volume {volume.uuid} has {len(self.cluster.specs.replicas_of(volume))} "
+            "replica(s) again, as its spec asks",
         )
         return True

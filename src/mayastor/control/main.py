@@ -146,6 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="rebuilds the control plane lets run at once in the cluster (default: no limit)",
     )
     parser.add_argument(
+        "--events",
+        default="",
+        metavar="nats://HOST:PORT",
+        help="publish events (node, volume, replica, rebuild, target) on this NATS server "
+        "(default: kept in the store and logged only)",
+    )
+    parser.add_argument(
         "--pool-commitment",
         type=parse_percent,
         default=2.5,
@@ -181,6 +188,8 @@ def config_from_args(argv: list[str] | None = None) -> AgentConfig:
             parse_etcd_endpoints(store)
         except InvalidArgument as exc:
             parser.error(f"--store: {exc}")
+    if args.events and not args.events.startswith("nats://"):
+        parser.error(f"--events {args.events!r} is not nats://HOST:PORT")
     if args.max_rebuilds is not None and args.max_rebuilds < 1:
         parser.error("--max-rebuilds must be at least 1")
     for what, value in (("--cluster-id", args.cluster_id), ("--namespace", args.namespace)):
@@ -201,6 +210,7 @@ def config_from_args(argv: list[str] | None = None) -> AgentConfig:
         lease_ttl=args.lease_ttl,
         faulted_child_wait=args.faulted_child_wait,
         max_rebuilds=args.max_rebuilds,
+        events_url=args.events,
         pool_commitment=args.pool_commitment,
         volume_commitment_initial=args.volume_commitment_initial,
         log_level=args.log_level,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid as uuid_mod
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 
 from mayastor.control.cluster import Cluster
+from mayastor.control.events import Event, EventCategory
 from mayastor.control.models import Child, Nexus, Replica, Specs
 from mayastor.control.rest._deps import cluster_of
 from mayastor.control.rest.app import ERROR_RESPONSES
@@ -81,6 +82,20 @@ async def get_nexus_children(cluster: ClusterDep, nexus_id: uuid_mod.UUID) -> li
 )
 async def get_node_nexus(cluster: ClusterDep, node_id: str, nexus_id: uuid_mod.UUID) -> Nexus:
     return _nexus(cluster, nexus_id, node_id)
+
+
+@router.get("/events", operation_id="get_events", response_model_exclude_none=True, tags=["Events"])
+async def get_events(
+    cluster: ClusterDep,
+    category: EventCategory | None = None,
+    target: str | None = None,
+    max_entries: Annotated[int, Query(ge=0, le=10_000)] = 0,
+) -> list[Event]:
+    """Events kept by the core agent, oldest first (the last `max_entries` when set)."""
+    if cluster.events is None:
+        return []
+    found = cluster.events.recent(category=category, target=target)
+    return found[-max_entries:] if max_entries else found
 
 
 @router.get("/specs", operation_id="get_specs", response_model_exclude_none=True, tags=["Specs"])
