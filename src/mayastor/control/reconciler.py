@@ -14,7 +14,9 @@ A pass, in order:
    the control plane (it has an entity id) that no spec knows, a share no target needs;
 6. volumes are healed (`mayastor.control.healing`): faulted children brought back or,
    after a wait, replaced; a nexus lost with its io-engine made again; the replica
-   count kept to the spec.
+   count kept to the spec;
+7. draining nodes: every volume target on them moves to another node; a node with
+   none left is Drained.
 
 Each action is logged with its reason. A pass skips objects an operation holds (their
 lock is busy) and nodes that are offline; it runs every `busy_period` seconds while it
@@ -31,12 +33,14 @@ import logging
 from mayastor.api.v1 import common_pb2
 from mayastor.control.cluster import Cluster
 from mayastor.control.healing import VolumeHealer
+from mayastor.control.operations.nodes import mark_drained
 from mayastor.control.operations.pools import reconcile_pool
 from mayastor.control.operations.replicas import destroy_replica
-from mayastor.control.operations.targets import destroy_target
+from mayastor.control.operations.targets import destroy_target, move_target
 from mayastor.control.operations.volumes import settle_volume
 from mayastor.control.specs import (
     NexusSpec,
+    NodeSpec,
     PoolSpec,
     Protocol,
     ReplicaSpec,
@@ -114,6 +118,7 @@ class Reconciler:
                 self._reconcile_nexuses,
                 self._collect_orphans,
                 self.healer.heal,
+                self._drain_nodes,
             ):
                 try:
                     work = await step() or work
@@ -271,6 +276,33 @@ class Reconciler:
                         await cluster.specs.save(unshared)
             if work:
                 await cluster.nodes.poll(name)
+        return work
+
+    async def _drain_nodes(self) -> bool:
+        """Move every target off a draining node; mark it Drained once none is left."""
+        work = False
+        cluster = self.cluster
+        for node in cluster.specs.view(NodeSpec):
+            state = node.cordondrainstate
+            if state is None or not state.draining:
+                continue
+            work = True
+            remaining = 0
+            for stored in cluster.specs.view(VolumeSpec):
+                if stored.target is None or stored.target.node != node.id:
+                    continue
+                remaining += 1
+                async with cluster.locks.try_hold("volume", str(stored.uuid)) as held:
+                    volume = cluster.specs.get(VolumeSpec, str(stored.uuid)) if held else None
+                    if volume is None or volume.operation is not None or volume.target is None:
+                        continue
+                    try:
+                        await move_target(cluster, volume, f"node {node.id} is draining")
+                        remaining -= 1
+                    except MayastorError as exc:
+                        log.warning("drain of %s: volume %s stays: %s", node.id, volume.uuid, exc)
+            if remaining == 0:
+                await mark_drained(cluster, node.id)
         return work
 
     def _share_unneeded(self, replica: ReplicaSpec) -> bool:

@@ -90,7 +90,8 @@ class DrainState(SpecModel):
 
 
 class CordonDrainState(SpecModel):
-    """Exactly one of the three is set."""
+    """Exactly one of the three is set: cordoned, draining (targets being moved off), or
+    drained (none left)."""
 
     cordonedstate: CordonedState | None = None
     drainingstate: DrainState | None = None
@@ -102,6 +103,27 @@ class CordonDrainState(SpecModel):
             if state is not None:
                 return list(state.cordonlabels)
         return []
+
+    @property
+    def drain_labels(self) -> list[str]:
+        drain = self.drainingstate or self.drainedstate
+        return list(drain.drainlabels) if drain is not None else []
+
+    @property
+    def draining(self) -> bool:
+        return self.drainingstate is not None
+
+    @classmethod
+    def of(
+        cls, cordon: list[str], drain: list[str], *, drained: bool = False
+    ) -> CordonDrainState | None:
+        """The state for these labels (None when there are none)."""
+        if drain:
+            phase = DrainState(cordonlabels=cordon, drainlabels=drain)
+            return cls(drainedstate=phase) if drained else cls(drainingstate=phase)
+        if cordon:
+            return cls(cordonedstate=CordonedState(cordonlabels=cordon))
+        return None
 
 
 class NodeSpec(SpecModel):
@@ -117,7 +139,9 @@ class NodeSpec(SpecModel):
 
     @property
     def cordoned(self) -> bool:
-        return bool(self.cordondrainstate and self.cordondrainstate.cordon_labels)
+        """No new replica or target goes here (cordoned, draining or drained)."""
+        state = self.cordondrainstate
+        return state is not None and bool(state.cordon_labels or state.drain_labels)
 
 
 # ============================================================================ pools

@@ -1,5 +1,5 @@
 """Commands that change the cluster: create, delete, publish, unpublish, scale, label,
-cordon and uncordon.
+cordon, drain and uncordon.
 
 Each makes its call and reports the outcome: one line for people, or the changed
 object as the API returned it with ``-o json|yaml`` (a deletion returns no object,
@@ -10,13 +10,18 @@ reported by `main`.
 from __future__ import annotations
 
 import argparse
+import time
 import uuid
 from typing import Any
 
+from mayastor.kubectl.failures import CommandFailed
 from mayastor.kubectl.output import Output
 from mayastor.kubectl.sizes import format_size
-from mayastor.kubectl.tables import NONE, cordon_labels
+from mayastor.kubectl.tables import NONE, cordon_labels, drain_phase
 from mayastor.restclient import RestClient
+
+DRAIN_POLL = 0.5
+"""Seconds between two looks at a draining node."""
 
 
 def _labels_text(labels: Any) -> str:
@@ -73,6 +78,21 @@ def cordon(client: RestClient, args: argparse.Namespace, out: Output) -> None:
     node = client.cordon_node(args.id, args.label)
     labels = ", ".join(cordon_labels(node))
     out.done(node, f"node {args.id} cordoned; its cordon labels: {labels}")
+
+
+def drain(client: RestClient, args: argparse.Namespace, out: Output) -> None:
+    """Start the drain, then wait (up to --drain-timeout) until the node holds no target."""
+    node = client.drain_node(args.id, args.label)
+    deadline = time.monotonic() + args.drain_timeout
+    while drain_phase(node)[0] != "drained":
+        if time.monotonic() > deadline:
+            raise CommandFailed(
+                f"node {args.id} is still draining after {args.drain_timeout:g} s; "
+                f"see `kubectl-mayastor get events --node {args.id}`"
+            )
+        time.sleep(DRAIN_POLL)
+        node = client.get_node(args.id)
+    out.done(node, f"node {args.id} drained: no volume target is left on it")
 
 
 def uncordon(client: RestClient, args: argparse.Namespace, out: Output) -> None:

@@ -1,4 +1,4 @@
-"""``get``: volumes, pools, nodes, replica topologies and rebuild history.
+"""``get``: volumes, pools, nodes, replica topologies, rebuild history and events.
 
 Each handler makes the reads it needs and hands the decoded JSON to the output: a
 table of Mayastor's plugin columns, or the API's objects whole as json or yaml.
@@ -12,6 +12,7 @@ from typing import Any
 
 from mayastor.kubectl.output import Output
 from mayastor.kubectl.tables import (
+    EVENT_HEADERS,
     NODE_HEADERS,
     POOL_HEADERS,
     REBUILD_HISTORY_HEADERS,
@@ -19,6 +20,7 @@ from mayastor.kubectl.tables import (
     REPLICA_TOPOLOGY_HEADERS,
     VOLUME_HEADERS,
     Row,
+    event_rows,
     node_row,
     node_rows,
     pool_row,
@@ -79,3 +81,9 @@ def get_topology(client: RestClient, args: argparse.Namespace, out: Output) -> N
 def get_rebuild_history(client: RestClient, args: argparse.Namespace, out: Output) -> None:
     history = client.get_rebuild_history(args.id)
     out.objects(history, REBUILD_HISTORY_HEADERS, rebuild_rows, "rebuilds")
+
+
+def get_events(client: RestClient, args: argparse.Namespace, out: Output) -> None:
+    target = args.volume or args.node
+    events = client.get_events(category=args.category, target=target, max_entries=args.max)
+    out.objects(events, EVENT_HEADERS, event_rows, "events")

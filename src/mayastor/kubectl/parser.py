@@ -187,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scale(tree)
     _add_label(tree)
     _add_cordon(tree)
+    _add_drain(tree)
     _add_dump(tree)
     return root
 
@@ -240,6 +241,25 @@ def _add_get(tree: _Tree) -> None:
         f"  {PROG} get rebuild-history UUID",
     )
     history.add_argument("id", metavar="ID", type=VOLUME_ID, help="the volume's uuid")
+    events = tree.leaf(
+        get,
+        "events",
+        "list what happened (nodes lost and back, children faulted, rebuilds, healing) "
+        "and why, oldest first",
+        get_commands.get_events,
+        f"  {PROG} get events --volume UUID",
+    )
+    about = events.add_mutually_exclusive_group()
+    about.add_argument("--volume", type=VOLUME_ID, help="only the events of this volume")
+    about.add_argument("--node", help="only the events of this node")
+    events.add_argument(
+        "--category",
+        choices=["node", "pool", "volume", "replica", "rebuild", "target"],
+        help="only events of this kind",
+    )
+    events.add_argument(
+        "--max", type=int, default=0, metavar="N", help="only the last N (default: all kept)"
+    )
 
 
 def _add_create(tree: _Tree) -> None:
@@ -429,6 +449,23 @@ def _add_cordon(tree: _Tree) -> None:
         )
         node.add_argument("id", metavar="ID", help="the node's id")
         node.add_argument("label", metavar="LABEL", help="the cordon's label (any word)")
+
+
+def _add_drain(tree: _Tree) -> None:
+    summary = "cordon a node and move every volume target off it; waits until it is drained"
+    resources = tree.verb("drain", summary)
+    node = tree.leaf(
+        resources, "node", summary, change_commands.drain, f"  {PROG} drain node node-1 upgrade"
+    )
+    node.add_argument("id", metavar="ID", help="the node's id")
+    node.add_argument("label", metavar="LABEL", help="the drain's label (uncordon removes it)")
+    node.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="give up waiting after this long (exit 1; the drain goes on; default: 300)",
+    )
 
 
 def _add_dump(tree: _Tree) -> None:

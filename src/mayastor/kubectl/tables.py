@@ -173,11 +173,25 @@ def cordon_labels(node: Mapping[str, Any]) -> list[str]:
     return []
 
 
+def drain_phase(node: Mapping[str, Any]) -> tuple[str | None, list[str]]:
+    """``("draining" | "drained", drain labels)``, or ``(None, [])`` when not draining."""
+    states = _get(node, "spec", "cordondrainstate") or {}
+    for phase in ("draining", "drained"):
+        labels = _get(states, f"{phase}state", "drainlabels")
+        if labels:
+            return phase, [str(label) for label in labels]
+    return None, []
+
+
 def node_row(node: Mapping[str, Any]) -> Row:
     spec = node.get("spec") or {}
     state = node.get("state") or {}
     labels = cordon_labels(node)
-    cordoned = f"true ({', '.join(labels)})" if labels else "false"
+    phase, drains = drain_phase(node)
+    if phase is not None:
+        cordoned = f"{phase} ({', '.join([*labels, *drains])})"
+    else:
+        cordoned = f"true ({', '.join(labels)})" if labels else "false"
     return [
         cell(node.get("id")),
         cell(state.get("grpcEndpoint") or spec.get("grpcEndpoint")),
@@ -300,3 +314,23 @@ def rebuild_row(record: Mapping[str, Any]) -> Row:
 def rebuild_rows(history: Mapping[str, Any]) -> list[Row]:
     """One row per rebuild, in the order the API lists them."""
     return [rebuild_row(r) for r in history.get("records") or []]
+
+
+# ============================================================================ events
+
+EVENT_HEADERS = ["TIME", "CATEGORY", "ACTION", "TARGET", "MESSAGE"]
+
+
+def event_row(event: Mapping[str, Any]) -> Row:
+    return [
+        time_cell(event.get("time")),
+        cell(event.get("category")),
+        cell(event.get("action")),
+        cell(event.get("target")),
+        cell(event.get("message")),
+    ]
+
+
+def event_rows(events: Iterable[Mapping[str, Any]]) -> list[Row]:
+    """One row per event, oldest first."""
+    return [event_row(e) for e in events]

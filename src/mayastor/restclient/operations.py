@@ -48,6 +48,11 @@ class ApiOperations(abc.ABC, Generic[R]):
         """Remove the cordon `label`; the node is schedulable once none is left: ``Node``."""
         return self._send(ApiCall("DELETE", api_path("nodes", node_id, "cordon", label)))
 
+    def drain_node(self, node_id: str, label: str) -> R:
+        """Cordon a node and move every volume target off it (Drained once none is left):
+        ``Node``."""
+        return self._send(ApiCall("PUT", api_path("nodes", node_id, "drain", label)))
+
     def label_node(self, node_id: str, key: str, value: str, *, overwrite: bool = False) -> R:
         """Set a label on a node; an existing different value needs `overwrite`: ``Node``."""
         path = api_path("nodes", node_id, "label") + f"/{segment(key)}={segment(value)}"
@@ -219,6 +224,23 @@ class ApiOperations(abc.ABC, Generic[R]):
     def get_nexus(self, nexus_id: VolumeId) -> R:
         """One nexus: ``Nexus``."""
         return self._send(ApiCall("GET", api_path("nexuses", nexus_id)))
+
+    def get_events(
+        self,
+        *,
+        category: str | None = None,
+        target: str | None = None,
+        max_entries: int = 0,
+    ) -> R:
+        """Events the core agent kept, oldest first: ``[Event]``."""
+        query: dict[str, Any] = {}
+        if category:
+            query["category"] = category
+        if target:
+            query["target"] = target
+        if max_entries:
+            query["max_entries"] = max_entries
+        return self._send(ApiCall("GET", api_path("events"), query))
 
     def get_specs(self) -> R:
         """Every spec the store holds: ``Specs`` (nexuses, pools, replicas, volumes)."""

@@ -11,8 +11,9 @@ import logging
 
 from mayastor.api.v1 import registration_pb2
 from mayastor.control.cluster import Cluster
+from mayastor.control.events import EventCategory
 from mayastor.control.names import check_label
-from mayastor.control.specs import CordonDrainState, CordonedState, NodeSpec
+from mayastor.control.specs import CordonDrainState, NodeSpec
 from mayastor.errors import Conflict, NotFound
 
 log = logging.getLogger(__name__)
@@ -79,46 +80,76 @@ async def remove_node_label(cluster: Cluster, node: str, key: str) -> NodeSpec:
         return spec
 
 
+def _labels(spec: NodeSpec) -> tuple[list[str], list[str], bool]:
+    state = spec.cordondrainstate
+    if state is None:
+        return [], [], False
+    return state.cordon_labels, state.drain_labels, state.drainedstate is not None
+
+
 async def cordon_node(cluster: Cluster, node: str, label: str) -> NodeSpec:
     """Cordon a node under `label` (several labels may hold one cordon)."""
     check_label(label)
     async with cluster.locks.hold("node", node):
         spec = _spec(cluster, node)
-        labels = spec.cordondrainstate.cordon_labels if spec.cordondrainstate else []
-        if label in labels:
+        cordon, drain, drained = _labels(spec)
+        if label in cordon:
             return spec
-        state = spec.cordondrainstate or CordonDrainState()
-        if state.drainingstate is not None or state.drainedstate is not None:
-            drain = state.drainingstate or state.drainedstate
-            assert drain is not None
-            drain.cordonlabels.append(label)
-        else:
-            state.cordonedstate = CordonedState(cordonlabels=[*labels, label])
-        spec.cordondrainstate = state
+        spec.cordondrainstate = CordonDrainState.of([*cordon, label], drain, drained=drained)
         await cluster.specs.save(spec)
         log.info("node %s cordoned (%s)", node, label)
         return spec
 
 
-async def uncordon_node(cluster: Cluster, node: str, label: str) -> NodeSpec:
-    """Take the cordon `label` off; the node is schedulable once no label is left.
+async def drain_node(cluster: Cluster, node: str, label: str) -> NodeSpec:
+    """Cordon the node and move every volume target off it (the reconciler does the
+    moving, `drain_step`); the node is Drained once none is left.
 
     Raises:
-        NotFound: no such node, or it has no cordon of that label.
+        NotFound: no such node.
     """
     check_label(label)
     async with cluster.locks.hold("node", node):
         spec = _spec(cluster, node)
-        state = spec.cordondrainstate
-        labels = state.cordon_labels if state else []
-        if label not in labels:
-            raise NotFound(f"node {node} has no cordon labelled {label!r} (it has {labels})")
-        assert state is not None
-        for part in (state.cordonedstate, state.drainingstate, state.drainedstate):
-            if part is not None and label in part.cordonlabels:
-                part.cordonlabels.remove(label)
-        if not state.cordon_labels and state.drainingstate is None and state.drainedstate is None:
-            spec.cordondrainstate = None
+        cordon, drain, _ = _labels(spec)
+        if label in drain:
+            return spec
+        spec.cordondrainstate = CordonDrainState.of(cordon, [*drain, label])
+        await cluster.specs.save(spec)
+        cluster.emit(EventCategory.NODE, "Draining", node, f"node {node} is draining ({label})")
+        return spec
+
+
+async def uncordon_node(cluster: Cluster, node: str, label: str) -> NodeSpec:
+    """Take the cordon or drain `label` off; the node is schedulable once none is left.
+
+    Raises:
+        NotFound: no such node, or it has no cordon or drain of that label.
+    """
+    check_label(label)
+    async with cluster.locks.hold("node", node):
+        spec = _spec(cluster, node)
+        cordon, drain, drained = _labels(spec)
+        if label not in cordon and label not in drain:
+            raise NotFound(
+                f"node {node} has no cordon or drain labelled {label!r} "
+                f"(cordons {cordon}, drains {drain})"
+            )
+        cordon = [c for c in cordon if c != label]
+        drain = [d for d in drain if d != label]
+        spec.cordondrainstate = CordonDrainState.of(cordon, drain, drained=drained)
         await cluster.specs.save(spec)
         log.info("node %s: cordon %s removed", node, label)
         return spec
+
+
+async def mark_drained(cluster: Cluster, node: str) -> None:
+    """A draining node whose targets are all gone becomes Drained."""
+    async with cluster.locks.hold("node", node):
+        spec = _spec(cluster, node)
+        cordon, drain, drained = _labels(spec)
+        if not drain or drained:
+            return
+        spec.cordondrainstate = CordonDrainState.of(cordon, drain, drained=True)
+        await cluster.specs.save(spec)
+        cluster.emit(EventCategory.NODE, "Drained", node, f"node {node} holds no target any more")

@@ -19,6 +19,7 @@ import logging
 import uuid as uuid_mod
 
 from mayastor.control.cluster import Cluster, NexusHealth
+from mayastor.control.events import EventCategory
 from mayastor.control.models import PublishVolumeBody
 from mayastor.control.operations.replicas import child_uri, unshare_replica
 from mayastor.control.placement import NodeView, choose_target_node
@@ -300,6 +301,34 @@ async def undo_publish(cluster: Cluster, volume: VolumeSpec) -> None:
     volume.operation = None
     await cluster.specs.save(volume)
     log.info("volume %s: an unfinished publish is undone; the volume is unpublished", volume.uuid)
+
+
+async def move_target(cluster: Cluster, volume: VolumeSpec, why: str) -> VolumeSpec:
+    """Move a published volume's target to another node (the caller holds its lock).
+
+    Raises:
+        FailedPrecondition: no other node can take it.
+    """
+    target = volume.target
+    assert target is not None
+    node = target_node_for(cluster, volume, None)
+    if node == target.node:
+        raise FailedPrecondition(f"volume {volume.uuid}: no other node can take its target")
+    cluster.emit(
+        EventCategory.TARGET,
+        "Moving",
+        str(volume.uuid),
+        f"the target of volume {volume.uuid} moves from {target.node} to {node}: {why}",
+        node=target.node,
+    )
+    frontend = target.frontend_nodes[0].name if target.frontend_nodes else None
+    body = PublishVolumeBody(
+        protocol=target.protocol,
+        publish_context=dict(target.publish_context),
+        node=node,
+        frontend_node=frontend,
+    )
+    return await publish_volume(cluster, volume, body)
 
 
 async def recreate_target(cluster: Cluster, volume: VolumeSpec) -> VolumeSpec:

@@ -65,6 +65,16 @@ async def delete_node_cordon(cluster: ClusterDep, id: str, label: LabelKey) -> N
 
 
 @router.put(
+    "/nodes/{id}/drain/{label}", operation_id="put_node_drain", response_model_exclude_none=True
+)
+async def put_node_drain(cluster: ClusterDep, id: str, label: LabelKey) -> Node:
+    """Cordon the node and move every volume target off it; it is Drained once none is
+    left (poll the node's cordondrainstate)."""
+    await node_ops.drain_node(cluster, id, label)
+    return node_view(cluster, id)
+
+
+@router.put(
     "/nodes/{id}/label/{key:labelkey}={value}",
     operation_id="put_node_label",
     response_model_exclude_none=True,
