@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from mayastor.cluster.processes import CoreAgentProcess, EngineProcess
+from mayastor.cluster.processes import CoreAgentProcess, EngineProcess, free_port
 from tests.support.polling import wait_for
 
 FAST_CORE_FLAGS = (
@@ -75,6 +75,7 @@ class TestCluster:
             keep nexus info there directly (``--ps-endpoint``).
         core_flags: flags for the core agent.
         engine_flags: flags for every io-engine.
+        metrics: each io-engine serves /metrics on a port of its own (`metrics_ports`).
     """
 
     __test__ = False
@@ -88,6 +89,7 @@ class TestCluster:
         store: str | None = None,
         core_flags: Sequence[str] = FAST_CORE_FLAGS,
         engine_flags: Sequence[str] = ("--child-io-timeout", "2", "--registration-interval", "1"),
+        metrics: bool = False,
     ) -> None:
         self.workdir = Path(workdir)
         self.node_count = nodes
@@ -97,6 +99,8 @@ class TestCluster:
         if store is not None and store.startswith("etcd://"):
             self.engine_flags += ["--ps-endpoint", store]
         self.engines: dict[str, EngineProcess] = {}
+        self.metrics = metrics
+        self.metrics_ports: dict[str, int] = {}
         self.rest = Rest(self.core.rest_url)
 
     def disk(self, node: str) -> Path:
@@ -120,11 +124,12 @@ class TestCluster:
         if not disk.exists():
             with open(disk, "wb") as fh:
                 fh.truncate(self.disk_size)
+        flags = list(self.engine_flags)
+        if self.metrics:
+            port = self.metrics_ports.setdefault(name, free_port())
+            flags += ["--metrics-endpoint", f"127.0.0.1:{port}"]
         engine = EngineProcess(
-            name,
-            self.workdir,
-            registration_endpoint=self.core.grpc_endpoint,
-            extra_args=self.engine_flags,
+            name, self.workdir, registration_endpoint=self.core.grpc_endpoint, extra_args=flags
         )
         engine.launch()
         self.engines[name] = engine

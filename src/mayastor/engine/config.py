@@ -43,6 +43,7 @@ class EngineConfig:
     registration_endpoint: str = ""
     registration_interval: float = 5.0
     ps_endpoint: str = ""
+    metrics_endpoint: str = ""
 
     @property
     def state_path(self) -> str:
@@ -177,6 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
         "through the core agent)",
     )
     parser.add_argument(
+        "--metrics-endpoint",
+        default="",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics (pools, replicas, volumes) at http://HOST:PORT/metrics "
+        "(default: off; Mayastor's exporter uses port 9502)",
+    )
+    parser.add_argument(
         "-l",
         "--log-level",
         default="info",
@@ -204,6 +212,11 @@ def config_from_args(argv: list[str] | None = None) -> EngineConfig:
             parse_endpoint(args.registration_endpoint, 50051)
         except InvalidArgument as exc:
             parser.error(f"--registration-endpoint: {exc}")
+    if args.metrics_endpoint:
+        try:
+            parse_endpoint(args.metrics_endpoint, 9502)
+        except InvalidArgument as exc:
+            parser.error(f"--metrics-endpoint: {exc}")
     if not 0 < args.registration_interval <= 60:
         parser.error("--registration-interval must be more than 0 and at most 60 seconds")
     if args.ps_endpoint:
@@ -230,6 +243,7 @@ def config_from_args(argv: list[str] | None = None) -> EngineConfig:
         registration_endpoint=args.registration_endpoint,
         registration_interval=args.registration_interval,
         ps_endpoint=args.ps_endpoint,
+        metrics_endpoint=args.metrics_endpoint,
     )
 
 

@@ -23,7 +23,8 @@ from mayastor.api.v1 import (
 )
 from mayastor.bdev import DeviceOpener, register_nvmf
 from mayastor.engine.cluster_nexus_info import CoreNexusInfoStore, EtcdNexusInfoStore
-from mayastor.engine.config import EngineConfig
+from mayastor.engine.config import EngineConfig, parse_endpoint
+from mayastor.engine.metrics import EngineCollector, MetricsServer
 from mayastor.engine.nexuses import Nexuses
 from mayastor.engine.registration import Registrar
 from mayastor.engine.registry import Registry
@@ -75,6 +76,11 @@ class IoEngine:
             store = FileNexusInfoStore(Path(config.state_path) / "nexus-info")
         self.nexuses = Nexuses(self.registry, self.opener, store, self.target, config.nexus_port)
         self._server: grpc.aio.Server | None = None
+        self.metrics: MetricsServer | None = None
+        if config.metrics_endpoint:
+            host, port = parse_endpoint(config.metrics_endpoint, 9502)
+            collector = EngineCollector(config.node_name, self.registry, self.nexuses)
+            self.metrics = MetricsServer(collector, host, port)
 
     async def start(self) -> None:
         """Listen for NVMe/TCP, bring back the pools of the configuration (and share
@@ -121,6 +127,13 @@ class IoEngine:
                 f"cannot listen for gRPC on {cfg.grpc_endpoint} ({exc}); "
                 "is another io-engine using that port? (see --grpc-endpoint)"
             ) from exc
+        if self.metrics is not None:
+            try:
+                await self.metrics.start()
+            except Unavailable:
+                await self.registry.close()
+                await self.target.close()
+                raise
         await server.start()
         self._server = server
         if self.registrar is not None:
@@ -142,6 +155,8 @@ class IoEngine:
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None
+        if self.metrics is not None:
+            await self.metrics.close()
         await self.nexuses.close()
         await self.registry.close()
         await self.target.close()

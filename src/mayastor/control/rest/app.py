@@ -14,7 +14,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -22,6 +23,7 @@ from starlette.routing import Match
 from mayastor import __version__
 from mayastor.control.cluster import Cluster
 from mayastor.control.engine_client import EngineError
+from mayastor.control.metrics import cluster_metrics
 from mayastor.control.models import ErrorKind, RestJsonError
 from mayastor.errors import (
     AlreadyExists,
@@ -162,6 +164,12 @@ def create_app(cluster: Cluster) -> FastAPI:
 
     for module in (routes_nodes, routes_pools, routes_volumes, routes_objects):
         app.include_router(module.router, prefix="/v0")
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """Prometheus metrics (volumes, replicas, rebuilds, nodes): not part of /v0."""
+        return Response(cluster_metrics(cluster), media_type=CONTENT_TYPE_LATEST)
+
     _drop_validation_responses(app)
     return app
 
