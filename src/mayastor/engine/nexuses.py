@@ -210,7 +210,12 @@ class Nexuses:
             await nexus.pause()
             try:
                 self.target.add_subsystem(
-                    nqn, nexus, port=self.nexus_port, allowed_hosts=hosts, cntlid_range=cntlids
+                    nqn,
+                    nexus,
+                    port=self.nexus_port,
+                    allowed_hosts=hosts,
+                    cntlid_range=cntlids,
+                    namespace_uuid=namespace_uuid(nexus),
                 )
             finally:
                 nexus.resume()
@@ -249,6 +254,19 @@ class Nexuses:
                 except MayastorError as exc:
                     log.error("nexus %s did not shut down cleanly: %s", nexus.name, exc)
                 del self.items[key]
+
+
+def namespace_uuid(nexus: Nexus) -> uuid_mod.UUID:
+    """The uuid a published nexus's namespace reports: its name when that is a uuid (the
+    control plane names a nexus after its volume), else the nexus's own.
+
+    Every nexus of a volume then shows hosts one namespace, so the kernel's native
+    multipath takes the target on a new node as another path to the same device.
+    """
+    try:
+        return uuid_mod.UUID(nexus.name)
+    except ValueError:
+        return nexus.uuid
 
 
 def _describe(child: ChildStatus) -> str:
