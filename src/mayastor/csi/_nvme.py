@@ -43,8 +43,8 @@ class Target:
     Attributes:
         host, port: the target's NVMe/TCP address.
         nqn: the subsystem NQN (``nqn.2019-05.io.openebs:<volume uuid>``).
-        namespace_uuid: the uuid its namespace must report, when the URI names one
-            (the nexus's: a connection to an older nexus of the volume is stale).
+        namespace_uuid: the uuid of the nexus now serving the volume, when the URI
+            names one.
     """
 
     host: str
@@ -79,6 +79,15 @@ class Target:
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    def accepts(self, namespace_uuid: uuid.UUID | None) -> bool:
+        """Whether a namespace reporting `namespace_uuid` is this volume's: the volume's
+        uuid (the one in the NQN: every nexus of the volume shows it), or the uuid of the
+        nexus the URI names; one reporting any other uuid belongs to an older nexus."""
+        if namespace_uuid is None:
+            return True
+        volume = self.nqn.rsplit(":", 1)[-1]
+        return namespace_uuid == self.namespace_uuid or str(namespace_uuid) == volume
 
 
 @dataclass(frozen=True)
@@ -148,9 +157,7 @@ def is_stale(subsystem: Subsystem, target: Target, hostnqn: str) -> bool:
     another uuid (an older nexus)."""
     if any(not c.reaches(target) or c.hostnqn != hostnqn for c in subsystem.controllers):
         return True
-    return target.namespace_uuid is not None and any(
-        ns.uuid not in (None, target.namespace_uuid) for ns in subsystem.namespaces
-    )
+    return any(not target.accepts(ns.uuid) for ns in subsystem.namespaces)
 
 
 def _read(path: Path) -> str:
@@ -202,10 +209,16 @@ class Sysfs:
         return found
 
     def subsystem(self, nqn: str) -> Subsystem | None:
-        """The subsystem with NQN `nqn`, if the kernel has it."""
-        for subsystem in self.subsystems():
-            if subsystem.nqn == nqn:
-                return subsystem
+        """The subsystem with NQN `nqn`, if the kernel has it (only that one is read whole:
+        many calls poll this at once while many volumes attach)."""
+        base = self.root / "class" / "nvme-subsystem"
+        if not base.is_dir():
+            return None
+        for entry in sorted(base.iterdir()):
+            if _read(entry / "subsysnqn") == nqn:
+                found = self._subsystem(entry)
+                if found is not None and found.nqn == nqn:
+                    return found
         return None
 
     def _subsystem(self, path: Path) -> Subsystem | None:
@@ -277,6 +290,16 @@ class Sysfs:
     def block_size(self, name: str) -> int:
         """Bytes of block device `name` (0 when it is gone)."""
         return int(_read(self.root / "block" / name / "size") or 0) * 512
+
+    def controller_action(self, name: str, action: str) -> None:
+        """Write ``1`` to a controller's `action` attribute (``delete_controller``,
+        ``rescan_controller``).
+
+        Raises:
+            FileNotFoundError: the controller is gone.
+            OSError: the kernel refused.
+        """
+        (self.root / "class" / "nvme" / name / action).write_text("1")
 
     def set_io_timeout(self, namespace: Namespace, seconds: int) -> list[str]:
         """Set the I/O timeout of every path of `namespace`; returns the devices set.
@@ -363,38 +386,58 @@ class NvmeInitiator:
             Unavailable: it did not show up within the device timeout.
         """
         deadline = time.monotonic() + self.device_timeout
+        pause = 0.02
         while True:
             subsystem = self.sysfs.subsystem(target.nqn)
             if subsystem is not None:
                 for namespace in subsystem.namespaces:
-                    wanted = target.namespace_uuid
                     if (
                         namespace.devno != (0, 0)
-                        and wanted in (None, namespace.uuid)
+                        and target.accepts(namespace.uuid)
                         and (self.sysfs.dev / namespace.name).exists()
                     ):
                         return subsystem, namespace
             if time.monotonic() > deadline:
                 raise Unavailable(
-                    f"no namespace of {target.nqn}"
-                    + (f" with uuid {target.namespace_uuid}" if target.namespace_uuid else "")
+                    f"no namespace of {target.nqn} reporting the volume's uuid"
+                    + (f" or {target.namespace_uuid}" if target.namespace_uuid else "")
                     + f" appeared within {self.device_timeout:.0f} s of the connect",
                     volume=volume,
                     step="find the device",
                 )
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.5)
 
     async def disconnect(self, nqn: str, *, volume: str, timeout: float = 30.0) -> None:
-        """Disconnect every controller of subsystem `nqn` and wait until it is gone."""
-        if self.sysfs.subsystem(nqn) is None:
+        """Delete every controller of subsystem `nqn` (sysfs ``delete_controller``, as
+        ``nvme disconnect`` does, without its scan of every subsystem, which can crash
+        while other volumes attach and detach) and wait until the subsystem is gone.
+
+        Raises:
+            Unavailable: the kernel refused, or the subsystem is still there after `timeout`.
+        """
+        subsystem = self.sysfs.subsystem(nqn)
+        if subsystem is None:
             return
-        result = await run(["nvme", "disconnect", f"--nqn={nqn}"], volume=volume, check=False)
+        for controller in subsystem.controllers:
+            try:
+                await asyncio.to_thread(
+                    self.sysfs.controller_action, controller.name, "delete_controller"
+                )
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise Unavailable(
+                    f"the kernel refused to delete controller {controller.name}: {exc}",
+                    volume=volume,
+                    step="nvme disconnect",
+                ) from exc
         deadline = time.monotonic() + timeout
         while self.sysfs.subsystem(nqn) is not None:
             if time.monotonic() > deadline:
                 raise Unavailable(
-                    f"subsystem {nqn} is still there {timeout:.0f} s after nvme disconnect "
-                    f"({result.output or 'no output'})",
+                    f"subsystem {nqn} is still there {timeout:.0f} s after its controllers "
+                    "were deleted",
                     volume=volume,
                     step="nvme disconnect",
                 )
@@ -402,10 +445,20 @@ class NvmeInitiator:
         log.info("volume %s: disconnected from %s", volume, nqn)
 
     async def rescan(self, subsystem: Subsystem, *, volume: str) -> None:
-        """Ask every controller to read its namespaces again (a grown size)."""
+        """Ask every controller to read its namespaces again (a grown size): sysfs
+        ``rescan_controller``, what ``nvme ns-rescan`` does.
+
+        Raises:
+            FailedPrecondition: the kernel refused.
+        """
         for controller in subsystem.controllers:
-            await run(
-                ["nvme", "ns-rescan", f"/dev/{controller.name}"],
-                volume=volume,
-                error=FailedPrecondition,
-            )
+            try:
+                await asyncio.to_thread(
+                    self.sysfs.controller_action, controller.name, "rescan_controller"
+                )
+            except OSError as exc:
+                raise FailedPrecondition(
+                    f"cannot rescan controller {controller.name}: {exc}",
+                    volume=volume,
+                    step="nvme ns-rescan",
+                ) from exc

@@ -13,7 +13,7 @@ core agent, and every call asks the REST API afresh, so any number of controller
   compatible, ALREADY_EXISTS when not. The volume is reachable over NVMe/TCP from
   every node, so its accessible topology is left open.
 - ControllerPublishVolume: the volume's target published to the node's host NQN only;
-  the publish context carries the target's URI (with the nexus's namespace uuid) and
+  the publish context carries the target's URI (with the serving nexus's uuid) and
   the NVMe timeouts for the node plugin.
 - The others map one to one onto REST calls; errors follow the CSI spec call by call.
 """

@@ -2,8 +2,9 @@
 
 NodeStageVolume connects the kernel's NVMe/TCP initiator to the volume's target (the
 URI in the publish context) as this node's host NQN, finds the namespace's block
-device in sysfs by the volume's NQN and the nexus's uuid, sets its I/O timeout, makes
-a file system only when the device is blank and mounts it at the staging path.
+device in sysfs by the volume's NQN and uuid (or the serving nexus's), sets its I/O
+timeout, makes a file system only when the device is blank and mounts it at the
+staging path.
 NodePublishVolume bind-mounts the staging path (or, for a raw block volume, the
 device node) at the target path; the Unpublish and Unstage calls undo that, and
 Unstage disconnects once nothing uses the subsystem any more.
@@ -106,11 +107,13 @@ def _required_path(value: str, what: str) -> str:
     return os.path.normpath(value)
 
 
-def _capability(request_capability: csi_pb2.VolumeCapability, present: bool) -> None:
-    if not present:
+def _capability(capability: csi_pb2.VolumeCapability, given: bool) -> None:
+    """A node call's capability: present and complete (else INVALID_ARGUMENT), and one
+    the volume offers (else FAILED_PRECONDITION, the spec's "exceeds capabilities")."""
+    if not given:
         raise InvalidArgument("volume_capability is required")
-    caps.check_present(request_capability)
-    reason = caps.unsupported(request_capability)
+    caps.check_present(capability)
+    reason = caps.unsupported(capability)
     if reason is not None:
         raise FailedPrecondition(reason)
 

@@ -127,7 +127,8 @@ class CsiServer:
             RuntimeError: gRPC could not bind it.
         """
         claim_socket(self.socket_path)
-        self.server.add_insecure_port(f"unix://{self.socket_path}")
+        if self.server.add_insecure_port(f"unix://{self.socket_path}") == 0:
+            raise RuntimeError(f"gRPC cannot listen on {self.socket_path}")
         await self.server.start()
         with contextlib.suppress(OSError):
             os.chmod(self.socket_path, 0o660)

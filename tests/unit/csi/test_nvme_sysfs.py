@@ -87,6 +87,14 @@ def test_the_io_timeout_goes_on_every_path_device(tmp_path: Path) -> None:
     assert (tmp_path / "block" / "nvme0c0n1" / "queue" / "io_timeout").read_text() == "45000"
 
 
+def test_controller_actions_write_one_to_their_attribute(tmp_path: Path) -> None:
+    sysfs = fake_sysfs(tmp_path)
+    sysfs.controller_action("nvme0", "delete_controller")
+    assert (tmp_path / "class" / "nvme" / "nvme0" / "delete_controller").read_text() == "1"
+    with pytest.raises(FileNotFoundError):
+        sysfs.controller_action("nvme9", "delete_controller")
+
+
 def test_a_device_number_names_its_block_device(tmp_path: Path) -> None:
     sysfs = fake_sysfs(tmp_path)
     assert sysfs.block_name((259, 1)) == "nvme0n1"
@@ -124,6 +132,14 @@ def test_a_target_uri_gives_address_nqn_and_namespace_uuid() -> None:
 def test_a_uri_that_is_no_target_is_invalid_argument(uri: str) -> None:
     with pytest.raises(InvalidArgument):
         Target.parse(uri)
+
+
+def test_a_namespace_is_the_volumes_by_the_volume_uuid_or_the_nexus_uuid_the_uri_names() -> None:
+    target = Target("10.0.2.2", 4421, NQN, NEXUS)
+    assert target.accepts(NEXUS)
+    assert target.accepts(uuid.UUID(NQN.rsplit(":", 1)[1]))
+    assert target.accepts(None)
+    assert not target.accepts(uuid.uuid4())
 
 
 def test_a_connection_elsewhere_as_another_host_or_to_another_nexus_is_stale(
