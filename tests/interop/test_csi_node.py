@@ -50,10 +50,19 @@ SIZES = {"ext4": 64 * MIB, "xfs": 320 * MIB, "btrfs": 256 * MIB, "block": 32 * M
 GROWTH = 32 * MIB
 
 
-def capability(kind: str) -> csi_pb2.VolumeCapability:
+MOUNT_FLAGS = {"ext4": ["noatime"]}
+
+
+def capability(
+    kind: str, mode: csi_pb2.VolumeCapability.AccessMode.Mode.ValueType = WRITER.mode
+) -> csi_pb2.VolumeCapability:
+    access = Cap.AccessMode(mode=mode)
     if kind == "block":
-        return Cap(block=Cap.BlockVolume(), access_mode=WRITER)
-    return Cap(mount=Cap.MountVolume(fs_type=kind), access_mode=WRITER)
+        return Cap(block=Cap.BlockVolume(), access_mode=access)
+    return Cap(
+        mount=Cap.MountVolume(fs_type=kind, mount_flags=MOUNT_FLAGS.get(kind, [])),
+        access_mode=access,
+    )
 
 
 @dataclass
@@ -98,6 +107,14 @@ class Session:
     foreign_subsystems: list[str] = field(default_factory=list)
     foreign_direct_connect: int = 0
     concurrent_codes: list[str] = field(default_factory=list)
+    restage_other_fs: tuple[str, str] = ("", "")
+    unstage_while_published: tuple[str, str] = ("", "")
+    staged_after_refused_unstage: bool = False
+    publish_readonly_same_path: tuple[str, str] = ("", "")
+    publish_second_path_single_writer: tuple[str, str] = ("", "")
+    readonly_publish: Mount | None = None
+    readonly_write: int = 0
+    readonly_read: str = ""
     kill_rounds: list[tuple[str, list[str], list[str]]] = field(default_factory=list)
     midcall: dict[str, Any] = field(default_factory=dict)
     abnormal: Any = None
@@ -411,8 +428,11 @@ def ext4_life(co: Co) -> None:
     thread.join()
     s.concurrent_codes = [first[0][0], second[0]]
     co.stage(life, twice=True)
+    s.restage_other_fs = co.node_code("NodeStageVolume", co.stage_request(life, kind="xfs"))
     co.io_timeouts(life)
     co.publish(life, twice=True)
+    s.unstage_while_published = co.node_code("NodeUnstageVolume", co.unstage_request(life))
+    s.staged_after_refused_unstage = co.mount_at(staging) is not None
     life.fs_uuid_first = co.fs_uuid(life)
     co.write(life, "a")
     life.stats = co.stats(life)
@@ -501,6 +521,7 @@ def xfs_life(co: Co) -> None:
     co.publish(life, twice=True)
     life.fs_uuid_first = co.fs_uuid(life)
     co.write(life, "a")
+    readonly_publishes(co, life)
     life.stats = co.stats(life)
     co.expand(life)
     co.write(life, "b")
@@ -516,6 +537,30 @@ def xfs_life(co: Co) -> None:
     life.fs_uuid_again = co.fs_uuid(life)
     life.verified_after_restage = co.read_sums(life)
     co.teardown(life)
+
+
+def readonly_publishes(co: Co, life: Life) -> None:
+    """A second publish: read-only at the same path is ALREADY_EXISTS; at another path it
+    is FAILED_PRECONDITION for a single writer, and read-only for a multi-writer mode."""
+    s = co.session
+    same = co.publish_request(life)
+    same.readonly = True
+    s.publish_readonly_same_path = co.node_code("NodePublishVolume", same)
+    other_path = f"{PODS}/pod-{life.kind}-reader/volumes/kubernetes.io~csi/{life.volume_id}/mount"
+    co.guest.check(f"mkdir -p {Path(other_path).parent}")
+    other = co.publish_request(life)
+    other.target_path = other_path
+    s.publish_second_path_single_writer = co.node_code("NodePublishVolume", other)
+    other.volume_capability.CopyFrom(capability(life.kind, Cap.AccessMode.SINGLE_NODE_MULTI_WRITER))
+    other.readonly = True
+    co.node("NodePublishVolume", other)
+    s.readonly_publish = co.mount_at(other_path)
+    s.readonly_write = co.guest.sh(f"touch {other_path}/new-file").rc
+    s.readonly_read = co.guest.check(f"sha256sum {other_path}/a").split()[0]
+    co.node(
+        "NodeUnpublishVolume",
+        csi_pb2.NodeUnpublishVolumeRequest(volume_id=life.volume_id, target_path=other_path),
+    )
 
 
 def simple_life(co: Co, kind: str) -> None:
@@ -640,6 +685,40 @@ def test_stage_and_publish_again_change_nothing(session: Session) -> None:
         if life.kind != "block":
             assert life.staged_twice == 1, life.kind
         assert life.published_twice == 1, life.kind
+
+
+def test_the_file_system_is_mounted_with_the_capabilitys_flags(session: Session) -> None:
+    staged = session.lives["ext4"].staged
+    assert staged is not None
+    assert "noatime" in staged.options
+
+
+def test_stage_again_asking_another_file_system_is_already_exists(session: Session) -> None:
+    code, message = session.restage_other_fs
+    assert code == "ALREADY_EXISTS"
+    assert "as ext4, not xfs" in message
+
+
+def test_unstage_while_published_is_refused_and_changes_nothing(session: Session) -> None:
+    code, message = session.unstage_while_published
+    assert code == "FAILED_PRECONDITION"
+    assert "unpublish it there first" in message
+    assert session.staged_after_refused_unstage
+
+
+def test_publish_again_at_the_same_path_read_only_is_already_exists(session: Session) -> None:
+    assert session.publish_readonly_same_path[0] == "ALREADY_EXISTS"
+
+
+def test_publish_at_a_second_path_is_refused_for_a_single_writer(session: Session) -> None:
+    assert session.publish_second_path_single_writer[0] == "FAILED_PRECONDITION"
+
+
+def test_a_read_only_publish_cannot_be_written_and_reads_the_data(session: Session) -> None:
+    assert session.readonly_publish is not None
+    assert session.readonly_publish.readonly
+    assert session.readonly_write != 0
+    assert session.readonly_read == session.lives["xfs"].written["a"]
 
 
 def test_publish_binds_the_staged_file_system_at_the_target_path(session: Session) -> None:

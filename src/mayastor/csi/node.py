@@ -331,20 +331,19 @@ class NodeService(csi_pb2_grpc.NodeServicer, CsiServicer):
         volume = _volume(request.volume_id)
         staging = _required_path(request.staging_target_path, "staging_target_path")
         with self.locks.hold(volume, "NodeUnstageVolume"):
-            if await unmount(self.mounts, staging, volume=volume):
-                log.info("volume %s: unmounted %s", volume, staging)
             nqn = volume_nqn(volume)
             subsystem = self.sysfs.subsystem(nqn)
+            users = [u for u in self._users(subsystem) if u != staging] if subsystem else []
+            if users:
+                raise FailedPrecondition(
+                    f"still published at {', '.join(users)}; unpublish it there first",
+                    volume=volume,
+                )
+            if await unmount(self.mounts, staging, volume=volume):
+                log.info("volume %s: unmounted %s", volume, staging)
             if subsystem is None:
                 log.info("volume %s: unstaged (no connection left)", volume)
                 return csi_pb2.NodeUnstageVolumeResponse()
-            users = self._users(subsystem)
-            if users:
-                raise FailedPrecondition(
-                    f"still in use at {', '.join(users)}; unpublish it there first",
-                    volume=volume,
-                    step="nvme disconnect",
-                )
             await self.initiator.disconnect(nqn, volume=volume)
             log.info("volume %s: unstaged", volume)
         return csi_pb2.NodeUnstageVolumeResponse()
