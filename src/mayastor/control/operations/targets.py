@@ -214,7 +214,16 @@ async def destroy_target(cluster: Cluster, nexus: NexusSpec, *, force: bool = Fa
             await engine.destroy_nexus(str(nexus.uuid))
         except NotFound:
             pass
-        log.info("nexus %s destroyed on node %s", nexus.uuid, nexus.node)
+        except Unavailable:
+            if not force:
+                raise
+            log.warning(
+                "node %s does not answer: nexus %s is removed when it is back",
+                nexus.node,
+                nexus.uuid,
+            )
+        else:
+            log.info("nexus %s destroyed on node %s", nexus.uuid, nexus.node)
         await cluster.nodes.poll(nexus.node)
     if nexus.owner is not None:
         for replica in cluster.specs.replicas_of(str(nexus.owner)):
@@ -224,6 +233,18 @@ async def destroy_target(cluster: Cluster, nexus: NexusSpec, *, force: bool = Fa
                 except MayastorError as exc:
                     log.warning("replica %s could not be unshared: %s", replica.uuid, exc)
     await cluster.specs.remove(nexus)
+
+
+async def _take_down(cluster: Cluster, nexus: NexusSpec) -> None:
+    """Destroy a volume's old nexus before a new one is made; one on a node that is
+    offline or does not answer is left to be collected when the node is back."""
+    if cluster.nodes.online(nexus.node):
+        try:
+            await destroy_target(cluster, nexus)
+            return
+        except Unavailable as exc:
+            log.warning("nexus %s is left on its node for now: %s", nexus.uuid, exc)
+    await destroy_target(cluster, nexus, force=True)
 
 
 def _same_frontends(target: VolumeTarget, frontends: list[NodeAccessInfo]) -> bool:
@@ -260,8 +281,7 @@ async def publish_volume(
     try:
         if target is not None:
             for nexus in cluster.specs.nexuses_of(volume):
-                # an offline node's nexus is removed when it is back (orphan)
-                await destroy_target(cluster, nexus, force=not cluster.nodes.online(nexus.node))
+                await _take_down(cluster, nexus)
             volume.target = None
         await create_target(cluster, volume, node, nexus_uuid, frontends)
     except MayastorError:
