@@ -44,6 +44,7 @@ MIB = 1 << 20
 WORKLOAD = HERE / "guest" / "verified_io.py"
 STOP = "/tmp/stop-workloads"
 KINDS = ("block", "files")
+SIZE = 48 * MIB
 
 
 @dataclass
@@ -68,6 +69,11 @@ class Run:
     ha_log: str = ""
     events: dict[str, list[str]] = field(default_factory=dict)
     uris: dict[str, str] = field(default_factory=dict)
+    replaced: dict[str, list[str]] = field(default_factory=dict)
+    partial_victim: str = ""
+    partial_uuid: str = ""
+    rebuilds: list[dict[str, Any]] = field(default_factory=list)
+    replicas: dict[str, set[bytes]] = field(default_factory=dict)
 
 
 def nqn_of(volume: str) -> str:
@@ -153,11 +159,31 @@ class Scenario:
         phase.acknowledged_after = self.wait_progress(100)
         wait_for(lambda: all(self.live_at_target(k) for k in KINDS), "one live path each", 60)
 
+    def replica_back_within_the_wait(self) -> None:
+        """SIGKILL a replica node of the block volume that serves no target, start it
+        again at once, and wait until the volume is Online again."""
+        cluster, run = self.cluster, self.run
+        volume = run.volumes["block"]
+        targets = set(self.targets().values())
+        victim = next(n for n in cluster.replica_nodes(volume) if n not in targets)
+        before = {k: self.acknowledged(k) for k in KINDS}
+        engine = cluster.engines[victim]
+        engine.kill()
+        wait_for(lambda: cluster.volume_status(volume) == "Degraded", "the volume Degraded", 60)
+        engine.start()
+        wait_for(lambda: cluster.volume_status(volume) == "Online", "the volume Online", 120)
+        run.partial_victim = victim
+        run.rebuilds = cluster.rest.get(f"/volumes/{volume}/rebuild-history")["records"]
+        topology = cluster.volume(volume)["state"]["replica_topology"]
+        run.partial_uuid = next(u for u, r in topology.items() if r["node"] == victim)
+        after = self.wait_progress(100)
+        assert all(after[k] > before[k] for k in KINDS)
+
 
 def scenario(cluster: TestCluster, guest: GuestNode, run: Run) -> None:
     s = Scenario(cluster, guest, run)
     for kind in KINDS:
-        volume, uri = cluster.new_volume(48 * MIB, replicas=3, target="node-1", frontend=APP)
+        volume, uri = cluster.new_volume(SIZE, replicas=3, target="node-1", frontend=APP)
         run.volumes[kind] = volume
         run.uris[kind] = uri
     block = s.connect(run.volumes["block"], run.uris["block"])
@@ -202,9 +228,20 @@ def scenario(cluster: TestCluster, guest: GuestNode, run: Run) -> None:
         )
     s.wait_progress(300, timeout=300)
     s.fault(run.kill, cluster.engines["node-1"].kill, KINDS)
+    wait_for(
+        lambda: all(
+            "node-1" not in cluster.replica_nodes(v) and cluster.volume_status(v) == "Online"
+            for v in run.volumes.values()
+        ),
+        "node-1's replicas replaced on other nodes and rebuilt",
+        180,
+    )
+    run.replaced = {k: cluster.replica_nodes(v) for k, v in run.volumes.items()}
+    cluster.engines["node-1"].start()
     drained = run.kill.targets_after["block"]
     moving = tuple(k for k in KINDS if run.kill.targets_after[k] == drained)
     s.fault(run.drain, lambda: cluster.rest.put(f"/nodes/{drained}/drain/ha-test"), moving)
+    s.replica_back_within_the_wait()
     guest.check(f"touch {STOP}")
     wait_for(
         lambda: all(guest.sh(f"test -s /tmp/{k}.json").ok for k in KINDS),
@@ -228,7 +265,7 @@ def scenario(cluster: TestCluster, guest: GuestNode, run: Run) -> None:
 @pytest.fixture(scope="module")
 def switch_over(tmp_path_factory: pytest.TempPathFactory) -> Run:
     workdir = Path(tmp_path_factory.mktemp("switch-over"))
-    flags = (*FAST_CORE_FLAGS, "--switch-over-wait", "20s")
+    flags = (*FAST_CORE_FLAGS, "--switch-over-wait", "20s", "--faulted-child-wait", "15s")
     cluster = TestCluster(workdir, nodes=4, disk_size=512 << 20, core_flags=flags)
     run = Run()
     try:
@@ -239,6 +276,12 @@ def switch_over(tmp_path_factory: pytest.TempPathFactory) -> Run:
             finally:
                 logs = guest.sh("tail -n 40 /tmp/*.log; dmesg | tail -n 60").out
                 (workdir / "guest-logs.txt").write_text(logs)
+        wait_for(
+            lambda: all(cluster.volume_status(v) == "Online" for v in run.volumes.values()),
+            "every volume Online at the end",
+            120,
+        )
+        run.replicas = cluster.stop_and_read_replicas(dict.fromkeys(run.volumes.values(), SIZE))
     finally:
         (workdir / "ha-node.log").write_text(run.ha_log)
         (workdir / "results.json").write_text(json.dumps(run.results, indent=1))
@@ -303,3 +346,28 @@ def test_the_workload_never_fails_during_the_drain(switch_over: Run) -> None:
     for kind in KINDS:
         assert drain.acknowledged_after[kind] > drain.acknowledged_before[kind]
         assert switch_over.results[kind]["failed"] == 0
+
+
+# ============================================================================ healing
+
+
+def test_the_dead_nodes_replicas_are_replaced_after_the_wait_and_rebuilt(
+    switch_over: Run,
+) -> None:
+    for kind in KINDS:
+        nodes = switch_over.replaced[kind]
+        assert len(nodes) == 3
+        assert len(set(nodes)) == 3
+        assert "node-1" not in nodes
+
+
+def test_a_replica_back_within_the_wait_gets_a_partial_rebuild(switch_over: Run) -> None:
+    mine = [r for r in switch_over.rebuilds if switch_over.partial_uuid in r["childUri"]]
+    assert mine, (switch_over.partial_victim, switch_over.rebuilds)
+    assert mine[-1]["isPartial"] is True
+    assert mine[-1]["rebuildJobState"] == "Completed"
+
+
+def test_the_replicas_are_identical_at_the_end(switch_over: Run) -> None:
+    for volume, contents in switch_over.replicas.items():
+        assert len(contents) == 1, f"the replicas of {volume} differ"
