@@ -360,8 +360,8 @@ class ControllerService(csi_pb2_grpc.ControllerServicer, CsiServicer):
                     volume=volume,
                 )
         uri = str(target["deviceUri"])
-        if target.get("uuid") and "?" not in uri:
-            uri += f"?uuid={target['uuid']}"
+        if "?" not in uri:
+            uri += f"?uuid={volume}"  # what every nexus of the volume reports
         log.info("volume %s published for node %s: %s", volume, node, uri)
         return csi_pb2.ControllerPublishVolumeResponse(
             publish_context={PUBLISH_URI: uri, **settings.context()}

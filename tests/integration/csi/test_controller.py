@@ -468,7 +468,7 @@ def test_controller_publish_gives_the_target_uri_with_the_namespace_uuid(
     volume = make_volume()
     context = publish(co, volume)
     target = rest.get_volume(volume.volume_id)["state"]["target"]
-    assert context["uri"] == f"{target['deviceUri']}?uuid={target['uuid']}"
+    assert context["uri"] == f"{target['deviceUri']}?uuid={volume.volume_id}"
     assert context["uri"].split("?")[0].endswith(f"/{NQN}:{volume.volume_id}")
 
 
