@@ -29,7 +29,7 @@ import uuid as uuid_mod
 from mayastor.control.cluster import Cluster, NexusHealth
 from mayastor.control.events import EventCategory
 from mayastor.control.models import PublishVolumeBody
-from mayastor.control.operations.replicas import child_uri, unshare_replica
+from mayastor.control.operations.replicas import affinity_peers, child_uri, unshare_replica
 from mayastor.control.placement import NodeView, choose_target_node
 from mayastor.control.specs import (
     NexusSpec,
@@ -67,8 +67,12 @@ def frontend_nodes(body: PublishVolumeBody) -> list[NodeAccessInfo]:
 
 def target_node_for(cluster: Cluster, volume: VolumeSpec, requested: str | None) -> str:
     nexus_counts: dict[str, int] = {}
+    group_counts: dict[str, int] = {}
+    peers = affinity_peers(cluster, volume)
     for nexus in cluster.specs.view(NexusSpec):
         nexus_counts[nexus.node] = nexus_counts.get(nexus.node, 0) + 1
+        if nexus.owner is not None and str(nexus.owner) in peers:
+            group_counts[nexus.node] = group_counts.get(nexus.node, 0) + 1
     names = {s.id for s in cluster.specs.all(NodeSpec)} | set(cluster.nodes.names())
     views = []
     for name in names:
@@ -79,6 +83,7 @@ def target_node_for(cluster: Cluster, volume: VolumeSpec, requested: str | None)
                 online=cluster.nodes.online(name),
                 cordoned=spec.cordoned if spec else False,
                 nexuses=nexus_counts.get(name, 0),
+                group_targets=group_counts.get(name, 0),
             )
         )
     replica_nodes = [r.node for r in cluster.specs.replicas_of(volume)]
