@@ -240,13 +240,15 @@ class CoreAgent:
         healer = VolumeHealer(
             cluster, faulted_child_wait=cfg.faulted_child_wait, max_rebuilds=cfg.max_rebuilds
         )
-        return Reconciler(
+        reconciler = Reconciler(
             cluster,
             busy_period=cfg.reconcile_busy,
             idle_period=cfg.reconcile_idle,
             healer=healer,
             switch_over=switch_over,
         )
+        cluster.reconcile_soon = reconciler.poke
+        return reconciler
 
     def _listen(
         self, cluster: Cluster, poke: Callable[[], Awaitable[None]]
