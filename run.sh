@@ -13,6 +13,7 @@ DEBS=(
     qemu-system-x86 nvme-cli busybox-static      # the kernel-initiator VM (tests/interop)
     xfsprogs btrfs-progs                         # file systems the CSI node plugin makes (in the VM)
     etcd-server nats-server                      # the cluster store and the event bus in tests
+    mmdebstrap podman runc                       # the container images (deploy/images/build.sh)
 )
 
 setup_debs() {
