@@ -24,6 +24,7 @@ its reason.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -81,6 +82,17 @@ class VolumeHealer:
 
     def _may_rebuild(self) -> bool:
         return self.max_rebuilds is None or self.rebuilds_running() < self.max_rebuilds
+
+    def _waiting_since(self, key: tuple[str, str]) -> float:
+        """When the child or replica `key` (volume, uuid) started waiting to be replaced;
+        the first time, a reconcile pass is asked for just after the wait ends, so the
+        replacement does not wait for the next periodic pass too."""
+        if key not in self._faulted_since:
+            self._faulted_since[key] = self._clock()
+            asyncio.get_running_loop().call_later(
+                self.faulted_child_wait + 0.5, self.cluster.reconcile_soon
+            )
+        return self._faulted_since[key]
 
     # ------------------------------------------------------------------ the pass
 
@@ -150,7 +162,7 @@ class VolumeHealer:
                 continue
             key = (str(volume.uuid), child.uuid)
             seen.add(key)
-            since = self._faulted_since.setdefault(key, self._clock())
+            since = self._waiting_since(key)
             if replica is None:
                 continue
             if self._clock() - since > self.faulted_child_wait:
@@ -165,6 +177,7 @@ class VolumeHealer:
                 )
                 await retire_replica(cluster, volume, replica)
                 self._faulted_since.pop(key, None)
+                cluster.reconcile_soon()  # the next pass places the new replica
                 return True
             reachable = cluster.nodes.online(replica.node) and (
                 cluster.engine_replica(replica.node, replica.uuid) is not None
@@ -201,7 +214,7 @@ class VolumeHealer:
                 continue
             key = (str(volume.uuid), str(replica.uuid))
             seen.add(key)
-            since = self._faulted_since.setdefault(key, self._clock())
+            since = self._waiting_since(key)
             if self._clock() - since > self.faulted_child_wait:
                 cluster.emit(
                     EventCategory.REPLICA,
@@ -213,6 +226,7 @@ class VolumeHealer:
                 )
                 await retire_replica(cluster, volume, replica)
                 self._faulted_since.pop(key, None)
+                cluster.reconcile_soon()  # the next pass places the new replica
                 return True
             reachable = cluster.nodes.online(replica.node) and (
                 cluster.engine_replica(replica.node, replica.uuid) is not None

@@ -84,6 +84,23 @@ def test_a_replica_of_an_idle_volume_whose_node_stays_down_is_replaced_after_the
     assert_replicas_identical(cluster, {volume: 32 * MIB})
 
 
+def test_a_replica_is_replaced_once_the_wait_is_over_not_at_the_next_reconcile_pass(
+    make_cluster: Callable[..., TestCluster],
+) -> None:
+    hourly = ("--poll-period", "500ms", "--reconcile-period", "1h", "--reconcile-idle-period", "1h")
+    cluster = make_cluster(nodes=4, core_flags=(*hourly, "--faulted-child-wait", "3s"))
+    volume, _ = cluster.new_volume()
+    lost = next(n for n in cluster.replica_nodes(volume) if n != "node-1")
+    cluster.engines[lost].kill()
+    wait_for(
+        lambda: (
+            lost not in cluster.replica_nodes(volume) and cluster.volume_status(volume) == "Online"
+        ),
+        f"the replica on {lost} replaced",
+        60,
+    )
+
+
 def test_a_nexus_lost_with_its_io_engine_is_made_again_on_the_same_node(
     make_cluster: Callable[..., TestCluster],
 ) -> None:
