@@ -60,8 +60,11 @@ label_of() {  # IMAGE -> the inputs hash it was built from (empty when there is 
 # The project's wheel, and the wheels of the pinned dependencies it names, fetched from
 # PyPI here (with this machine's pip settings and certificates); the image build then
 # installs from these files only.
+# (from a copy of the sources: setuptools' build/ folder may hold files removed since)
+mkdir "$work/src"
+tar -c --exclude=__pycache__ pyproject.toml README.md src | tar -x -C "$work/src"
 "$PYTHON" -m pip wheel -q --no-deps --no-build-isolation --disable-pip-version-check \
-    -w "$work/own" . >"$work/pip.log" 2>&1 || { cat "$work/pip.log" >&2; exit 1; }
+    -w "$work/own" "$work/src" >"$work/pip.log" 2>&1 || { cat "$work/pip.log" >&2; exit 1; }
 wheel=$(ls "$work"/own/*.whl)
 mkdir -p "$work/wheels"
 cp "$wheel" "$work/wheels/"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ import yaml
 from mayastor.operator import API_GROUP, API_VERSION, KIND, PLURAL, CrState, PoolStatus
 from tests.deploy.chart import EXAMPLES, crd, tool
 from tests.support.crd_schema import CustomResourceSchema, structural_problems
+from tests.support.kube_api import KubeApi
 
 
 def _examples() -> list[dict[str, Any]]:
@@ -163,3 +165,38 @@ def test_the_other_examples_pass_kubernetes_validate_strict() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count(" passed ") == len(others), result.stdout
+
+
+def _kubectl(
+    api: KubeApi, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [tool("kubectl"), "--kubeconfig", str(api.kubeconfig), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_kubectl_creates_the_examples_finds_them_as_dsp_and_is_refused_a_bad_one(
+    tmp_path: Path,
+) -> None:
+    """kubectl (from the npm registry package) against the emulated API server serving
+    the CRD, as a user applies the examples."""
+    with KubeApi(tmp_path, [crd()]) as api:
+        names = sorted(pool["metadata"]["name"] for pool in _diskpool_examples())
+        for path in sorted(EXAMPLES.glob("diskpool*.yaml")):
+            created = _kubectl(api, "create", "--validate=false", "-f", str(path))
+            assert created.returncode == 0, created.stderr
+        listed = _kubectl(api, "get", "dsp", "-o", "name")
+        assert listed.returncode == 0, listed.stderr
+        assert listed.stdout.split() == [f"diskpool.openebs.io/{name}" for name in names]
+
+        bad, _ = _BAD_DISKPOOLS["two disks"]
+        bad = {**bad, "metadata": {"name": "two-disks", "namespace": "mayastor"}}
+        refused = _kubectl(api, "create", "--validate=false", "-f", "-", stdin=yaml.safe_dump(bad))
+        assert refused.returncode != 0
+        assert "is invalid" in refused.stderr
+        assert "spec.disks" in refused.stderr
+        assert api.get("openebs.io/v1beta2", PLURAL, "two-disks") is None

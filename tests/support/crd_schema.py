@@ -78,6 +78,8 @@ class CustomResourceSchema:
         self.version = chosen["name"]
         self.kind = crd["spec"]["names"]["kind"]
         self.plural = crd["spec"]["names"]["plural"]
+        self.singular = crd["spec"]["names"].get("singular", self.kind.lower())
+        self.short_names = list(crd["spec"]["names"].get("shortNames", []))
         self.schema = chosen["schema"]["openAPIV3Schema"]
         self._validator = jsonschema.Draft7Validator(self.schema)
 

@@ -150,6 +150,31 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
                 details={"causes": [{"message": e} for e in errors]},
             )
 
+    async def _serve_list(self, request: kmock.Request) -> Any:
+        """kmock's list with the ``kind`` and ``apiVersion`` an API server gives it
+        (kubectl refuses a list without them)."""
+        listed = await super()._serve_list(request)
+        res = request.resource
+        info = self.resources.get(res) if res is not None else None
+        if (
+            isinstance(listed, dict)
+            and res is not None
+            and isinstance(info, kmock.ResourceInfo)
+            and info.kind
+        ):
+            version = f"{res.group}/{res.version}" if res.group else str(res.version)
+            listed = {"apiVersion": version, "kind": f"{info.kind}List", **listed}
+        return listed
+
+    async def _serve_version(self, request: kmock.Request) -> Any:
+        """kmock's resource list of a group version, with short names on the resources
+        only (not on their subresources, as kubectl would find two matches)."""
+        served = await super()._serve_version(request)
+        for entry in served.get("resources", []) if isinstance(served, dict) else []:
+            if "/" in entry["name"]:
+                entry["shortNames"] = []
+        return served
+
     async def _handle(self, request: kmock.Request) -> Any:
         if request.resource is not None and request.action == kmock.action.CREATE:
             request = self._admit_create(request)
@@ -276,6 +301,8 @@ class KubeApi:
                 handler.resources[f"{schema.group}/{schema.version}/{schema.plural}"] = (
                     kmock.ResourceInfo(
                         kind=schema.kind,
+                        singular=schema.singular,
+                        shortnames=schema.short_names,
                         namespaced=True,
                         subresources={"status"},
                         verbs=set(_ALL_VERBS),
