@@ -34,8 +34,8 @@ from urllib.parse import urlsplit
 from mayastor.control.cluster import Cluster
 from mayastor.control.events import EventCategory
 from mayastor.control.nodes import NodeStatus
-from mayastor.control.operations.targets import move_target
-from mayastor.control.specs import NQN_PREFIX, AppNodeSpec, VolumeSpec
+from mayastor.control.operations.targets import move_target, trusted_replicas
+from mayastor.control.specs import NQN_PREFIX, AppNodeSpec, SpecStatus, VolumeSpec
 from mayastor.errors import FailedPrecondition, InvalidArgument, MayastorError, NotFound
 
 log = logging.getLogger(__name__)
@@ -157,11 +157,31 @@ class TargetSwitchOver:
         if self.wake is not None:
             asyncio.get_running_loop().call_later(max(seconds, 0.0), self.wake)
 
+    async def _current_replica_reachable(self, volume: VolumeSpec) -> None:
+        """Check that a replica known to be current can be reached before moving: a
+        move that finds none is undone and would leave the volume unpublished, where
+        waiting keeps it published until the replica's node is back.
+
+        Raises:
+            FailedPrecondition: no reachable replica is known to be current.
+        """
+        cluster = self.cluster
+        present = [
+            r
+            for r in cluster.specs.replicas_of(volume)
+            if r.status is SpecStatus.CREATED
+            and cluster.nodes.online(r.node)
+            and cluster.engine_replica(r.node, r.uuid) is not None
+        ]
+        health = await cluster.nexus_health(volume.health_info_id)
+        trusted_replicas(volume, present, health, target_node="")
+
     async def _move(self, volume: VolumeSpec, why: str) -> VolumeSpec | None:
         if volume.target is not None:
             # a dead io-engine is known Offline at once, so its nexus is not waited for
             await self.cluster.nodes.poll(volume.target.node)
         try:
+            await self._current_replica_reachable(volume)
             moved = await move_target(self.cluster, volume, why)
         except MayastorError as exc:
             if self._refused.get(str(volume.uuid)) != str(exc):

@@ -70,6 +70,29 @@ def test_a_target_whose_node_dies_moves_to_another_node_with_every_write(
     assert "SwitchedOver" in actions
 
 
+def test_a_target_that_cannot_move_for_want_of_a_current_replica_stays_published(
+    make_cluster: Callable[..., TestCluster],
+) -> None:
+    cluster = make_cluster(core_flags=QUICK)
+    volume, uri = cluster.new_volume(replicas=1, target="node-1")
+    assert cluster.replica_nodes(volume) == ["node-1"]
+    data = os.urandom(MIB)
+    write_at(uri, APP, 0, data)
+    cluster.engines["node-1"].kill()
+    wait_for(
+        lambda: (
+            "SwitchOverFailed" in [e["action"] for e in cluster.rest.get("/events", target=volume)]
+        ),
+        "a switch-over tried and refused",
+        60,
+    )
+    assert cluster.target_node(volume) == "node-1"
+    cluster.engines["node-1"].start()
+    wait_for(lambda: cluster.volume_status(volume) == "Online", "the volume Online again", 60)
+    assert cluster.target_node(volume) == "node-1"
+    assert read_at(cluster.volume(volume)["state"]["target"]["deviceUri"], APP, 0, MIB) == data
+
+
 def test_every_target_of_a_volume_reports_one_namespace_with_new_controller_ids(
     make_cluster: Callable[..., TestCluster],
 ) -> None:
