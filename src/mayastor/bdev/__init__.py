@@ -2,9 +2,12 @@
 
 Public surface:
 
-* the contract: `BlockDevice`, `IoStats`, `Buffer`, `BLOCK_SIZES`;
+* the contract: `BlockDevice`, `IoStats`, `Buffer`, `BLOCK_SIZES`, and for callers and
+  drivers of callback I/O `IoDone` and `IoRequest`;
 * URIs: `parse_bdev_uri` and what it returns (`BdevUri`, `MallocUri`, `FileUri`,
   `NvmfUri`, `LoopbackUri`);
+* running an I/O coroutine inline, in the caller's frame: `run_inline`, and
+  `finish_in_task` for one that had to wait;
 * opening: `DeviceOpener` (one per io-engine; other layers register nvmf and bdev);
 * drivers: `MallocDevice`, `AioDevice` (files and block devices via worker threads),
   `UringDevice` (the same via io_uring) and `uring_unavailable_reason`, `NvmfDevice`
@@ -12,8 +15,9 @@ Public surface:
   with `register_nvmf`).
 """
 
+from mayastor.bdev._inline import finish_in_task, run_inline
 from mayastor.bdev.aio import DEFAULT_AIO_THREADS, AioDevice
-from mayastor.bdev.device import BLOCK_SIZES, BlockDevice, Buffer, IoStats
+from mayastor.bdev.device import BLOCK_SIZES, BlockDevice, Buffer, IoDone, IoRequest, IoStats
 from mayastor.bdev.malloc import MallocDevice
 from mayastor.bdev.nvmf import NvmfDevice, register_nvmf
 from mayastor.bdev.opener import DeviceOpener, OpenFn
@@ -41,6 +45,8 @@ __all__ = [
     "Buffer",
     "DeviceOpener",
     "FileUri",
+    "IoDone",
+    "IoRequest",
     "IoStats",
     "LoopbackUri",
     "MallocDevice",
@@ -49,7 +55,9 @@ __all__ = [
     "NvmfUri",
     "OpenFn",
     "UringDevice",
+    "finish_in_task",
     "parse_bdev_uri",
     "register_nvmf",
+    "run_inline",
     "uring_unavailable_reason",
 ]
