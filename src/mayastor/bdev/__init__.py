@@ -9,6 +9,10 @@ Public surface:
 * running an I/O coroutine inline, in the caller's frame: `run_inline`, and
   `finish_in_task` for one that had to wait;
 * opening: `DeviceOpener` (one per io-engine; other layers register nvmf and bdev);
+* NVMe reservations (`mayastor.bdev.reservations`): the state of a namespace and the
+  cell that holds it (`ReservationCell`, `ReservationState`), and the names a user of
+  the BlockDevice reservation calls needs (`ReservationType`, `RegisterAction`,
+  `AcquireAction`, `ReleaseAction`, `ChangePtpl`, `ReservationStatus`);
 * drivers: `MallocDevice`, `AioDevice` (files and block devices via worker threads),
   `UringDevice` (the same via io_uring) and `uring_unavailable_reason`, `NvmfDevice`
   (a remote NVMe-oF namespace, through our initiator; the io-engine enables nvmf://
@@ -21,6 +25,7 @@ from mayastor.bdev.device import BLOCK_SIZES, BlockDevice, Buffer, IoDone, IoReq
 from mayastor.bdev.malloc import MallocDevice
 from mayastor.bdev.nvmf import NvmfDevice, register_nvmf
 from mayastor.bdev.opener import DeviceOpener, OpenFn
+from mayastor.bdev.reservations import ReservationCell, ReservationState
 from mayastor.bdev.uri import (
     DEFAULT_NVMF_PORT,
     SCHEMES,
@@ -32,6 +37,14 @@ from mayastor.bdev.uri import (
     parse_bdev_uri,
 )
 from mayastor.bdev.uring import DEFAULT_URING_ENTRIES, UringDevice, uring_unavailable_reason
+from mayastor.nvmf.spec import (
+    AcquireAction,
+    ChangePtpl,
+    RegisterAction,
+    ReleaseAction,
+    ReservationStatus,
+    ReservationType,
+)
 
 __all__ = [
     "BLOCK_SIZES",
@@ -39,10 +52,12 @@ __all__ = [
     "DEFAULT_NVMF_PORT",
     "DEFAULT_URING_ENTRIES",
     "SCHEMES",
+    "AcquireAction",
     "AioDevice",
     "BdevUri",
     "BlockDevice",
     "Buffer",
+    "ChangePtpl",
     "DeviceOpener",
     "FileUri",
     "IoDone",
@@ -54,6 +69,12 @@ __all__ = [
     "NvmfDevice",
     "NvmfUri",
     "OpenFn",
+    "RegisterAction",
+    "ReleaseAction",
+    "ReservationCell",
+    "ReservationState",
+    "ReservationStatus",
+    "ReservationType",
     "UringDevice",
     "finish_in_task",
     "parse_bdev_uri",

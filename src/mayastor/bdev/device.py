@@ -31,6 +31,22 @@ Contract, for every device:
   whose driver completes by callback. Such an I/O cannot be cancelled: it runs to its
   end.
 
+Reservations (NVMe reservations, `mayastor.bdev.reservations`), optional:
+
+* `reservations` is the namespace's own reservation state when the device keeps one
+  (a replica keeps it in its pool, so that it survives a restart); whoever serves or
+  reaches the device checks I/O against it. None (the default): the device keeps
+  none, and the NVMe/TCP target keeps an in-memory one for the hosts it serves.
+* A device reached as a host (a remote namespace, an in-process handle on a replica)
+  can take part in them: `supports_reservations` says so, and the four calls
+  `reservation_register`, `reservation_acquire`, `reservation_release` and
+  `reservation_report` run the NVMe commands under the device's host identifier
+  (`reservation_host`). A refusal raises the DeviceError its status names:
+  `ReservationConflict` when another host's reservation or registration is in the
+  way. On other devices they raise `InvalidOpcode`: such devices are not fenced.
+* Once another host holds a reservation that excludes this one, its I/O fails with
+  `ReservationConflict` (a nexus takes that as the sign that it was superseded).
+
 Subclasses implement the `_read`, `_write`, `_flush`, `_unmap`, `_write_zeroes` and
 `_close` hooks, and may implement `_submit_read` and `_submit_write` to complete by
 callback (the default runs `_read` or `_write` inline); the public methods check the
@@ -47,7 +63,7 @@ import uuid as uuid_mod
 from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter_ns
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from mayastor.bdev._inline import run_inline
 from mayastor.errors import (
@@ -55,8 +71,20 @@ from mayastor.errors import (
     DeviceNotReady,
     InvalidArgument,
     InvalidField,
+    InvalidOpcode,
     LbaOutOfRange,
 )
+from mayastor.nvmf.spec import (
+    AcquireAction,
+    ChangePtpl,
+    RegisterAction,
+    ReleaseAction,
+    ReservationStatus,
+    ReservationType,
+)
+
+if TYPE_CHECKING:
+    from mayastor.bdev.reservations import ReservationCell
 
 Buffer = bytes | bytearray | memoryview
 """Bytes-like data passed to and returned from block devices."""
@@ -170,6 +198,9 @@ class BlockDevice(abc.ABC):
     ties itself to the current task (``asyncio.timeout``, ``current_task``) before its
     first wait. A submitted I/O that completes without waiting then needs no Task; for
     other drivers the default `_submit_read` / `_submit_write` start a Task at once."""
+    reservations: ReservationCell | None = None
+    """The namespace's own reservation state, when the device keeps one (see the module
+    docstring); None for devices whose server keeps it."""
 
     def __init__(self, name: str, uuid: uuid_mod.UUID, block_size: int, num_blocks: int) -> None:
         if block_size not in BLOCK_SIZES:
@@ -341,6 +372,84 @@ class BlockDevice(abc.ABC):
             self._idle = asyncio.Event()
             await self._idle.wait()
         await self._close()
+
+    # ------------------------------------------------------------ reservations
+
+    @property
+    def supports_reservations(self) -> bool:
+        """True when this handle takes part in NVMe reservations as a host (a remote
+        namespace whose controller supports them, an in-process handle on a replica)."""
+        return False
+
+    @property
+    def reservation_host(self) -> uuid_mod.UUID | None:
+        """The host identifier reservations see this handle as (None: it has none)."""
+        return None
+
+    async def reservation_register(
+        self,
+        action: RegisterAction,
+        *,
+        current_key: int = 0,
+        new_key: int = 0,
+        ignore_key: bool = False,
+        ptpl: ChangePtpl = ChangePtpl.NO_CHANGE,
+    ) -> None:
+        """Reservation Register: register, unregister or replace this host's key.
+
+        Raises:
+            ReservationConflict: registered with another key, or `current_key` is wrong.
+            InvalidField: a key of 0, or a PTPL change the namespace cannot make.
+            InvalidOpcode: the device does not support reservations.
+            DeviceError: as for any command (PathLost, ...).
+        """
+        raise self._no_reservations()
+
+    async def reservation_acquire(
+        self,
+        action: AcquireAction,
+        rtype: ReservationType,
+        *,
+        current_key: int,
+        preempt_key: int = 0,
+    ) -> None:
+        """Reservation Acquire: acquire (`AcquireAction.ACQUIRE`) a reservation of type
+        `rtype`, or preempt the holder or registrants whose key is `preempt_key`.
+
+        Raises:
+            ReservationConflict: another host holds it (Acquire), `current_key` is not
+                this host's key, or `preempt_key` matches nobody.
+            InvalidField, InvalidOpcode, DeviceError: as for `reservation_register`.
+        """
+        raise self._no_reservations()
+
+    async def reservation_release(
+        self, action: ReleaseAction, rtype: ReservationType, *, current_key: int
+    ) -> None:
+        """Reservation Release: release the reservation this host holds, or clear every
+        registration (`ReleaseAction.CLEAR`).
+
+        Raises:
+            ReservationConflict: `current_key` is not this host's key.
+            InvalidField: `rtype` is not the type held.
+            InvalidOpcode, DeviceError: as for `reservation_register`.
+        """
+        raise self._no_reservations()
+
+    async def reservation_report(self) -> ReservationStatus:
+        """Reservation Report: generation, type, holder and registrants (128-bit host
+        identifiers).
+
+        Raises:
+            InvalidOpcode, DeviceError: as for `reservation_register`.
+        """
+        raise self._no_reservations()
+
+    def _no_reservations(self) -> InvalidOpcode:
+        return InvalidOpcode(
+            f"{self.name}: a {self.driver} device does not take part in NVMe reservations",
+            device=self.name,
+        )
 
     # ------------------------------------------------------- byte-offset convenience
 
