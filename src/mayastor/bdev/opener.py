@@ -13,7 +13,9 @@ serves it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import uuid as uuid_mod
 from collections.abc import Awaitable, Callable
 
 from mayastor.bdev._file_device import default_uuid
@@ -21,7 +23,15 @@ from mayastor.bdev._io_uring import UringUnavailable
 from mayastor.bdev.aio import DEFAULT_AIO_THREADS, AioDevice
 from mayastor.bdev.device import BlockDevice
 from mayastor.bdev.malloc import MallocDevice
-from mayastor.bdev.uri import SCHEMES, BdevUri, FileUri, MallocUri, parse_bdev_uri
+from mayastor.bdev.uri import (
+    SCHEMES,
+    BdevUri,
+    FileUri,
+    LoopbackUri,
+    MallocUri,
+    NvmfUri,
+    parse_bdev_uri,
+)
 from mayastor.bdev.uring import DEFAULT_URING_ENTRIES, UringDevice
 from mayastor.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 
@@ -87,12 +97,17 @@ class DeviceOpener:
             raise AlreadyExists(f"an opener for {scheme}:// is already registered")
         self._openers[scheme] = opener
 
-    async def open(self, uri: str, *, name: str | None = None) -> BlockDevice:
+    async def open(
+        self, uri: str, *, name: str | None = None, hostid: uuid_mod.UUID | None = None
+    ) -> BlockDevice:
         """Open the device a URI names.
 
         Args:
             uri: a bdev URI or a bare absolute path (see `mayastor.bdev.uri`).
             name: the device name; default the one Mayastor gives (`BdevUri.name`).
+            hostid: the host identifier the device presents to NVMe reservations
+                (nvmf and bdev URIs; others have no host identity and ignore it);
+                it wins over the URI's ``hostid``.
 
         Returns:
             the open device, with `uri` set to the URI as given.
@@ -103,6 +118,8 @@ class DeviceOpener:
             MayastorError: whatever the driver raises (NotFound for a missing path, ...).
         """
         parsed = parse_bdev_uri(uri)
+        if hostid is not None and isinstance(parsed, NvmfUri | LoopbackUri):
+            parsed = dataclasses.replace(parsed, hostid=hostid)
         opener = self._openers.get(parsed.scheme)
         if opener is None:
             raise FailedPrecondition(

@@ -22,10 +22,12 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
-from mayastor.bdev import BlockDevice, Buffer, IoRequest
+from mayastor.bdev import BlockDevice, Buffer, IoRequest, ReservationCell, ReservationState
+from mayastor.bdev.reservations import Registrant
 from mayastor.errors import DeviceError, InternalDeviceError
 from mayastor.lvs._catalog import LvolMeta
 from mayastor.lvs._properties import LvolProperties
+from mayastor.lvs.format import ReservationRecord
 
 if TYPE_CHECKING:
     from mayastor.lvs._pool import Pool
@@ -61,11 +63,34 @@ class DataPath:
         self.faulted: str | None = None
 
 
+def stored_reservation(record: ReservationRecord | None) -> ReservationState:
+    """The reservation state an lvol starts with after its pool was opened.
+
+    None stored: no registrant, PTPL on (a replica persists its reservations unless a
+    host turned that off); PTPL off: only the generation is kept, as after a power on.
+    """
+    if record is None:
+        return ReservationState(ptpl=True)
+    if not record.ptpl:
+        return ReservationState(generation=record.generation)
+    return ReservationState(
+        generation=record.generation,
+        rtype=record.rtype,
+        holder=record.holder,
+        registrants=tuple(Registrant(host, key) for host, key in record.registrants),
+        ptpl=True,
+    )
+
+
 class Lvol(BlockDevice):
     """A logical volume of a pool (a replica). Created by `Pool.create_lvol`, never directly.
 
     Its size is the requested size rounded up to the block size; clusters are
     allocated whole (all at creation for a thick lvol, on first write for a thin one).
+
+    Its NVMe reservation state (`reservations`) is kept in the pool: a change is stored
+    (`Pool.set_lvol_reservation`) before it takes effect, and it comes back with the
+    pool, for the target's hosts and in-process handles alike.
 
     Attributes:
         pool: the pool it lives in.
@@ -81,6 +106,12 @@ class Lvol(BlockDevice):
         self.pool = pool
         self._meta = meta
         self._data = data
+        self.reservations = ReservationCell(
+            stored_reservation(meta.reservation), persist=self._store_reservation
+        )
+
+    async def _store_reservation(self, state: ReservationState) -> None:
+        await self.pool.set_lvol_reservation(self, state)
 
     # ------------------------------------------------------------------ properties
 

@@ -21,12 +21,13 @@ closed; no other connection is touched.
 
 from __future__ import annotations
 
+import functools
 import logging
 import struct
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
-from mayastor.bdev import BlockDevice, Buffer
+from mayastor.bdev import BlockDevice, Buffer, ReservationCell
 from mayastor.errors import DeviceError
 from mayastor.nvmf.pdu import (
     CapsuleCmd,
@@ -80,6 +81,12 @@ from mayastor.target._reply import (
     TRANSIENT_TRANSPORT_ERROR,
     Reply,
 )
+from mayastor.target._reservations import (
+    NO_HOST,
+    RESERVATION_CONFLICT,
+    RESERVATION_OPCODES,
+    ReservationQueue,
+)
 from mayastor.target._subsystem import NSID, Subsystem, SubsystemRegistry
 from mayastor.target._table import TransitionError
 
@@ -110,6 +117,10 @@ _FUA = 1 << 30
 _DEAC = 1 << 25
 _DSM_DEALLOCATE = 1 << 2
 _DSM_MAX_RANGES = 256
+_WRITE_OPCODE = int(IoOpcode.WRITE)
+_DSM_OPCODE = int(IoOpcode.DATASET_MANAGEMENT)
+_NO_RESERVATIONS = ReservationCell()
+"""The cell of a queue that serves no namespace (yet): never holds a reservation."""
 _MAX_R2T = 16
 """R2Ts we keep outstanding for one command at most, whatever more the host allows."""
 _FEI_TTAG = 10
@@ -123,6 +134,7 @@ _SGL_LENGTH_INVALID = SGL_LENGTH_INVALID.field
 _SGL_TYPE_INVALID = SGL_TYPE_INVALID.field
 _SGL_OFFSET_INVALID = SGL_OFFSET_INVALID.field
 _INTERNAL_ERROR = INTERNAL_ERROR.field
+_RESERVATION_CONFLICT = RESERVATION_CONFLICT.field
 _TRANSIENT = TRANSIENT_TRANSPORT_ERROR.field
 _CID_CONFLICT = COMMAND_ID_CONFLICT.field
 _INVALID_PARAMETERS = CONNECT_INVALID_PARAMETERS.field
@@ -172,7 +184,7 @@ class _Window:
         self.end = end
 
 
-class QueuePair:
+class QueuePair(ReservationQueue):
     """The protocol state of one connection; see the module docstring.
 
     Args:
@@ -228,6 +240,11 @@ class QueuePair:
             IoOpcode.WRITE_ZEROES: self._write_zeroes,
             IoOpcode.DATASET_MANAGEMENT: self._dataset_management,
         }
+        for opcode in RESERVATION_OPCODES:
+            self._io_handlers[opcode] = functools.partial(self._reservation_command, opcode)
+        self._resv = _NO_RESERVATIONS  # the namespace's, once an I/O queue is connected
+        self._host = NO_HOST
+        self._resv_cids: set[int] = set()
 
     def __repr__(self) -> str:
         return f"<QueuePair {self.peer} port={self.port} qid={self.qid} {self.state.value}>"
@@ -305,6 +322,8 @@ class QueuePair:
             return
         if action is QueueAction.TERMINATE and error is not None:
             self._send(self._writer.encode_term_req(error.fes, error.fei, error.header))
+        for window in self._windows.values():
+            self._inflight.pop(window.transfer.cid, None)  # their data will never come
         self._windows.clear()
         self._leave_controller()
         if action is not QueueAction.DETACH:
@@ -524,6 +543,9 @@ class QueuePair:
         ctrl.io_queues[connect.qid] = self
         self.controller = ctrl
         self._device = sub.device
+        self._resv = sub.reservations
+        self._host = ctrl.hostid
+        sub.reservations.attach(self)
         self._in_capsule_limit = self._config.in_capsule_data_size
         self._joined(connect.qid, connect)
         self._step(QueueEvent.CONNECT_IO)
@@ -684,6 +706,10 @@ class QueuePair:
         if nsid != NSID and not (opcode == IoOpcode.FLUSH and nsid == NSID_ALL):
             self._complete(cid, _INVALID_NAMESPACE, nsid=nsid)
             return
+        resv = self._resv
+        if resv.rtype and not resv.allows(self._host, opcode):
+            self._complete(cid, _RESERVATION_CONFLICT, lba=cdw10 | cdw11 << 32, nsid=nsid)
+            return
         handler(cid, sgl_addr, sgl_len, sgl_id, cdw10 | cdw11 << 32, cdw12, data)
 
     def _check_range(self, cid: int, slba: int, nblocks: int, device: BlockDevice) -> bool:
@@ -774,6 +800,11 @@ class QueuePair:
     def _start_write(
         self, cid: int, device: BlockDevice, slba: int, data: Buffer, fua: bool
     ) -> None:
+        resv = self._resv
+        if resv.rtype and not resv.allows(self._host, _WRITE_OPCODE):
+            # A reservation taken while the data was on its way.
+            self._complete(cid, _RESERVATION_CONFLICT, lba=slba, nsid=NSID)
+            return
         ctrl = self.controller
         if fua or (ctrl is not None and not ctrl.write_cache):
             self._spawn(self._run_write(cid, device, slba, data, fua))
@@ -856,6 +887,10 @@ class QueuePair:
         device = self._device
         assert device is not None
         self._inflight[cid] = 0
+        resv = self._resv
+        if resv.rtype and not resv.allows(self._host, _DSM_OPCODE):
+            self._complete(cid, _RESERVATION_CONFLICT, nsid=NSID)
+            return
         if not deallocate:
             self._complete(cid, 0)
             return

@@ -49,6 +49,7 @@ from mayastor.nvmf.host._controller_state import (
 from mayastor.nvmf.host._errors import KeepAliveFailed, TransportError
 from mayastor.nvmf.host._options import ADMIN_QUEUE_SIZE, ControllerOptions
 from mayastor.nvmf.host._queue import ADMIN_IN_CAPSULE_SIZE
+from mayastor.nvmf.host._reservations import ReservationCommands
 from mayastor.nvmf.pdu import Buffer
 from mayastor.nvmf.spec import (
     DISCOVERY_NQN,
@@ -121,7 +122,7 @@ class _Session:
     queue_size: int
 
 
-class Controller:
+class Controller(ReservationCommands):
     """Our host's connection to one controller of a remote NVMe-oF subsystem.
 
     Args:
@@ -799,19 +800,23 @@ class Controller:
         cdw12: int = 0,
         *,
         data_out: Buffer | None = None,
+        read_length: int = 0,
         lba: int | None = None,
         nblocks: int | None = None,
-    ) -> None:
+    ) -> Buffer | None:
         queues = self._io or await self._admit()
         self._rr += 1
         queue = queues[self._rr % len(queues)]
         try:
-            status, _, _, _ = await queue.execute(opcode, nsid, cdw10, cdw11, cdw12, 0, data_out)
+            status, _, _, data = await queue.execute(
+                opcode, nsid, cdw10, cdw11, cdw12, 0, data_out, read_length
+            )
         except DeviceError as exc:
             _locate(exc, lba, nblocks)
             raise
         if status:
             raise self._io_error(status, what, lba, nblocks)
+        return data
 
     def _io_error(
         self, status: int, what: str, lba: int | None, nblocks: int | None
