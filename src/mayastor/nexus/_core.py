@@ -9,6 +9,8 @@ of the one below it (imports point down the stack):
 * `_persistence` (`InfoPersistence`): the nexus info, stored before an I/O that
   changed it is acknowledged, and which children a stored info trusts;
 * `_gate` (`IoGate`): front-end I/O held while the nexus is paused, and drained;
+* `_fencing` (`Fencing`): the NVMe reservation a nexus holds on its children, and the
+  fenced state it goes to once another nexus has taken them over;
 * `_rebuilds` (`RebuildControl`): rebuild jobs: start, watch, promote, stop, history;
 * `_io_path` (`IoPath`): reads, writes and flushes: the fan-out to the children, and
   retiring a child whose I/O failed;
@@ -141,7 +143,7 @@ class NexusCore(BlockDevice):
     def _state_changed(self) -> None:
         """Hook: the nexus state just changed (the I/O gate opens or closes on it)."""
 
-    def _not_serving(self) -> DeviceNotReady:
+    def _not_serving(self) -> DeviceError:
         return DeviceNotReady(
             f"nexus {self.name!r} is {self.state.value}: it serves no I/O", device=self.name
         )

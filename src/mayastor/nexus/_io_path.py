@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 
 from mayastor.bdev import Buffer, IoRequest, run_inline
-from mayastor.errors import DeviceError, DeviceNotReady, PathGone
+from mayastor.errors import DeviceError, DeviceNotReady, PathGone, ReservationConflict
 from mayastor.nexus._child import NexusChild
 from mayastor.nexus._child_state import (
     PARTIAL_REBUILD_REASONS,
@@ -162,11 +162,11 @@ class IoPath(RebuildControl):
             retired = self._retire_for(failed, error, lba=lba, nblocks=0)
             if not retired:
                 await self._persist_for_io(error)
-                raise as_device_error(error, self.name)
+                raise self._front_error(error)
             remaining = [c for c in self._readers if c not in tried]
             if not remaining:
                 await self._persist_for_io(error)
-                raise as_device_error(error, self.name)
+                raise self._front_error(error)
             failed = remaining[0]
             tried.add(failed)
             assert failed.device is not None
@@ -267,6 +267,8 @@ class IoPath(RebuildControl):
         for child, exc in failures:
             if not self._retire_for(child, exc, lba=lba, nblocks=nblocks):
                 kept_error = exc
+        if self.fenced is not None:
+            return self._fenced_error()  # never acknowledged, whoever took it
         took = [c for c in targets if c not in failed and c.state is ChildState.ONLINE]
         if took:
             return None
@@ -285,8 +287,12 @@ class IoPath(RebuildControl):
 
         Returns:
             True if the child is out of the I/O path (now or already); False if it is
-            the last Online child and stays.
+            the last Online child and stays, or the error was a reservation conflict
+            (the nexus is fenced then, and no child is retired).
         """
+        if isinstance(error, ReservationConflict):
+            self._fence(child, error)  # superseded: the child is fine, just not ours
+            return False
         if child.state is ChildState.FAULTED:
             return True
         reason = reason_for_error(error)

@@ -46,6 +46,7 @@ from mayastor.nexus._child import ChildOpener, NexusChild, uuid_in_uri
 from mayastor.nexus._child_state import ChildState
 from mayastor.nexus._core import close_quietly, common_block_size, log
 from mayastor.nexus._fan_out import fan_out
+from mayastor.nexus._fencing import ReservationPolicy, nexus_host_id
 from mayastor.nexus._info import NexusInfoStore
 from mayastor.nexus._nexus_state import NexusEvent, NexusState
 from mayastor.nexus._rebuild import DEFAULT_REBUILD_TASKS, DEFAULT_SEGMENT_SIZE
@@ -76,6 +77,7 @@ class Nexus(Reconfiguration):
         rebuild_tasks: int = DEFAULT_REBUILD_TASKS,
         history_size: int = DEFAULT_HISTORY_SIZE,
         clock: Callable[[], float] = time.time,
+        reservation: ReservationPolicy | None = None,
     ) -> Nexus:
         """Open the children and bring the nexus up.
 
@@ -97,6 +99,10 @@ class Nexus(Reconfiguration):
             rebuild_tasks: segments a rebuild copies at once.
             history_size: finished rebuild jobs kept.
             clock: wall-clock seconds, for rebuild start and end times.
+            reservation: hold an NVMe reservation on every child (see `_fencing`):
+                the children are opened as the nexus's own host (`nexus_host_id`),
+                its key registered and the reservation taken, preempting the old
+                holder as the policy says. None: no reservation.
 
         Returns:
             the nexus, Online or Degraded.
@@ -106,6 +112,8 @@ class Nexus(Reconfiguration):
                 a whole number of blocks, children whose block sizes differ, a child
                 smaller than the nexus, two children with one uuid, or bad tuning values.
             FailedPrecondition: the stored info names none of the children healthy.
+            ReservationConflict: a child's reservation is held by another host that
+                the policy does not preempt.
             Whatever the opener raises for a child that cannot be opened, or the store
             for info it cannot read or write. Nothing is left open after a failure.
         """
@@ -121,8 +129,9 @@ class Nexus(Reconfiguration):
                 f"({history_size}) must be at least 1"
             )
         uri_uuids = [uuid_in_uri(uri) for uri in child_uris]
+        host_id = nexus_host_id(uuid)
         opened = await asyncio.gather(
-            *(opener.open(uri) for uri in child_uris), return_exceptions=True
+            *(opener.open(uri, hostid=host_id) for uri in child_uris), return_exceptions=True
         )
         devices = [d for d in opened if isinstance(d, BlockDevice)]
         for uri, outcome in zip(child_uris, opened, strict=True):
@@ -145,12 +154,20 @@ class Nexus(Reconfiguration):
                 name, uuid, block_size, size // block_size,
                 opener=opener, store=store, segment_size=segment_size,
                 rebuild_tasks=rebuild_tasks, history_size=history_size, clock=clock,
+                reservation=reservation, host_id=host_id,
             )  # fmt: skip
             for uri, device, uri_uuid in zip(child_uris, devices, uri_uuids, strict=True):
                 nexus._check_fits(uri, device)
                 child = NexusChild(uri, device, uri_uuid)
                 nexus._check_unique(child)
                 nexus._children.append(child)
+            claims = await asyncio.gather(
+                *(nexus._claim(c.uri, d) for c, d in zip(nexus._children, devices, strict=True)),
+                return_exceptions=True,
+            )
+            for claimed in claims:
+                if isinstance(claimed, BaseException):
+                    raise claimed
             nexus._trust_children(await store.get(uuid))
             nexus._info_version += 1
             await nexus._persist_info()
@@ -169,7 +186,8 @@ class Nexus(Reconfiguration):
         """Stop serving: new I/O gets DeviceNotReady, I/O in flight completes.
 
         Rebuilds stop (their children stay out of sync), the children are flushed (one
-        that fails is retired as usual), and the stored info records a clean shutdown.
+        that fails is retired as usual), their reservations are released (best
+        effort), and the stored info records a clean shutdown.
         The children stay open and the state is kept; `destroy` or `close` lets them
         go. Calling it again does nothing.
 
@@ -192,6 +210,7 @@ class Nexus(Reconfiguration):
         failures, _ = await fan_out(flushes, lambda device: device.flush())
         for child, exc in failures:
             self._retire_for(child, exc, lba=0, nblocks=None)
+        await self._unclaim_children()
         self._set_state(NexusEvent.SHUTDOWN_DONE)
         await self._wait_background()
         # Drained and flushed: the children still recorded healthy hold the same data.

@@ -152,6 +152,9 @@ class RebuildJob:
         self.is_partial = segments is not None
         self.state = RebuildState.INIT
         self.reason: str | None = None
+        self.error: BaseException | None = None
+        """The device error that failed the job, when one did (the nexus fences itself
+        when it is a reservation conflict)."""
         self.start_time: float | None = None
         self.end_time: float | None = None
         self._lock = range_lock
@@ -318,6 +321,7 @@ class RebuildJob:
             await asyncio.wait(workers)
             if not self.state.done:
                 self.reason = str(exc)
+                self.error = exc.__cause__ if isinstance(exc, _SegmentFailed) else exc
                 self._event(RebuildEvent.FAIL)
             self._finish()
             return

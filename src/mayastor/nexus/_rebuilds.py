@@ -16,11 +16,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from mayastor.errors import DeviceError, FailedPrecondition, NotFound
+from mayastor.errors import DeviceError, FailedPrecondition, NotFound, ReservationConflict
 from mayastor.nexus._child import NexusChild
 from mayastor.nexus._child_state import ChildEvent, ChildState
 from mayastor.nexus._core import log
-from mayastor.nexus._gate import IoGate
+from mayastor.nexus._fencing import Fencing
 from mayastor.nexus._range_lock import RangeLock
 from mayastor.nexus._rebuild import (
     DEFAULT_REBUILD_TASKS,
@@ -35,7 +35,7 @@ DEFAULT_HISTORY_SIZE = 16
 """Finished rebuild jobs kept per nexus."""
 
 
-class RebuildControl(IoGate):
+class RebuildControl(Fencing):
     """The rebuild layer (see `_core` for the stack).
 
     Args:
@@ -153,6 +153,8 @@ class RebuildControl(IoGate):
                 failure = await self._promote(child)
                 if failure is not None:
                     record = dataclasses.replace(record, state=RebuildState.FAILED, reason=failure)
+            elif isinstance(job.error, ReservationConflict):
+                self._fence(child, job.error)  # superseded: nothing to retire
             elif child.state is ChildState.DEGRADED:
                 if state is RebuildState.FAILED:
                     log.warning(

@@ -34,6 +34,8 @@ class Reconfiguration(IoPath):
             InvalidArgument: its block size differs, it is smaller than the nexus, or
                 its uuid is another child's.
             FailedPrecondition: the nexus serves no I/O.
+            ReservationConflict: the nexus reserves its children and another host
+                holds this one's reservation (not taken over by the policy).
             Whatever the opener or the store raises. Nothing is changed on failure.
         """
         async with self._reconfiguring:
@@ -41,11 +43,12 @@ class Reconfiguration(IoPath):
             if any(c.uri == uri for c in self._children):
                 raise AlreadyExists(f"nexus {self.name!r} already has child {uri!r}")
             uri_uuid = uuid_in_uri(uri)
-            device = await self._opener.open(uri)
+            device = await self._opener.open(uri, hostid=self.host_id)
             try:
                 self._check_fits(uri, device)
                 child = NexusChild(uri, device, uri_uuid)
                 self._check_unique(child)
+                await self._claim(uri, device)
                 child.state = ChildState.FAULTED
                 child.reason = FaultReason.OUT_OF_SYNC
                 child.healthy = False
@@ -177,12 +180,13 @@ class Reconfiguration(IoPath):
             self._pick_source(child)
             await self._release_device(child)
             try:
-                device = await self._opener.open(uri)
+                device = await self._opener.open(uri, hostid=self.host_id)
             except BaseException:
                 child.apply(ChildEvent.OPEN_FAILED)
                 raise
             try:
                 self._check_fits(uri, device)
+                await self._claim(uri, device)
             except BaseException:
                 await close_quietly([device])
                 raise

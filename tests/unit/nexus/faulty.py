@@ -184,7 +184,7 @@ class Shelf:
         self.disks[name] = disk
         return disk
 
-    async def open(self, uri: str) -> BlockDevice:
+    async def open(self, uri: str, *, hostid: uuid_mod.UUID | None = None) -> BlockDevice:
         self.opened.append(uri)
         if uri in self.refuse:
             raise self.refuse[uri]
