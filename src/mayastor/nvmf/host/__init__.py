@@ -3,7 +3,9 @@
 Public surface:
 
 * `Controller`: a connection to one controller of a remote subsystem: admin and I/O
-  queues, identify, NVM I/O, keep alive, reconnect after a lost path, clean shutdown;
+  queues, identify, NVM I/O, reservations (register, acquire, release, report, as
+  the host identifier of its Connect), keep alive, reconnect after a lost path,
+  clean shutdown;
   its run state is a `ControllerState`, moved only along the table of
   `_controller_state`;
 * `ControllerOptions`: host NQN, queues, digests and timeouts (`DEFAULT_HOSTNQN`,
