@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import uuid as uuid_mod
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -478,7 +479,9 @@ class ReservationCell:
         self.state = state or ReservationState()
         self.rtype = self.state.rtype
         self._lock = asyncio.Lock()
-        self._accessors: set[Accessor] = set()
+        # Weak: a connection that went away leaves no trace here, yet one whose I/O is
+        # still running (its callbacks hold it) is still waited for.
+        self._accessors: weakref.WeakSet[Accessor] = weakref.WeakSet()
 
     def __repr__(self) -> str:
         state = self.state
@@ -527,7 +530,7 @@ class ReservationCell:
                     await self._persist(new)
                 self.state = new
                 self.rtype = new.rtype
-                losing = [a for a in self._accessors if _lost_access(old, new, a.hostid)]
+                losing = [a for a in list(self._accessors) if _lost_access(old, new, a.hostid)]
                 if losing:
                     await asyncio.gather(*(a.quiesce() for a in losing))
             return outcome.status

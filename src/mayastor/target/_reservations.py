@@ -51,7 +51,13 @@ from mayastor.nvmf.spec import (
     ReservationRelease,
     StatusCodeType,
 )
-from mayastor.target._reply import INTERNAL_ERROR, INVALID_FIELD, Reply, failed
+from mayastor.target._reply import (
+    INTERNAL_ERROR,
+    INVALID_FIELD,
+    SGL_TYPE_INVALID,
+    Reply,
+    failed,
+)
 from mayastor.target._subsystem import NSID
 
 log = logging.getLogger(__name__)
@@ -71,6 +77,8 @@ _MAX_DATA_OUT = 4096
 """Accept a larger buffer than the command's data (only its first bytes are read)."""
 _QUIESCE_POLL = 0.001
 _C2H_LAST = int(PduFlags.LAST_PDU)
+_TRANSPORT_SGL = 0x5A
+"""SGL identifier of a Transport Data Block: data by C2HData."""
 
 
 async def execute(
@@ -213,6 +221,9 @@ class ReservationQueue:
     ) -> None:
         need = DATA_OUT.get(opcode)
         if need is None:
+            if sgl_id != _TRANSPORT_SGL or data:
+                self._complete(cid, SGL_TYPE_INVALID.field, nsid=NSID)  # data goes to the host
+                return
             self._start_reservation(cid, opcode, cdws, sgl_len, b"")
             return
         self._host_data(

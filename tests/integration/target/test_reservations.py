@@ -8,6 +8,7 @@ reports of itself.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -16,6 +17,7 @@ import pytest
 from mayastor.bdev import (
     AcquireAction,
     ChangePtpl,
+    MallocDevice,
     RegisterAction,
     ReleaseAction,
     ReservationType,
@@ -29,7 +31,8 @@ from mayastor.nvmf.spec import (
     OptionalNvmCommands,
     ReservationCapabilities,
 )
-from tests.integration.target.conftest import Served
+from mayastor.target import NvmfTarget, openebs_nqn
+from tests.integration.target.conftest import Served, SlowDevice
 
 HOSTNQN = "nqn.2019-05.io.openebs:node-name:resv-test"
 HOST_A = uuid.UUID("aaaaaaaa-0000-4000-8000-00000000000a")
@@ -204,3 +207,36 @@ async def test_a_refused_write_leaves_the_data_alone(served: Served, host: Open)
     assert await outcome(b.write(0, b"\x0b" * 4096)) == "conflict"
     assert await outcome(b.write(0, b"\x0b" * 65536)) == "conflict"  # sent by R2T
     assert bytes(await b.read(0, 8)) == b"\x0a" * 4096
+
+
+async def test_a_preempt_completes_only_after_the_preempted_hosts_write_in_flight(
+    target: NvmfTarget, devices: Callable[..., MallocDevice]
+) -> None:
+    port = await target.listen(0)
+    device = devices(cls=SlowDevice)
+    nqn = openebs_nqn(device.uuid)
+    target.add_subsystem(nqn, device, port=port)
+    uri = target.share_uri(nqn)
+
+    async def open_as(hostid: uuid.UUID) -> NvmfDevice:
+        options = ControllerOptions(hostnqn=HOSTNQN, hostid=hostid, io_queues=1)
+        return await NvmfDevice.open(uri, options=options)
+
+    old, new = await open_as(HOST_A), await open_as(HOST_B)
+    try:
+        await hold(old, KEY_A, ReservationType.EXCLUSIVE_ACCESS)
+        await new.reservation_register(RegisterAction.REGISTER, new_key=KEY_B)
+        write = asyncio.ensure_future(old.write(0, b"\x0a" * 512))  # takes 0.3 s
+        await asyncio.sleep(0.05)
+        await new.reservation_acquire(
+            AcquireAction.PREEMPT,
+            ReservationType.EXCLUSIVE_ACCESS,
+            current_key=KEY_B,
+            preempt_key=KEY_A,
+        )
+        assert write.done()  # it landed before the preempt was answered
+        await write
+        assert await outcome(old.write(0, bytes(512))) == "conflict"
+    finally:
+        await old.close()
+        await new.close()

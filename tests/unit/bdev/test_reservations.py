@@ -5,6 +5,7 @@ command sequences, and the cell that makes changes durable before they take effe
 from __future__ import annotations
 
 import asyncio
+import gc
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -565,3 +566,20 @@ async def test_changes_run_one_at_a_time() -> None:
 
 def test_access_flags_cover_reads_and_writes() -> None:
     assert Access.READ | Access.WRITE != Access.NONE
+
+
+async def test_an_accessor_that_went_away_is_not_waited_for() -> None:
+    class Stuck:
+        hostid = O
+
+        async def quiesce(self) -> None:
+            await asyncio.Event().wait()  # its I/O would never end
+
+    cell = ReservationCell(registered((H, KH)))
+    gone = Stuck()
+    cell.attach(gone)
+    del gone
+    gc.collect()
+    step = AcquireAction.ACQUIRE
+    await asyncio.wait_for(cell.apply(lambda s: acquire(s, H, step, 2, crkey=KH)), 5)
+    assert cell.rtype == 2
