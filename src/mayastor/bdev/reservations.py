@@ -476,12 +476,13 @@ class ReservationCell:
         self, state: ReservationState | None = None, *, persist: Persist | None = None
     ) -> None:
         self._persist = persist
-        self.state = state or ReservationState()
+        self.state = state or _EMPTY
         self.rtype = self.state.rtype
-        self._lock = asyncio.Lock()
+        # Made on first use: a pool of thousands of replicas makes a cell for each.
+        self._lock: asyncio.Lock | None = None
         # Weak: a connection that went away leaves no trace here, yet one whose I/O is
         # still running (its callbacks hold it) is still waited for.
-        self._accessors: weakref.WeakSet[Accessor] = weakref.WeakSet()
+        self._accessors: weakref.WeakSet[Accessor] | None = None
 
     def __repr__(self) -> str:
         state = self.state
@@ -502,10 +503,13 @@ class ReservationCell:
 
     def attach(self, accessor: Accessor) -> None:
         """Count `accessor` among those whose I/O a change that takes access away waits for."""
+        if self._accessors is None:
+            self._accessors = weakref.WeakSet()
         self._accessors.add(accessor)
 
     def detach(self, accessor: Accessor) -> None:
-        self._accessors.discard(accessor)
+        if self._accessors is not None:
+            self._accessors.discard(accessor)
 
     async def apply(self, step: Callable[[ReservationState], Outcome]) -> NvmeStatus:
         """Run one command on the state: durable, then in effect, then the I/O of hosts
@@ -521,6 +525,8 @@ class ReservationCell:
         Raises:
             Whatever `persist` raises; the state is then unchanged.
         """
+        if self._lock is None:
+            self._lock = asyncio.Lock()
         async with self._lock:
             old = self.state
             outcome = step(old)
@@ -530,10 +536,14 @@ class ReservationCell:
                     await self._persist(new)
                 self.state = new
                 self.rtype = new.rtype
-                losing = [a for a in list(self._accessors) if _lost_access(old, new, a.hostid)]
+                accessors = list(self._accessors or ())
+                losing = [a for a in accessors if _lost_access(old, new, a.hostid)]
                 if losing:
                     await asyncio.gather(*(a.quiesce() for a in losing))
             return outcome.status
+
+
+_EMPTY = ReservationState()
 
 
 def _lost_access(old: ReservationState, new: ReservationState, host: HostId) -> bool:

@@ -63,6 +63,9 @@ class DataPath:
         self.faulted: str | None = None
 
 
+_NEVER_RESERVED = ReservationState(ptpl=True)
+
+
 def stored_reservation(record: ReservationRecord | None) -> ReservationState:
     """The reservation state an lvol starts with after its pool was opened.
 
@@ -70,7 +73,7 @@ def stored_reservation(record: ReservationRecord | None) -> ReservationState:
     host turned that off); PTPL off: only the generation is kept, as after a power on.
     """
     if record is None:
-        return ReservationState(ptpl=True)
+        return _NEVER_RESERVED
     if not record.ptpl:
         return ReservationState(generation=record.generation)
     return ReservationState(
