@@ -31,12 +31,15 @@ from mayastor.errors import (
     ReservationConflict,
 )
 from mayastor.nexus import (
+    NEXUS_TRANSITIONS,
     ChildState,
     MemoryNexusInfoStore,
     Nexus,
+    NexusEvent,
     NexusState,
     PreemptPolicy,
     ReservationPolicy,
+    next_nexus_state,
     nexus_host_id,
 )
 from tests.conformance.block_device import pattern
@@ -308,3 +311,17 @@ async def test_children_without_reservations_are_not_fenced(make: Make, replicas
 def test_a_policy_with_a_bad_key_or_type_is_refused(policy: dict[str, Any]) -> None:
     with pytest.raises(InvalidArgument):
         ReservationPolicy(**policy)
+
+
+@pytest.mark.parametrize("state", [NexusState.ONLINE, NexusState.DEGRADED, NexusState.FAULTED])
+def test_being_superseded_fences_a_nexus(state: NexusState) -> None:
+    assert next_nexus_state("n", state, NexusEvent.SUPERSEDED) is NexusState.FENCED
+
+
+@pytest.mark.parametrize("event", [e for e in NexusEvent if e is not NexusEvent.SHUTDOWN_STARTED])
+def test_a_fenced_nexus_stays_fenced_until_it_is_shut_down(event: NexusEvent) -> None:
+    if (NexusState.FENCED, event) in NEXUS_TRANSITIONS:
+        assert next_nexus_state("n", NexusState.FENCED, event) is NexusState.FENCED
+    assert not NexusState.FENCED.serves_io
+    shut = next_nexus_state("n", NexusState.FENCED, NexusEvent.SHUTDOWN_STARTED)
+    assert shut is NexusState.SHUTTING_DOWN
