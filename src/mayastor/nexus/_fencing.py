@@ -115,6 +115,23 @@ async def claim(device: BlockDevice, policy: ReservationPolicy, what: str) -> No
     except ReservationConflict:
         # Registered with another key (an earlier nexus of ours): take ours.
         await device.reservation_register(RegisterAction.REPLACE, ignore_key=True, new_key=key)
+    try:
+        await _reserve(device, policy, what)
+    except ReservationConflict:
+        # Leave no registration behind where we hold nothing (one per failed attempt
+        # would pile up); where we did take the reservation, keep it: releasing it
+        # would let the host we preempted write again.
+        try:
+            if not _holds(device, await device.reservation_report()):
+                await device.reservation_register(RegisterAction.UNREGISTER, current_key=key)
+        except DeviceError as exc:
+            log.info("%s: unregistering after a failed claim failed: %s", what, exc)
+        raise
+
+
+async def _reserve(device: BlockDevice, policy: ReservationPolicy, what: str) -> None:
+    """Take the reservation as the policy says, once registered (see `claim`)."""
+    key = policy.key
     if policy.preempt is PreemptPolicy.HOLDER:
         status = await device.reservation_report()
         others = [h for h in status.holders if h.hostid != _host_bytes(device)]

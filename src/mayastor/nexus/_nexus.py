@@ -213,6 +213,10 @@ class Nexus(Reconfiguration):
         await self._unclaim_children()
         self._set_state(NexusEvent.SHUTDOWN_DONE)
         await self._wait_background()
+        if self.fenced is not None:
+            # Another nexus owns the volume now: its info is not ours to write.
+            log.info("nexus %s shut down (fenced; its nexus info left as it was)", self.name)
+            return
         # Drained and flushed: the children still recorded healthy hold the same data.
         self._clean_shutdown = True
         self._info_version += 1

@@ -162,6 +162,21 @@ async def test_a_newer_nexus_with_the_holder_policy_fences_the_old_one(
         assert bytes(await disk.read(16, 8)) == pattern(4096, 3)  # the new nexus's
 
 
+async def test_a_fenced_nexus_shutting_down_leaves_its_nexus_info_alone(
+    make: Make, replicas: Replicas
+) -> None:
+    old = await make(KEY_A)
+    before = await old._store.get(old.uuid)
+    await make(KEY_B, preempt=PreemptPolicy.HOLDER)
+    with pytest.raises(AnaInaccessible):
+        await old.write(0, bytes(512))
+    await old.shutdown()
+    after = await old._store.get(old.uuid)
+    assert after == before
+    assert after is not None
+    assert not after.clean_shutdown
+
+
 async def test_submitted_io_of_a_fenced_nexus_gets_the_path_status(
     make: Make, replicas: Replicas
 ) -> None:
@@ -209,6 +224,8 @@ async def test_without_a_preempt_key_a_held_child_cannot_be_taken_and_nothing_is
         await make(KEY_B)
     with pytest.raises(ReservationConflict):
         await make(KEY_B, preempt_key=0x99)  # a key nobody holds
+    for uri in (R0, R1):  # the failed attempts left no registration behind
+        assert [r.key for r in replicas.cell(uri).state.registrants] == [KEY_A]
 
 
 async def test_shutdown_releases_and_unregisters(make: Make, replicas: Replicas) -> None:
