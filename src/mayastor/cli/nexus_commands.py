@@ -109,7 +109,7 @@ def destroy(ctx: Context, args: argparse.Namespace) -> None:
 
 def shutdown(ctx: Context, args: argparse.Namespace) -> None:
     nexus = ctx.call(ctx.nexus.ShutdownNexus, nexus_pb2.ShutdownNexusRequest(uuid=args.uuid))
-    ctx.printer.message(nexus.nexus, f"nexus {args.uuid} {nexus_state(nexus.nexus.state)}")
+    ctx.printer.message(nexus.nexus, f"nexus {args.uuid} {nexus_state_of(nexus.nexus)}")
 
 
 def resize(ctx: Context, args: argparse.Namespace) -> None:
