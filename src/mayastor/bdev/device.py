@@ -24,10 +24,18 @@ Contract, for every device:
   of the range holds either its old or its new contents afterwards.
 * `close` refuses new I/O, waits for the I/O in flight, then releases the device. It
   may be called more than once.
+* `submit_read` and `submit_write` are the same reads and writes for callers that
+  live in protocol callbacks (the target, the nexus's fan-out): they start the I/O and
+  return; a callback hears how it ended, exactly once, maybe before they return (a
+  device that needs no wait completes inline). No Task or future is made for an I/O
+  whose driver completes by callback. Such an I/O cannot be cancelled: it runs to its
+  end.
 
 Subclasses implement the `_read`, `_write`, `_flush`, `_unmap`, `_write_zeroes` and
-`_close` hooks; the public methods check the range, keep the counters and track I/O
-in flight, so every driver behaves the same at the edges.
+`_close` hooks, and may implement `_submit_read` and `_submit_write` to complete by
+callback (the default runs `_read` or `_write` inline); the public methods check the
+range, keep the counters and track I/O in flight, so every driver behaves the same at
+the edges.
 """
 
 from __future__ import annotations
@@ -36,14 +44,26 @@ import abc
 import asyncio
 import dataclasses
 import uuid as uuid_mod
+from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter_ns
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from mayastor.errors import DeviceNotReady, InvalidArgument, InvalidField, LbaOutOfRange
+from mayastor.bdev._inline import run_inline
+from mayastor.errors import (
+    DeviceError,
+    DeviceNotReady,
+    InvalidArgument,
+    InvalidField,
+    LbaOutOfRange,
+)
 
 Buffer = bytes | bytearray | memoryview
 """Bytes-like data passed to and returned from block devices."""
+
+IoDone = Callable[[Any, Buffer | None, DeviceError | None], None]
+"""The completion of a submitted I/O: ``done(ctx, data, None)`` on success (`data` is
+the read's bytes, None for a write), ``done(ctx, None, error)`` on failure."""
 
 BLOCK_SIZES = (512, 4096)
 
@@ -75,6 +95,54 @@ class IoStats:
     def reset(self) -> None:
         for field in dataclasses.fields(self):
             setattr(self, field.name, 0)
+
+    def count_read(self, nbytes: int, elapsed: int) -> None:
+        """One read of `nbytes` that took `elapsed` ns."""
+        self.num_read_ops += 1
+        self.bytes_read += nbytes
+        self.read_latency_ns += elapsed
+        if elapsed > self.max_read_latency_ns:
+            self.max_read_latency_ns = elapsed
+
+    def count_write(self, nbytes: int, elapsed: int) -> None:
+        """One write of `nbytes` that took `elapsed` ns."""
+        self.num_write_ops += 1
+        self.bytes_written += nbytes
+        self.write_latency_ns += elapsed
+        if elapsed > self.max_write_latency_ns:
+            self.max_write_latency_ns = elapsed
+
+
+class IoRequest:
+    """One submitted read or write on its way: the caller's callback and the counters.
+
+    A driver's `_submit_read` or `_submit_write` calls `finish` exactly once.
+    """
+
+    __slots__ = ("ctx", "device", "done", "nbytes", "start", "write")
+
+    def __init__(
+        self, device: BlockDevice, done: IoDone, ctx: Any, nbytes: int, write: bool
+    ) -> None:
+        self.device = device
+        self.done = done
+        self.ctx = ctx
+        self.nbytes = nbytes
+        self.write = write
+        self.start = perf_counter_ns()
+
+    def finish(self, data: Buffer | None, error: DeviceError | None) -> None:
+        """The I/O ended: count it, then tell the caller."""
+        device = self.device
+        device._end()
+        if error is None:
+            if self.write:
+                device.stats.count_write(self.nbytes, perf_counter_ns() - self.start)
+            else:
+                device.stats.count_read(self.nbytes, perf_counter_ns() - self.start)
+        else:
+            device.stats.num_errors += 1
+        self.done(self.ctx, data, error)
 
 
 class BlockDevice(abc.ABC):
@@ -113,6 +181,15 @@ class BlockDevice(abc.ABC):
         self._inflight = 0
         self._idle: asyncio.Event | None = None
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A class that redefines `_read` (`_write`) without its own `_submit_read`
+        # (`_submit_write`) gets the default one, which runs its `_read` (`_write`):
+        # an inherited callback path must never bypass a new hook.
+        super().__init_subclass__(**kwargs)
+        for hook, submit in (("_read", "_submit_read"), ("_write", "_submit_write")):
+            if hook in cls.__dict__ and submit not in cls.__dict__:
+                setattr(cls, submit, getattr(BlockDevice, submit))
+
     def __repr__(self) -> str:
         return (
             f"<{type(self).__name__} {self.name!r} {self.num_blocks}x{self.block_size}"
@@ -148,13 +225,7 @@ class BlockDevice(abc.ABC):
             raise
         finally:
             self._end()
-        elapsed = perf_counter_ns() - start
-        stats = self.stats
-        stats.num_read_ops += 1
-        stats.bytes_read += nblocks * self.block_size
-        stats.read_latency_ns += elapsed
-        if elapsed > stats.max_read_latency_ns:
-            stats.max_read_latency_ns = elapsed
+        self.stats.count_read(nblocks * self.block_size, perf_counter_ns() - start)
         return data
 
     async def write(self, lba: int, data: Buffer) -> None:
@@ -165,15 +236,7 @@ class BlockDevice(abc.ABC):
             DeviceNotReady, NoSpace (thin device, pool full), or another DeviceError.
         """
         length = len(data) if not isinstance(data, memoryview) else data.nbytes
-        nblocks, rest = divmod(length, self.block_size)
-        if rest:
-            raise InvalidField(
-                f"{self.name}: write of {length} bytes is not a whole number of "
-                f"{self.block_size}-byte blocks",
-                device=self.name,
-                lba=lba,
-            )
-        self._begin(lba, nblocks)
+        self._begin(lba, self._whole_blocks(lba, length))
         start = perf_counter_ns()
         try:
             await self._write(lba, data)
@@ -182,13 +245,35 @@ class BlockDevice(abc.ABC):
             raise
         finally:
             self._end()
-        elapsed = perf_counter_ns() - start
-        stats = self.stats
-        stats.num_write_ops += 1
-        stats.bytes_written += length
-        stats.write_latency_ns += elapsed
-        if elapsed > stats.max_write_latency_ns:
-            stats.max_write_latency_ns = elapsed
+        self.stats.count_write(length, perf_counter_ns() - start)
+
+    def submit_read(self, lba: int, nblocks: int, done: IoDone, ctx: Any) -> None:
+        """Start reading `nblocks` blocks from `lba`; `done(ctx, data, error)` hears the end.
+
+        `done` is called exactly once, maybe before this returns; every error (a range
+        outside the device, a closed device, a failed read) goes to it, never raised.
+        """
+        try:
+            self._begin(lba, nblocks)
+        except DeviceError as exc:
+            done(ctx, None, exc)
+            return
+        self._submit_read(
+            lba, nblocks, IoRequest(self, done, ctx, nblocks * self.block_size, False)
+        )
+
+    def submit_write(self, lba: int, data: Buffer, done: IoDone, ctx: Any) -> None:
+        """Start writing `data` at `lba`; `done(ctx, None, error)` hears the end.
+
+        As `submit_read`; the caller keeps `data` unchanged until `done` is called.
+        """
+        length = len(data) if not isinstance(data, memoryview) else data.nbytes
+        try:
+            self._begin(lba, self._whole_blocks(lba, length))
+        except DeviceError as exc:
+            done(ctx, None, exc)
+            return
+        self._submit_write(lba, data, IoRequest(self, done, ctx, length, True))
 
     async def flush(self) -> None:
         """Make every write acknowledged so far durable."""
@@ -291,6 +376,19 @@ class BlockDevice(abc.ABC):
     async def _close(self) -> None:  # noqa: B027 - optional hook
         """Release what the driver holds; called once, with no I/O in flight."""
 
+    def _submit_read(self, lba: int, nblocks: int, request: IoRequest) -> None:
+        """Start a checked, counted read that ends with `request.finish`.
+
+        Default: `_read` run inline (see `mayastor.bdev._inline`). A driver that can
+        complete by callback overrides this.
+        """
+        run_inline(self._read(lba, nblocks), request.finish, f"read on {self.name}")
+
+    def _submit_write(self, lba: int, data: Buffer, request: IoRequest) -> None:
+        """Start a checked, counted write that ends with `request.finish` (see
+        `_submit_read`)."""
+        run_inline(self._write(lba, data), request.finish, f"write on {self.name}")
+
     # ------------------------------------------------------------ internals
 
     def _begin(self, lba: int, nblocks: int) -> None:
@@ -305,6 +403,17 @@ class BlockDevice(abc.ABC):
                 nblocks=nblocks,
             )
         self._inflight += 1
+
+    def _whole_blocks(self, lba: int, length: int) -> int:
+        nblocks, rest = divmod(length, self.block_size)
+        if rest:
+            raise InvalidField(
+                f"{self.name}: write of {length} bytes is not a whole number of "
+                f"{self.block_size}-byte blocks",
+                device=self.name,
+                lba=lba,
+            )
+        return nblocks
 
     def _end(self) -> None:
         self._inflight -= 1
