@@ -105,6 +105,7 @@ _IN_CAPSULE_SGL = 0x01
 """SGL identifier of a Data Block with the Offset subtype (in-capsule data)."""
 _FABRICS = 0x7F
 _CLOSED = QueueState.CLOSED
+_IO = QueueState.IO
 _FUA = 1 << 30
 _DEAC = 1 << 25
 _DSM_DEALLOCATE = 1 << 2
@@ -209,7 +210,9 @@ class QueuePair:
         self._sq_flow_control = True
         self._resp_header: bytes | None = None
         self._plain_c2h = False
-        self._inflight: dict[int, bool] = {}
+        self._inflight: dict[int, int] = {}  # CID -> SLBA (0 without one)
+        self._device_io = 0
+        self.when_idle: Callable[[], None] | None = None
         self._windows: dict[int, _Window] = {}
         self._next_ttag = 0
         self._handlers: dict[type, Callable[[Any], None]] = {
@@ -238,6 +241,12 @@ class QueuePair:
         """Commands received and not yet completed (held AERs included)."""
         return len(self._inflight)
 
+    @property
+    def device_io(self) -> int:
+        """Reads and writes submitted to the device that have not ended yet; `when_idle`
+        is called each time this drops to 0."""
+        return self._device_io
+
     # ------------------------------------------------------------------ input
 
     def receive(self, data: bytes, now: float) -> None:
@@ -261,6 +270,11 @@ class QueuePair:
                 pdu = reader.next_pdu()
                 if pdu is None:
                     return
+                if type(pdu) is CapsuleCmd and self.state is _IO:
+                    sqe = pdu.sqe
+                    if sqe[0] != _FABRICS:
+                        self._io_command(sqe, pdu.data)
+                        continue
                 handlers[type(pdu)](pdu)
             except PduError as err:
                 self._step(QueueEvent.PROTOCOL_ERROR, err)
@@ -393,7 +407,7 @@ class QueuePair:
             return
         reply = execute_admin(ctrl, cmd, self._now)
         if reply is None:
-            self._inflight[cmd.cid] = True  # a held Asynchronous Event Request
+            self._inflight[cmd.cid] = 0  # a held Asynchronous Event Request
             return
         self._answer(cmd, reply)
 
@@ -552,7 +566,7 @@ class QueuePair:
             else:
                 then(data)
         elif sgl_id == _TRANSPORT_SGL and not data:
-            self._inflight[cid] = True
+            self._inflight[cid] = 0
             self._start_transfer(cid, sgl_len, then)
         else:
             self._complete(cid, _SGL_TYPE_INVALID)
@@ -692,19 +706,18 @@ class QueuePair:
         elif length > self._max_transfer:
             self._complete(cid, _INVALID_FIELD, nsid=NSID)
         elif self._check_range(cid, slba, nblocks, device):
-            self._inflight[cid] = True
-            self._spawn(self._run_read(cid, device, slba, nblocks))
+            self._inflight[cid] = slba
+            self._device_io += 1
+            device.submit_read(slba, nblocks, self._read_done, cid)
 
-    async def _run_read(self, cid: int, device: BlockDevice, slba: int, nblocks: int) -> None:
-        try:
-            data = await device.read(slba, nblocks)
-        except DeviceError as exc:
-            self._complete(cid, exc.status.field, lba=slba, nsid=NSID)
+    def _read_done(self, cid: int, data: Buffer | None, error: DeviceError | None) -> None:
+        self._device_io -= 1
+        if not self._device_io and self.when_idle is not None:
+            self.when_idle()
+        if error is not None:
+            self._complete(cid, error.status.field, lba=self._inflight.get(cid, 0), nsid=NSID)
             return
-        except Exception:
-            log.exception("read of %d blocks at %d on %s failed", nblocks, slba, device.name)
-            self._complete(cid, _INTERNAL_ERROR, lba=slba, nsid=NSID)
-            return
+        assert data is not None
         del self._inflight[cid]
         if self._sq_flow_control:
             parts = self._c2h_data(cid, data, _C2H_LAST)
@@ -748,17 +761,34 @@ class QueuePair:
                     f"{length} bytes of in-capsule data, limit {self._in_capsule_limit}",
                 )
             else:
-                self._inflight[cid] = True
-                self._spawn(self._run_write(cid, device, slba, data, fua))
+                self._inflight[cid] = slba
+                self._start_write(cid, device, slba, data, fua)
         elif sgl_id == _TRANSPORT_SGL and not data:
-            self._inflight[cid] = True
+            self._inflight[cid] = slba
             self._start_transfer(
-                cid,
-                length,
-                lambda payload: self._spawn(self._run_write(cid, device, slba, payload, fua)),
+                cid, length, lambda payload: self._start_write(cid, device, slba, payload, fua)
             )
         else:
             self._complete(cid, _SGL_TYPE_INVALID, nsid=NSID)
+
+    def _start_write(
+        self, cid: int, device: BlockDevice, slba: int, data: Buffer, fua: bool
+    ) -> None:
+        ctrl = self.controller
+        if fua or (ctrl is not None and not ctrl.write_cache):
+            self._spawn(self._run_write(cid, device, slba, data, fua))
+            return
+        self._device_io += 1
+        device.submit_write(slba, data, self._write_done, cid)
+
+    def _write_done(self, cid: int, data: Buffer | None, error: DeviceError | None) -> None:
+        self._device_io -= 1
+        if not self._device_io and self.when_idle is not None:
+            self.when_idle()
+        if error is not None:
+            self._complete(cid, error.status.field, lba=self._inflight.get(cid, 0), nsid=NSID)
+        else:
+            self._complete(cid, 0)
 
     async def _run_write(
         self, cid: int, device: BlockDevice, slba: int, data: Buffer, fua: bool
@@ -782,7 +812,7 @@ class QueuePair:
     ) -> None:
         device = self._device
         assert device is not None
-        self._inflight[cid] = True
+        self._inflight[cid] = 0
         self._spawn(self._run(cid, device.flush()))
 
     def _write_zeroes(
@@ -794,7 +824,7 @@ class QueuePair:
         if data:
             self._complete(cid, _SGL_LENGTH_INVALID, nsid=NSID)
         elif self._check_range(cid, slba, nblocks, device):
-            self._inflight[cid] = True
+            self._inflight[cid] = 0
             self._spawn(
                 self._run_write_zeroes(cid, device, slba, nblocks, cdw12 & _DEAC, cdw12 & _FUA)
             )
@@ -825,7 +855,7 @@ class QueuePair:
     def _deallocate(self, cid: int, payload: Buffer, count: int, deallocate: bool) -> None:
         device = self._device
         assert device is not None
-        self._inflight[cid] = True
+        self._inflight[cid] = 0
         if not deallocate:
             self._complete(cid, 0)
             return
