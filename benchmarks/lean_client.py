@@ -31,7 +31,9 @@ import sys
 import time
 import uuid
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from mayastor.nvmf.host import HostQueue
 from mayastor.nvmf.spec import (
@@ -172,11 +174,14 @@ def _io_queue(
     workload: str,
     bs: int,
     qd: int,
-    seconds: float,
-    warmup: float,
+    phase: Any,
     region_blocks: int,
     seed: int,
 ) -> dict[str, object]:
+    """Keep `qd` commands in flight on I/O queue `qid` until `phase` says stop.
+
+    `phase.value` is set by the parent: 0 warming up, 1 measuring, 2 stop.
+    """
     setup = _SyncQueue(target, qid, qd + 1)
     setup.connect(target, ns.cntlid)
     sock = setup.sock
@@ -220,10 +225,8 @@ def _io_queue(
     unpack = _COMMON.unpack_from
     cid_at = _U16.unpack_from
     measuring = False
-    t_warm = time.perf_counter() + warmup
-    t_end = t_warm + seconds
     ops = 0
-    cpu0 = t0 = 0.0
+    cpu0 = t0 = elapsed = cpu = 0.0
     stopping = False
     in_flight = qd
     recv_into = sock.recv_into
@@ -271,17 +274,18 @@ def _io_queue(
         if out:
             sock.sendall(b"".join(out))
             out.clear()
-        wall = time.perf_counter()
-        if not measuring and not stopping and wall >= t_warm:
+        state = phase.value
+        if state == 1 and not measuring and not stopping:
             measuring = True
-            cpu0, t0 = _cpu(), wall
+            cpu0, t0 = _cpu(), time.perf_counter()
             latencies = array("q")
-        elif measuring and wall >= t_end:
-            measuring = False
+        elif state == 2 and not stopping:
             stopping = True
-            elapsed = wall - t0
-            cpu = _cpu() - cpu0
-            ops = len(latencies)
+            if measuring:
+                measuring = False
+                elapsed = time.perf_counter() - t0
+                cpu = _cpu() - cpu0
+                ops = len(latencies)
     sock.close()
     setup.sock = sock
     lat = sorted(latencies)
@@ -305,11 +309,14 @@ def _pct(lat: list[int], fraction: float) -> float:
     return lat[min(len(lat) - 1, int(fraction * len(lat)))] / 1000 if lat else 0.0
 
 
-def _child(args: tuple[object, ...], cpu: int | None, pipe: object) -> None:
+def _child(args: tuple[Any, ...], cpu: int | None, pipe: Any) -> None:
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
-    result = _io_queue(*args)  # type: ignore[arg-type]
-    pipe.send(result)  # type: ignore[attr-defined]
+    try:
+        pipe.send(_io_queue(*args))
+    except BaseException as exc:
+        pipe.send({"error": repr(exc)})
+        raise
 
 
 def run_load(
@@ -323,32 +330,49 @@ def run_load(
     warmup: float = 1.0,
     cpu: int | None = None,
     size_mb: int = 0,
+    probe: Callable[[], float] | None = None,
 ) -> dict[str, object]:
     """Run `procs` queue processes of depth `qd` each; their figures summed up.
 
+    Args:
+        probe: read at the start and at the end of the measured window (e.g. the
+            target's CPU seconds); the difference is returned as ``probe``.
+
     Returns:
-        ops, iops, mb_per_s, latency percentiles (of the first queue), and the
-        clients' CPU µs per I/O.
+        ops, iops, mb_per_s, latency percentiles (of the first queue), the clients'
+        CPU µs per I/O, and ``probe``.
     """
     admin, ns = set_up(target, procs)
+    ctx = multiprocessing.get_context("fork")
+    phase = ctx.Value("i", 0, lock=False)
+    children = []
     try:
         region = (
             ns.num_blocks if not size_mb else min(ns.num_blocks, (size_mb << 20) // ns.block_size)
         )
-        ctx = multiprocessing.get_context("fork")
-        children = []
         for index in range(ns.queues):
             parent_end, child_end = ctx.Pipe(duplex=False)
-            args = (target, ns, index + 1, workload, bs, qd, seconds, warmup, region, index + 1)
+            args = (target, ns, index + 1, workload, bs, qd, phase, region, index + 1)
             proc = ctx.Process(target=_child, args=(args, cpu, child_end))
             proc.start()
             children.append((proc, parent_end))
-        results = []
-        for proc, end in children:
-            results.append(end.recv())
-            proc.join()
+        time.sleep(warmup)
+        probe0 = probe() if probe is not None else 0.0
+        phase.value = 1
+        time.sleep(seconds)
+        phase.value = 2
+        probed = (probe() - probe0) if probe is not None else 0.0
+        results = [end.recv() for _, end in children]
     finally:
+        phase.value = 2
+        for proc, _ in children:
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
         admin.sock.close()
+    for result in results:
+        if "error" in result:
+            raise RuntimeError(f"an I/O queue failed: {result['error']}")
     ops = sum(int(r["ops"]) for r in results)
     wall = max(float(r["seconds"]) for r in results)
     cpu_s = sum(float(r["client_cpu_seconds"]) for r in results)
@@ -365,6 +389,7 @@ def run_load(
         "lat_p99_us": round(float(results[0]["lat_p99_us"]), 1),
         "lat_mean_us": round(float(results[0]["lat_mean_us"]), 1),
         "client_cpu_us_per_io": round(cpu_s / ops * 1e6, 2) if ops else None,
+        "probe": probed,
     }
 
 
