@@ -2,7 +2,8 @@
 
 Public surface:
 
-* the contract: `BlockDevice`, `IoStats`, `Buffer`, `BLOCK_SIZES`;
+* the contract: `BlockDevice`, `IoStats`, `Buffer`, `BLOCK_SIZES`, and for callers and
+  drivers of callback I/O `IoDone` and `IoRequest`;
 * URIs: `parse_bdev_uri` and what it returns (`BdevUri`, `MallocUri`, `FileUri`,
   `NvmfUri`, `LoopbackUri`);
 * opening: `DeviceOpener` (one per io-engine; other layers register nvmf and bdev);
@@ -13,7 +14,7 @@ Public surface:
 """
 
 from mayastor.bdev.aio import DEFAULT_AIO_THREADS, AioDevice
-from mayastor.bdev.device import BLOCK_SIZES, BlockDevice, Buffer, IoStats
+from mayastor.bdev.device import BLOCK_SIZES, BlockDevice, Buffer, IoDone, IoRequest, IoStats
 from mayastor.bdev.malloc import MallocDevice
 from mayastor.bdev.nvmf import NvmfDevice, register_nvmf
 from mayastor.bdev.opener import DeviceOpener, OpenFn
@@ -41,6 +42,8 @@ __all__ = [
     "Buffer",
     "DeviceOpener",
     "FileUri",
+    "IoDone",
+    "IoRequest",
     "IoStats",
     "LoopbackUri",
     "MallocDevice",

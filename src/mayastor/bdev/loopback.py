@@ -1,15 +1,17 @@
 """`bdev:///NAME`: a handle on a device this process already has, reached in-process.
 
 A nexus opens its local replica this way. The handle forwards every I/O to the device
-it stands for, without copying, but closing it only tells its owner (`on_close`) that
-the user is gone: the device itself stays open for its owner (the pool).
+it stands for, without copying (submitted reads and writes by callback as well), but
+closing it only tells its owner (`on_close`) that the user is gone: the device itself
+stays open for its owner (the pool).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from mayastor.bdev.device import BlockDevice, Buffer
+from mayastor.bdev.device import BlockDevice, Buffer, IoRequest
+from mayastor.errors import DeviceError
 
 
 class LoopbackDevice(BlockDevice):
@@ -36,6 +38,12 @@ class LoopbackDevice(BlockDevice):
     async def _write(self, lba: int, data: Buffer) -> None:
         await self.inner.write(lba, data)
 
+    def _submit_read(self, lba: int, nblocks: int, request: IoRequest) -> None:
+        self.inner.submit_read(lba, nblocks, _relay, request)
+
+    def _submit_write(self, lba: int, data: Buffer, request: IoRequest) -> None:
+        self.inner.submit_write(lba, data, _relay, request)
+
     async def _flush(self) -> None:
         await self.inner.flush()
 
@@ -53,3 +61,7 @@ class LoopbackDevice(BlockDevice):
     async def _close(self) -> None:
         if self._on_close is not None:
             await self._on_close()
+
+
+def _relay(request: IoRequest, data: Buffer | None, error: DeviceError | None) -> None:
+    request.finish(data, error)

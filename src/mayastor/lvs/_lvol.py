@@ -2,6 +2,8 @@
 
 An lvol's I/O costs a cluster-map lookup and one base-device I/O per cluster it
 touches; I/O that crosses a cluster boundary is split and the pieces run together.
+A submitted read or write within one allocated cluster (the common case) goes to the
+base device by callback, without a coroutine of its own.
 Reads of unallocated clusters of a thin lvol return zeroes without touching the disk.
 A write to an unallocated cluster first asks the pool to allocate it (zero, flush,
 commit the record, flush), so the allocation is durable before the write is
@@ -20,7 +22,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
-from mayastor.bdev import BlockDevice, Buffer
+from mayastor.bdev import BlockDevice, Buffer, IoRequest
 from mayastor.errors import DeviceError, InternalDeviceError
 from mayastor.lvs._catalog import LvolMeta
 from mayastor.lvs._properties import LvolProperties
@@ -215,6 +217,39 @@ class Lvol(BlockDevice):
                 for start, count, at in runs
             ]
         )
+
+    def _submit_read(self, lba: int, nblocks: int, request: IoRequest) -> None:
+        path = self._data
+        if path.faulted is None:
+            bpc = path.bpc
+            cluster, offset = divmod(lba, bpc)
+            if offset + nblocks <= bpc:
+                pc = self._meta.lookup(cluster)
+                if pc >= 0:
+                    start = path.data_lba + pc * bpc + offset
+                    path.base.submit_read(start, nblocks, self._base_done, request)
+                    return
+        super()._submit_read(lba, nblocks, request)
+
+    def _submit_write(self, lba: int, data: Buffer, request: IoRequest) -> None:
+        path = self._data
+        if path.faulted is None:
+            bpc = path.bpc
+            cluster, offset = divmod(lba, bpc)
+            if offset + request.nbytes // self.block_size <= bpc:
+                pc = self._meta.lookup(cluster)
+                if pc >= 0:
+                    start = path.data_lba + pc * bpc + offset
+                    path.base.submit_write(start, data, self._base_done, request)
+                    return
+        super()._submit_write(lba, data, request)
+
+    def _base_done(
+        self, request: IoRequest, data: Buffer | None, error: DeviceError | None
+    ) -> None:
+        if error is not None:
+            self._data.on_data_error(error)
+        request.finish(data, error)
 
     async def _zero(self, lba: int, nblocks: int, unmap: bool) -> None:
         path = self._data

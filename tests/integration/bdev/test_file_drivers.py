@@ -27,6 +27,7 @@ from mayastor.bdev import (
 )
 from mayastor.bdev._file_device import FileBackedDevice
 from mayastor.errors import (
+    DeviceError,
     FailedPrecondition,
     InternalDeviceError,
     InvalidArgument,
@@ -363,6 +364,24 @@ async def test_read_past_the_end_of_a_file_that_shrank_is_an_error(
         os.truncate(path, MiB // 2)
         with pytest.raises(InternalDeviceError, match="ends before the range"):
             await device.read(device.num_blocks - 1, 1)
+    finally:
+        await device.close()
+
+
+async def test_a_submitted_read_across_the_end_of_a_file_that_shrank_is_an_error(
+    open_device: Open, tmp_path: Path
+) -> None:
+    path = sparse_file(tmp_path / "disk.img", MiB)
+    device = await open_device(str(path))
+    try:
+        os.truncate(path, MiB // 2)
+        ended: asyncio.Future[DeviceError | None] = asyncio.get_running_loop().create_future()
+        middle = device.num_blocks // 2 - 4
+        device.submit_read(middle, 8, lambda _c, _d, error: ended.set_result(error), None)
+        error = await ended
+        assert isinstance(error, InternalDeviceError)
+        assert "ends before the range" in str(error)
+        assert (error.lba, error.nblocks) == (middle, 8)
     finally:
         await device.close()
 
