@@ -119,14 +119,15 @@ class IoRequest:
     A driver's `_submit_read` or `_submit_write` calls `finish` exactly once.
     """
 
-    __slots__ = ("ctx", "device", "done", "nbytes", "start", "write")
+    __slots__ = ("ctx", "device", "done", "lba", "nbytes", "start", "write")
 
     def __init__(
-        self, device: BlockDevice, done: IoDone, ctx: Any, nbytes: int, write: bool
+        self, device: BlockDevice, done: IoDone, ctx: Any, lba: int, nbytes: int, write: bool
     ) -> None:
         self.device = device
         self.done = done
         self.ctx = ctx
+        self.lba = lba
         self.nbytes = nbytes
         self.write = write
         self.start = perf_counter_ns()
@@ -259,7 +260,7 @@ class BlockDevice(abc.ABC):
             done(ctx, None, exc)
             return
         self._submit_read(
-            lba, nblocks, IoRequest(self, done, ctx, nblocks * self.block_size, False)
+            lba, nblocks, IoRequest(self, done, ctx, lba, nblocks * self.block_size, False)
         )
 
     def submit_write(self, lba: int, data: Buffer, done: IoDone, ctx: Any) -> None:
@@ -273,7 +274,7 @@ class BlockDevice(abc.ABC):
         except DeviceError as exc:
             done(ctx, None, exc)
             return
-        self._submit_write(lba, data, IoRequest(self, done, ctx, length, True))
+        self._submit_write(lba, data, IoRequest(self, done, ctx, lba, length, True))
 
     async def flush(self) -> None:
         """Make every write acknowledged so far durable."""

@@ -15,6 +15,10 @@ may not have been carried out, which the nexus must assume), `IoTimeout`.
 namespace says deallocated blocks read as zeroes (DLFEAT), else it writes zeroes
 (deallocating as it does so when the namespace allows).
 
+Reads and writes submitted by callback (`submit_read`, `submit_write`) that fit one
+command go to the initiator by callback too, while the path is up: no coroutine,
+future or Task on their way (the nexus's fan-out to a remote child).
+
 The io-engine makes nvmf URIs openable with `register_nvmf`.
 """
 
@@ -25,7 +29,7 @@ import dataclasses
 import uuid as uuid_mod
 from collections.abc import Awaitable, Iterable
 
-from mayastor.bdev.device import BLOCK_SIZES, BlockDevice, Buffer
+from mayastor.bdev.device import BLOCK_SIZES, BlockDevice, Buffer, IoRequest
 from mayastor.bdev.opener import DeviceOpener
 from mayastor.bdev.uri import BdevUri, NvmfUri, parse_bdev_uri
 from mayastor.errors import DeviceError, InvalidArgument, InvalidNamespace, NotFound
@@ -189,6 +193,51 @@ class NvmfDevice(BlockDevice):
             )
             for first in range(0, nblocks, step)
         )
+
+    def _submit_read(self, lba: int, nblocks: int, request: IoRequest) -> None:
+        if not (
+            nblocks <= self._max_blocks
+            and self.controller.submit_read(
+                self.nsid, lba, nblocks, request.nbytes, self._read_done, request
+            )
+        ):
+            super()._submit_read(lba, nblocks, request)
+
+    def _submit_write(self, lba: int, data: Buffer, request: IoRequest) -> None:
+        nblocks = request.nbytes // self.block_size
+        if not (
+            nblocks <= self._max_blocks
+            and self.controller.submit_write(
+                self.nsid, lba, nblocks, data, self._write_done, request
+            )
+        ):
+            super()._submit_write(lba, data, request)
+
+    def _read_done(
+        self, request: IoRequest, status: int, data: Buffer | None, error: DeviceError | None
+    ) -> None:
+        if error is None and not status:
+            request.finish(data, None)
+        else:
+            request.finish(None, self._command_error(request, status, error, "read"))
+
+    def _write_done(
+        self, request: IoRequest, status: int, data: Buffer | None, error: DeviceError | None
+    ) -> None:
+        if error is None and not status:
+            request.finish(None, None)
+        else:
+            request.finish(None, self._command_error(request, status, error, "write"))
+
+    def _command_error(
+        self, request: IoRequest, status: int, error: DeviceError | None, what: str
+    ) -> DeviceError:
+        nblocks = request.nbytes // self.block_size
+        if error is None:
+            return self.controller.io_error(status, what, request.lba, nblocks)
+        if error.lba is None:
+            error.lba, error.nblocks = request.lba, nblocks
+        return error
 
     async def _flush(self) -> None:
         await self.controller.flush(self.nsid)

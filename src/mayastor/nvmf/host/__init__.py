@@ -23,7 +23,7 @@ unreachable target `Unavailable`.
 This package knows nothing of block devices (`mayastor.bdev.nvmf` builds one on it).
 """
 
-from mayastor.nvmf.host._connection import QueueConnection
+from mayastor.nvmf.host._connection import CommandDone, QueueConnection
 from mayastor.nvmf.host._controller import (
     MAX_BLOCKS_PER_COMMAND,
     MAX_DSM_RANGES,
@@ -69,6 +69,7 @@ __all__ = [
     "MAX_TRANSFER",
     "TRANSITIONS",
     "Admission",
+    "CommandDone",
     "ConnectionClosed",
     "Controller",
     "ControllerEvent",

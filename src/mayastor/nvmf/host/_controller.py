@@ -24,7 +24,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from mayastor.errors import (
     DeviceError,
@@ -37,7 +37,7 @@ from mayastor.errors import (
     PathLost,
     Unavailable,
 )
-from mayastor.nvmf.host._connection import QueueConnection
+from mayastor.nvmf.host._connection import CommandDone, QueueConnection
 from mayastor.nvmf.host._controller_state import (
     ADMISSION,
     Admission,
@@ -713,6 +713,41 @@ class Controller:
             raise
         if status:
             raise self._io_error(status, "write", slba, nblocks)
+
+    def submit_read(
+        self, nsid: int, slba: int, nblocks: int, length: int, done: CommandDone, ctx: Any
+    ) -> bool:
+        """`read` by callback (`QueueConnection.submit`), when the path is up.
+
+        Returns:
+            False, with nothing sent, when the controller is not live (the caller
+            then uses `read`, which waits for the path as the options say).
+        """
+        queues = self._io
+        if not queues:
+            return False
+        self._rr += 1
+        queues[self._rr % len(queues)].submit(
+            _READ, nsid, slba & _U32, slba >> 32, nblocks - 1, None, length, done, ctx
+        )
+        return True
+
+    def submit_write(
+        self, nsid: int, slba: int, nblocks: int, data: Buffer, done: CommandDone, ctx: Any
+    ) -> bool:
+        """`write` by callback, when the path is up (see `submit_read`)."""
+        queues = self._io
+        if not queues:
+            return False
+        self._rr += 1
+        queues[self._rr % len(queues)].submit(
+            _WRITE, nsid, slba & _U32, slba >> 32, nblocks - 1, data, 0, done, ctx
+        )
+        return True
+
+    def io_error(self, status: int, what: str, lba: int | None, nblocks: int | None) -> DeviceError:
+        """The DeviceError a failed I/O command's status field names, with its range."""
+        return self._io_error(status, what, lba, nblocks)
 
     async def flush(self, nsid: int) -> None:
         """Flush the namespace's volatile write cache."""
