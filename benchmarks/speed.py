@@ -58,7 +58,7 @@ import grpc
 
 from lean_client import Target, run_load
 from mayastor.api.v1 import nexus_pb2, nexus_pb2_grpc
-from mayastor.demo.processes import EngineProcess
+from mayastor.cluster.processes import EngineProcess
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
