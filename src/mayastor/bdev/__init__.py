@@ -6,6 +6,8 @@ Public surface:
   drivers of callback I/O `IoDone` and `IoRequest`;
 * URIs: `parse_bdev_uri` and what it returns (`BdevUri`, `MallocUri`, `FileUri`,
   `NvmfUri`, `LoopbackUri`);
+* running an I/O coroutine inline, in the caller's frame: `run_inline`, and
+  `finish_in_task` for one that had to wait;
 * opening: `DeviceOpener` (one per io-engine; other layers register nvmf and bdev);
 * drivers: `MallocDevice`, `AioDevice` (files and block devices via worker threads),
   `UringDevice` (the same via io_uring) and `uring_unavailable_reason`, `NvmfDevice`
@@ -13,6 +15,7 @@ Public surface:
   with `register_nvmf`).
 """
 
+from mayastor.bdev._inline import finish_in_task, run_inline
 from mayastor.bdev.aio import DEFAULT_AIO_THREADS, AioDevice
 from mayastor.bdev.device import BLOCK_SIZES, BlockDevice, Buffer, IoDone, IoRequest, IoStats
 from mayastor.bdev.malloc import MallocDevice
@@ -52,7 +55,9 @@ __all__ = [
     "NvmfUri",
     "OpenFn",
     "UringDevice",
+    "finish_in_task",
     "parse_bdev_uri",
     "register_nvmf",
+    "run_inline",
     "uring_unavailable_reason",
 ]
