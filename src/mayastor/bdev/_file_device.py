@@ -128,6 +128,7 @@ class FileBackedDevice(BlockDevice):
     """A BlockDevice over a file or block device; drivers fill in the primitives."""
 
     needs_address: bool = False
+    inline_io = True
     """The driver hands buffers to the kernel by address (io_uring), not by object."""
 
     def __init__(self, name: str, uuid: uuid_mod.UUID, backing: Backing) -> None:

@@ -23,7 +23,9 @@ Finish = Callable[[Any, DeviceError | None], None]
 """Called once with the coroutine's result and None, or None and the DeviceError."""
 
 
-def run_inline(coro: Coroutine[Any, Any, Any], finish: Finish, what: str) -> None:
+def run_inline(
+    coro: Coroutine[Any, Any, Any], finish: Finish, what: str, inline: bool = True
+) -> None:
     """Start `coro` now; `finish` hears how it ended, maybe before this returns.
 
     A `DeviceError` is passed on as it is; any other exception (a bug in a driver) is
@@ -33,7 +35,14 @@ def run_inline(coro: Coroutine[Any, Any, Any], finish: Finish, what: str) -> Non
         coro: the I/O.
         finish: its completion.
         what: names the I/O in the log line of an unexpected exception.
+        inline: False for a coroutine that may tie itself to the current task before
+            its first wait: it gets a Task at once (and `finish` is never called
+            before this returns).
     """
+    if not inline:
+        task = asyncio.get_running_loop().create_task(coro)
+        task.add_done_callback(lambda done: _task_done(done, finish, what))
+        return
     try:
         waiting = coro.send(None)
     except StopIteration as stop:

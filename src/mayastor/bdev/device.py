@@ -165,6 +165,11 @@ class BlockDevice(abc.ABC):
     """Human description, as SPDK's product_name ("Malloc disk", "Logical Volume", ...)."""
     uri: str = ""
     """The URI the device was opened from, for listings; set by `DeviceOpener.open`."""
+    inline_io: bool = False
+    """The driver's I/O coroutines may be started in the caller's frame: none of them
+    ties itself to the current task (``asyncio.timeout``, ``current_task``) before its
+    first wait. A submitted I/O that completes without waiting then needs no Task; for
+    other drivers the default `_submit_read` / `_submit_write` start a Task at once."""
 
     def __init__(self, name: str, uuid: uuid_mod.UUID, block_size: int, num_blocks: int) -> None:
         if block_size not in BLOCK_SIZES:
@@ -380,15 +385,16 @@ class BlockDevice(abc.ABC):
     def _submit_read(self, lba: int, nblocks: int, request: IoRequest) -> None:
         """Start a checked, counted read that ends with `request.finish`.
 
-        Default: `_read` run inline (see `mayastor.bdev._inline`). A driver that can
-        complete by callback overrides this.
+        Default: `_read` run inline when `inline_io` says it may be, else in a Task of
+        its own (see `mayastor.bdev._inline`). A driver that can complete by callback
+        overrides this.
         """
-        run_inline(self._read(lba, nblocks), request.finish, f"read on {self.name}")
+        run_inline(self._read(lba, nblocks), request.finish, f"read on {self.name}", self.inline_io)
 
     def _submit_write(self, lba: int, data: Buffer, request: IoRequest) -> None:
         """Start a checked, counted write that ends with `request.finish` (see
         `_submit_read`)."""
-        run_inline(self._write(lba, data), request.finish, f"write on {self.name}")
+        run_inline(self._write(lba, data), request.finish, f"write on {self.name}", self.inline_io)
 
     # ------------------------------------------------------------ internals
 

@@ -30,6 +30,7 @@ class LoopbackDevice(BlockDevice):
     ) -> None:
         super().__init__(inner.name, inner.uuid, inner.block_size, inner.num_blocks)
         self.inner = inner
+        self.inline_io = inner.inline_io
         self._on_close = on_close
 
     async def _read(self, lba: int, nblocks: int) -> Buffer:

@@ -16,6 +16,7 @@ class MallocDevice(BlockDevice):
 
     driver = "malloc"
     product_name = "Malloc disk"
+    inline_io = True
 
     def __init__(
         self,

@@ -73,6 +73,7 @@ class Lvol(BlockDevice):
 
     driver = "lvol"
     product_name = "Logical Volume"
+    inline_io = True
 
     def __init__(self, pool: Pool, meta: LvolMeta, data: DataPath) -> None:
         block_size = data.base.block_size

@@ -55,6 +55,7 @@ class NexusCore(BlockDevice):
 
     driver = "nexus"
     product_name = "Nexus"
+    inline_io = True
 
     def __init__(
         self,

@@ -4,7 +4,15 @@ A write (write zeroes, unmap) goes to every child in the write path (Online and
 Degraded) at once (`_fan_out`) and is acknowledged only when each has completed it or
 been retired, at least one Online child took it, and the nexus info that records the
 retirements is stored. Reads go round-robin over the Online children; a failed read
-retires its child and is tried on the next. While a rebuild runs, writes take shared
+retires its child and is tried on the next.
+
+Reads and writes submitted by callback (the target's path) take a shortcut while
+nothing is unusual: the gate is open, no rebuild holds range locks, and the stored
+nexus info is current. A write is then submitted to every child by callback at once
+(a local child may complete inline, a remote one by its initiator's callback), and the
+last child to finish acknowledges it: no coroutine, Task or future. Anything else (a
+child that failed, info to store, a rebuild, a pause) goes the awaited way, with the
+same rules. While a rebuild runs, writes take shared
 range locks, so that a segment copy and a write to it never interleave. Every write is
 also noted in the segments written since the last flush, and in the dirty logs of
 children that are away, for their partial rebuild.
@@ -14,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 
-from mayastor.bdev import Buffer
+from mayastor.bdev import Buffer, IoRequest, run_inline
 from mayastor.errors import DeviceError, DeviceNotReady, PathGone
 from mayastor.nexus._child import NexusChild
 from mayastor.nexus._child_state import (
@@ -37,6 +45,95 @@ class IoPath(RebuildControl):
     """The I/O layer (see `_core` for the stack): the BlockDevice hooks of the nexus."""
 
     _next_reader = 0
+
+    def _submit_read(self, lba: int, nblocks: int, request: IoRequest) -> None:
+        readers = self._readers
+        if self._gate_closed or not readers:
+            super()._submit_read(lba, nblocks, request)
+            return
+        child = readers[self._next_reader % len(readers)]
+        self._next_reader += 1
+        self._io_active += 1
+        device_of(child).submit_read(lba, nblocks, self._child_read_done, (request, child))
+
+    def _child_read_done(
+        self,
+        ctx: tuple[IoRequest, NexusChild],
+        data: Buffer | None,
+        error: DeviceError | None,
+    ) -> None:
+        request, child = ctx
+        if error is None:
+            self._io_done()
+            request.finish(data, None)
+            return
+        nblocks = request.nbytes // self.block_size
+        run_inline(
+            self._read_elsewhere(request.lba, nblocks, child, error),
+            lambda got, failed: self._finish_submitted(request, got, failed),
+            f"read on nexus {self.name}",
+        )
+
+    def _submit_write(self, lba: int, data: Buffer, request: IoRequest) -> None:
+        if (
+            self._gate_closed
+            or self._locking
+            or not self._readers
+            or self._info_stored != self._info_version
+        ):
+            super()._submit_write(lba, data, request)
+            return
+        self._io_active += 1
+        view = data if type(data) is memoryview else memoryview(data)
+        _SubmittedWrite(self, request, lba, self._writers).start(view)
+
+    def _settle_submitted(
+        self,
+        write: _SubmittedWrite,
+        failures: list[tuple[NexusChild, Exception]],
+    ) -> None:
+        """Every child ended a submitted write: acknowledge it, or settle it the awaited way."""
+        lba, nblocks = write.lba, write.nblocks
+        if not failures and self._info_stored == self._info_version:
+            self._note_written(lba, nblocks)
+            self._io_done()
+            write.request.finish(None, None)
+            return
+        run_inline(
+            self._settle_slowly(write.targets, failures, lba, nblocks),
+            lambda _none, error: self._finish_submitted(write.request, None, error),
+            f"write on nexus {self.name}",
+        )
+
+    async def _settle_slowly(
+        self,
+        targets: tuple[NexusChild, ...],
+        failures: list[tuple[NexusChild, Exception]],
+        lba: int,
+        nblocks: int,
+    ) -> None:
+        if len(failures) > 1:
+            failures.sort(key=lambda failure: targets.index(failure[0]))
+        error = self._settle_write(targets, failures, lba, nblocks) if failures else None
+        self._note_written(lba, nblocks)
+        if self._info_stored != self._info_version:
+            await self._persist_for_io(error)
+        if error is not None:
+            raise error
+
+    def _finish_submitted(
+        self, request: IoRequest, data: Buffer | None, error: DeviceError | None
+    ) -> None:
+        self._io_done()
+        request.finish(data, error)
+
+    def _note_written(self, lba: int, nblocks: int) -> None:
+        """A write reached the children: its segments are unflushed, and missed by every
+        child that logs what it misses."""
+        self._unflushed.add_blocks(lba, nblocks, self._segment_blocks)
+        for child in self._logging:
+            assert child.dirty is not None
+            child.dirty.add_blocks(lba, nblocks, self._segment_blocks)
 
     async def _read(self, lba: int, nblocks: int) -> Buffer:
         if self._gate_closed:
@@ -114,10 +211,7 @@ class IoPath(RebuildControl):
                 else:
                     failures, cancelled = await fan_out(targets, op)
                 error = self._settle_write(targets, failures, lba, nblocks) if failures else None
-                self._unflushed.add_blocks(lba, nblocks, self._segment_blocks)
-                for child in self._logging:
-                    assert child.dirty is not None
-                    child.dirty.add_blocks(lba, nblocks, self._segment_blocks)
+                self._note_written(lba, nblocks)
             finally:
                 if token is not None:
                     self._range_lock.release(token)
@@ -227,3 +321,40 @@ class IoPath(RebuildControl):
         for pending in self._flushing:
             segments.update(pending)
         return segments
+
+
+class _SubmittedWrite:
+    """One write submitted to every child in the write path by callback.
+
+    The nexus hears once, when the last child has ended (`IoPath._settle_submitted`);
+    the count starts one high so that children completing inline cannot end it before
+    every child has been given the write.
+    """
+
+    __slots__ = ("failures", "lba", "nblocks", "nexus", "remaining", "request", "targets")
+
+    def __init__(
+        self, nexus: IoPath, request: IoRequest, lba: int, targets: tuple[NexusChild, ...]
+    ) -> None:
+        self.nexus = nexus
+        self.request = request
+        self.lba = lba
+        self.nblocks = request.nbytes // nexus.block_size
+        self.targets = targets
+        self.remaining = len(targets) + 1
+        self.failures: list[tuple[NexusChild, Exception]] = []
+
+    def start(self, data: Buffer) -> None:
+        lba, done = self.lba, self.child_done
+        for child in self.targets:
+            device_of(child).submit_write(lba, data, done, child)
+        self.child_done(None, None, None)
+
+    def child_done(
+        self, child: NexusChild | None, _data: Buffer | None, error: DeviceError | None
+    ) -> None:
+        if error is not None and child is not None:
+            self.failures.append((child, error))
+        self.remaining -= 1
+        if not self.remaining:
+            self.nexus._settle_submitted(self, self.failures)
