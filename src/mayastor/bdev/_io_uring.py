@@ -128,7 +128,12 @@ def _disabled_sysctl() -> int | None:
         return None
 
 
-def _unavailable(exc: OSError) -> FailedPrecondition:
+class UringUnavailable(FailedPrecondition):
+    """io_uring cannot be used on this machine (disabled, not permitted, no kernel
+    support, an operation missing, another CPU architecture); the message says why."""
+
+
+def _unavailable(exc: OSError) -> UringUnavailable:
     sysctl = _disabled_sysctl()
     note = f"; kernel.io_uring_disabled = {sysctl}" if sysctl else ""
     if exc.errno == errno.ENOSYS:
@@ -137,7 +142,7 @@ def _unavailable(exc: OSError) -> FailedPrecondition:
         what = "io_uring is not permitted here (io_uring_setup: EPERM)"
     else:
         what = f"io_uring_setup failed: {exc.strerror}"
-    return FailedPrecondition(f"io_uring is not available: {what}{note}")
+    return UringUnavailable(f"io_uring is not available: {what}{note}")
 
 
 def unavailable_reason() -> str | None:
@@ -170,14 +175,14 @@ class IoUring:
         entries: submission queue size, i.e. the most operations in flight.
 
     Raises:
-        FailedPrecondition: io_uring cannot be used here (disabled, not permitted, no
+        UringUnavailable: io_uring cannot be used here (disabled, not permitted, no
             kernel support, an operation we need is missing, or not x86-64); the message
             says which.
     """
 
     def __init__(self, entries: int = 128) -> None:
         if platform.machine() not in ("x86_64", "AMD64"):
-            raise FailedPrecondition(
+            raise UringUnavailable(
                 f"io_uring is not available: the uring driver supports x86-64 only, "
                 f"this is {platform.machine()}"
             )
@@ -256,7 +261,7 @@ class IoUring:
                 _PROBE_OPS,
             )
         except OSError as exc:
-            raise FailedPrecondition(
+            raise UringUnavailable(
                 f"io_uring is not available: the kernel cannot list its operations "
                 f"({exc.strerror}); it is older than 5.6"
             ) from exc
@@ -270,7 +275,7 @@ class IoUring:
             if not flags & _IO_URING_OP_SUPPORTED:
                 missing.append(f"IORING_OP_{label}")
         if missing:
-            raise FailedPrecondition(
+            raise UringUnavailable(
                 f"io_uring is not available: the kernel lacks {', '.join(missing)}"
             )
 

@@ -1,21 +1,31 @@
 """Opening block devices from URIs: a table of openers, one per scheme.
 
 The io-engine owns one `DeviceOpener` (never a module global, so two io-engines can
-live in one test process). A default instance opens malloc, aio (and bare paths) and
-uring URIs; the layers above register the schemes that are theirs: nvmf (a remote
-namespace, through our initiator) and bdev (a device this io-engine already has).
+live in one test process). A default instance opens malloc, aio, uring and bare paths;
+the layers above register the schemes that are theirs: nvmf (a remote namespace,
+through our initiator) and bdev (a device this io-engine already has).
+
+A bare path (``/dev/sdb``, a pool disk given as a path) opens with the fastest driver
+that works here: uring, or aio where io_uring is not available (logged once per
+opener, with the reason). Its uuid is the one aio always gave it, whichever driver
+serves it.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
+from mayastor.bdev._file_device import default_uuid
+from mayastor.bdev._io_uring import UringUnavailable
 from mayastor.bdev.aio import DEFAULT_AIO_THREADS, AioDevice
 from mayastor.bdev.device import BlockDevice
 from mayastor.bdev.malloc import MallocDevice
 from mayastor.bdev.uri import SCHEMES, BdevUri, FileUri, MallocUri, parse_bdev_uri
 from mayastor.bdev.uring import DEFAULT_URING_ENTRIES, UringDevice
 from mayastor.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+
+log = logging.getLogger(__name__)
 
 OpenFn = Callable[[BdevUri, str], Awaitable[BlockDevice]]
 """An opener: (the parsed URI, the name to give the device) -> an open device."""
@@ -41,6 +51,8 @@ class DeviceOpener:
     ) -> None:
         self.aio_threads = aio_threads
         self.uring_entries = uring_entries
+        self.uring_refused: str | None = None
+        """Why bare paths open with aio here (io_uring refused), once that was found."""
         self._openers: dict[str, OpenFn] = {}
         if defaults:
             self.register("malloc", self._open_malloc)
@@ -111,6 +123,17 @@ class DeviceOpener:
 
     async def _open_aio(self, parsed: BdevUri, name: str) -> BlockDevice:
         assert isinstance(parsed, FileUri)
+        if parsed.uri == parsed.path and self.uring_refused is None:
+            try:
+                return await UringDevice.open(
+                    parsed.path,
+                    name=name,
+                    uuid=default_uuid("aio", parsed.path),
+                    entries=self.uring_entries,
+                )
+            except UringUnavailable as exc:
+                self.uring_refused = str(exc)
+                log.warning("bare paths open with aio, not uring: %s", exc)
         return await AioDevice.open(
             parsed.path,
             name=name,

@@ -5,7 +5,8 @@ Grammar (one scheme a line; ``[...]`` is optional, parameters in any order):
 * ``malloc:///<name>?size_mb=<N>|num_blocks=<N>[&blk_size=512|4096][&uuid=<uuid>]``
 * ``aio:///<absolute path>[?blk_size=512|4096][&uuid=<uuid>]``
 * ``uring:///<absolute path>[?blk_size=512|4096][&uuid=<uuid>]``
-* ``/<absolute path>``: a bare path means aio, with no parameters
+* ``/<absolute path>``: a bare path, with no parameters: a file or block device opened
+  with the fastest driver that works (uring, else aio; see `mayastor.bdev.opener`)
 * ``nvmf://<host>[:<port>]/<nqn>[?uuid=&hostnqn=&reftag=&guard=]`` (also ``nvmf+tcp``)
 * ``bdev:///<name>[?uuid=<uuid>]`` (also ``loopback``): an existing bdev of this io-engine
 
@@ -286,7 +287,7 @@ SCHEMES = tuple(_SCHEMES)
 
 
 def parse_bdev_uri(uri: str) -> BdevUri:
-    """Parse a bdev URI or a bare absolute path (which means aio).
+    """Parse a bdev URI or a bare absolute path (scheme aio: a file or block device).
 
     Args:
         uri: e.g. ``malloc:///m0?size_mb=64``, ``aio:///var/tmp/disk.img?blk_size=4096``,

@@ -81,8 +81,8 @@ class UringDevice(FileBackedDevice):
             entries: the ring's submission queue size (I/Os in flight at once).
 
         Raises:
-            FailedPrecondition: io_uring is not available here (the message says why),
-                or the disk or file is in use.
+            UringUnavailable: io_uring is not available here (the message says why).
+            FailedPrecondition: the disk or file is in use.
             NotFound, InvalidArgument: see `_backing.open_backing`.
         """
         ring = IoUring(entries)

@@ -424,13 +424,18 @@ async def test_opening_by_uri_names_by_path_and_keeps_uri_and_uuid(tmp_path: Pat
             await device.close()
 
 
-async def test_bare_path_opens_an_aio_device_with_a_stable_uuid(tmp_path: Path) -> None:
+async def test_bare_path_opens_with_uring_where_it_works_keeping_the_uuid_aio_gave_it(
+    tmp_path: Path,
+) -> None:
     path = str(sparse_file(tmp_path / "disk.img", MiB))
     opener = DeviceOpener(aio_threads=4)
     first = await opener.open(path)
     await first.close()
     second = await opener.open(path)
     await second.close()
-    assert isinstance(first, AioDevice)
+    by_aio = await opener.open(f"aio://{path}")
+    await by_aio.close()
+    assert isinstance(first, UringDevice if URING_UNAVAILABLE is None else AioDevice)
     assert (first.name, first.uri, first.block_size) == (path, path, 512)
-    assert first.uuid == second.uuid
+    assert first.uuid == second.uuid == by_aio.uuid
+    assert opener.uring_refused == URING_UNAVAILABLE
