@@ -17,8 +17,9 @@ Sections (``--sections``, all by default):
   malloc bdev the same way and `spdk_nvme_perf` drives both targets: the ratios to
   SPDK's target come from that one client.
 * ``uring``: the same target on a 1 GiB file opened with io_uring; CPU µs per I/O.
-* ``initiator``: our initiator (`nvmf_initiator.py`, one process) against our malloc
-  target: its own CPU µs per 4 KiB read at QD32, and the QD1 read round trip.
+* ``initiator``: our initiator (`nvmf_initiator.py`, one process, by callback as the
+  nexus drives a child; the baseline awaits each I/O) against our malloc target: its
+  own CPU µs per 4 KiB read at QD32, and the QD1 read round trip.
 * ``nexus``: three io-engines with RAM-backed pools (malloc), all on CPU 0: a
   three-way nexus (one local, two remote replicas) published over NVMe/TCP against
   one replica shared the same way, 4 KiB random writes at QD32 (write IOPS ratio) and
@@ -298,10 +299,13 @@ def section_uring(run: Run) -> None:
     path.unlink()
 
 
-def initiator(server: Server, code_path: str | None, qd: int, seconds: float) -> dict[str, Any]:
+def initiator(
+    server: Server, code_path: str | None, qd: int, seconds: float, api: str
+) -> dict[str, Any]:
     argv = [sys.executable, str(HERE / "nvmf_initiator.py")]
     argv += [f"nvmf://127.0.0.1:{server.port}/{server.nqn}", "--workload", "randread"]
     argv += ["--qd", str(qd), "--queues", "1", "--seconds", str(seconds), "--hostnqn", CLIENT_NQN]
+    argv += ["--api", api]
     with pythonpath(code_path) as env:
         done = subprocess.run(
             argv, capture_output=True, text=True, check=True, env=env,
@@ -314,11 +318,13 @@ def initiator(server: Server, code_path: str | None, qd: int, seconds: float) ->
 def section_initiator(run: Run) -> None:
     for _ in range(run.args.rounds):
         for code, path in run.codes():
+            # The callback API is the one the nexus uses; the baseline has only `await`.
+            api = "await" if code == "today" else "submit"
             with our_target(None, "malloc", "/dev/null") as server:
-                r = initiator(server, path, 32, run.args.seconds)
+                r = initiator(server, path, 32, run.args.seconds, api)
                 run.add("initiator", "initiator qd32", code, iops=r["iops"],
                         initiator_us_per_io=r["cpu_us_per_io"])  # fmt: skip
-                r = initiator(server, path, 1, run.args.seconds)
+                r = initiator(server, path, 1, run.args.seconds, api)
                 run.add("initiator", "initiator qd1", code, iops=r["iops"],
                         p50_us=r["lat_p50_us"])  # fmt: skip
 
