@@ -4,8 +4,9 @@ The rebuilt child is a replica of the same io-engine reached over NVMe/TCP throu
 `FaultProxy` that delays every chunk it forwards, so the copy takes many seconds and is
 still under way when the command under test arrives; the delay is lifted when a test
 wants the rebuild to finish. The replicas are several times what a rebuild keeps in
-flight (16 extents of 1 MiB), so a pause has copies left to hold. The setup and the checks of the effect use the gRPC API
-directly; only the command under test goes through mayastor-client.
+flight (16 extents of 1 MiB), so a pause has copies left to hold. The setup and the
+checks of the effect use the gRPC API directly; only the command under test goes
+through mayastor-client.
 """
 
 from __future__ import annotations
