@@ -106,6 +106,8 @@ def run_guest_checks(
     shares: Sequence[tuple[Path, str]] = (),
     files: Sequence[tuple[Path, str]] = (),
     on_marker: Mapping[str, Callable[[], None]] | None = None,
+    readonly_shares: Sequence[tuple[Path, str]] = (),
+    hostfwd: Sequence[tuple[int, int]] = (),
 ) -> GuestRun:
     """Boot the guest once with `script` (default `check_target.sh`) and `env`.
 
@@ -120,6 +122,9 @@ def run_guest_checks(
         shares: (host directory, guest mount point) pairs shared read-write over 9p.
         files: (host file, guest path) pairs copied into the guest (extra tools).
         on_marker: marker line -> callback.
+        readonly_shares: (host directory, guest mount point) pairs shared read-only.
+        hostfwd: (host port, guest port) pairs: the host's 127.0.0.1:PORT reaches the
+            guest's port (TCP).
 
     Returns:
         What the guest printed: checks passed and failed, markers seen, exit status.
@@ -143,8 +148,12 @@ def run_guest_checks(
         argv += ["--env", f"{key}={value}"]
     for host_dir, guest_dir in shares:
         argv += ["--share", f"{host_dir}:{guest_dir}"]
+    for host_dir, guest_dir in readonly_shares:
+        argv += ["--share", f"{host_dir}:{guest_dir}:ro"]
     for host_file, guest_path in files:
         argv += ["--file", f"{host_file}:{guest_path}"]
+    for host_port, guest_port in hostfwd:
+        argv += ["--hostfwd", f"{host_port}:{guest_port}"]
     pending = dict(on_marker or {})
     seen: list[str] = []
     errors: list[BaseException] = []

@@ -9,6 +9,7 @@ decoded JSON and the status code. Everything it started is stopped by `close`.
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -53,9 +54,9 @@ class Rest:
         return data
 
     def put(self, path: str, body: Any = None, **params: Any) -> Any:
-        """PUT that must succeed (200)."""
+        """PUT that must succeed (200, or 204 with no body)."""
         status, data = self.call("PUT", path, body, **params)
-        assert status == 200, (path, status, data)
+        assert status in (200, 204), (path, status, data)
         return data
 
     def delete(self, path: str, **params: Any) -> Any:
@@ -155,6 +156,47 @@ class TestCluster:
 
     def volume(self, volume_id: str) -> Any:
         return self.rest.get(f"/volumes/{volume_id}")
+
+    def new_volume(
+        self,
+        size: int = 32 << 20,
+        *,
+        replicas: int = 3,
+        target: str | None = "node-1",
+        frontend: str = "app-1",
+        self_heal: bool = True,
+    ) -> tuple[str, str]:
+        """Create a thick volume and publish it for `frontend` (on `target`, or where the
+        core chooses when None); returns its uuid and its target's URI."""
+        volume = str(uuid.uuid4())
+        body = {
+            "size": size,
+            "replicas": replicas,
+            "thin": False,
+            "policy": {"self_heal": self_heal},
+        }
+        self.rest.put(f"/volumes/{volume}", body)
+        publish: dict[str, Any] = {
+            "protocol": "nvmf",
+            "publish_context": {},
+            "frontend_node": frontend,
+        }
+        if target is not None:
+            publish["node"] = target
+        published = self.rest.put(f"/volumes/{volume}/target", publish)
+        return volume, published["state"]["target"]["deviceUri"]
+
+    def volume_status(self, volume_id: str) -> str:
+        return str(self.volume(volume_id)["state"]["status"])
+
+    def replica_nodes(self, volume_id: str) -> list[str]:
+        """The nodes of the volume's replicas, sorted."""
+        topology = self.volume(volume_id)["state"]["replica_topology"]
+        return sorted(r["node"] for r in topology.values())
+
+    def target_node(self, volume_id: str) -> str | None:
+        target = self.volume(volume_id)["spec"].get("target")
+        return str(target["node"]) if target else None
 
     def close(self) -> None:
         self.rest.close()

@@ -32,6 +32,7 @@ from mayastor.control.rest import create_app
 from mayastor.control.spec_registry import SpecRegistry
 from mayastor.control.state_watch import StateWatcher
 from mayastor.control.store import ClusterStore, Leadership, StoreKeys, new_holder_id
+from mayastor.control.switch_over import TargetSwitchOver
 from mayastor.errors import StoreUnavailable, Unavailable
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ class AgentConfig:
     lease_ttl: float = 10.0
     faulted_child_wait: float = 600.0
     max_rebuilds: int | None = None
+    switch_over: bool = True
+    switch_over_wait: float = 5.0
     events_url: str = ""
     pool_commitment: float = 2.5
     volume_commitment_initial: float = 0.4
@@ -214,11 +217,21 @@ class CoreAgent:
 
     def _new_reconciler(self, cluster: Cluster) -> Reconciler:
         cfg = self.config
+        switch_over = TargetSwitchOver(
+            cluster,
+            enabled=cfg.switch_over,
+            wait=cfg.switch_over_wait,
+            wake=lambda: self.reconciler.poke() if self.reconciler is not None else None,
+        )
         healer = VolumeHealer(
             cluster, faulted_child_wait=cfg.faulted_child_wait, max_rebuilds=cfg.max_rebuilds
         )
         return Reconciler(
-            cluster, busy_period=cfg.reconcile_busy, idle_period=cfg.reconcile_idle, healer=healer
+            cluster,
+            busy_period=cfg.reconcile_busy,
+            idle_period=cfg.reconcile_idle,
+            healer=healer,
+            switch_over=switch_over,
         )
 
     def _listen(

@@ -207,10 +207,22 @@ class EngineClient:
         return list(reply.nexus_list)
 
     async def create_nexus(
-        self, *, name: str, uuid: str, size: int, children: Sequence[str]
+        self,
+        *,
+        name: str,
+        uuid: str,
+        size: int,
+        children: Sequence[str],
+        cntlid_range: tuple[int, int] | None = None,
     ) -> nexus_pb2.Nexus:
+        low, high = cntlid_range or (0, 0)
         request = nexus_pb2.CreateNexusRequest(
-            name=name, uuid=uuid, size=size, children=list(children)
+            name=name,
+            uuid=uuid,
+            size=size,
+            children=list(children),
+            minCntlId=low,
+            maxCntlId=high,
         )
         reply = await self._call(
             f"create nexus {uuid}", lambda: self.nexus.CreateNexus(request, timeout=self.timeout)

@@ -146,6 +146,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="rebuilds the control plane lets run at once in the cluster (default: no limit)",
     )
     parser.add_argument(
+        "--no-switch-over",
+        dest="switch_over",
+        action="store_false",
+        help="leave the targets of an Offline node where they are (by default each moves to "
+        "another node, and the hosts' NVMe multipath follows); app nodes' failed-path "
+        "reports are still served",
+    )
+    parser.add_argument(
+        "--switch-over-wait",
+        type=parse_duration,
+        default=5.0,
+        metavar="DURATION",
+        help="how long a node must stay Offline before the targets on it move to other "
+        "nodes (an io-engine back within it gets its nexuses made again in place; "
+        "default: 5s)",
+    )
+    parser.add_argument(
         "--events",
         default="",
         metavar="nats://HOST:PORT",
@@ -210,6 +227,8 @@ def config_from_args(argv: list[str] | None = None) -> AgentConfig:
         lease_ttl=args.lease_ttl,
         faulted_child_wait=args.faulted_child_wait,
         max_rebuilds=args.max_rebuilds,
+        switch_over=args.switch_over,
+        switch_over_wait=args.switch_over_wait,
         events_url=args.events,
         pool_commitment=args.pool_commitment,
         volume_commitment_initial=args.volume_commitment_initial,

@@ -26,6 +26,7 @@ from pydantic import (
 from mayastor.control.names import LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN
 from mayastor.control.specs import (
     AffinityGroup,
+    AppNodeSpec,
     NexusSpec,
     NodeSpec,
     PoolSpec,
@@ -395,3 +396,53 @@ class PublishVolumeBody(ApiModel):
 
 class ResizeVolumeBody(ApiModel):
     size: Size
+
+
+# ============================================================================ app nodes
+
+
+class AppNodeStatus(enum.StrEnum):
+    ONLINE = "Online"
+
+
+class AppNodeState(ApiModel):
+    id: str
+    endpoint: str
+    status: AppNodeStatus
+
+
+class AppNode(ApiModel):
+    """An application node: registered by its ha-node agent (Mayastor's AppNode)."""
+
+    id: str
+    spec: AppNodeSpec
+    state: AppNodeState | None = None
+
+
+class AppNodes(ApiModel):
+    entries: list[AppNode]
+    next_token: int | None = None
+
+
+class RegisterAppNode(ApiModel):
+    endpoint: Annotated[StrictStr, Field(min_length=1, max_length=512)]
+    labels: Labels | None = None
+
+
+NQN_PATTERN = r"^nqn\.[\x21-\x7e]{1,219}$"
+ADDRESS_PATTERN = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$"
+
+
+class FailedPath(ApiModel):
+    """A path of an app node that failed: the target's subsystem NQN and the address
+    (``HOST:PORT``) the app node dialled, as the core agent last gave it."""
+
+    target_nqn: Annotated[StrictStr, Field(pattern=NQN_PATTERN)]
+    address: Annotated[StrictStr, Field(pattern=ADDRESS_PATTERN)] | None = None
+
+
+class ReplacementPath(ApiModel):
+    """Where the volume's target is now: the path the app node should connect."""
+
+    target_nqn: str
+    uri: str

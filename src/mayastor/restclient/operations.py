@@ -136,6 +136,7 @@ class ApiOperations(abc.ABC, Generic[R]):
         self_heal: bool = True,
         topology: Mapping[str, Any] | None = None,
         labels: Mapping[str, str] | None = None,
+        affinity_group: str | None = None,
     ) -> R:
         """Create a volume of `size` bytes with `replicas` replicas: ``Volume``.
 
@@ -144,6 +145,8 @@ class ApiOperations(abc.ABC, Generic[R]):
         Args:
             topology: Mayastor's ``Topology`` (``node_topology`` / ``pool_topology``).
             labels: the volume's own labels.
+            affinity_group: the id of the volume's affinity group (a StatefulSet's
+                volumes), if it has one.
         """
         body: dict[str, Any] = {
             "size": size,
@@ -155,6 +158,8 @@ class ApiOperations(abc.ABC, Generic[R]):
             body["topology"] = dict(topology)
         if labels:
             body["labels"] = dict(labels)
+        if affinity_group is not None:
+            body["affinity_group"] = {"id": affinity_group}
         return self._send(ApiCall("PUT", api_path("volumes", volume_id), body=body))
 
     def delete_volume(self, volume_id: VolumeId) -> R:

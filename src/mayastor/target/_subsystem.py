@@ -49,6 +49,7 @@ class Subsystem:
         model: Identify Controller MN (40 ASCII characters at most).
         cntlid_range: the controller IDs it hands out, inclusive.
         ana_state: the ANA state of its namespace's group.
+        namespace_uuid: the namespace's UUID and NGUID; None for the device's uuid.
 
     Attributes:
         reservations: the namespace's reservation state: the device's own when it keeps
@@ -67,6 +68,7 @@ class Subsystem:
         model: str,
         cntlid_range: tuple[int, int],
         ana_state: AnaState = AnaState.OPTIMIZED,
+        namespace_uuid: uuid_mod.UUID | None = None,
     ) -> None:
         self.nqn = nqn
         self.device = device
@@ -83,6 +85,7 @@ class Subsystem:
         self._next_cntlid = cntlid_range[0]
         own = device.reservations if device is not None else None
         self.reservations = own if own is not None else ReservationCell()
+        self._namespace_uuid = namespace_uuid
 
     def __repr__(self) -> str:
         return f"<Subsystem {self.nqn} port={self.port} controllers={len(self.controllers)}>"
@@ -93,9 +96,9 @@ class Subsystem:
 
     @property
     def namespace_uuid(self) -> uuid_mod.UUID:
-        """The namespace UUID (and NGUID): the device's uuid."""
+        """The namespace UUID (and NGUID): the one given, else the device's uuid."""
         assert self.device is not None
-        return self.device.uuid
+        return self._namespace_uuid or self.device.uuid
 
     def allows(self, hostnqn: str) -> bool:
         """True when `hostnqn` may connect (None allows everyone, empty nobody).

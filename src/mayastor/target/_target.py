@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import uuid as uuid_mod
 from collections.abc import Iterable
 
 from mayastor.bdev import BlockDevice
@@ -190,20 +191,24 @@ class NvmfTarget:
         model: str = DEFAULT_MODEL,
         cntlid_range: tuple[int, int] = (1, MAX_CNTLID),
         ana_state: AnaState | int = AnaState.OPTIMIZED,
+        namespace_uuid: uuid_mod.UUID | None = None,
     ) -> Subsystem:
         """Serve `device` as the one namespace (NSID 1) of subsystem `nqn` on `port`.
 
-        The namespace's NGUID and UUID are the device's uuid.
+        The namespace's NGUID and UUID are `namespace_uuid`, else the device's uuid.
+        Serving one volume from two targets (multipath) needs the same NQN and the same
+        namespace identifiers on both, with disjoint controller ID ranges.
 
         Args:
             nqn: the subsystem NQN, e.g. `openebs_nqn(replica_uuid)`.
             device: any BlockDevice.
             port: the port it is served on (connecting through another is refused).
             allowed_hosts: host NQNs that may connect; None for any, empty for none.
-            serial: SN of Identify Controller; default from the device's uuid.
+            serial: SN of Identify Controller; default from the namespace's uuid.
             model: MN of Identify Controller.
             cntlid_range: the controller IDs handed out, inclusive, within 1..FFEFh.
             ana_state: the ANA state reported for the namespace.
+            namespace_uuid: the namespace's UUID and NGUID (default: the device's).
 
         Returns:
             the subsystem (for reading; change it through the target's methods).
@@ -221,7 +226,9 @@ class NvmfTarget:
         _check_port(port, allow_zero=False)
         hosts = _check_hosts(allowed_hosts)
         serial = _check_text(
-            default_serial(device.uuid) if serial is None else serial, "serial", 20
+            default_serial(namespace_uuid or device.uuid) if serial is None else serial,
+            "serial",
+            20,
         )
         _check_text(model, "model", 40)
         if (
@@ -246,6 +253,7 @@ class NvmfTarget:
             model=model,
             cntlid_range=cntlid_range,
             ana_state=state,
+            namespace_uuid=namespace_uuid,
         )
         self._registry.subsystems[nqn] = sub
         self._registry.changed()

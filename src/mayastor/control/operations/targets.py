@@ -9,6 +9,14 @@ the trusted replicas; the others are added and rebuilt. Remote replicas are shar
 with the target node's host NQN only, and the nexus is published only to the host
 NQNs of the frontend nodes.
 
+Each new target of a volume hands out controller IDs from the next of 15 ranges
+(`cntlid_range`): a host that still knows the old target (the kernel keeps a dead path
+while it tries to reconnect) sees the new one as another path of the same subsystem,
+and the namespace is the same on both (its uuid is the volume's), so native NVMe
+multipath moves the I/O over. Moving a target off an offline node (switch-over) leaves
+the old nexus to be destroyed when its node is back; its replicas are shared again to
+the new node only, so the old nexus cannot reach them.
+
 Publish and republish are undone when interrupted (the volume ends unpublished; the
 caller retries); unpublish is finished.
 """
@@ -38,6 +46,17 @@ from mayastor.control.specs import (
 from mayastor.errors import FailedPrecondition, MayastorError, NotFound, Unavailable
 
 log = logging.getLogger(__name__)
+
+
+CNTLID_SPAN = 0x0FFF
+"""Controller IDs per target generation; 15 ranges fit below FFEFh."""
+CNTLID_RANGES = 15
+
+
+def cntlid_range(generation: int) -> tuple[int, int]:
+    """The controller IDs the volume's target of this generation hands out (inclusive)."""
+    index = generation % CNTLID_RANGES
+    return index * CNTLID_SPAN + 1, (index + 1) * CNTLID_SPAN
 
 
 def frontend_nodes(body: PublishVolumeBody) -> list[NodeAccessInfo]:
@@ -101,7 +120,8 @@ async def create_target(
     nexus_uuid: uuid_mod.UUID,
     frontends: list[NodeAccessInfo],
 ) -> NexusSpec:
-    """Make and publish a nexus for `volume` on `node`; the volume spec is not touched.
+    """Make and publish a nexus for `volume` on `node`; the volume spec is not touched
+    (the caller has saved it with the target generation this nexus is for).
 
     Raises:
         FailedPrecondition: no current replica can be reached.
@@ -133,7 +153,11 @@ async def create_target(
     )
     await cluster.specs.save(nexus)
     await engine.create_nexus(
-        name=nexus.name, uuid=str(nexus_uuid), size=volume.size, children=nexus.children
+        name=nexus.name,
+        uuid=str(nexus_uuid),
+        size=volume.size,
+        children=nexus.children,
+        cntlid_range=cntlid_range(volume.target_generation),
     )
     log.info(
         "volume %s: nexus %s created on node %s over %s",
@@ -231,11 +255,13 @@ async def publish_volume(
         operation="Republish" if target is not None else "Publish",
         args={"node": node, "nexus": str(nexus_uuid), "previous": str(previous or "")},
     )
+    volume.target_generation += 1
     await cluster.specs.save(volume)
     try:
         if target is not None:
             for nexus in cluster.specs.nexuses_of(volume):
-                await destroy_target(cluster, nexus)
+                # an offline node's nexus is removed when it is back (orphan)
+                await destroy_target(cluster, nexus, force=not cluster.nodes.online(nexus.node))
             volume.target = None
         await create_target(cluster, volume, node, nexus_uuid, frontends)
     except MayastorError:
@@ -346,6 +372,7 @@ async def recreate_target(cluster: Cluster, volume: VolumeSpec) -> VolumeSpec:
         operation="RecreateTarget",
         args={"node": target.node, "nexus": str(nexus_uuid), "previous": str(previous or "")},
     )
+    volume.target_generation += 1
     await cluster.specs.save(volume)
     for stale in cluster.specs.nexuses_of(volume):
         await cluster.specs.remove(stale)

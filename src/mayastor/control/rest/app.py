@@ -120,7 +120,13 @@ register_url_convertor("labelkey", LabelKeyConvertor())
 
 def create_app(cluster: Cluster) -> FastAPI:
     """The REST application over `cluster`; its OpenAPI document is at /v0/api/spec."""
-    from mayastor.control.rest import routes_nodes, routes_objects, routes_pools, routes_volumes
+    from mayastor.control.rest import (
+        routes_app_nodes,
+        routes_nodes,
+        routes_objects,
+        routes_pools,
+        routes_volumes,
+    )
 
     app = FastAPI(
         title="Mayastor (Python) control plane REST API",
@@ -162,7 +168,7 @@ def create_app(cluster: Cluster) -> FastAPI:
             500, ErrorKind.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
         )
 
-    for module in (routes_nodes, routes_pools, routes_volumes, routes_objects):
+    for module in (routes_nodes, routes_pools, routes_volumes, routes_objects, routes_app_nodes):
         app.include_router(module.router, prefix="/v0")
 
     @app.get("/metrics", include_in_schema=False)

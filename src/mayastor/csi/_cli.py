@@ -1,0 +1,67 @@
+"""What the two CSI plugin commands share: logging, the event loop, serving until a signal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+from mayastor.csi.server import CsiServer, SocketInUse, serve_until_stopped
+
+log = logging.getLogger("mayastor-csi")
+
+
+def add_common_flags(parser: argparse.ArgumentParser, default_socket: str) -> None:
+    parser.add_argument(
+        "--csi-socket",
+        default=default_socket,
+        metavar="PATH",
+        help="the unix socket to serve CSI on (default %(default)s); a stale socket file "
+        "left by a killed plugin is replaced",
+    )
+    parser.add_argument(
+        "-l",
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="log level (default %(default)s)",
+    )
+
+
+def run_server(
+    log_level: str,
+    make_server: Callable[[], Awaitable[tuple[CsiServer, Callable[[], Awaitable[None]]]]],
+) -> int:
+    """Configure logging and serve until SIGTERM or SIGINT.
+
+    Args:
+        make_server: builds the server (inside the loop) and what closes its resources.
+
+    Returns:
+        the exit status: 0 after a clean stop, 1 when the socket is taken or cannot be bound.
+    """
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper()),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    logging.getLogger("grpc").setLevel(max(logging.INFO, logging.getLogger().level))
+
+    async def serve() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        server, close = await make_server()
+        try:
+            await serve_until_stopped(server, stop)
+        except (SocketInUse, FileExistsError, RuntimeError) as exc:
+            log.error("cannot serve on %s: %s", server.socket_path, exc)
+            return 1
+        finally:
+            await close()
+        log.info("stopped")
+        return 0
+
+    return asyncio.run(serve())
