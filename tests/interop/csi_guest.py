@@ -244,6 +244,14 @@ class GuestNode:
         assert result.ok, (cmd, result)
         return result.out
 
+    def spawn(self, argv: list[str], log: str) -> int:
+        """Start `argv` in the guest in the background, its output to `log`; its pid."""
+        return int(self._request({"op": "spawn", "argv": argv, "log": log}, 60)["pid"])
+
+    def kill(self, pid: int, signum: int = 15) -> Any:
+        """Send `signum` to a process `spawn` started and reap it; its exit status."""
+        return self._request({"op": "kill", "pid": pid, "signal": signum}, 120)["rc"]
+
     # ------------------------------------------------------------------ node plugins
 
     def start_plugin(self, node_name: str, index: int = 0, wait: float = 180.0) -> int:

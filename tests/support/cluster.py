@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from mayastor.cluster.processes import CoreAgentProcess, EngineProcess, free_port
+from tests.support.netns import TestNetwork
+from tests.support.offline_pool import replica_images
 from tests.support.polling import wait_for
 
 FAST_CORE_FLAGS = (
@@ -77,6 +79,9 @@ class TestCluster:
         core_flags: flags for the core agent.
         engine_flags: flags for every io-engine.
         metrics: each io-engine serves /metrics on a port of its own (`metrics_ports`).
+        network: a started `TestNetwork`: each io-engine runs in a network namespace of
+            its own on it (`network.cut(node)` partitions it) and the core agent's gRPC
+            binds to the network's bridge; REST stays on 127.0.0.1.
     """
 
     __test__ = False
@@ -91,11 +96,18 @@ class TestCluster:
         core_flags: Sequence[str] = FAST_CORE_FLAGS,
         engine_flags: Sequence[str] = ("--child-io-timeout", "2", "--registration-interval", "1"),
         metrics: bool = False,
+        network: TestNetwork | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.node_count = nodes
         self.disk_size = disk_size
-        self.core = CoreAgentProcess(self.workdir, store=store, extra_args=core_flags)
+        self.network = network
+        self.core = CoreAgentProcess(
+            self.workdir,
+            store=store,
+            extra_args=core_flags,
+            grpc_host=network.gateway if network else "127.0.0.1",
+        )
         self.engine_flags = list(engine_flags)
         if store is not None and store.startswith("etcd://"):
             self.engine_flags += ["--ps-endpoint", store]
@@ -126,11 +138,20 @@ class TestCluster:
             with open(disk, "wb") as fh:
                 fh.truncate(self.disk_size)
         flags = list(self.engine_flags)
+        host, netns = "127.0.0.1", None
+        if self.network is not None:
+            node = self.network.add_node(name)
+            host, netns = node.address, node.netns
         if self.metrics:
             port = self.metrics_ports.setdefault(name, free_port())
-            flags += ["--metrics-endpoint", f"127.0.0.1:{port}"]
+            flags += ["--metrics-endpoint", f"{host}:{port}"]
         engine = EngineProcess(
-            name, self.workdir, registration_endpoint=self.core.grpc_endpoint, extra_args=flags
+            name,
+            self.workdir,
+            registration_endpoint=self.core.grpc_endpoint,
+            extra_args=flags,
+            host=host,
+            netns=netns,
         )
         engine.launch()
         self.engines[name] = engine
@@ -197,6 +218,17 @@ class TestCluster:
     def target_node(self, volume_id: str) -> str | None:
         target = self.volume(volume_id)["spec"].get("target")
         return str(target["node"]) if target else None
+
+    def stop_and_read_replicas(self, volumes: Mapping[str, int]) -> dict[str, set[bytes]]:
+        """Stop the cluster, then read every replica of `volumes` (uuid -> bytes to
+        compare) from the pool files; per volume, the distinct contents found (one when
+        its replicas are identical)."""
+        topologies = {v: set(self.volume(v)["state"]["replica_topology"]) for v in volumes}
+        self.close()
+        images: dict[str, bytes] = {}
+        for name in self.engines:
+            images.update(replica_images(self.disk(name)))
+        return {v: {images[r][:size] for r in topologies[v]} for v, size in volumes.items()}
 
     def close(self) -> None:
         self.rest.close()

@@ -5,12 +5,16 @@ demo, the tests and the benchmarks.
 waits until its gRPC API answers; `CoreAgentProcess` starts `mayastor-agent-core` and
 waits until its REST API answers; `EtcdProcess` starts Debian's `etcd` on a data
 directory of its own. Each stops its process with SIGTERM (or kills it with SIGKILL,
-for crash tests), and only ever signals the process it started.
+for crash tests), and only ever signals the process it started. An io-engine can be
+started inside a network namespace (`netns`, made with ``ip netns add``) and bind its
+gRPC API and NVMe/TCP targets to an address of it (`host`); the core agent's gRPC and
+etcd can bind to another address than loopback, so io-engines in namespaces reach them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -33,6 +37,29 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+CLONE_NEWNET = 0x40000000
+"""setns(2)'s flag for a network namespace (Python 3.11 has no os.setns)."""
+
+
+def netns_entry(name: str) -> tuple[int, Callable[[], None]]:
+    """A descriptor of the network namespace `name` (``/run/netns/NAME``, as made by
+    ``ip netns add``) and a function that moves the calling process into it; run that
+    in a child between fork and exec, then close the descriptor in the parent.
+
+    Raises:
+        OSError: no such namespace.
+    """
+    fd = os.open(f"/run/netns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+    setns = ctypes.CDLL(None, use_errno=True).setns
+
+    def enter() -> None:
+        if setns(fd, CLONE_NEWNET) != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"setns into network namespace {name}: {os.strerror(errno)}")
+
+    return fd, enter
 
 
 class ChildProcess:
@@ -132,6 +159,9 @@ class EngineProcess(ChildProcess):
         preexec: run in the child before `mayastor` starts (e.g. to restrict it, as a
             container runtime would).
         registration_endpoint: the core agent's gRPC endpoint to register with.
+        host: the address its gRPC API and NVMe/TCP targets bind to (--nvmf-address).
+        netns: the network namespace (``ip netns add NAME``) it runs in; `host` must be
+            an address of that namespace.
     """
 
     def __init__(
@@ -146,12 +176,16 @@ class EngineProcess(ChildProcess):
         nexus_port: int | None = None,
         preexec: Callable[[], None] | None = None,
         registration_endpoint: str | None = None,
+        host: str = "127.0.0.1",
+        netns: str | None = None,
     ) -> None:
         super().__init__(workdir, f"{node_name}.log")
         self.name = f"io-engine {node_name}"
         self.node_name = node_name
         self.registration_endpoint = registration_endpoint
         self.preexec = preexec
+        self.host = host
+        self.netns = netns
         self.workdir = Path(workdir)
         self.pools = list(pools)
         self.extra_args = list(extra_args)
@@ -162,7 +196,7 @@ class EngineProcess(ChildProcess):
 
     @property
     def endpoint(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
+        return f"{self.host}:{self.grpc_port}"
 
     @property
     def hostnqn(self) -> str:
@@ -177,6 +211,8 @@ class EngineProcess(ChildProcess):
             self.node_name,
             "--grpc-endpoint",
             self.endpoint,
+            "--nvmf-address",
+            self.host,
             "--replica-port",
             str(self.replica_port),
             "--nexus-port",
@@ -202,7 +238,21 @@ class EngineProcess(ChildProcess):
     def launch(self) -> None:
         """Start the process without waiting (several start side by side, then
         `wait_ready` each)."""
-        self._spawn(self.preexec)
+        if self.netns is None:
+            self._spawn(self.preexec)
+            return
+        fd, enter = netns_entry(self.netns)
+        then = self.preexec
+
+        def preexec() -> None:
+            enter()
+            if then is not None:
+                then()
+
+        try:
+            self._spawn(preexec)
+        finally:
+            os.close(fd)
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Wait until the process started by `launch` answers on its gRPC API.
@@ -267,9 +317,12 @@ class CoreAgentProcess(ChildProcess):
     Args:
         workdir: where its log file (and, by default, its embedded store) go.
         store: ``--store`` (default: the embedded store in ``workdir/core-state``).
-        grpc_port, rest_port: its endpoints on 127.0.0.1 (free ports by default).
+        grpc_port, rest_port: its endpoints (free ports by default); REST is on
+            127.0.0.1.
         extra_args: more flags (``--node-deadline 3s``, ...).
         log_name: its log file's name in `workdir`.
+        grpc_host: the address its gRPC API (registration) binds to: 127.0.0.1, or an
+            address io-engines in other network namespaces reach.
     """
 
     name = "core agent"
@@ -283,8 +336,10 @@ class CoreAgentProcess(ChildProcess):
         rest_port: int | None = None,
         extra_args: Sequence[str] = (),
         log_name: str = "core-agent.log",
+        grpc_host: str = "127.0.0.1",
     ) -> None:
         super().__init__(workdir, log_name)
+        self.grpc_host = grpc_host
         self.state_dir = self.workdir / "core-state"
         self.store = store or str(self.state_dir / "store.db")
         self.grpc_port = grpc_port or free_port()
@@ -293,7 +348,7 @@ class CoreAgentProcess(ChildProcess):
 
     @property
     def grpc_endpoint(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
+        return f"{self.grpc_host}:{self.grpc_port}"
 
     @property
     def rest_url(self) -> str:
@@ -350,25 +405,33 @@ class EtcdProcess(ChildProcess):
     Args:
         workdir: its data directory goes in ``workdir/etcd-data``.
         client_port, peer_port: free ports by default.
+        host: the address it serves clients on (127.0.0.1, or one that io-engines in
+            other network namespaces reach); peers stay on 127.0.0.1.
     """
 
     name = "etcd"
 
     def __init__(
-        self, workdir: Path, *, client_port: int | None = None, peer_port: int | None = None
+        self,
+        workdir: Path,
+        *,
+        client_port: int | None = None,
+        peer_port: int | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
         super().__init__(workdir, "etcd.log")
+        self.host = host
         self.client_port = client_port or free_port()
         self.peer_port = peer_port or free_port()
         self.data_dir = self.workdir / "etcd-data"
 
     @property
     def url(self) -> str:
-        """The store location for the core agent: ``etcd://127.0.0.1:PORT``."""
-        return f"etcd://127.0.0.1:{self.client_port}"
+        """The store location for the core agent: ``etcd://HOST:PORT``."""
+        return f"etcd://{self.host}:{self.client_port}"
 
     def argv(self) -> list[str]:
-        client = f"http://127.0.0.1:{self.client_port}"
+        client = f"http://{self.host}:{self.client_port}"
         peer = f"http://127.0.0.1:{self.peer_port}"
         return [
             shutil.which("etcd") or "/usr/bin/etcd",
@@ -392,7 +455,7 @@ class EtcdProcess(ChildProcess):
 
     def healthy(self) -> bool:
         try:
-            url = f"http://127.0.0.1:{self.client_port}/health"
+            url = f"http://{self.host}:{self.client_port}/health"
             with urllib.request.urlopen(url, timeout=1.0) as reply:
                 return b"true" in reply.read()
         except (OSError, ValueError):

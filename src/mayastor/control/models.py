@@ -429,7 +429,10 @@ class RegisterAppNode(ApiModel):
     labels: Labels | None = None
 
 
-NQN_PATTERN = r"^nqn\.[\x21-\x7e]{1,219}$"
+_HEX = "[0-9A-Fa-f]"
+VOLUME_TARGET_NQN_PATTERN = (
+    rf"^nqn\.2019-05\.io\.openebs:{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}$"
+)
 ADDRESS_PATTERN = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$"
 
 
@@ -437,7 +440,7 @@ class FailedPath(ApiModel):
     """A path of an app node that failed: the target's subsystem NQN and the address
     (``HOST:PORT``) the app node dialled, as the core agent last gave it."""
 
-    target_nqn: Annotated[StrictStr, Field(pattern=NQN_PATTERN)]
+    target_nqn: Annotated[StrictStr, Field(pattern=VOLUME_TARGET_NQN_PATTERN)]
     address: Annotated[StrictStr, Field(pattern=ADDRESS_PATTERN)] | None = None
 
 

@@ -158,6 +158,9 @@ class TargetSwitchOver:
             asyncio.get_running_loop().call_later(max(seconds, 0.0), self.wake)
 
     async def _move(self, volume: VolumeSpec, why: str) -> VolumeSpec | None:
+        if volume.target is not None:
+            # a dead io-engine is known Offline at once, so its nexus is not waited for
+            await self.cluster.nodes.poll(volume.target.node)
         try:
             moved = await move_target(self.cluster, volume, why)
         except MayastorError as exc:

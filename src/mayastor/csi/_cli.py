@@ -5,12 +5,57 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import re
 import signal
 from collections.abc import Awaitable, Callable
 
 from mayastor.csi.server import CsiServer, SocketInUse, serve_until_stopped
 
 log = logging.getLogger("mayastor-csi")
+
+
+_NODE_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$")
+
+
+def node_name(text: str) -> str:
+    """A Kubernetes node name, for argparse."""
+    if not _NODE_NAME.match(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a node name (letters, digits, '.', '_', '-')"
+        )
+    return text
+
+
+def add_node_name_flag(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--node-name NAME`` (default $NODE_NAME, required without it)."""
+    parser.add_argument(
+        "--node-name",
+        type=node_name,
+        default=os.environ.get("NODE_NAME"),
+        required="NODE_NAME" not in os.environ,
+        metavar="NAME",
+        help=help,
+    )
+
+
+def add_rest_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rest-endpoint",
+        required=True,
+        metavar="URL",
+        help="the core agent's REST API, e.g. http://127.0.0.1:8081",
+    )
+
+
+def add_log_level_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-l",
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="log level (default %(default)s)",
+    )
 
 
 def add_common_flags(parser: argparse.ArgumentParser, default_socket: str) -> None:
@@ -21,13 +66,7 @@ def add_common_flags(parser: argparse.ArgumentParser, default_socket: str) -> No
         help="the unix socket to serve CSI on (default %(default)s); a stale socket file "
         "left by a killed plugin is replaced",
     )
-    parser.add_argument(
-        "-l",
-        "--log-level",
-        default="info",
-        choices=["debug", "info", "warning", "error"],
-        help="log level (default %(default)s)",
-    )
+    add_log_level_flag(parser)
 
 
 def run_server(

@@ -43,8 +43,8 @@ class Target:
     Attributes:
         host, port: the target's NVMe/TCP address.
         nqn: the subsystem NQN (``nqn.2019-05.io.openebs:<volume uuid>``).
-        namespace_uuid: the uuid of the nexus now serving the volume, when the URI
-            names one.
+        namespace_uuid: the uuid the volume's namespace reports, when the URI names one
+            (the volume's: every nexus of the volume shows it).
     """
 
     host: str
@@ -82,8 +82,8 @@ class Target:
 
     def accepts(self, namespace_uuid: uuid.UUID | None) -> bool:
         """Whether a namespace reporting `namespace_uuid` is this volume's: the volume's
-        uuid (the one in the NQN: every nexus of the volume shows it), or the uuid of the
-        nexus the URI names; one reporting any other uuid belongs to an older nexus."""
+        uuid (the one in the NQN: every nexus of the volume shows it), or the uuid the
+        URI names; one reporting any other uuid is not this volume's."""
         if namespace_uuid is None:
             return True
         volume = self.nqn.rsplit(":", 1)[-1]

@@ -7,11 +7,11 @@ core agent, and every call asks the REST API afresh, so any number of controller
 (`mayastor.restclient.AsyncRestClient`).
 
 - CreateVolume: a volume of the capacity range rounded up to whole 512-byte blocks,
-  with the StorageClass's replicas, thin provisioning and label rules; accessibility
-  requirements restrict (requisite) and order (preferred) the io-engine nodes its
-  replicas may go to. The same name again returns the same volume when it is
-  compatible, ALREADY_EXISTS when not. The volume is reachable over NVMe/TCP from
-  every node, so its accessible topology is left open.
+  with the StorageClass's replicas, thin provisioning and label rules; the io-engine
+  nodes its accessibility requirements name are preferred for its replicas (the
+  volume is reachable over NVMe/TCP from every node, so every requisite topology is
+  met and its accessible topology is left open). The same name again returns the same
+  volume when it is compatible, ALREADY_EXISTS when not.
 - ControllerPublishVolume: the volume's target published to the node's host NQN only;
   the publish context carries the target's URI (with the serving nexus's uuid) and
   the NVMe timeouts for the node plugin.
@@ -168,7 +168,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer, CsiServicer):
         size = size_for(capacity)
         volume = str(volume_uuid_for_name(name))
         with self.locks.hold(volume, "CreateVolume"):
-            topology, allowed = await self._placement(request, params, volume)
+            topology = await self._placement(request, params, volume)
             try:
                 created = await self.rest.create_volume(
                     volume,
@@ -187,7 +187,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer, CsiServicer):
                         step="create the volume",
                         overrides={412: ResourceExhausted},
                     ) from exc
-                created = await self._existing(volume, name, capacity, params, allowed, exc)
+                created = await self._existing(volume, name, capacity, params, exc)
             except RestUnreachable as exc:
                 raise csi_error(exc, volume=volume, step="create the volume") from exc
         log.info(
@@ -208,47 +208,30 @@ class ControllerService(csi_pb2_grpc.ControllerServicer, CsiServicer):
 
     async def _placement(
         self, request: csi_pb2.CreateVolumeRequest, params: VolumeParameters, volume: str
-    ) -> tuple[dict[str, Any] | None, set[str] | None]:
+    ) -> dict[str, Any] | None:
         """The volume's REST topology: the StorageClass's label rules, and the io-engine
-        nodes the accessibility requirements allow (returned too, None when any may)."""
+        nodes its accessibility requirements name, in order, as preferred nodes.
+
+        A volume is reachable over NVMe/TCP from every node, so every requisite topology
+        is met wherever its replicas are; the requirements only say where they had best
+        be (Kubernetes puts the pod's node first). Terms that name no io-engine node (an
+        application node) add nothing."""
         topology = params.topology() or {}
         requirement = request.accessibility_requirements
-        if not request.HasField("accessibility_requirements") or not (
-            requirement.requisite or requirement.preferred
-        ):
-            return topology or None, None
+        terms = [*requirement.preferred, *requirement.requisite]
+        if not terms:
+            return topology or None
         nodes = await _rest(self.rest.get_nodes(), volume=volume, step="list the nodes")
-        allowed: set[str] | None = None
-        if requirement.requisite:
-            allowed = {
-                str(n["id"])
-                for n in nodes
-                if any(_matches(t.segments, n) for t in requirement.requisite)
-            }
-            if not allowed:
-                terms = [dict(t.segments) for t in requirement.requisite]
-                raise ResourceExhausted(
-                    f"no io-engine node lies in the requisite topology {terms}", volume=volume
-                )
         preferred: list[str] = []
-        for term in requirement.preferred:
+        for term in terms:
             for node in sorted(nodes, key=lambda n: str(n["id"])):
                 node_id = str(node["id"])
-                if (
-                    _matches(term.segments, node)
-                    and node_id not in preferred
-                    and (allowed is None or node_id in allowed)
-                ):
+                if _matches(term.segments, node) and node_id not in preferred:
                     preferred.append(node_id)
-        explicit: dict[str, Any] = {}
-        if allowed is not None:
-            explicit["allowed_nodes"] = sorted(allowed)
         if preferred:
-            explicit["preferred_nodes"] = preferred
-        if explicit:
             node_topology = topology.setdefault("node_topology", {})
-            node_topology["explicit"] = explicit
-        return topology or None, allowed
+            node_topology["explicit"] = {"preferred_nodes": preferred}
+        return topology or None
 
     async def _existing(
         self,
@@ -256,13 +239,12 @@ class ControllerService(csi_pb2_grpc.ControllerServicer, CsiServicer):
         name: str,
         capacity: csi_pb2.CapacityRange | None,
         params: VolumeParameters,
-        allowed: set[str] | None,
         conflict: RestError,
     ) -> Any:
         """The volume that made a create conflict, if it is compatible with the request.
 
         Raises:
-            AlreadyExists: it differs in name, size range, replicas, thin or placement.
+            AlreadyExists: it differs in name, size range, replicas, thin or label rules.
             Aborted: it is being deleted.
         """
         existing = await _rest(self.rest.get_volume(volume), volume=volume, step="read the volume")
@@ -286,11 +268,6 @@ class ControllerService(csi_pb2_grpc.ControllerServicer, CsiServicer):
         ).get("inclusion") or {}
         if node_labels != params.node_labels or pool_labels != params.pool_labels:
             problems.append("its placement labels differ")
-        if allowed is not None:
-            nodes = {r.get("node") for r in existing["state"]["replica_topology"].values()}
-            outside = sorted(str(n) for n in nodes - allowed)
-            if outside:
-                problems.append(f"replicas on {', '.join(outside)}, outside the requisite topology")
         if problems:
             raise AlreadyExists(
                 f"a volume exists under this name's uuid and is not compatible: "
@@ -383,8 +360,8 @@ class ControllerService(csi_pb2_grpc.ControllerServicer, CsiServicer):
                     volume=volume,
                 )
         uri = str(target["deviceUri"])
-        if target.get("uuid") and "?" not in uri:
-            uri += f"?uuid={target['uuid']}"
+        if "?" not in uri:
+            uri += f"?uuid={volume}"  # what every nexus of the volume reports
         log.info("volume %s published for node %s: %s", volume, node, uri)
         return csi_pb2.ControllerPublishVolumeResponse(
             publish_context={PUBLISH_URI: uri, **settings.context()}

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from mayastor.api.csi.v1 import csi_pb2_grpc
-from mayastor.csi._cli import add_common_flags, run_server
+from mayastor.csi._cli import add_common_flags, add_rest_flag, run_server
 from mayastor.csi.controller import ControllerService
 from mayastor.csi.identity import IdentityService
 from mayastor.csi.server import CsiServer
@@ -30,12 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="The CSI controller plugin of Mayastor (io.openebs.csi-mayastor): "
         "creates, publishes, grows and deletes volumes through the core agent's REST API.",
     )
-    parser.add_argument(
-        "--rest-endpoint",
-        required=True,
-        metavar="URL",
-        help="the core agent's REST API, e.g. http://127.0.0.1:8081",
-    )
+    add_rest_flag(parser)
     parser.add_argument(
         "--rest-timeout",
         type=float,

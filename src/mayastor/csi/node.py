@@ -86,6 +86,14 @@ class NodeConfig:
         return node_nqn(self.node_name)
 
 
+def _require_id(volume_id: str) -> None:
+    """Every node call needs the volume id; a missing argument is reported before an
+    unknown volume (INVALID_ARGUMENT before NOT_FOUND), so calls check their required
+    fields first and `_volume` last."""
+    if not volume_id:
+        raise InvalidArgument("the volume id is required")
+
+
 def _volume(volume_id: str) -> str:
     """The volume uuid of `volume_id`, as text.
 
@@ -192,10 +200,15 @@ class NodeService(csi_pb2_grpc.NodeServicer, CsiServicer):
     async def NodeStageVolume(
         self, request: csi_pb2.NodeStageVolumeRequest, context: grpc.aio.ServicerContext
     ) -> csi_pb2.NodeStageVolumeResponse:
-        volume = _volume(request.volume_id)
+        _require_id(request.volume_id)
         staging = _required_path(request.staging_target_path, "staging_target_path")
         capability = request.volume_capability
         _capability(capability, request.HasField("volume_capability"))
+        if not request.publish_context.get(PUBLISH_URI):
+            raise InvalidArgument(
+                f"publish_context has no {PUBLISH_URI!r}: was ControllerPublishVolume called?"
+            )
+        volume = _volume(request.volume_id)
         target = _target(request.publish_context, volume)
         settings = _settings(request, volume)
         block = caps.is_block(capability)
@@ -328,8 +341,9 @@ class NodeService(csi_pb2_grpc.NodeServicer, CsiServicer):
     async def NodeUnstageVolume(
         self, request: csi_pb2.NodeUnstageVolumeRequest, context: grpc.aio.ServicerContext
     ) -> csi_pb2.NodeUnstageVolumeResponse:
-        volume = _volume(request.volume_id)
+        _require_id(request.volume_id)
         staging = _required_path(request.staging_target_path, "staging_target_path")
+        volume = _volume(request.volume_id)
         with self.locks.hold(volume, "NodeUnstageVolume"):
             nqn = volume_nqn(volume)
             subsystem = self.sysfs.subsystem(nqn)
@@ -353,15 +367,14 @@ class NodeService(csi_pb2_grpc.NodeServicer, CsiServicer):
     async def NodePublishVolume(
         self, request: csi_pb2.NodePublishVolumeRequest, context: grpc.aio.ServicerContext
     ) -> csi_pb2.NodePublishVolumeResponse:
-        volume = _volume(request.volume_id)
+        _require_id(request.volume_id)
         target_path = _required_path(request.target_path, "target_path")
         capability = request.volume_capability
         _capability(capability, request.HasField("volume_capability"))
         if not request.staging_target_path:
-            raise FailedPrecondition(
-                "staging_target_path is required: stage the volume first", volume=volume
-            )
+            raise FailedPrecondition("staging_target_path is required: stage the volume first")
         staging = _required_path(request.staging_target_path, "staging_target_path")
+        volume = _volume(request.volume_id)
         readonly = request.readonly
         with self.locks.hold(volume, "NodePublishVolume"):
             subsystem = self.sysfs.subsystem(volume_nqn(volume))
@@ -474,8 +487,9 @@ class NodeService(csi_pb2_grpc.NodeServicer, CsiServicer):
     async def NodeUnpublishVolume(
         self, request: csi_pb2.NodeUnpublishVolumeRequest, context: grpc.aio.ServicerContext
     ) -> csi_pb2.NodeUnpublishVolumeResponse:
-        volume = _volume(request.volume_id)
+        _require_id(request.volume_id)
         target_path = _required_path(request.target_path, "target_path")
+        volume = _volume(request.volume_id)
         with self.locks.hold(volume, "NodeUnpublishVolume"):
             if await unmount(self.mounts, target_path, volume=volume):
                 log.info("volume %s: unpublished from %s", volume, target_path)
@@ -485,9 +499,14 @@ class NodeService(csi_pb2_grpc.NodeServicer, CsiServicer):
     # ------------------------------------------------------------------ stats and growth
 
     def _mounted(self, volume: str, path_value: str, what: str) -> tuple[str, Mount]:
-        path = _required_path(path_value, what)
-        if not os.path.exists(path):
-            raise NotFound(f"{what} {path} does not exist", volume=volume)
+        """The mount at `path_value`, where the volume should be.
+
+        Raises:
+            NotFound: the path is not there (or not absolute), or nothing is mounted there.
+        """
+        if not os.path.isabs(path_value) or not os.path.exists(path_value):
+            raise NotFound(f"{what} {path_value} does not exist", volume=volume)
+        path = os.path.normpath(path_value)
         found = self.mounts.at(path)
         if found is None:
             raise NotFound(f"the volume is not mounted at {path}", volume=volume)
@@ -503,6 +522,9 @@ class NodeService(csi_pb2_grpc.NodeServicer, CsiServicer):
     async def NodeGetVolumeStats(
         self, request: csi_pb2.NodeGetVolumeStatsRequest, context: grpc.aio.ServicerContext
     ) -> csi_pb2.NodeGetVolumeStatsResponse:
+        _require_id(request.volume_id)
+        if not request.volume_path:
+            raise InvalidArgument("volume_path is required")
         volume = _volume(request.volume_id)
         path, found = self._mounted(volume, request.volume_path, "volume_path")
         subsystem, name = self._namespace_of(volume, found)
@@ -548,12 +570,15 @@ class NodeService(csi_pb2_grpc.NodeServicer, CsiServicer):
     async def NodeExpandVolume(
         self, request: csi_pb2.NodeExpandVolumeRequest, context: grpc.aio.ServicerContext
     ) -> csi_pb2.NodeExpandVolumeResponse:
-        volume = _volume(request.volume_id)
+        _require_id(request.volume_id)
+        if not request.volume_path:
+            raise InvalidArgument("volume_path is required")
         if request.HasField("volume_capability"):
             caps.check_present(request.volume_capability)
             reason = caps.unsupported(request.volume_capability)
             if reason is not None:
-                raise InvalidArgument(reason, volume=volume)
+                raise InvalidArgument(reason)
+        volume = _volume(request.volume_id)
         with self.locks.hold(volume, "NodeExpandVolume"):
             path, found = self._mounted(volume, request.volume_path, "volume_path")
             subsystem, name = self._namespace_of(volume, found)

@@ -11,28 +11,17 @@ and mounts).
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from mayastor.api.csi.v1 import csi_pb2_grpc
-from mayastor.csi._cli import add_common_flags, run_server
+from mayastor.csi._cli import add_common_flags, add_node_name_flag, run_server
 from mayastor.csi.identity import IdentityService
 from mayastor.csi.node import NodeConfig, NodeService
 from mayastor.csi.server import CsiServer
 
 DEFAULT_SOCKET = "/var/lib/kubelet/plugins/io.openebs.csi-mayastor/csi.sock"
-_NODE_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$")
-
-
-def _node_name(text: str) -> str:
-    if not _NODE_NAME.match(text):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a node name (letters, digits, '.', '_', '-')"
-        )
-    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,13 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="The CSI node plugin of Mayastor (io.openebs.csi-mayastor): attaches "
         "published volumes with the kernel's NVMe/TCP initiator, formats and mounts them.",
     )
-    parser.add_argument(
-        "--node-name",
-        type=_node_name,
-        default=os.environ.get("NODE_NAME"),
-        required="NODE_NAME" not in os.environ,
-        metavar="NAME",
-        help="this node's name: the CSI node id, and the host NQN "
+    add_node_name_flag(
+        parser,
+        "this node's name: the CSI node id, and the host NQN "
         "nqn.2019-05.io.openebs:node-name:NAME the kernel connects as (default $NODE_NAME)",
     )
     parser.add_argument(

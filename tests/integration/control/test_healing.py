@@ -14,7 +14,6 @@ from collections.abc import Callable
 import pytest
 
 from tests.support.cluster import FAST_CORE_FLAGS, TestCluster
-from tests.support.offline_pool import replica_images
 from tests.support.polling import wait_for
 from tests.support.volume_io import frontend_nqn, read_at, write_at
 
@@ -25,14 +24,8 @@ APP = frontend_nqn("app-1")
 
 
 def assert_replicas_identical(cluster: TestCluster, volumes: dict[str, int]) -> None:
-    topologies = {v: set(cluster.volume(v)["state"]["replica_topology"]) for v in volumes}
-    cluster.close()
-    images: dict[str, bytes] = {}
-    for name in cluster.engines:
-        images.update(replica_images(cluster.disk(name)))
-    for volume, size in volumes.items():
-        data = {images[r][:size] for r in topologies[volume]}
-        assert len(data) == 1, f"the replicas of {volume} differ"
+    for volume, contents in cluster.stop_and_read_replicas(volumes).items():
+        assert len(contents) == 1, f"the replicas of {volume} differ"
 
 
 def test_a_replica_whose_node_stays_down_is_replaced_after_the_wait_and_rebuilt(

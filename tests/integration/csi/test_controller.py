@@ -360,7 +360,7 @@ def requirement(requisite: list[dict[str, str]], preferred: list[dict[str, str]]
     )
 
 
-def test_requisite_topology_places_replicas_on_the_nodes_it_names(
+def test_requisite_topology_prefers_the_io_engine_nodes_it_names(
     make_volume: VolumeFactory, rest: RestClient
 ) -> None:
     volume = make_volume(
@@ -370,7 +370,7 @@ def test_requisite_topology_places_replicas_on_the_nodes_it_names(
     assert replica_nodes(rest, volume) == ["node-2"]
 
 
-def test_requisite_topology_matches_node_labels(
+def test_requisite_topology_matches_node_labels_too(
     make_volume: VolumeFactory, rest: RestClient
 ) -> None:
     volume = make_volume(
@@ -379,7 +379,9 @@ def test_requisite_topology_matches_node_labels(
     assert replica_nodes(rest, volume) == ["node-1"]
 
 
-def test_preferred_topology_comes_first(make_volume: VolumeFactory, rest: RestClient) -> None:
+def test_preferred_topology_comes_before_requisite(
+    make_volume: VolumeFactory, rest: RestClient
+) -> None:
     volume = make_volume(
         parameters={"repl": "1"},
         accessibility_requirements=requirement(
@@ -389,13 +391,29 @@ def test_preferred_topology_comes_first(make_volume: VolumeFactory, rest: RestCl
     assert replica_nodes(rest, volume) == ["node-3"]
 
 
-def test_requisite_topology_no_io_engine_node_lies_in_is_resource_exhausted(
-    co: CsiClient,
+def test_a_topology_of_application_nodes_only_leaves_the_replicas_anywhere(
+    make_volume: VolumeFactory, rest: RestClient
 ) -> None:
-    request = create_request(
-        accessibility_requirements=requirement([{"openebs.io/nodename": "app-only"}], [])
+    volume = make_volume(
+        parameters={"repl": "3"},
+        accessibility_requirements=requirement(
+            [{"openebs.io/nodename": "app-1"}, {"openebs.io/nodename": "app-2"}],
+            [{"openebs.io/nodename": "app-2"}],
+        ),
     )
-    assert code(co.controller.CreateVolume, request) == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert replica_nodes(rest, volume) == ["node-1", "node-2", "node-3"]
+
+
+def test_a_requisite_topology_of_one_node_does_not_limit_three_replicas(
+    make_volume: VolumeFactory, rest: RestClient
+) -> None:
+    volume = make_volume(
+        parameters={"repl": "3"},
+        accessibility_requirements=requirement(
+            [{"openebs.io/nodename": "node-2"}], [{"openebs.io/nodename": "node-2"}]
+        ),
+    )
+    assert replica_nodes(rest, volume) == ["node-1", "node-2", "node-3"]
 
 
 # ============================================================================ DeleteVolume
@@ -450,7 +468,7 @@ def test_controller_publish_gives_the_target_uri_with_the_namespace_uuid(
     volume = make_volume()
     context = publish(co, volume)
     target = rest.get_volume(volume.volume_id)["state"]["target"]
-    assert context["uri"] == f"{target['deviceUri']}?uuid={target['uuid']}"
+    assert context["uri"] == f"{target['deviceUri']}?uuid={volume.volume_id}"
     assert context["uri"].split("?")[0].endswith(f"/{NQN}:{volume.volume_id}")
 
 

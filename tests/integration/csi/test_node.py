@@ -298,3 +298,21 @@ def test_expansion_with_a_capability_it_cannot_offer_is_invalid_argument(
     assert code_and_details(node_co.node.NodeExpandVolume, request)[0] == (
         grpc.StatusCode.INVALID_ARGUMENT
     )
+
+
+@pytest.mark.parametrize(
+    ("method", "request_"),
+    [
+        ("NodeStageVolume", csi_pb2.NodeStageVolumeRequest(volume_id="vol-1")),
+        ("NodeUnstageVolume", csi_pb2.NodeUnstageVolumeRequest(volume_id="vol-1")),
+        ("NodePublishVolume", csi_pb2.NodePublishVolumeRequest(volume_id="vol-1")),
+        ("NodeUnpublishVolume", csi_pb2.NodeUnpublishVolumeRequest(volume_id="vol-1")),
+        ("NodeGetVolumeStats", csi_pb2.NodeGetVolumeStatsRequest(volume_id="vol-1")),
+        ("NodeExpandVolume", csi_pb2.NodeExpandVolumeRequest(volume_id="vol-1")),
+    ],
+)
+def test_a_missing_argument_is_reported_before_an_unknown_volume(
+    node_co: CsiClient, method: str, request_: Any
+) -> None:
+    code, _ = code_and_details(getattr(node_co.node, method), request_)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT

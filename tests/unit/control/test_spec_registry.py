@@ -107,6 +107,9 @@ class FlakyStore:
     async def campaign(self, name: str, holder: str, ttl: float) -> Leadership:
         return await self.inner.campaign(name, holder, ttl)
 
+    async def lease_holder(self, name: str) -> str | None:
+        return await self.inner.lease_holder(name)
+
     async def resign(self, leadership: Leadership) -> None:
         await self.inner.resign(leadership)
 

@@ -29,7 +29,7 @@ import uuid as uuid_mod
 from mayastor.control.cluster import Cluster, NexusHealth
 from mayastor.control.events import EventCategory
 from mayastor.control.models import PublishVolumeBody
-from mayastor.control.operations.replicas import child_uri, unshare_replica
+from mayastor.control.operations.replicas import affinity_peers, child_uri, unshare_replica
 from mayastor.control.placement import NodeView, choose_target_node
 from mayastor.control.specs import (
     NexusSpec,
@@ -67,8 +67,12 @@ def frontend_nodes(body: PublishVolumeBody) -> list[NodeAccessInfo]:
 
 def target_node_for(cluster: Cluster, volume: VolumeSpec, requested: str | None) -> str:
     nexus_counts: dict[str, int] = {}
+    group_counts: dict[str, int] = {}
+    peers = affinity_peers(cluster, volume)
     for nexus in cluster.specs.view(NexusSpec):
         nexus_counts[nexus.node] = nexus_counts.get(nexus.node, 0) + 1
+        if nexus.owner is not None and str(nexus.owner) in peers:
+            group_counts[nexus.node] = group_counts.get(nexus.node, 0) + 1
     names = {s.id for s in cluster.specs.all(NodeSpec)} | set(cluster.nodes.names())
     views = []
     for name in names:
@@ -79,6 +83,7 @@ def target_node_for(cluster: Cluster, volume: VolumeSpec, requested: str | None)
                 online=cluster.nodes.online(name),
                 cordoned=spec.cordoned if spec else False,
                 nexuses=nexus_counts.get(name, 0),
+                group_targets=group_counts.get(name, 0),
             )
         )
     replica_nodes = [r.node for r in cluster.specs.replicas_of(volume)]
@@ -214,7 +219,16 @@ async def destroy_target(cluster: Cluster, nexus: NexusSpec, *, force: bool = Fa
             await engine.destroy_nexus(str(nexus.uuid))
         except NotFound:
             pass
-        log.info("nexus %s destroyed on node %s", nexus.uuid, nexus.node)
+        except Unavailable:
+            if not force:
+                raise
+            log.warning(
+                "node %s does not answer: nexus %s is removed when it is back",
+                nexus.node,
+                nexus.uuid,
+            )
+        else:
+            log.info("nexus %s destroyed on node %s", nexus.uuid, nexus.node)
         await cluster.nodes.poll(nexus.node)
     if nexus.owner is not None:
         for replica in cluster.specs.replicas_of(str(nexus.owner)):
@@ -224,6 +238,18 @@ async def destroy_target(cluster: Cluster, nexus: NexusSpec, *, force: bool = Fa
                 except MayastorError as exc:
                     log.warning("replica %s could not be unshared: %s", replica.uuid, exc)
     await cluster.specs.remove(nexus)
+
+
+async def _take_down(cluster: Cluster, nexus: NexusSpec) -> None:
+    """Destroy a volume's old nexus before a new one is made; one on a node that is
+    offline or does not answer is left to be collected when the node is back."""
+    if cluster.nodes.online(nexus.node):
+        try:
+            await destroy_target(cluster, nexus)
+            return
+        except Unavailable as exc:
+            log.warning("nexus %s is left on its node for now: %s", nexus.uuid, exc)
+    await destroy_target(cluster, nexus, force=True)
 
 
 def _same_frontends(target: VolumeTarget, frontends: list[NodeAccessInfo]) -> bool:
@@ -260,8 +286,7 @@ async def publish_volume(
     try:
         if target is not None:
             for nexus in cluster.specs.nexuses_of(volume):
-                # an offline node's nexus is removed when it is back (orphan)
-                await destroy_target(cluster, nexus, force=not cluster.nodes.online(nexus.node))
+                await _take_down(cluster, nexus)
             volume.target = None
         await create_target(cluster, volume, node, nexus_uuid, frontends)
     except MayastorError:
