@@ -113,9 +113,6 @@ class FlakyStore:
     async def resign(self, leadership: Leadership) -> None:
         await self.inner.resign(leadership)
 
-    async def lease_holder(self, name: str) -> str | None:
-        return await self.inner.lease_holder(name)
-
     async def close(self) -> None:
         await self.inner.close()
 
