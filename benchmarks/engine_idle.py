@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mayastor.demo.processes import EngineProcess
+from mayastor.cluster.processes import EngineProcess
 
 RESULTS = Path(__file__).resolve().parent / "results" / "engine_idle.json"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

@@ -56,7 +56,7 @@ import grpc
 
 from mayastor.api.v1 import nexus_pb2, nexus_pb2_grpc, stats_pb2, stats_pb2_grpc
 from mayastor.bdev import NvmfDevice
-from mayastor.demo.processes import EngineProcess
+from mayastor.cluster.processes import EngineProcess
 from mayastor.nvmf.host import ControllerOptions
 
 HERE = Path(__file__).resolve().parent

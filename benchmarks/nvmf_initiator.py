@@ -16,8 +16,8 @@ cost, independent of how fast the target is.
 Usage: ``.venv/bin/python benchmarks/nvmf_initiator.py nvmf://127.0.0.1:8420/nqn...
 [--workload randread|randwrite|seqread|seqwrite] [--bs 4096] [--qd 32] [--queues 2]
 [--seconds 5] [--size-mb N] [--digests] [--no-sq-flow-control] [--hostnqn NQN]
-[--loop uvloop|asyncio] [--label TEXT] [--output FILE.json]`` (``--output`` appends the
-result to that file's list).
+[--loop uvloop|asyncio] [--api await|submit] [--label TEXT] [--output FILE.json]``
+(``--output`` appends the result to that file's list).
 """
 
 from __future__ import annotations
@@ -115,14 +115,56 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                     continue
                 record(clock() - start)
 
+        async def submitter(seed: int) -> None:
+            """`--qd` I/Os kept in flight by callback (the way the nexus uses a child)."""
+            rng = random.Random(seed)
+            data = os.urandom(args.bs)
+            clock = time.perf_counter_ns
+            record = latencies.append
+            finished = loop.create_future()
+            state = {"running": args.qd}
+
+            def start(_: object = None) -> None:
+                if rand:
+                    slot = rng.randrange(slots)
+                else:
+                    slot = next_seq[0] % slots
+                    next_seq[0] += 1
+                if write:
+                    device.submit_write(slot * nblocks, data, done, clock())
+                else:
+                    device.submit_read(slot * nblocks, nblocks, done, clock())
+
+            def done(started: int, _data: object, error: DeviceError | None) -> None:
+                if error is not None:
+                    errors[0] += 1
+                else:
+                    record(clock() - started)
+                if loop.time() < stop_at[0]:
+                    start()
+                    return
+                state["running"] -= 1
+                if not state["running"]:
+                    finished.set_result(None)
+
+            for _ in range(args.qd):
+                start()
+            await finished
+
+        async def load(base: int) -> None:
+            if args.api == "submit":
+                await submitter(base)
+            else:
+                await asyncio.gather(*(worker(base + i) for i in range(args.qd)))
+
         # A short warm-up fills the queues and the connection buffers.
         stop_at[0] = loop.time() + min(1.0, args.seconds / 5)
-        await asyncio.gather(*(worker(i) for i in range(args.qd)))
+        await load(0)
         latencies.clear()
         errors[0] = 0
         cpu0, wall0 = _cpu_seconds(), time.perf_counter()
         stop_at[0] = loop.time() + args.seconds
-        await asyncio.gather(*(worker(1000 + i) for i in range(args.qd)))
+        await load(1000)
         wall = time.perf_counter() - wall0
         cpu = _cpu_seconds() - cpu0
         ops = len(latencies)
@@ -137,6 +179,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             "digests": args.digests,
             "sq_flow_control": not args.no_sq_flow_control,
             "loop": args.loop,
+            "api": args.api,
             "seconds": round(wall, 3),
             "ops": ops,
             "iops": round(ops / wall, 1),
@@ -169,6 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--hostnqn", default="nqn.2019-05.io.openebs:node-name:benchmark")
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    parser.add_argument(
+        "--api",
+        choices=("await", "submit"),
+        default="await",
+        help="await device.read/write per I/O, or submit_read/submit_write by callback",
+    )
     parser.add_argument("--label", default="", help="what the target is, kept in the result")
     parser.add_argument("--output", type=Path, help="append the result to this JSON list")
     args = parser.parse_args(argv)

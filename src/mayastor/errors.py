@@ -181,7 +181,23 @@ class DeviceNotReady(DeviceError, status=_status(_G, GenericStatus.NAMESPACE_NOT
 class ReservationConflict(
     DeviceError, status=_status(_G, GenericStatus.RESERVATION_CONFLICT, True)
 ):
-    """Another host holds a reservation on the namespace."""
+    """Another host's NVMe reservation (or registration) excludes this command.
+
+    On an I/O it means this host was fenced: another host holds a reservation that
+    does not let this one read or write (a nexus that gets it has been superseded by
+    a newer one); on a reservation command, that the key given is not this host's or
+    that another host holds the reservation. The message says so for an operator.
+    """
+
+    HINT = (
+        "reservation conflict: another host holds an NVMe reservation on the namespace "
+        "that excludes this one (it was preempted or never registered)"
+    )
+
+    def __init__(self, message: str, **fields: Any) -> None:
+        if "reservation" not in message.lower():
+            message = f"{message} ({self.HINT})"
+        super().__init__(message, **fields)
 
 
 class WriteFault(DeviceError, status=_status(StatusCodeType.MEDIA, MediaStatus.WRITE_FAULT)):
@@ -208,6 +224,12 @@ class PathGone(PathLost):
     A `PathLost` may be over once the path is back; this one is final (the controller
     failed for good after its ctrl_loss_timeout).
     """
+
+
+class AnaInaccessible(PathError, status=_status(StatusCodeType.PATH, PathStatus.ANA_INACCESSIBLE)):
+    """The namespace cannot be reached through this controller (ANA Inaccessible), but
+    may be through another path: a fenced nexus answers its host's I/O so, so that a
+    host with multipath retries where the volume's target is now."""
 
 
 class IoTimeout(PathError, status=_status(StatusCodeType.PATH, PathStatus.COMMAND_ABORTED_BY_HOST)):

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 
 import pytest
 
-from mayastor.bdev import BLOCK_SIZES, BlockDevice
-from mayastor.errors import DeviceNotReady, InvalidField, LbaOutOfRange
+from mayastor.bdev import BLOCK_SIZES, BlockDevice, Buffer, IoDone
+from mayastor.errors import DeviceError, DeviceNotReady, InvalidField, LbaOutOfRange
 
 
 def pattern(nbytes: int, seed: int) -> bytes:
@@ -178,3 +179,85 @@ class BlockDeviceConformance:
             await device.read(0, 1)
         with pytest.raises(DeviceNotReady):
             await device.write(0, bytes(device.block_size))
+
+    # ------------------------------------------------------------ submitted by callback
+
+    async def test_submitted_writes_and_reads_complete_once_with_the_data(
+        self, device: BlockDevice
+    ) -> None:
+        bs = device.block_size
+        places = [(0, 1), (9, 8), (130, 64), (device.num_blocks - 3, 3)]
+        datas = [pattern(n * bs, seed=200 + i) for i, (_, n) in enumerate(places)]
+        written = await submitted(
+            lambda done, ctx: device.submit_write(places[ctx][0], datas[ctx], done, ctx),
+            len(places),
+        )
+        assert written == dict.fromkeys(range(len(places)), (None, None))
+        read = await submitted(
+            lambda done, ctx: device.submit_read(places[ctx][0], places[ctx][1], done, ctx),
+            len(places),
+        )
+        assert {i: (bytes(d), e) for i, (d, e) in read.items() if d is not None} == {
+            i: (datas[i], None) for i in range(len(places))
+        }
+
+    async def test_submitted_io_outside_the_device_is_reported_to_the_callback(
+        self, device: BlockDevice
+    ) -> None:
+        bs = device.block_size
+        read = await submitted(lambda done, ctx: device.submit_read(device.num_blocks, 1, done, 0))
+        write = await submitted(
+            lambda done, ctx: device.submit_write(device.num_blocks - 1, bytes(2 * bs), done, 0)
+        )
+        partial = await submitted(lambda done, ctx: device.submit_write(0, b"x" * 7, done, 0))
+        assert isinstance(read[0][1], LbaOutOfRange)
+        assert isinstance(write[0][1], LbaOutOfRange)
+        assert isinstance(partial[0][1], InvalidField)
+
+    async def test_submitted_io_is_counted_like_awaited_io(self, device: BlockDevice) -> None:
+        bs = device.block_size
+        before = device.stats.snapshot()
+        await submitted(lambda done, ctx: device.submit_write(0, bytes(4 * bs), done, ctx))
+        await submitted(lambda done, ctx: device.submit_read(0, 2, done, ctx))
+        after = device.stats
+        assert after.num_write_ops - before.num_write_ops == 1
+        assert after.bytes_written - before.bytes_written == 4 * bs
+        assert after.num_read_ops - before.num_read_ops == 1
+        assert after.bytes_read - before.bytes_read == 2 * bs
+
+    async def test_close_waits_for_submitted_io(self, device: BlockDevice) -> None:
+        bs = device.block_size
+        data = pattern(64 * bs, seed=16)
+        ended: dict[int, DeviceError | None] = {}
+
+        def done(ctx: int, _data: Buffer | None, error: DeviceError | None) -> None:
+            ended[ctx] = error
+
+        for i in range(8):
+            device.submit_write(64 * i, data, done, i)
+        await device.close()
+        assert ended == dict.fromkeys(range(8))
+
+    async def test_submitted_io_on_a_closed_device_is_refused(self, device: BlockDevice) -> None:
+        await device.close()
+        read = await submitted(lambda done, ctx: device.submit_read(0, 1, done, ctx))
+        assert isinstance(read[0][1], DeviceNotReady)
+
+
+async def submitted(
+    start: Callable[[IoDone, int], None], count: int = 1
+) -> dict[int, tuple[Buffer | None, DeviceError | None]]:
+    """Submit `count` I/Os with contexts 0.. and wait until each has completed, once."""
+    results: dict[int, tuple[Buffer | None, DeviceError | None]] = {}
+    finished = asyncio.Event()
+
+    def done(ctx: int, data: Buffer | None, error: DeviceError | None) -> None:
+        assert ctx not in results, f"I/O {ctx} completed twice"
+        results[ctx] = (data, error)
+        if len(results) == count:
+            finished.set()
+
+    for ctx in range(count):
+        start(done, ctx)
+    await asyncio.wait_for(finished.wait(), 30)
+    return results

@@ -128,6 +128,7 @@ class FileBackedDevice(BlockDevice):
     """A BlockDevice over a file or block device; drivers fill in the primitives."""
 
     needs_address: bool = False
+    inline_io = True
     """The driver hands buffers to the kernel by address (io_uring), not by object."""
 
     def __init__(self, name: str, uuid: uuid_mod.UUID, backing: Backing) -> None:
@@ -172,36 +173,46 @@ class FileBackedDevice(BlockDevice):
     # ------------------------------------------------------------ hooks
 
     async def _read(self, lba: int, nblocks: int) -> Buffer:
-        bs = self.block_size
-        nbytes = nblocks * bs
-        slab = self._slab if nbytes <= _SLAB_MAX_IO else self._large
-        view, address = slab.take(nbytes)
+        view, address = self._read_buffer(nblocks * self.block_size)
         try:
-            await self._transfer(False, view, address, view, lba * bs)
+            await self._transfer(False, view, address, view, lba * self.block_size)
         except OSError as exc:
             raise device_error(exc, "read", self.name, lba, nblocks) from exc
         return view
 
     async def _write(self, lba: int, data: Buffer) -> None:
-        view = data if isinstance(data, memoryview) else memoryview(data)
-        nbytes = view.nbytes
-        address, pin = 0, object()
-        if self.needs_address or self._align > 1:
-            # A read-only view (received data) cannot be pinned in place: copy it.
-            pinned = None
-            if not view.readonly or type(data) is bytes:
-                pinned = pinned_address(data, nbytes)
-            if pinned is not None and pinned[0] % self._align == 0:
-                address, pin = pinned
-            else:
-                slab = self._slab if nbytes <= _SLAB_MAX_IO else self._large
-                copy, address = slab.take(nbytes)
-                copy[:] = view.cast("B") if view.format != "B" else view
-                view = pin = copy
+        view, address, pin = self._write_buffer(data)
         try:
             await self._transfer(True, view, address, pin, lba * self.block_size)
         except OSError as exc:
-            raise device_error(exc, "write", self.name, lba, nbytes // self.block_size) from exc
+            nblocks = view.nbytes // self.block_size
+            raise device_error(exc, "write", self.name, lba, nblocks) from exc
+
+    def _read_buffer(self, nbytes: int) -> tuple[memoryview, int]:
+        """A fresh aligned buffer for a read of `nbytes`, and its address."""
+        slab = self._slab if nbytes <= _SLAB_MAX_IO else self._large
+        return slab.take(nbytes)
+
+    def _write_buffer(self, data: Buffer) -> tuple[memoryview, int, object]:
+        """What a write hands the kernel: (bytes, address when needed, pin).
+
+        The caller's buffer where O_DIRECT and the driver can take it as it is, else
+        one copy into an aligned buffer.
+        """
+        view = data if isinstance(data, memoryview) else memoryview(data)
+        if not self.needs_address and self._align <= 1:
+            return view, 0, view
+        nbytes = view.nbytes
+        # A read-only view (received data) cannot be pinned in place: copy it.
+        pinned = None
+        if not view.readonly or type(data) is bytes:
+            pinned = pinned_address(data, nbytes)
+        if pinned is not None and pinned[0] % self._align == 0:
+            return view, pinned[0], pinned[1]
+        slab = self._slab if nbytes <= _SLAB_MAX_IO else self._large
+        copy, address = slab.take(nbytes)
+        copy[:] = view.cast("B") if view.format != "B" else view
+        return copy, address, copy
 
     async def _flush(self) -> None:
         try:

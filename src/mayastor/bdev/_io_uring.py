@@ -8,7 +8,8 @@ ctypes and its shared memory is read and written with `struct` (field layouts of
 
 How it runs, all on the event-loop thread:
 
-* `submit` writes an SQE into the ring and returns a future; the first submission of
+* `submit_cb` writes an SQE into the ring and returns; a callback hears the result
+  (`submit` is the same for a coroutine, with a future). The first submission of
   a loop iteration schedules one `io_uring_enter` for everything prepared in that
   iteration (batched submission, no thread per I/O). A batch goes out before the
   iteration ends once it holds at least `_EARLY_BATCH` SQEs and as many as the kernel
@@ -16,8 +17,9 @@ How it runs, all on the event-loop thread:
   QD32 over end-of-iteration batches alone, while one SQE a call costs a system call,
   in a VM a doorbell exit, per I/O);
 * an eventfd registered with the ring is watched by `loop.add_reader`; when it fires,
-  every CQE present is reaped and its future completed;
-* at most `entries` operations are in flight; more wait their turn, so neither the
+  every CQE present is reaped and its callback called;
+* at most `entries` operations are in flight; more wait their turn (in order: those
+  submitted by callback in a backlog, coroutines on a future), so neither the
   submission nor the completion queue can overflow;
 * a buffer handed to the kernel is kept alive (its "pin") until its CQE arrives, even
   if the awaiting task was cancelled, and `close` waits for every CQE.
@@ -37,6 +39,7 @@ import os
 import platform
 import struct
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Final
 
 from mayastor.errors import FailedPrecondition
@@ -86,6 +89,9 @@ _U32_MASK: Final = 0xFFFFFFFF
 _EARLY_BATCH: Final = 4
 """Fewest prepared SQEs worth an io_uring_enter before the loop iteration ends."""
 
+Completion = Callable[[Any, int], None]
+"""``callback(ctx, result)``: the CQE's result, a byte count or ``-errno``."""
+
 _libc = ctypes.CDLL(None, use_errno=True)
 _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
@@ -122,7 +128,12 @@ def _disabled_sysctl() -> int | None:
         return None
 
 
-def _unavailable(exc: OSError) -> FailedPrecondition:
+class UringUnavailable(FailedPrecondition):
+    """io_uring cannot be used on this machine (disabled, not permitted, no kernel
+    support, an operation missing, another CPU architecture); the message says why."""
+
+
+def _unavailable(exc: OSError) -> UringUnavailable:
     sysctl = _disabled_sysctl()
     note = f"; kernel.io_uring_disabled = {sysctl}" if sysctl else ""
     if exc.errno == errno.ENOSYS:
@@ -131,7 +142,7 @@ def _unavailable(exc: OSError) -> FailedPrecondition:
         what = "io_uring is not permitted here (io_uring_setup: EPERM)"
     else:
         what = f"io_uring_setup failed: {exc.strerror}"
-    return FailedPrecondition(f"io_uring is not available: {what}{note}")
+    return UringUnavailable(f"io_uring is not available: {what}{note}")
 
 
 def unavailable_reason() -> str | None:
@@ -164,14 +175,14 @@ class IoUring:
         entries: submission queue size, i.e. the most operations in flight.
 
     Raises:
-        FailedPrecondition: io_uring cannot be used here (disabled, not permitted, no
+        UringUnavailable: io_uring cannot be used here (disabled, not permitted, no
             kernel support, an operation we need is missing, or not x86-64); the message
             says which.
     """
 
     def __init__(self, entries: int = 128) -> None:
         if platform.machine() not in ("x86_64", "AMD64"):
-            raise FailedPrecondition(
+            raise UringUnavailable(
                 f"io_uring is not available: the uring driver supports x86-64 only, "
                 f"this is {platform.machine()}"
             )
@@ -188,9 +199,10 @@ class IoUring:
         except BaseException:
             self._teardown()
             raise
-        self._ops: dict[int, tuple[asyncio.Future[int], Any]] = {}
+        self._ops: dict[int, tuple[Completion, Any, Any]] = {}
         self._in_flight = 0
         self._reaped = 0
+        self._backlog: deque[tuple[int, int, int, int, int, int, Any, Completion, Any]] = deque()
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._submit_scheduled = False
         self._idle: asyncio.Event | None = None
@@ -249,7 +261,7 @@ class IoUring:
                 _PROBE_OPS,
             )
         except OSError as exc:
-            raise FailedPrecondition(
+            raise UringUnavailable(
                 f"io_uring is not available: the kernel cannot list its operations "
                 f"({exc.strerror}); it is older than 5.6"
             ) from exc
@@ -263,7 +275,7 @@ class IoUring:
             if not flags & _IO_URING_OP_SUPPORTED:
                 missing.append(f"IORING_OP_{label}")
         if missing:
-            raise FailedPrecondition(
+            raise UringUnavailable(
                 f"io_uring is not available: the kernel lacks {', '.join(missing)}"
             )
 
@@ -273,6 +285,41 @@ class IoUring:
     def entries(self) -> int:
         """The most operations in flight at once."""
         return self._entries
+
+    def submit_cb(
+        self,
+        opcode: int,
+        fd: int,
+        offset: int,
+        address: int,
+        length: int,
+        op_flags: int,
+        pin: Any,
+        callback: Completion,
+        ctx: Any,
+    ) -> None:
+        """Start one operation; ``callback(ctx, result)`` is called when it ends.
+
+        `result` is the CQE's: non-negative on success, ``-errno`` on failure
+        (``-ESHUTDOWN`` once the ring is closed, or the error of a broken
+        io_uring_enter). The callback is never called before this returns.
+
+        Args:
+            opcode: IORING_OP_*.
+            fd, offset, address, length, op_flags: the SQE fields of that opcode.
+            pin: kept alive until the kernel has completed the operation.
+            callback, ctx: the completion.
+        """
+        if self._closed:
+            self._loop.call_soon(callback, ctx, -errno.ESHUTDOWN)
+            return
+        if self._in_flight < self._entries:
+            self._in_flight += 1
+            self._prepare(opcode, fd, offset, address, length, op_flags, pin, callback, ctx)
+        else:
+            self._backlog.append(
+                (opcode, fd, offset, address, length, op_flags, pin, callback, ctx)
+            )
 
     async def submit(
         self, opcode: int, fd: int, offset: int, address: int, length: int, op_flags: int, pin: Any
@@ -290,7 +337,7 @@ class IoUring:
         """
         if self._closed:
             raise OSError(errno.ESHUTDOWN, "io_uring instance is closed")
-        if self._in_flight < self._entries:
+        if self._in_flight < self._entries and not self._backlog:
             self._in_flight += 1
         else:
             waiter = self._loop.create_future()
@@ -304,9 +351,25 @@ class IoUring:
             if self._closed:
                 self._release_slot()
                 raise OSError(errno.ESHUTDOWN, "io_uring instance is closed")
-        self._sq_tail = tail = self._sq_tail + 1
         future: asyncio.Future[int] = self._loop.create_future()
-        self._ops[tail] = (future, pin)  # user_data = the SQE's position, counted from 1
+        self._prepare(opcode, fd, offset, address, length, op_flags, pin, _resolve, future)
+        return await future
+
+    def _prepare(
+        self,
+        opcode: int,
+        fd: int,
+        offset: int,
+        address: int,
+        length: int,
+        op_flags: int,
+        pin: Any,
+        callback: Completion,
+        ctx: Any,
+    ) -> None:
+        """Write the SQE of an operation that holds a slot; schedule its submission."""
+        self._sq_tail = tail = self._sq_tail + 1
+        self._ops[tail] = (callback, ctx, pin)  # user_data = the SQE's position, from 1
         _SQE.pack_into(
             self._sqes,
             ((tail - 1) & self._sq_mask) * _SQE.size,
@@ -331,13 +394,19 @@ class IoUring:
         elif not self._submit_scheduled:
             self._submit_scheduled = True
             self._loop.call_soon(self._enter)
-        return await future
 
     async def close(self) -> None:
-        """Refuse new operations, wait for those in flight, then release the ring."""
+        """Refuse new operations, wait for those in flight, then release the ring.
+
+        Operations still in the backlog (never given to the kernel) end with
+        ``-ESHUTDOWN``.
+        """
         if self._fd < 0:
             return
         self._closed = True
+        while self._backlog:
+            entry = self._backlog.popleft()
+            entry[7](entry[8], -errno.ESHUTDOWN)
         if self._in_flight:
             self._idle = asyncio.Event()
             await self._idle.wait()
@@ -347,6 +416,9 @@ class IoUring:
     # ------------------------------------------------------------------ internals
 
     def _release_slot(self) -> None:
+        if self._backlog and not self._closed:
+            self._prepare(*self._backlog.popleft())  # the slot passes to the next in line
+            return
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
@@ -395,14 +467,9 @@ class IoUring:
         self._reaped += len(done)
         ops = self._ops
         for user_data, res, _flags in done:
-            future, _pin = ops.pop(user_data)
+            callback, ctx, _pin = ops.pop(user_data)
             self._release_slot()
-            if future.cancelled():
-                continue
-            if res < 0:
-                future.set_exception(OSError(-res, os.strerror(-res)))
-            else:
-                future.set_result(res)
+            callback(ctx, res)
 
     def _fail_unsubmitted(self, exc: OSError) -> None:
         """io_uring_enter itself failed: the ring is unusable.
@@ -411,11 +478,14 @@ class IoUring:
         buffers until their completions arrive.
         """
         self._closed = True
+        failed = -(exc.errno or errno.EIO)
         for user_data in [u for u in self._ops if u > self._sq_submitted]:
-            future, _pin = self._ops.pop(user_data)
-            if not future.done():
-                future.set_exception(OSError(exc.errno, f"io_uring_enter: {exc.strerror}"))
+            callback, ctx, _pin = self._ops.pop(user_data)
             self._release_slot()
+            self._loop.call_soon(callback, ctx, failed)
+        while self._backlog:
+            entry = self._backlog.popleft()
+            self._loop.call_soon(entry[7], entry[8], failed)
 
     def _teardown(self) -> None:
         for attr in ("_sq_words", "_cq_words"):
@@ -431,3 +501,13 @@ class IoUring:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def _resolve(future: asyncio.Future[int], res: int) -> None:
+    """The completion of an operation a coroutine waits for."""
+    if future.cancelled():
+        return
+    if res < 0:
+        future.set_exception(OSError(-res, os.strerror(-res)))
+    else:
+        future.set_result(res)

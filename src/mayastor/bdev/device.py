@@ -24,10 +24,34 @@ Contract, for every device:
   of the range holds either its old or its new contents afterwards.
 * `close` refuses new I/O, waits for the I/O in flight, then releases the device. It
   may be called more than once.
+* `submit_read` and `submit_write` are the same reads and writes for callers that
+  live in protocol callbacks (the target, the nexus's fan-out): they start the I/O and
+  return; a callback hears how it ended, exactly once, maybe before they return (a
+  device that needs no wait completes inline). No Task or future is made for an I/O
+  whose driver completes by callback. Such an I/O cannot be cancelled: it runs to its
+  end.
+
+Reservations (NVMe reservations, `mayastor.bdev.reservations`), optional:
+
+* `reservations` is the namespace's own reservation state when the device keeps one
+  (a replica keeps it in its pool, so that it survives a restart); whoever serves or
+  reaches the device checks I/O against it. None (the default): the device keeps
+  none, and the NVMe/TCP target keeps an in-memory one for the hosts it serves.
+* A device reached as a host (a remote namespace, an in-process handle on a replica)
+  can take part in them: `supports_reservations` says so, and the four calls
+  `reservation_register`, `reservation_acquire`, `reservation_release` and
+  `reservation_report` run the NVMe commands under the device's host identifier
+  (`reservation_host`). A refusal raises the DeviceError its status names:
+  `ReservationConflict` when another host's reservation or registration is in the
+  way. On other devices they raise `InvalidOpcode`: such devices are not fenced.
+* Once another host holds a reservation that excludes this one, its I/O fails with
+  `ReservationConflict` (a nexus takes that as the sign that it was superseded).
 
 Subclasses implement the `_read`, `_write`, `_flush`, `_unmap`, `_write_zeroes` and
-`_close` hooks; the public methods check the range, keep the counters and track I/O
-in flight, so every driver behaves the same at the edges.
+`_close` hooks, and may implement `_submit_read` and `_submit_write` to complete by
+callback (the default runs `_read` or `_write` inline); the public methods check the
+range, keep the counters and track I/O in flight, so every driver behaves the same at
+the edges.
 """
 
 from __future__ import annotations
@@ -36,14 +60,38 @@ import abc
 import asyncio
 import dataclasses
 import uuid as uuid_mod
+from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter_ns
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from mayastor.errors import DeviceNotReady, InvalidArgument, InvalidField, LbaOutOfRange
+from mayastor.bdev._inline import run_inline
+from mayastor.errors import (
+    DeviceError,
+    DeviceNotReady,
+    InvalidArgument,
+    InvalidField,
+    InvalidOpcode,
+    LbaOutOfRange,
+)
+from mayastor.nvmf.spec import (
+    AcquireAction,
+    ChangePtpl,
+    RegisterAction,
+    ReleaseAction,
+    ReservationStatus,
+    ReservationType,
+)
+
+if TYPE_CHECKING:
+    from mayastor.bdev.reservations import ReservationCell
 
 Buffer = bytes | bytearray | memoryview
 """Bytes-like data passed to and returned from block devices."""
+
+IoDone = Callable[[Any, Buffer | None, DeviceError | None], None]
+"""The completion of a submitted I/O: ``done(ctx, data, None)`` on success (`data` is
+the read's bytes, None for a write), ``done(ctx, None, error)`` on failure."""
 
 BLOCK_SIZES = (512, 4096)
 
@@ -76,6 +124,55 @@ class IoStats:
         for field in dataclasses.fields(self):
             setattr(self, field.name, 0)
 
+    def count_read(self, nbytes: int, elapsed: int) -> None:
+        """One read of `nbytes` that took `elapsed` ns."""
+        self.num_read_ops += 1
+        self.bytes_read += nbytes
+        self.read_latency_ns += elapsed
+        if elapsed > self.max_read_latency_ns:
+            self.max_read_latency_ns = elapsed
+
+    def count_write(self, nbytes: int, elapsed: int) -> None:
+        """One write of `nbytes` that took `elapsed` ns."""
+        self.num_write_ops += 1
+        self.bytes_written += nbytes
+        self.write_latency_ns += elapsed
+        if elapsed > self.max_write_latency_ns:
+            self.max_write_latency_ns = elapsed
+
+
+class IoRequest:
+    """One submitted read or write on its way: the caller's callback and the counters.
+
+    A driver's `_submit_read` or `_submit_write` calls `finish` exactly once.
+    """
+
+    __slots__ = ("ctx", "device", "done", "lba", "nbytes", "start", "write")
+
+    def __init__(
+        self, device: BlockDevice, done: IoDone, ctx: Any, lba: int, nbytes: int, write: bool
+    ) -> None:
+        self.device = device
+        self.done = done
+        self.ctx = ctx
+        self.lba = lba
+        self.nbytes = nbytes
+        self.write = write
+        self.start = perf_counter_ns()
+
+    def finish(self, data: Buffer | None, error: DeviceError | None) -> None:
+        """The I/O ended: count it, then tell the caller."""
+        device = self.device
+        device._end()
+        if error is None:
+            if self.write:
+                device.stats.count_write(self.nbytes, perf_counter_ns() - self.start)
+            else:
+                device.stats.count_read(self.nbytes, perf_counter_ns() - self.start)
+        else:
+            device.stats.num_errors += 1
+        self.done(self.ctx, data, error)
+
 
 class BlockDevice(abc.ABC):
     """An addressable array of equal blocks with async I/O; see the module docstring.
@@ -96,6 +193,14 @@ class BlockDevice(abc.ABC):
     """Human description, as SPDK's product_name ("Malloc disk", "Logical Volume", ...)."""
     uri: str = ""
     """The URI the device was opened from, for listings; set by `DeviceOpener.open`."""
+    inline_io: bool = False
+    """The driver's I/O coroutines may be started in the caller's frame: none of them
+    ties itself to the current task (``asyncio.timeout``, ``current_task``) before its
+    first wait. A submitted I/O that completes without waiting then needs no Task; for
+    other drivers the default `_submit_read` / `_submit_write` start a Task at once."""
+    reservations: ReservationCell | None = None
+    """The namespace's own reservation state, when the device keeps one (see the module
+    docstring); None for devices whose server keeps it."""
 
     def __init__(self, name: str, uuid: uuid_mod.UUID, block_size: int, num_blocks: int) -> None:
         if block_size not in BLOCK_SIZES:
@@ -112,6 +217,15 @@ class BlockDevice(abc.ABC):
         self._closed = False
         self._inflight = 0
         self._idle: asyncio.Event | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A class that redefines `_read` (`_write`) without its own `_submit_read`
+        # (`_submit_write`) gets the default one, which runs its `_read` (`_write`):
+        # an inherited callback path must never bypass a new hook.
+        super().__init_subclass__(**kwargs)
+        for hook, submit in (("_read", "_submit_read"), ("_write", "_submit_write")):
+            if hook in cls.__dict__ and submit not in cls.__dict__:
+                setattr(cls, submit, getattr(BlockDevice, submit))
 
     def __repr__(self) -> str:
         return (
@@ -148,13 +262,7 @@ class BlockDevice(abc.ABC):
             raise
         finally:
             self._end()
-        elapsed = perf_counter_ns() - start
-        stats = self.stats
-        stats.num_read_ops += 1
-        stats.bytes_read += nblocks * self.block_size
-        stats.read_latency_ns += elapsed
-        if elapsed > stats.max_read_latency_ns:
-            stats.max_read_latency_ns = elapsed
+        self.stats.count_read(nblocks * self.block_size, perf_counter_ns() - start)
         return data
 
     async def write(self, lba: int, data: Buffer) -> None:
@@ -165,15 +273,7 @@ class BlockDevice(abc.ABC):
             DeviceNotReady, NoSpace (thin device, pool full), or another DeviceError.
         """
         length = len(data) if not isinstance(data, memoryview) else data.nbytes
-        nblocks, rest = divmod(length, self.block_size)
-        if rest:
-            raise InvalidField(
-                f"{self.name}: write of {length} bytes is not a whole number of "
-                f"{self.block_size}-byte blocks",
-                device=self.name,
-                lba=lba,
-            )
-        self._begin(lba, nblocks)
+        self._begin(lba, self._whole_blocks(lba, length))
         start = perf_counter_ns()
         try:
             await self._write(lba, data)
@@ -182,13 +282,35 @@ class BlockDevice(abc.ABC):
             raise
         finally:
             self._end()
-        elapsed = perf_counter_ns() - start
-        stats = self.stats
-        stats.num_write_ops += 1
-        stats.bytes_written += length
-        stats.write_latency_ns += elapsed
-        if elapsed > stats.max_write_latency_ns:
-            stats.max_write_latency_ns = elapsed
+        self.stats.count_write(length, perf_counter_ns() - start)
+
+    def submit_read(self, lba: int, nblocks: int, done: IoDone, ctx: Any) -> None:
+        """Start reading `nblocks` blocks from `lba`; `done(ctx, data, error)` hears the end.
+
+        `done` is called exactly once, maybe before this returns; every error (a range
+        outside the device, a closed device, a failed read) goes to it, never raised.
+        """
+        try:
+            self._begin(lba, nblocks)
+        except DeviceError as exc:
+            done(ctx, None, exc)
+            return
+        self._submit_read(
+            lba, nblocks, IoRequest(self, done, ctx, lba, nblocks * self.block_size, False)
+        )
+
+    def submit_write(self, lba: int, data: Buffer, done: IoDone, ctx: Any) -> None:
+        """Start writing `data` at `lba`; `done(ctx, None, error)` hears the end.
+
+        As `submit_read`; the caller keeps `data` unchanged until `done` is called.
+        """
+        length = len(data) if not isinstance(data, memoryview) else data.nbytes
+        try:
+            self._begin(lba, self._whole_blocks(lba, length))
+        except DeviceError as exc:
+            done(ctx, None, exc)
+            return
+        self._submit_write(lba, data, IoRequest(self, done, ctx, lba, length, True))
 
     async def flush(self) -> None:
         """Make every write acknowledged so far durable."""
@@ -251,6 +373,84 @@ class BlockDevice(abc.ABC):
             await self._idle.wait()
         await self._close()
 
+    # ------------------------------------------------------------ reservations
+
+    @property
+    def supports_reservations(self) -> bool:
+        """True when this handle takes part in NVMe reservations as a host (a remote
+        namespace whose controller supports them, an in-process handle on a replica)."""
+        return False
+
+    @property
+    def reservation_host(self) -> uuid_mod.UUID | None:
+        """The host identifier reservations see this handle as (None: it has none)."""
+        return None
+
+    async def reservation_register(
+        self,
+        action: RegisterAction,
+        *,
+        current_key: int = 0,
+        new_key: int = 0,
+        ignore_key: bool = False,
+        ptpl: ChangePtpl = ChangePtpl.NO_CHANGE,
+    ) -> None:
+        """Reservation Register: register, unregister or replace this host's key.
+
+        Raises:
+            ReservationConflict: registered with another key, or `current_key` is wrong.
+            InvalidField: a key of 0, or a PTPL change the namespace cannot make.
+            InvalidOpcode: the device does not support reservations.
+            DeviceError: as for any command (PathLost, ...).
+        """
+        raise self._no_reservations()
+
+    async def reservation_acquire(
+        self,
+        action: AcquireAction,
+        rtype: ReservationType,
+        *,
+        current_key: int,
+        preempt_key: int = 0,
+    ) -> None:
+        """Reservation Acquire: acquire (`AcquireAction.ACQUIRE`) a reservation of type
+        `rtype`, or preempt the holder or registrants whose key is `preempt_key`.
+
+        Raises:
+            ReservationConflict: another host holds it (Acquire), `current_key` is not
+                this host's key, or `preempt_key` matches nobody.
+            InvalidField, InvalidOpcode, DeviceError: as for `reservation_register`.
+        """
+        raise self._no_reservations()
+
+    async def reservation_release(
+        self, action: ReleaseAction, rtype: ReservationType, *, current_key: int
+    ) -> None:
+        """Reservation Release: release the reservation this host holds, or clear every
+        registration (`ReleaseAction.CLEAR`).
+
+        Raises:
+            ReservationConflict: `current_key` is not this host's key.
+            InvalidField: `rtype` is not the type held.
+            InvalidOpcode, DeviceError: as for `reservation_register`.
+        """
+        raise self._no_reservations()
+
+    async def reservation_report(self) -> ReservationStatus:
+        """Reservation Report: generation, type, holder and registrants (128-bit host
+        identifiers).
+
+        Raises:
+            InvalidOpcode, DeviceError: as for `reservation_register`.
+        """
+        raise self._no_reservations()
+
+    def _no_reservations(self) -> InvalidOpcode:
+        return InvalidOpcode(
+            f"{self.name}: a {self.driver} device does not take part in NVMe reservations",
+            device=self.name,
+        )
+
     # ------------------------------------------------------- byte-offset convenience
 
     async def read_at(self, offset: int, length: int) -> Buffer:
@@ -291,6 +491,20 @@ class BlockDevice(abc.ABC):
     async def _close(self) -> None:  # noqa: B027 - optional hook
         """Release what the driver holds; called once, with no I/O in flight."""
 
+    def _submit_read(self, lba: int, nblocks: int, request: IoRequest) -> None:
+        """Start a checked, counted read that ends with `request.finish`.
+
+        Default: `_read` run inline when `inline_io` says it may be, else in a Task of
+        its own (see `mayastor.bdev._inline`). A driver that can complete by callback
+        overrides this.
+        """
+        run_inline(self._read(lba, nblocks), request.finish, f"read on {self.name}", self.inline_io)
+
+    def _submit_write(self, lba: int, data: Buffer, request: IoRequest) -> None:
+        """Start a checked, counted write that ends with `request.finish` (see
+        `_submit_read`)."""
+        run_inline(self._write(lba, data), request.finish, f"write on {self.name}", self.inline_io)
+
     # ------------------------------------------------------------ internals
 
     def _begin(self, lba: int, nblocks: int) -> None:
@@ -305,6 +519,17 @@ class BlockDevice(abc.ABC):
                 nblocks=nblocks,
             )
         self._inflight += 1
+
+    def _whole_blocks(self, lba: int, length: int) -> int:
+        nblocks, rest = divmod(length, self.block_size)
+        if rest:
+            raise InvalidField(
+                f"{self.name}: write of {length} bytes is not a whole number of "
+                f"{self.block_size}-byte blocks",
+                device=self.name,
+                lba=lba,
+            )
+        return nblocks
 
     def _end(self) -> None:
         self._inflight -= 1

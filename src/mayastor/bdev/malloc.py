@@ -1,13 +1,14 @@
 """Malloc disk: a BlockDevice held in memory (`malloc:///name?size_mb=N&blk_size=B`).
 
-Used for tests and for scratch volumes; its contents die with the process.
+Used for tests and for scratch volumes; its contents die with the process. Submitted
+reads and writes complete inline, before `submit_read` / `submit_write` return.
 """
 
 from __future__ import annotations
 
 import uuid as uuid_mod
 
-from mayastor.bdev.device import BlockDevice, Buffer
+from mayastor.bdev.device import BlockDevice, Buffer, IoRequest
 
 
 class MallocDevice(BlockDevice):
@@ -15,6 +16,7 @@ class MallocDevice(BlockDevice):
 
     driver = "malloc"
     product_name = "Malloc disk"
+    inline_io = True
 
     def __init__(
         self,
@@ -35,6 +37,17 @@ class MallocDevice(BlockDevice):
         start = lba * self.block_size
         view = data if isinstance(data, memoryview) else memoryview(data)
         self._view[start : start + view.nbytes] = view.cast("B")
+
+    def _submit_read(self, lba: int, nblocks: int, request: IoRequest) -> None:
+        bs = self.block_size
+        request.finish(bytes(self._view[lba * bs : (lba + nblocks) * bs]), None)
+
+    def _submit_write(self, lba: int, data: Buffer, request: IoRequest) -> None:
+        start = lba * self.block_size
+        if type(data) is memoryview and data.format != "B":
+            data = data.cast("B")
+        self._view[start : start + request.nbytes] = data
+        request.finish(None, None)
 
     async def _flush(self) -> None:
         pass

@@ -11,9 +11,16 @@ Errors are those of the initiator: the `DeviceError` subclass the completion sta
 names (with the range of the I/O), `PathLost` when the path is gone (the I/O may or
 may not have been carried out, which the nexus must assume), `IoTimeout`.
 
+Reservations go to the remote controller as the host identifier of our Connect, when
+its ONCS says it supports them (`supports_reservations`).
+
 `unmap` must leave the range reading as zeroes: it deallocates only when the
 namespace says deallocated blocks read as zeroes (DLFEAT), else it writes zeroes
 (deallocating as it does so when the namespace allows).
+
+Reads and writes submitted by callback (`submit_read`, `submit_write`) that fit one
+command go to the initiator by callback too, while the path is up: no coroutine,
+future or Task on their way (the nexus's fan-out to a remote child).
 
 The io-engine makes nvmf URIs openable with `register_nvmf`.
 """
@@ -25,7 +32,7 @@ import dataclasses
 import uuid as uuid_mod
 from collections.abc import Awaitable, Iterable
 
-from mayastor.bdev.device import BLOCK_SIZES, BlockDevice, Buffer
+from mayastor.bdev.device import BLOCK_SIZES, BlockDevice, Buffer, IoRequest
 from mayastor.bdev.opener import DeviceOpener
 from mayastor.bdev.uri import BdevUri, NvmfUri, parse_bdev_uri
 from mayastor.errors import DeviceError, InvalidArgument, InvalidNamespace, NotFound
@@ -38,10 +45,16 @@ from mayastor.nvmf.host import (
 from mayastor.nvmf.spec import (
     DLFEAT_READS_ZEROES,
     DLFEAT_WRITE_ZEROES_DEALLOCATES,
+    AcquireAction,
+    ChangePtpl,
     DsmRange,
     IdentifyNamespace,
     NamespaceIdType,
     OptionalNvmCommands,
+    RegisterAction,
+    ReleaseAction,
+    ReservationStatus,
+    ReservationType,
 )
 
 DEFAULT_NSID = 1
@@ -101,12 +114,13 @@ class NvmfDevice(BlockDevice):
         """Connect to the subsystem an nvmf URI names and open one of its namespaces.
 
         Args:
-            uri: ``nvmf://host[:port]/nqn[?uuid=&hostnqn=]`` or its parsed form.
+            uri: ``nvmf://host[:port]/nqn[?uuid=&hostnqn=&hostid=]`` or its parsed form.
             name: the device name; default the one Mayastor gives
                 (``host:port/nqn`` + ``n1``).
             nsid: the namespace.
-            options: host NQN, queues, digests, timeouts; the URI's ``hostnqn``
-                overrides the host NQN.
+            options: host NQN, queues, digests, timeouts; the URI's ``hostnqn`` and
+                ``hostid`` override the host NQN and the host identifier (a nexus
+                opens its children with a host identifier of its own).
 
         Returns:
             the open device; its uuid is the URI's, else the namespace's UUID (or
@@ -131,6 +145,8 @@ class NvmfDevice(BlockDevice):
         opts = options or ControllerOptions()
         if parsed.hostnqn is not None and parsed.hostnqn != opts.hostnqn:
             opts = dataclasses.replace(opts, hostnqn=parsed.hostnqn)
+        if parsed.hostid is not None:
+            opts = dataclasses.replace(opts, hostid=parsed.hostid)
         name = name or parsed.name
         controller = Controller(parsed.host, parsed.port, parsed.nqn, opts, name=name)
         await controller.connect()
@@ -190,6 +206,41 @@ class NvmfDevice(BlockDevice):
             for first in range(0, nblocks, step)
         )
 
+    def _submit_read(self, lba: int, nblocks: int, request: IoRequest) -> None:
+        if not (
+            nblocks <= self._max_blocks
+            and self.controller.submit_read(
+                self.nsid, lba, nblocks, request.nbytes, self._command_done, request
+            )
+        ):
+            super()._submit_read(lba, nblocks, request)
+
+    def _submit_write(self, lba: int, data: Buffer, request: IoRequest) -> None:
+        nblocks = request.nbytes // self.block_size
+        if not (
+            nblocks <= self._max_blocks
+            and self.controller.submit_write(
+                self.nsid, lba, nblocks, data, self._command_done, request
+            )
+        ):
+            super()._submit_write(lba, data, request)
+
+    def _command_done(
+        self, request: IoRequest, status: int, data: Buffer | None, error: DeviceError | None
+    ) -> None:
+        """A submitted read or write command ended: its status or transport error as the
+        request's DeviceError, with the request's range."""
+        if error is None and not status:
+            request.finish(None if request.write else data, None)
+            return
+        nblocks = request.nbytes // self.block_size
+        if error is None:
+            what = "write" if request.write else "read"
+            error = self.controller.io_error(status, what, request.lba, nblocks)
+        elif error.lba is None:
+            error.lba, error.nblocks = request.lba, nblocks
+        request.finish(None, error)
+
     async def _flush(self) -> None:
         await self.controller.flush(self.nsid)
 
@@ -226,6 +277,56 @@ class NvmfDevice(BlockDevice):
             controller.deallocate(nsid, ranges[at : at + MAX_DSM_RANGES])
             for at in range(0, len(ranges), MAX_DSM_RANGES)
         )
+
+    # ------------------------------------------------------------------ reservations
+
+    @property
+    def supports_reservations(self) -> bool:
+        """True when the remote controller supports reservations (ONCS bit 5)."""
+        return bool(self.controller.identify.oncs & OptionalNvmCommands.RESERVATIONS)
+
+    @property
+    def reservation_host(self) -> uuid_mod.UUID | None:
+        """The host identifier of our Connect: who the remote namespace sees."""
+        return self.controller.options.host_identifier
+
+    async def reservation_register(
+        self,
+        action: RegisterAction,
+        *,
+        current_key: int = 0,
+        new_key: int = 0,
+        ignore_key: bool = False,
+        ptpl: ChangePtpl = ChangePtpl.NO_CHANGE,
+    ) -> None:
+        await self.controller.reservation_register(
+            self.nsid,
+            action,
+            current_key=current_key,
+            new_key=new_key,
+            ignore_key=ignore_key,
+            ptpl=ptpl,
+        )
+
+    async def reservation_acquire(
+        self,
+        action: AcquireAction,
+        rtype: ReservationType,
+        *,
+        current_key: int,
+        preempt_key: int = 0,
+    ) -> None:
+        await self.controller.reservation_acquire(
+            self.nsid, action, rtype, current_key=current_key, preempt_key=preempt_key
+        )
+
+    async def reservation_release(
+        self, action: ReleaseAction, rtype: ReservationType, *, current_key: int
+    ) -> None:
+        await self.controller.reservation_release(self.nsid, action, rtype, current_key=current_key)
+
+    async def reservation_report(self) -> ReservationStatus:
+        return await self.controller.reservation_report(self.nsid)
 
     async def refresh_size(self) -> int:
         """Identify the namespace again and take its capacity now (it may have grown)."""

@@ -1,21 +1,41 @@
 """Opening block devices from URIs: a table of openers, one per scheme.
 
 The io-engine owns one `DeviceOpener` (never a module global, so two io-engines can
-live in one test process). A default instance opens malloc, aio (and bare paths) and
-uring URIs; the layers above register the schemes that are theirs: nvmf (a remote
-namespace, through our initiator) and bdev (a device this io-engine already has).
+live in one test process). A default instance opens malloc, aio, uring and bare paths;
+the layers above register the schemes that are theirs: nvmf (a remote namespace,
+through our initiator) and bdev (a device this io-engine already has).
+
+A bare path (``/dev/sdb``, a pool disk given as a path) opens with the fastest driver
+that works here: uring, or aio where io_uring is not available (logged once per
+opener, with the reason). Its uuid is the one aio always gave it, whichever driver
+serves it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import uuid as uuid_mod
 from collections.abc import Awaitable, Callable
 
+from mayastor.bdev._file_device import default_uuid
+from mayastor.bdev._io_uring import UringUnavailable
 from mayastor.bdev.aio import DEFAULT_AIO_THREADS, AioDevice
 from mayastor.bdev.device import BlockDevice
 from mayastor.bdev.malloc import MallocDevice
-from mayastor.bdev.uri import SCHEMES, BdevUri, FileUri, MallocUri, parse_bdev_uri
+from mayastor.bdev.uri import (
+    SCHEMES,
+    BdevUri,
+    FileUri,
+    LoopbackUri,
+    MallocUri,
+    NvmfUri,
+    parse_bdev_uri,
+)
 from mayastor.bdev.uring import DEFAULT_URING_ENTRIES, UringDevice
 from mayastor.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+
+log = logging.getLogger(__name__)
 
 OpenFn = Callable[[BdevUri, str], Awaitable[BlockDevice]]
 """An opener: (the parsed URI, the name to give the device) -> an open device."""
@@ -41,6 +61,8 @@ class DeviceOpener:
     ) -> None:
         self.aio_threads = aio_threads
         self.uring_entries = uring_entries
+        self.uring_refused: str | None = None
+        """Why bare paths open with aio here (io_uring refused), once that was found."""
         self._openers: dict[str, OpenFn] = {}
         if defaults:
             self.register("malloc", self._open_malloc)
@@ -75,12 +97,17 @@ class DeviceOpener:
             raise AlreadyExists(f"an opener for {scheme}:// is already registered")
         self._openers[scheme] = opener
 
-    async def open(self, uri: str, *, name: str | None = None) -> BlockDevice:
+    async def open(
+        self, uri: str, *, name: str | None = None, hostid: uuid_mod.UUID | None = None
+    ) -> BlockDevice:
         """Open the device a URI names.
 
         Args:
             uri: a bdev URI or a bare absolute path (see `mayastor.bdev.uri`).
             name: the device name; default the one Mayastor gives (`BdevUri.name`).
+            hostid: the host identifier the device presents to NVMe reservations
+                (nvmf and bdev URIs; others have no host identity and ignore it);
+                it wins over the URI's ``hostid``.
 
         Returns:
             the open device, with `uri` set to the URI as given.
@@ -91,6 +118,8 @@ class DeviceOpener:
             MayastorError: whatever the driver raises (NotFound for a missing path, ...).
         """
         parsed = parse_bdev_uri(uri)
+        if hostid is not None and isinstance(parsed, NvmfUri | LoopbackUri):
+            parsed = dataclasses.replace(parsed, hostid=hostid)
         opener = self._openers.get(parsed.scheme)
         if opener is None:
             raise FailedPrecondition(
@@ -111,6 +140,17 @@ class DeviceOpener:
 
     async def _open_aio(self, parsed: BdevUri, name: str) -> BlockDevice:
         assert isinstance(parsed, FileUri)
+        if parsed.uri == parsed.path and self.uring_refused is None:
+            try:
+                return await UringDevice.open(
+                    parsed.path,
+                    name=name,
+                    uuid=default_uuid("aio", parsed.path),
+                    entries=self.uring_entries,
+                )
+            except UringUnavailable as exc:
+                self.uring_refused = str(exc)
+                log.warning("bare paths open with aio, not uring: %s", exc)
         return await AioDevice.open(
             parsed.path,
             name=name,

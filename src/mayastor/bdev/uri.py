@@ -5,9 +5,15 @@ Grammar (one scheme a line; ``[...]`` is optional, parameters in any order):
 * ``malloc:///<name>?size_mb=<N>|num_blocks=<N>[&blk_size=512|4096][&uuid=<uuid>]``
 * ``aio:///<absolute path>[?blk_size=512|4096][&uuid=<uuid>]``
 * ``uring:///<absolute path>[?blk_size=512|4096][&uuid=<uuid>]``
-* ``/<absolute path>``: a bare path means aio, with no parameters
-* ``nvmf://<host>[:<port>]/<nqn>[?uuid=&hostnqn=&reftag=&guard=]`` (also ``nvmf+tcp``)
-* ``bdev:///<name>[?uuid=<uuid>]`` (also ``loopback``): an existing bdev of this io-engine
+* ``/<absolute path>``: a bare path, with no parameters: a file or block device opened
+  with the fastest driver that works (uring, else aio; see `mayastor.bdev.opener`)
+* ``nvmf://<host>[:<port>]/<nqn>[?uuid=&hostnqn=&hostid=&reftag=&guard=]`` (also
+  ``nvmf+tcp``)
+* ``bdev:///<name>[?uuid=<uuid>&hostid=<uuid>]`` (also ``loopback``): an existing bdev of
+  this io-engine
+
+``hostid`` is the host identifier the device presents to NVMe reservations (a nexus
+opens its children as a host of its own); `DeviceOpener.open` can also set it.
 
 Names follow Mayastor: malloc and loopback bdevs are named by their path without the
 leading slash, aio and uring bdevs by their path, nvmf bdevs by
@@ -87,11 +93,14 @@ class NvmfUri(BdevUri):
     hostnqn: str | None
     reftag: bool
     guard: bool
+    hostid: uuid_mod.UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class LoopbackUri(BdevUri):
     """``bdev:///name``: a bdev that already exists in this io-engine."""
+
+    hostid: uuid_mod.UUID | None = None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -140,14 +149,14 @@ def _block_size(uri: str, value: str | None) -> int | None:
     return int(value)
 
 
-def _uuid(uri: str, value: str | None) -> uuid_mod.UUID | None:
+def _uuid(uri: str, value: str | None, key: str = "uuid") -> uuid_mod.UUID | None:
     if value is None:
         return None
     try:
         return uuid_mod.UUID(value)
     except ValueError:
         raise _fail(
-            uri, f"parameter 'uuid' is not a uuid: {value!r} (e.g. {uuid_mod.UUID(int=0)})"
+            uri, f"parameter {key!r} is not a uuid: {value!r} (e.g. {uuid_mod.UUID(int=0)})"
         ) from None
 
 
@@ -251,7 +260,7 @@ def _nvmf(uri: str, authority: str, path: str, query: str) -> NvmfUri:
     nqn = segments[0]
     if not nqn.startswith("nqn.") or len(nqn.encode()) > MAX_NQN_BYTES:
         raise _fail(uri, f"{nqn!r} is not an NQN (nqn.<yyyy-mm>.<domain>:..., <= 223 bytes)")
-    params = _query(uri, "nvmf", query, ("uuid", "hostnqn", "reftag", "guard"))
+    params = _query(uri, "nvmf", query, ("uuid", "hostnqn", "hostid", "reftag", "guard"))
     return NvmfUri(
         uri=uri,
         scheme="nvmf",
@@ -263,13 +272,20 @@ def _nvmf(uri: str, authority: str, path: str, query: str) -> NvmfUri:
         hostnqn=params.get("hostnqn"),
         reftag=_flag(uri, "reftag", params.get("reftag")),
         guard=_flag(uri, "guard", params.get("guard")),
+        hostid=_uuid(uri, params.get("hostid"), "hostid"),
     )
 
 
 def _loopback(uri: str, authority: str, path: str, query: str) -> LoopbackUri:
     name = _local_path(uri, "bdev", authority, path, "name").strip("/")
-    params = _query(uri, "bdev", query, ("uuid",))
-    return LoopbackUri(uri=uri, scheme="bdev", name=name, uuid=_uuid(uri, params.get("uuid")))
+    params = _query(uri, "bdev", query, ("uuid", "hostid"))
+    return LoopbackUri(
+        uri=uri,
+        scheme="bdev",
+        name=name,
+        uuid=_uuid(uri, params.get("uuid")),
+        hostid=_uuid(uri, params.get("hostid"), "hostid"),
+    )
 
 
 _SCHEMES: Mapping[str, Callable[[str, str, str, str], BdevUri]] = {
@@ -286,7 +302,7 @@ SCHEMES = tuple(_SCHEMES)
 
 
 def parse_bdev_uri(uri: str) -> BdevUri:
-    """Parse a bdev URI or a bare absolute path (which means aio).
+    """Parse a bdev URI or a bare absolute path (scheme aio: a file or block device).
 
     Args:
         uri: e.g. ``malloc:///m0?size_mb=64``, ``aio:///var/tmp/disk.img?blk_size=4096``,

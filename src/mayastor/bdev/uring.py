@@ -2,7 +2,9 @@
 
 Every I/O is one SQE on the device's own ring (`_io_uring.IoUring`); submissions of one
 event-loop iteration go to the kernel in one system call and completions come back
-through an eventfd the loop watches, so no thread is involved. The rules at the edges
+through an eventfd the loop watches, so no thread is involved. Reads and writes
+submitted by callback (`submit_read`, `submit_write`) go to the ring by callback too:
+no coroutine, Task or future on their way. The rules at the edges
 (O_DIRECT and its fallback, O_EXCL, block size, capacity, errors) are `_backing`'s,
 shared with aio.
 
@@ -14,9 +16,10 @@ saying so; `uring_unavailable_reason` tells beforehand.
 from __future__ import annotations
 
 import errno
+import os
 import uuid as uuid_mod
 
-from mayastor.bdev._backing import Backing, open_backing
+from mayastor.bdev._backing import Backing, device_error, open_backing
 from mayastor.bdev._file_device import FileBackedDevice, default_uuid
 from mayastor.bdev._io_uring import (
     IORING_FSYNC_DATASYNC,
@@ -27,6 +30,7 @@ from mayastor.bdev._io_uring import (
     IoUring,
     unavailable_reason,
 )
+from mayastor.bdev.device import Buffer, IoRequest
 
 DEFAULT_URING_ENTRIES = 128
 """Submission queue entries per uring device: the I/Os it keeps in flight."""
@@ -77,8 +81,8 @@ class UringDevice(FileBackedDevice):
             entries: the ring's submission queue size (I/Os in flight at once).
 
         Raises:
-            FailedPrecondition: io_uring is not available here (the message says why),
-                or the disk or file is in use.
+            UringUnavailable: io_uring is not available here (the message says why).
+            FailedPrecondition: the disk or file is in use.
             NotFound, InvalidArgument: see `_backing.open_backing`.
         """
         ring = IoUring(entries)
@@ -102,6 +106,43 @@ class UringDevice(FileBackedDevice):
                 raise OSError(errno.ENXIO, "the file or device ends before the range")
             done += count
 
+    def _submit_read(self, lba: int, nblocks: int, request: IoRequest) -> None:
+        view, address = self._read_buffer(request.nbytes)
+        op = _Transfer(request, False, view, address, view, lba, nblocks)
+        self._ring.submit_cb(
+            IORING_OP_READ, self.backing.fd, lba * self.block_size, address, request.nbytes, 0,
+            view, self._transferred, op,
+        )  # fmt: skip
+
+    def _submit_write(self, lba: int, data: Buffer, request: IoRequest) -> None:
+        view, address, pin = self._write_buffer(data)
+        op = _Transfer(request, True, view, address, pin, lba, request.nbytes // self.block_size)
+        self._ring.submit_cb(
+            IORING_OP_WRITE, self.backing.fd, lba * self.block_size, address, request.nbytes, 0,
+            pin, self._transferred, op,
+        )  # fmt: skip
+
+    def _transferred(self, op: _Transfer, result: int) -> None:
+        if result > 0:
+            op.done += result
+            total = op.view.nbytes
+            if op.done >= total:
+                op.request.finish(None if op.write else op.view, None)
+                return
+            # The file ended early (it shrank): ask for the rest.
+            self._ring.submit_cb(
+                IORING_OP_WRITE if op.write else IORING_OP_READ, self.backing.fd,
+                op.lba * self.block_size + op.done, op.address + op.done, total - op.done, 0,
+                op.pin, self._transferred, op,
+            )  # fmt: skip
+            return
+        if result:
+            error = OSError(-result, os.strerror(-result))
+        else:
+            error = OSError(errno.ENXIO, "the file or device ends before the range")
+        what = "write" if op.write else "read"
+        op.request.finish(None, device_error(error, what, self.name, op.lba, op.nblocks))
+
     async def _datasync(self) -> None:
         await self._ring.submit(
             IORING_OP_FSYNC, self.backing.fd, 0, 0, 0, IORING_FSYNC_DATASYNC, None
@@ -113,3 +154,28 @@ class UringDevice(FileBackedDevice):
 
     async def _release(self) -> None:
         await self._ring.close()
+
+
+class _Transfer:
+    """A read or write submitted to the ring by callback, until all of it is moved."""
+
+    __slots__ = ("address", "done", "lba", "nblocks", "pin", "request", "view", "write")
+
+    def __init__(
+        self,
+        request: IoRequest,
+        write: bool,
+        view: memoryview,
+        address: int,
+        pin: object,
+        lba: int,
+        nblocks: int,
+    ) -> None:
+        self.request = request
+        self.write = write
+        self.view = view
+        self.address = address
+        self.pin = pin
+        self.lba = lba
+        self.nblocks = nblocks
+        self.done = 0

@@ -1,13 +1,17 @@
 """``mayastor-client nexus ...`` and ``mayastor-client rebuild ...``.
 
 Shaped like Mayastor's io-engine-client: ``nexus create <uuid> <size> <child-uri>...``
-(size in MiB by default, or with a unit), ``nexus children <uuid>`` for the state,
-reason and rebuild progress of each child, ``rebuild state|stats|... <uuid> <uri>``.
+(size in MiB by default, or with a unit; ``--resv-key``, ``--preempt-key``,
+``--resv-type`` and ``--preempt-policy`` for fencing with NVMe reservations),
+``nexus children <uuid>`` for the state, reason and rebuild progress of each child,
+``rebuild state|stats|... <uuid> <uri>``. A nexus superseded by another (fenced) shows
+the state ``fenced``.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -25,6 +29,43 @@ def _enum_name(enum: object, value: int, prefix: str) -> str:
 
 def nexus_state(value: int) -> str:
     return _enum_name(nexus_pb2.NexusState, value, "NEXUS_")
+
+
+def nexus_state_of(nexus: nexus_pb2.Nexus) -> str:
+    """The state to show: "fenced" for a nexus another one superseded."""
+    return "fenced" if nexus.fenced else nexus_state(nexus.state)
+
+
+_RESV_TYPES = {
+    name.lower(): number
+    for name, number in nexus_pb2.NvmeReservation.items()
+    if number  # not Reserved
+}
+_PREEMPT_POLICIES = {"argkey": nexus_pb2.ArgKey, "holder": nexus_pb2.Holder}
+
+
+def _key(text: str) -> int:
+    """A reservation key: decimal or 0x-hex, 0 to 2**64-1."""
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a key (decimal or 0x-hex)") from None
+    if not 0 <= value < 1 << 64:
+        raise argparse.ArgumentTypeError(f"{text!r} does not fit 64 bits")
+    return value
+
+
+def _choice(table: Mapping[str, int], what: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        found = table.get(text.replace("-", "").replace("_", "").lower())
+        if found is None and text.isdigit() and int(text) in table.values():
+            found = int(text)
+        if found is None:
+            names = ", ".join(sorted(table))
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {what} ({names})")
+        return found
+
+    return parse
 
 
 def child_state(child: nexus_pb2.Child) -> str:
@@ -48,10 +89,18 @@ def find(ctx: Context, nexus_uuid: str) -> nexus_pb2.Nexus:
 
 def create(ctx: Context, args: argparse.Namespace) -> None:
     request = nexus_pb2.CreateNexusRequest(
-        name=args.name or args.uuid, uuid=args.uuid, size=args.size, children=args.children
+        name=args.name or args.uuid,
+        uuid=args.uuid,
+        size=args.size,
+        children=args.children,
+        resvKey=args.resv_key,
+        preemptKey=args.preempt_key,
+        preempt_policy=args.preempt_policy,
     )
+    if args.resv_type is not None:
+        request.resv_type = args.resv_type
     nexus = ctx.call(ctx.nexus.CreateNexus, request).nexus
-    ctx.printer.message(nexus, f"nexus {nexus.uuid} {nexus_state(nexus.state)}")
+    ctx.printer.message(nexus, f"nexus {nexus.uuid} {nexus_state_of(nexus)}")
 
 
 def destroy(ctx: Context, args: argparse.Namespace) -> None:
@@ -60,7 +109,7 @@ def destroy(ctx: Context, args: argparse.Namespace) -> None:
 
 def shutdown(ctx: Context, args: argparse.Namespace) -> None:
     nexus = ctx.call(ctx.nexus.ShutdownNexus, nexus_pb2.ShutdownNexusRequest(uuid=args.uuid))
-    ctx.printer.message(nexus.nexus, f"nexus {args.uuid} {nexus_state(nexus.nexus.state)}")
+    ctx.printer.message(nexus.nexus, f"nexus {args.uuid} {nexus_state_of(nexus.nexus)}")
 
 
 def resize(ctx: Context, args: argparse.Namespace) -> None:
@@ -78,7 +127,7 @@ def list_(ctx: Context, args: argparse.Namespace) -> None:
             n.name,
             n.uuid,
             format_size(n.size),
-            nexus_state(n.state),
+            nexus_state_of(n),
             n.rebuilds,
             len(n.children),
             n.device_uri or "-",
@@ -213,6 +262,35 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("size", type=_size, help="size: MiB, or with a unit (1GiB)")
     p.add_argument("children", nargs="+", metavar="CHILD", help="bdev:///, nvmf://, aio://...")
     p.add_argument("--name", help="nexus name (default: its uuid)")
+    p.add_argument(
+        "--resv-key",
+        type=_key,
+        default=0,
+        metavar="KEY",
+        help="NVMe reservation key to hold on every child (fencing); 0: none",
+    )
+    p.add_argument(
+        "--preempt-key",
+        type=_key,
+        default=0,
+        metavar="KEY",
+        help="with --preempt-policy arg-key: the key of the old holder to preempt",
+    )
+    p.add_argument(
+        "--resv-type",
+        type=_choice(_RESV_TYPES, "reservation type"),
+        metavar="TYPE",
+        help="reservation type held (default ExclusiveAccess): "
+        + ", ".join(nexus_pb2.NvmeReservation.keys()[1:]),
+    )
+    p.add_argument(
+        "--preempt-policy",
+        type=_choice(_PREEMPT_POLICIES, "preemption policy"),
+        default=nexus_pb2.ArgKey,
+        metavar="POLICY",
+        help="how a child reserved by another host is taken: arg-key (preempt --preempt-key,"
+        " the default) or holder (preempt whoever holds it)",
+    )
     p.set_defaults(handler=create)
 
     for name, handler, text in (

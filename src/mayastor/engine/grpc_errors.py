@@ -33,6 +33,7 @@ GRPC_STATUS: dict[type[BaseException], grpc.StatusCode] = {
     errors.NoSpace: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.PathError: grpc.StatusCode.UNAVAILABLE,
     errors.ConnectRefused: grpc.StatusCode.PERMISSION_DENIED,
+    errors.ReservationConflict: grpc.StatusCode.PERMISSION_DENIED,
     errors.ConnectInvalidParameters: grpc.StatusCode.NOT_FOUND,
     errors.DeviceError: grpc.StatusCode.INTERNAL,
     errors.MayastorError: grpc.StatusCode.INTERNAL,

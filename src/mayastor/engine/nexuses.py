@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from mayastor.bdev import DeviceOpener
 from mayastor.engine.registry import Registry
 from mayastor.errors import AlreadyExists, InvalidArgument, MayastorError, NotFound
-from mayastor.nexus import ChildStatus, Nexus, NexusInfoStore
+from mayastor.nexus import ChildStatus, Nexus, NexusInfoStore, ReservationPolicy
+from mayastor.nvmf.spec import AnaState
 from mayastor.target import NvmfTarget, openebs_nqn
 
 log = logging.getLogger(__name__)
@@ -67,12 +68,18 @@ class Nexuses:
         size: int,
         children: Sequence[str],
         cntlid_range: tuple[int, int] | None = None,
+        reservation: ReservationPolicy | None = None,
     ) -> Nexus:
         """Create a nexus; with stored info for its uuid, only healthy children are trusted.
+
+        With a reservation policy the nexus holds an NVMe reservation on every child
+        (fencing); once fenced, its published subsystem turns ANA Inaccessible.
 
         Raises:
             InvalidArgument: a bad uuid, size or child list.
             AlreadyExists: a nexus with that uuid or name exists with other settings.
+            ReservationConflict: a child is reserved by another host the policy does
+                not preempt.
             MayastorError: a child cannot be opened or is too small (nothing is left open).
         """
         try:
@@ -93,8 +100,15 @@ class Nexuses:
                 if other.name == name:
                     raise AlreadyExists(f"a nexus called {name!r} already exists ({other.uuid})")
             nexus = await Nexus.create(
-                name, parsed, size, list(children), opener=self.opener, store=self.store
+                name,
+                parsed,
+                size,
+                list(children),
+                opener=self.opener,
+                store=self.store,
+                reservation=reservation,
             )
+            nexus.on_fenced = lambda: self._fenced(nexus)
             self.items[key] = nexus
             if cntlid_range is not None:
                 self.cntlid_ranges[key] = cntlid_range
@@ -171,6 +185,25 @@ class Nexuses:
             log.info("nexus %s resized from %d to %d bytes", nexus.name, before, nexus.size)
             return nexus
 
+    def _fenced(self, nexus: Nexus) -> None:
+        """A nexus was superseded: hosts of its subsystem are told to use another path."""
+        if self.published_uri(nexus):
+            self.target.set_ana_state(self.nqn(nexus), AnaState.INACCESSIBLE)
+        log.error(
+            "nexus %s (%s) fenced: %s; its subsystem is ANA inaccessible",
+            nexus.name,
+            nexus.uuid,
+            nexus.fenced,
+        )
+
+    def ana_state(self, nexus: Nexus) -> AnaState | None:
+        """The ANA state hosts of the nexus's subsystem are told, None when not published."""
+        nqn = self.nqn(nexus)
+        for sub in self.target.subsystems():
+            if sub.nqn == nqn:
+                return sub.ana_state
+        return None
+
     # ------------------------------------------------------------------ publishing
 
     def nqn(self, nexus: Nexus) -> str:
@@ -215,6 +248,7 @@ class Nexuses:
                     port=self.nexus_port,
                     allowed_hosts=hosts,
                     cntlid_range=cntlids,
+                    ana_state=AnaState.INACCESSIBLE if nexus.fenced else AnaState.OPTIMIZED,
                     namespace_uuid=namespace_uuid(nexus),
                 )
             finally:

@@ -17,7 +17,7 @@ import logging
 import uuid as uuid_mod
 from dataclasses import dataclass
 
-from mayastor.bdev import BdevUri, BlockDevice, DeviceOpener, parse_bdev_uri
+from mayastor.bdev import BdevUri, BlockDevice, DeviceOpener, LoopbackUri, parse_bdev_uri
 from mayastor.bdev.loopback import LoopbackDevice
 from mayastor.errors import (
     AlreadyExists,
@@ -305,7 +305,8 @@ class Registry:
         return (entry.claimed_by if entry else None) or "nobody"
 
     async def _open_loopback(self, parsed: BdevUri, name: str) -> BlockDevice:
-        """Open ``bdev:///NAME[?uuid=U]``: a replica (or bdev) of this io-engine, in-process.
+        """Open ``bdev:///NAME[?uuid=U&hostid=H]``: a replica (or bdev) of this io-engine,
+        in-process, as host H for NVMe reservations (the replica's own state).
 
         The replica is claimed until the handle is closed, so it cannot be destroyed (or
         its pool exported) under the nexus that uses it.
@@ -336,7 +337,8 @@ class Registry:
         async def release() -> None:
             self.replica_users.pop(key, None)
 
-        return LoopbackDevice(device, on_close=release)
+        assert isinstance(parsed, LoopbackUri)
+        return LoopbackDevice(device, on_close=release, hostid=parsed.hostid)
 
     # ------------------------------------------------------------------ replicas
 

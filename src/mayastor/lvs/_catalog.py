@@ -32,10 +32,12 @@ from mayastor.lvs.format import (
     PoolSizeRecord,
     PropertiesRecord,
     Record,
+    ReservationRecord,
     ResizeRecord,
     decode_records,
     encode_record,
     lvol_record_size,
+    record_size,
 )
 
 _EXTENTS_HEADER_BYTES = 9  # record header (5) + lvol id (4)
@@ -61,6 +63,8 @@ class LvolMeta:
         "nclusters",
         "properties",
         "record_bytes",
+        "reservation",
+        "reservation_bytes",
         "size",
         "thick_map",
         "thin",
@@ -84,6 +88,9 @@ class LvolMeta:
             None if record.thin else array("I", [UNMAPPED]) * self.nclusters
         )
         self.record_bytes = lvol_record_size(record) + _EXTENTS_HEADER_BYTES
+        self.reservation: ReservationRecord | None = None
+        """The lvol's NVMe reservation state, when one was ever stored."""
+        self.reservation_bytes = 0
 
     def record(self) -> LvolRecord:
         """The LVOL record that recreates this lvol (without its extents)."""
@@ -159,6 +166,7 @@ class Catalog:
             ResizeRecord: self._apply_resize,  # type: ignore[dict-item]
             PropertiesRecord: self._apply_properties,  # type: ignore[dict-item]
             PoolSizeRecord: self._apply_pool_size,  # type: ignore[dict-item]
+            ReservationRecord: self._apply_reservation,  # type: ignore[dict-item]
         }
 
     # ------------------------------------------------------------------ numbers
@@ -256,7 +264,7 @@ class Catalog:
         del self.lvols[meta.lvol_id]
         del self.by_name[meta.name]
         del self.by_uuid[meta.uuid]
-        self.record_bytes -= meta.record_bytes
+        self.record_bytes -= meta.record_bytes + meta.reservation_bytes
 
     def _apply_resize(self, rec: ResizeRecord) -> None:
         meta = self._lvol(rec.lvol_id)
@@ -290,6 +298,24 @@ class Catalog:
         before = meta.record_bytes
         meta.record_bytes = lvol_record_size(meta.record()) + _EXTENTS_HEADER_BYTES
         self.record_bytes += meta.record_bytes - before
+
+    def _apply_reservation(self, rec: ReservationRecord) -> None:
+        meta = self._lvol(rec.lvol_id)
+        hosts = [host for host, _key in rec.registrants]
+        if (
+            len(set(hosts)) != len(hosts)
+            or not all(key for _host, key in rec.registrants)
+            or (rec.rtype == 0) != (rec.holder is None)
+            or (rec.holder is not None and rec.holder not in hosts)
+        ):
+            raise CorruptMetadata(
+                f"lvol {meta.name!r}: its reservation record contradicts itself (a holder "
+                "that is not registered, a type without a holder, a key of 0 or a host twice)"
+            )
+        size = record_size(rec)
+        self.record_bytes += size - meta.reservation_bytes
+        meta.reservation = rec
+        meta.reservation_bytes = size
 
     def _apply_pool_size(self, rec: PoolSizeRecord) -> None:
         now = len(self.bitmap)
@@ -346,6 +372,8 @@ class Catalog:
         for meta in self.lvols.values():
             parts.append(encode_record(meta.record()))
             parts.append(encode_record(ExtentsRecord(meta.lvol_id, meta.extents)))
+            if meta.reservation is not None:
+                parts.append(encode_record(meta.reservation))
         return b"".join(parts)
 
     @classmethod
@@ -367,7 +395,7 @@ class Catalog:
             raise CorruptMetadata(f"checkpoint says the pool has {header.data_clusters} clusters")
         catalog = cls(cluster_size, header.data_clusters, max_data_clusters, slot_bytes)
         for record in decode_records(body):
-            if not isinstance(record, LvolRecord | ExtentsRecord):
+            if not isinstance(record, LvolRecord | ExtentsRecord | ReservationRecord):
                 raise CorruptMetadata(f"checkpoint holds a {type(record).__name__}")
             catalog.apply(record)
         if len(catalog.lvols) != header.lvol_count:

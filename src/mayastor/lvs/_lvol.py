@@ -2,6 +2,8 @@
 
 An lvol's I/O costs a cluster-map lookup and one base-device I/O per cluster it
 touches; I/O that crosses a cluster boundary is split and the pieces run together.
+A submitted read or write within one allocated cluster (the common case) goes to the
+base device by callback, without a coroutine of its own.
 Reads of unallocated clusters of a thin lvol return zeroes without touching the disk.
 A write to an unallocated cluster first asks the pool to allocate it (zero, flush,
 commit the record, flush), so the allocation is durable before the write is
@@ -20,10 +22,12 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
-from mayastor.bdev import BlockDevice, Buffer
+from mayastor.bdev import BlockDevice, Buffer, IoRequest, ReservationCell, ReservationState
+from mayastor.bdev.reservations import Registrant
 from mayastor.errors import DeviceError, InternalDeviceError
 from mayastor.lvs._catalog import LvolMeta
 from mayastor.lvs._properties import LvolProperties
+from mayastor.lvs.format import ReservationRecord
 
 if TYPE_CHECKING:
     from mayastor.lvs._pool import Pool
@@ -59,11 +63,37 @@ class DataPath:
         self.faulted: str | None = None
 
 
+_NEVER_RESERVED = ReservationState(ptpl=True)
+
+
+def stored_reservation(record: ReservationRecord | None) -> ReservationState:
+    """The reservation state an lvol starts with after its pool was opened.
+
+    None stored: no registrant, PTPL on (a replica persists its reservations unless a
+    host turned that off); PTPL off: only the generation is kept, as after a power on.
+    """
+    if record is None:
+        return _NEVER_RESERVED
+    if not record.ptpl:
+        return ReservationState(generation=record.generation)
+    return ReservationState(
+        generation=record.generation,
+        rtype=record.rtype,
+        holder=record.holder,
+        registrants=tuple(Registrant(host, key) for host, key in record.registrants),
+        ptpl=True,
+    )
+
+
 class Lvol(BlockDevice):
     """A logical volume of a pool (a replica). Created by `Pool.create_lvol`, never directly.
 
     Its size is the requested size rounded up to the block size; clusters are
     allocated whole (all at creation for a thick lvol, on first write for a thin one).
+
+    Its NVMe reservation state (`reservations`) is kept in the pool: a change is stored
+    (`Pool.set_lvol_reservation`) before it takes effect, and it comes back with the
+    pool, for the target's hosts and in-process handles alike.
 
     Attributes:
         pool: the pool it lives in.
@@ -71,6 +101,7 @@ class Lvol(BlockDevice):
 
     driver = "lvol"
     product_name = "Logical Volume"
+    inline_io = True
 
     def __init__(self, pool: Pool, meta: LvolMeta, data: DataPath) -> None:
         block_size = data.base.block_size
@@ -78,6 +109,12 @@ class Lvol(BlockDevice):
         self.pool = pool
         self._meta = meta
         self._data = data
+        self.reservations = ReservationCell(
+            stored_reservation(meta.reservation), persist=self._store_reservation
+        )
+
+    async def _store_reservation(self, state: ReservationState) -> None:
+        await self.pool.set_lvol_reservation(self, state)
 
     # ------------------------------------------------------------------ properties
 
@@ -215,6 +252,42 @@ class Lvol(BlockDevice):
                 for start, count, at in runs
             ]
         )
+
+    def _submit_read(self, lba: int, nblocks: int, request: IoRequest) -> None:
+        start = self._base_lba(lba, nblocks)
+        if start is None:
+            super()._submit_read(lba, nblocks, request)
+        else:
+            self._data.base.submit_read(start, nblocks, self._base_done, request)
+
+    def _submit_write(self, lba: int, data: Buffer, request: IoRequest) -> None:
+        start = self._base_lba(lba, request.nbytes // self.block_size)
+        if start is None:
+            super()._submit_write(lba, data, request)
+        else:
+            self._data.base.submit_write(start, data, self._base_done, request)
+
+    def _base_lba(self, lba: int, nblocks: int) -> int | None:
+        """Where an I/O within one allocated cluster starts on the base device; None for
+        any other I/O (it takes the awaited way: several clusters, allocation, faults)."""
+        path = self._data
+        if path.faulted is not None:
+            return None
+        bpc = path.bpc
+        cluster, offset = divmod(lba, bpc)
+        if offset + nblocks > bpc:
+            return None
+        pc = self._meta.lookup(cluster)
+        if pc < 0:
+            return None
+        return path.data_lba + pc * bpc + offset
+
+    def _base_done(
+        self, request: IoRequest, data: Buffer | None, error: DeviceError | None
+    ) -> None:
+        if error is not None:
+            self._data.on_data_error(error)
+        request.finish(data, error)
 
     async def _zero(self, lba: int, nblocks: int, unmap: bool) -> None:
         path = self._data

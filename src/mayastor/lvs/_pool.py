@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import re
 import secrets
@@ -33,7 +34,7 @@ from array import array
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
-from mayastor.bdev import BlockDevice, IoStats
+from mayastor.bdev import BlockDevice, IoStats, ReservationState
 from mayastor.errors import (
     AlreadyExists,
     CorruptMetadata,
@@ -61,6 +62,7 @@ from mayastor.lvs._store import MetadataStore
 from mayastor.lvs.format import (
     CHECKPOINT_HEADER_SIZE,
     EXTENT_BYTES,
+    INCOMPAT_RESERVATIONS,
     MAX_CLUSTERS,
     MIB,
     PAGE_SIZE,
@@ -70,6 +72,7 @@ from mayastor.lvs.format import (
     PoolSizeRecord,
     PropertiesRecord,
     Record,
+    ReservationRecord,
     ResizeRecord,
     Superblock,
     compute_layout,
@@ -149,6 +152,7 @@ class Pool:
         self._allocating: dict[tuple[int, int], asyncio.Task[int]] = {}
         self._lvol_locks: dict[int, asyncio.Lock] = {}
         self._grow_lock = asyncio.Lock()
+        self._feature_lock = asyncio.Lock()
         self._reserved_names: set[str] = set()
         self._reserved_uuids: set[uuid_mod.UUID] = set()
         self._reserved_bytes = 0
@@ -631,6 +635,53 @@ class Pool:
                 self._check_metadata_room(growth, f"the properties of lvol {meta.name!r}")
             await self._store.commit([record], lambda: self._catalog.apply(record))
 
+    async def set_lvol_reservation(self, lvol: Lvol, state: ReservationState) -> None:
+        """Store an lvol's NVMe reservation state, atomically and durably (its
+        `ReservationCell` calls this before a change takes effect).
+
+        The first time the pool holds one, its superblocks get the RESERVATIONS
+        incompatible feature first, so that software that does not know the record
+        refuses the pool instead of calling it corrupt.
+
+        Raises:
+            ResourceExhausted: the pool metadata has no room for it.
+            NotFound, FailedPrecondition, DeviceError: as for `resize_lvol`.
+        """
+        async with self._op("store an lvol's reservation"), self._lvol_lock(lvol) as meta:
+            record = ReservationRecord(
+                meta.lvol_id,
+                state.generation,
+                state.rtype,
+                state.ptpl,
+                state.holder,
+                tuple((r.hostid, r.key) for r in state.registrants),
+            )
+            growth = record_size(record) - meta.reservation_bytes
+            if growth > 0:
+                self._check_metadata_room(growth, f"the reservation of lvol {meta.name!r}")
+            await self._enable_features(INCOMPAT_RESERVATIONS)
+            await self._store.commit([record], lambda: self._catalog.apply(record))
+
+    @property
+    def incompat_features(self) -> int:
+        """The incompatible feature flags of the pool's superblock."""
+        return self._sb.incompat_features
+
+    async def _enable_features(self, flags: int) -> None:
+        """Set incompatible feature `flags` in both superblock copies (A, then B)."""
+        if self._sb.incompat_features & flags == flags:
+            return
+        async with self._feature_lock:
+            if self._sb.incompat_features & flags == flags:
+                return
+            sb = dataclasses.replace(self._sb, incompat_features=self._sb.incompat_features | flags)
+            page = encode_superblock(sb)
+            bpp = PAGE_SIZE // self.base.block_size
+            for copy in (0, 1):
+                await self.base.write(copy * bpp, page)
+                await self.base.flush()
+            self._sb = sb
+
     # ------------------------------------------------------------------ internals
 
     @contextlib.asynccontextmanager
@@ -933,8 +984,27 @@ async def _read_superblock(base: BlockDevice, disk: str) -> tuple[Superblock, in
             )
         return None
     if len(found) == 2:
-        if found[0][1] != found[1][1]:
-            raise CorruptMetadata(f"disk {disk}: the two superblock copies disagree")
-        return found[0][1], None
+        (_, a), (_, b) = found
+        if a == b:
+            return a, None
+        # A crash between the two writes that set a feature: the copy with the features
+        # wins, and the other is repaired. Anything else is not ours to guess at.
+        same = dataclasses.replace(b, incompat_features=0, compat_features=0) == (
+            dataclasses.replace(a, incompat_features=0, compat_features=0)
+        )
+        if same:
+            if _has_features_of(a, b):
+                return a, 1
+            if _has_features_of(b, a):
+                return b, 0
+        raise CorruptMetadata(f"disk {disk}: the two superblock copies disagree")
     copy, sb = found[0]
     return sb, 1 - copy
+
+
+def _has_features_of(sb: Superblock, other: Superblock) -> bool:
+    """True when `sb` has every feature flag `other` has."""
+    return (
+        sb.incompat_features | other.incompat_features == sb.incompat_features
+        and sb.compat_features | other.compat_features == sb.compat_features
+    )

@@ -12,8 +12,8 @@ Layout (all integers little-endian; a *page* is 4096 bytes, whatever the block s
     (padding up to a cluster boundary: `data_offset`)
     data clusters     cluster c occupies bytes data_offset + c*cluster_size ...
 
-Superblock (one page, written at create and wiped at destroy, never changed between):
-magic ``MYSTLVS1``, format version, feature flags (0 in version 1), pool uuid, a random
+Superblock (one page, written at create and wiped at destroy; between the two only its
+feature flags change): magic ``MYSTLVS1``, format version, feature flags, pool uuid, a random
 64-bit *nonce* drawn at every create (so nothing left on the disk by an earlier pool,
 even one of the same uuid, is ever taken for ours), block size, metadata page size,
 cluster size, the metadata layout (where the copies are, how big the slots and journals
@@ -39,10 +39,22 @@ predecessor (a stale page from an earlier run, from before a checkpoint, from an
 pool) end the replay.
 
 Record (checkpoint body and journal payload): type (u8), payload length (u32), payload.
-Types 1-7 are defined below; 16-31 are reserved for snapshots, clones and shared-cluster
+Types 1-8 are defined below; 16-31 are reserved for snapshots, clones and shared-cluster
 reference counts (a later format version with an incompatible-feature flag); any other
 type in a version 1 pool is corruption. Extents are triples of u32 ``(lvol cluster,
 pool cluster, count)``.
+
+Feature flags (superblock): an *incompatible* feature is one that software which does
+not know it must not import the pool with (it refuses it by name, as it refuses an
+unknown format version); pools without it stay readable by older software.
+
+* `INCOMPAT_RESERVATIONS` (bit 0): the metadata may hold RESERVATION records (type 8,
+  an lvol's NVMe reservation state: generation, type, holder, registrants with their
+  keys, PTPL). It is set, in both superblock copies (A, then B, each flushed), before
+  the first such record is written; a pool that never held a reservation keeps it
+  clear. Two intact superblock copies that differ only in their feature flags are a
+  crash between those two writes: the copy with more flags wins and the other is
+  repaired.
 
 Sizing: a checkpoint slot holds the records of all lvols (a byte budget of
 `LVOL_RECORD_BUDGET` per expected lvol, at least `MIN_LVOL_BUDGET` lvols) plus one
@@ -65,6 +77,10 @@ from crc32c import crc32c
 from mayastor.errors import CorruptMetadata, FailedPrecondition, InvalidArgument
 
 FORMAT_VERSION = 1
+INCOMPAT_RESERVATIONS = 0x1
+"""Incompatible feature: the pool may hold RESERVATION records (see the module docstring)."""
+KNOWN_INCOMPAT_FEATURES = INCOMPAT_RESERVATIONS
+"""The incompatible features this software reads; a pool with any other is refused."""
 PAGE_SIZE = 4096
 SUPERBLOCK_MAGIC = b"MYSTLVS1"
 CHECKPOINT_MAGIC = b"MYSTCKPT"
@@ -210,9 +226,10 @@ def decode_superblock(page: bytes | bytearray | memoryview, *, where: str) -> Su
             f"{where}: the pool is in on-disk format version {version}; this software "
             f"reads format version {FORMAT_VERSION} only (upgrade the software to import it)"
         )
-    if incompat:
+    if incompat & ~KNOWN_INCOMPAT_FEATURES:
         raise FailedPrecondition(
-            f"{where}: the pool uses features {incompat:#x} that this software does not know"
+            f"{where}: the pool uses features {incompat & ~KNOWN_INCOMPAT_FEATURES:#x} that "
+            "this software does not know (upgrade the software to import it)"
         )
     if name_len > MAX_NAME_BYTES:
         raise CorruptMetadata(f"{where}: superblock name length {name_len} is impossible")
@@ -332,6 +349,7 @@ class RecordType:
     PROPERTIES = 5  # an lvol's new properties
     POOL_SIZE = 6  # the pool's number of data clusters (grow)
     RELEASE = 7  # clusters of an lvol given back (reserved: version 1 never writes it)
+    RESERVATION = 8  # an lvol's NVMe reservation state (INCOMPAT_RESERVATIONS pools only)
     SNAPSHOT = 16  # reserved
     CLONE = 17  # reserved
     CLUSTER_REFCOUNT = 18  # reserved: shared clusters
@@ -385,8 +403,36 @@ class PoolSizeRecord:
     data_clusters: int
 
 
+MAX_RESERVATION_REGISTRANTS = 1024
+"""The most registrants a RESERVATION record may list (more is corruption)."""
+
+
+@dataclass(slots=True)
+class ReservationRecord:
+    """An lvol's NVMe reservation state, replacing the one before.
+
+    Payload: lvol id (u32), generation (u32), reservation type (u8, 0: none), flags
+    (u8: bit 0 PTPL, bit 1 a holder follows), holder host identifier (16 bytes, zero
+    without one), registrant count (u16), then per registrant its host identifier (16
+    bytes) and key (u64).
+    """
+
+    lvol_id: int
+    generation: int
+    rtype: int
+    ptpl: bool
+    holder: uuid_mod.UUID | None
+    registrants: tuple[tuple[uuid_mod.UUID, int], ...]
+
+
 Record = (
-    LvolRecord | ExtentsRecord | DestroyRecord | ResizeRecord | PropertiesRecord | PoolSizeRecord
+    LvolRecord
+    | ExtentsRecord
+    | DestroyRecord
+    | ResizeRecord
+    | PropertiesRecord
+    | PoolSizeRecord
+    | ReservationRecord
 )
 
 _REC_HEADER = struct.Struct("<BI")
@@ -396,6 +442,10 @@ _RESIZE = struct.Struct("<IQ")
 _POOL_SIZE = struct.Struct("<Q")
 _PROPS_FIXED = struct.Struct("<BH")
 _STR = struct.Struct("<H")
+_RESV_FIXED = struct.Struct("<IIBB16sH")
+_RESV_ENTRY = struct.Struct("<16sQ")
+_RESV_PTPL = 0x1
+_RESV_HOLDER = 0x2
 _LITTLE = sys.byteorder == "little"
 
 
@@ -449,7 +499,26 @@ def _payload(record: Record) -> tuple[int, bytes]:
     if isinstance(record, PropertiesRecord):
         props = _encode_props(record.share, record.allowed_hosts, record.entity_id)
         return RecordType.PROPERTIES, _ID.pack(record.lvol_id) + props
+    if isinstance(record, ReservationRecord):
+        return RecordType.RESERVATION, _encode_reservation(record)
     return RecordType.POOL_SIZE, _POOL_SIZE.pack(record.data_clusters)
+
+
+def _encode_reservation(record: ReservationRecord) -> bytes:
+    flags = (_RESV_PTPL if record.ptpl else 0) | (_RESV_HOLDER if record.holder else 0)
+    holder = record.holder.bytes if record.holder is not None else bytes(16)
+    parts = [
+        _RESV_FIXED.pack(
+            record.lvol_id,
+            record.generation,
+            record.rtype,
+            flags,
+            holder,
+            len(record.registrants),
+        )
+    ]
+    parts.extend(_RESV_ENTRY.pack(host.bytes, key) for host, key in record.registrants)
+    return b"".join(parts)
 
 
 def encode_record(record: Record) -> bytes:
@@ -561,6 +630,28 @@ def _decode_pool_size(data: memoryview) -> Record:
     return PoolSizeRecord(_POOL_SIZE.unpack_from(data, 0)[0])
 
 
+def _decode_reservation(data: memoryview) -> Record:
+    lvol_id, generation, rtype, flags, holder, count = _RESV_FIXED.unpack_from(data, 0)
+    if flags & ~(_RESV_PTPL | _RESV_HOLDER) or rtype > 6 or count > MAX_RESERVATION_REGISTRANTS:
+        raise _Corrupt(f"reservation record with flags {flags}, type {rtype}, {count} registrants")
+    _finish(data, _RESV_FIXED.size + count * _RESV_ENTRY.size)
+    registrants = tuple(
+        (uuid_mod.UUID(bytes=host), key)
+        for host, key in (
+            _RESV_ENTRY.unpack_from(data, _RESV_FIXED.size + i * _RESV_ENTRY.size)
+            for i in range(count)
+        )
+    )
+    return ReservationRecord(
+        lvol_id,
+        generation,
+        rtype,
+        bool(flags & _RESV_PTPL),
+        uuid_mod.UUID(bytes=holder) if flags & _RESV_HOLDER else None,
+        registrants,
+    )
+
+
 _DECODERS: dict[int, Callable[[memoryview], Record]] = {
     RecordType.LVOL: _decode_lvol,
     RecordType.EXTENTS: _decode_extents,
@@ -568,6 +659,7 @@ _DECODERS: dict[int, Callable[[memoryview], Record]] = {
     RecordType.RESIZE: _decode_resize,
     RecordType.PROPERTIES: _decode_properties,
     RecordType.POOL_SIZE: _decode_pool_size,
+    RecordType.RESERVATION: _decode_reservation,
 }
 
 

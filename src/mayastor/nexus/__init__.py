@@ -32,10 +32,11 @@ children, write 4 KiB of 0xff at offset 0, read it back::
         await nexus.destroy()
 
 Public surface: `Nexus`, its children's `ChildStatus`, `ChildState` and `FaultReason`;
-`NexusState`; rebuild `RebuildState`, `RebuildStats`, `RebuildRecord`; nexus info
-`NexusInfo`, `ChildInfo`, `NexusInfoStore`, `FileNexusInfoStore`,
-`MemoryNexusInfoStore`; `ChildOpener`; the building blocks `RangeLock`,
-`SegmentMap` and `RebuildJob`, and the state tables.
+`NexusState`; fencing (NVMe reservations on the children) `ReservationPolicy`,
+`PreemptPolicy`, `nexus_host_id`; rebuild `RebuildState`, `RebuildStats`,
+`RebuildRecord`; nexus info `NexusInfo`, `ChildInfo`, `NexusInfoStore`,
+`FileNexusInfoStore`, `MemoryNexusInfoStore`; `ChildOpener`; the building blocks
+`RangeLock`, `SegmentMap` and `RebuildJob`, and the state tables.
 """
 
 from mayastor.nexus._child import ChildOpener, ChildStatus, is_local_uri, uuid_in_uri
@@ -47,6 +48,7 @@ from mayastor.nexus._child_state import (
     next_child_state,
     reason_for_error,
 )
+from mayastor.nexus._fencing import PreemptPolicy, ReservationPolicy, nexus_host_id
 from mayastor.nexus._info import (
     ChildInfo,
     FileNexusInfoStore,
@@ -97,17 +99,20 @@ __all__ = [
     "NexusInfo",
     "NexusInfoStore",
     "NexusState",
+    "PreemptPolicy",
     "RangeLock",
     "RebuildEvent",
     "RebuildJob",
     "RebuildRecord",
     "RebuildState",
     "RebuildStats",
+    "ReservationPolicy",
     "SegmentMap",
     "is_local_uri",
     "next_child_state",
     "next_nexus_state",
     "next_rebuild_state",
+    "nexus_host_id",
     "reason_for_error",
     "uuid_in_uri",
 ]

@@ -37,8 +37,9 @@ class ChildOpener(Protocol):
     the handle.
     """
 
-    async def open(self, uri: str) -> BlockDevice:
-        """Open the device `uri` names."""
+    async def open(self, uri: str, *, hostid: uuid_mod.UUID | None = None) -> BlockDevice:
+        """Open the device `uri` names, as host `hostid` to NVMe reservations (devices
+        with no host identity ignore it)."""
         ...
 
 

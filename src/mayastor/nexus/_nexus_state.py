@@ -3,9 +3,11 @@
 The nexus reports Online while every child is in sync, Degraded while at least one
 is not (faulted, or being rebuilt) but one in-sync child still serves I/O, and
 Faulted when its last in-sync child is gone for good; Faulted is final until the
-nexus is shut down and created again. Shutdown is two steps so that I/O in flight
-can drain while the state already refuses new I/O. A pair that is not in the table
-is refused with `FailedPrecondition`; nothing here does I/O.
+nexus is shut down and created again. Fenced is final too: a child answered with a
+reservation conflict, so another nexus has taken the volume over. Shutdown is two
+steps so that I/O in flight can drain while the state already refuses new I/O. A
+pair that is not in the table is refused with `FailedPrecondition`; nothing here
+does I/O.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class NexusState(enum.Enum):
     ONLINE = "online"  # every child in sync
     DEGRADED = "degraded"  # serving, but at least one child is not in sync
     FAULTED = "faulted"  # no in-sync child can serve; I/O is refused
+    FENCED = "fenced"  # superseded by another nexus (a child's reservation conflict)
     SHUTTING_DOWN = "shutting_down"  # refusing new I/O, draining the I/O in flight
     SHUTDOWN = "shutdown"  # stopped; children still held, state kept
 
@@ -38,6 +41,7 @@ class NexusEvent(enum.Enum):
     ALL_CHILDREN_IN_SYNC = "all_children_in_sync"  # the children's states changed: all Online
     REDUNDANCY_LOST = "redundancy_lost"  # ... at least one Online, not all
     LAST_CHILD_LOST = "last_child_lost"  # the last Online child cannot serve any more
+    SUPERSEDED = "superseded"  # a child answered with a reservation conflict
     SHUTDOWN_STARTED = "shutdown_started"
     SHUTDOWN_DONE = "shutdown_done"
 
@@ -61,6 +65,17 @@ NEXUS_TRANSITIONS: Mapping[tuple[NexusState, NexusEvent], NexusState] = {
     (_S.FAULTED, _E.REDUNDANCY_LOST): _S.FAULTED,
     (_S.FAULTED, _E.LAST_CHILD_LOST): _S.FAULTED,
     (_S.FAULTED, _E.SHUTDOWN_STARTED): _S.SHUTTING_DOWN,
+    # Another nexus took the children over: nothing serves I/O here again, whatever
+    # the children do, until the nexus is shut down (fencing is final).
+    (_S.ONLINE, _E.SUPERSEDED): _S.FENCED,
+    (_S.DEGRADED, _E.SUPERSEDED): _S.FENCED,
+    (_S.FAULTED, _E.SUPERSEDED): _S.FENCED,
+    (_S.FENCED, _E.SUPERSEDED): _S.FENCED,
+    (_S.FENCED, _E.ALL_CHILDREN_IN_SYNC): _S.FENCED,
+    (_S.FENCED, _E.REDUNDANCY_LOST): _S.FENCED,
+    (_S.FENCED, _E.LAST_CHILD_LOST): _S.FENCED,
+    (_S.FENCED, _E.SHUTDOWN_STARTED): _S.SHUTTING_DOWN,
+    (_S.SHUTTING_DOWN, _E.SUPERSEDED): _S.SHUTTING_DOWN,
     # I/O that drains during shutdown may still retire children.
     (_S.SHUTTING_DOWN, _E.ALL_CHILDREN_IN_SYNC): _S.SHUTTING_DOWN,
     (_S.SHUTTING_DOWN, _E.REDUNDANCY_LOST): _S.SHUTTING_DOWN,

@@ -8,8 +8,16 @@ a host allow-list, a controller ID range and an ANA state.
 
 Inside, each connection is a thin asyncio shell around a sans-I/O queue pair whose
 states, like the controller's, are tables; the admin commands, identify data and
-log pages are plain functions. This package stands on `mayastor.nvmf` (codec and
-spec structures) and `mayastor.bdev`; it knows nothing of pools, replicas or nexuses.
+log pages are plain functions.
+
+NVMe reservations: every namespace supports them (`_reservations`), its hosts told
+apart by the host identifier of their Connect, every I/O command checked against the
+namespace's `ReservationCell` before it reaches the device. A device that keeps its
+own cell (a replica, in its pool) is served with that one, so the state survives a
+restart and applies to in-process users too; others get one in memory.
+
+This package stands on `mayastor.nvmf` (codec and spec structures) and
+`mayastor.bdev`; it knows nothing of pools, replicas or nexuses.
 
 Public surface:
 

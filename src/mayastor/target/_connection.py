@@ -4,8 +4,8 @@ Bytes in from `data_received` go straight to the queue pair with the loop's time
 what it sends is collected and written with one `transport.writelines` per event
 loop iteration (at the end of `data_received`, or from a callback scheduled by the
 first completion of an iteration), so completions of many I/Os share one system
-call. Device work runs as tasks the connection keeps (finished ones are dropped in
-batches), so that closing waits for it.
+call. Device work runs as callbacks the queue pair counts, or as tasks the connection
+keeps (finished ones are dropped in batches), so that closing waits for it.
 When the kernel's send buffer is full, reading pauses: a host cannot pile up
 commands faster than it takes their answers.
 """
@@ -154,6 +154,20 @@ class Connection(asyncio.Protocol):
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
+        queue_pair = self.queue_pair
+        if queue_pair is not None and queue_pair.device_io:
+            # Reads and writes submitted by callback cannot be cancelled: wait for them.
+            idle = self._loop.create_future()
+            queue_pair.when_idle = lambda: None if idle.done() else idle.set_result(None)
+            try:
+                await asyncio.wait_for(idle, timeout)
+            except TimeoutError:
+                log.warning(
+                    "connection %s: %d device I/Os still running after %s s",
+                    queue_pair.peer, queue_pair.device_io, timeout,
+                )  # fmt: skip
+            finally:
+                queue_pair.when_idle = None
         try:
             await asyncio.wait_for(self._lost.wait(), timeout)
         except TimeoutError:

@@ -31,6 +31,7 @@ from mayastor.nvmf.spec import (
     NamespaceIdDescriptor,
     NamespaceIdType,
     OptionalNvmCommands,
+    ReservationCapabilities,
     SecureChannel,
     SglSupport,
     SmartLog,
@@ -106,7 +107,11 @@ def identify_controller(ctrl: Controller) -> bytes:
         cqes=0x44,
         maxcmd=config.max_queue_entries,
         nn=NSID,
-        oncs=int(OptionalNvmCommands.DATASET_MANAGEMENT | OptionalNvmCommands.WRITE_ZEROES),
+        oncs=int(
+            OptionalNvmCommands.DATASET_MANAGEMENT
+            | OptionalNvmCommands.WRITE_ZEROES
+            | OptionalNvmCommands.RESERVATIONS
+        ),
         vwc=VWC_PRESENT_FLUSH_ALL,
         mnan=NSID,
         ioccsz=config.ioccsz,
@@ -124,11 +129,21 @@ def identify_namespace(sub: Subsystem) -> bytes:
         nuse=blocks,
         lbaf=(LbaFormat.for_block_size(device.block_size),),
         nmic=NMIC_SHARED,
+        rescap=reservation_capabilities(sub),
         dlfeat=DLFEAT_READS_ZEROES | DLFEAT_WRITE_ZEROES_DEALLOCATES,
         nvmcap=blocks * device.block_size,
         anagrpid=ANA_GROUP,
         nguid=sub.namespace_uuid.bytes,
     ).encode()
+
+
+def reservation_capabilities(sub: Subsystem) -> int:
+    """RESCAP: every type, and Persist Through Power Loss where the state is durable
+    (a replica's, kept in its pool; not a subsystem's in-memory one)."""
+    caps = ReservationCapabilities.all_types()
+    if sub.reservations.persistent:
+        caps |= ReservationCapabilities.PERSIST_THROUGH_POWER_LOSS
+    return int(caps)
 
 
 def namespace_descriptors(sub: Subsystem) -> bytes:

@@ -21,12 +21,13 @@ closed; no other connection is touched.
 
 from __future__ import annotations
 
+import functools
 import logging
 import struct
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
-from mayastor.bdev import BlockDevice, Buffer
+from mayastor.bdev import BlockDevice, Buffer, ReservationCell
 from mayastor.errors import DeviceError
 from mayastor.nvmf.pdu import (
     CapsuleCmd,
@@ -80,6 +81,12 @@ from mayastor.target._reply import (
     TRANSIENT_TRANSPORT_ERROR,
     Reply,
 )
+from mayastor.target._reservations import (
+    NO_HOST,
+    RESERVATION_CONFLICT,
+    RESERVATION_OPCODES,
+    ReservationQueue,
+)
 from mayastor.target._subsystem import NSID, Subsystem, SubsystemRegistry
 from mayastor.target._table import TransitionError
 
@@ -105,10 +112,15 @@ _IN_CAPSULE_SGL = 0x01
 """SGL identifier of a Data Block with the Offset subtype (in-capsule data)."""
 _FABRICS = 0x7F
 _CLOSED = QueueState.CLOSED
+_IO = QueueState.IO
 _FUA = 1 << 30
 _DEAC = 1 << 25
 _DSM_DEALLOCATE = 1 << 2
 _DSM_MAX_RANGES = 256
+_WRITE_OPCODE = int(IoOpcode.WRITE)
+_DSM_OPCODE = int(IoOpcode.DATASET_MANAGEMENT)
+_NO_RESERVATIONS = ReservationCell()
+"""The cell of a queue that serves no namespace (yet): never holds a reservation."""
 _MAX_R2T = 16
 """R2Ts we keep outstanding for one command at most, whatever more the host allows."""
 _FEI_TTAG = 10
@@ -122,6 +134,7 @@ _SGL_LENGTH_INVALID = SGL_LENGTH_INVALID.field
 _SGL_TYPE_INVALID = SGL_TYPE_INVALID.field
 _SGL_OFFSET_INVALID = SGL_OFFSET_INVALID.field
 _INTERNAL_ERROR = INTERNAL_ERROR.field
+_RESERVATION_CONFLICT = RESERVATION_CONFLICT.field
 _TRANSIENT = TRANSIENT_TRANSPORT_ERROR.field
 _CID_CONFLICT = COMMAND_ID_CONFLICT.field
 _INVALID_PARAMETERS = CONNECT_INVALID_PARAMETERS.field
@@ -171,7 +184,7 @@ class _Window:
         self.end = end
 
 
-class QueuePair:
+class QueuePair(ReservationQueue):
     """The protocol state of one connection; see the module docstring.
 
     Args:
@@ -209,7 +222,9 @@ class QueuePair:
         self._sq_flow_control = True
         self._resp_header: bytes | None = None
         self._plain_c2h = False
-        self._inflight: dict[int, bool] = {}
+        self._inflight: dict[int, int] = {}  # CID -> SLBA (0 without one)
+        self._device_io = 0
+        self.when_idle: Callable[[], None] | None = None
         self._windows: dict[int, _Window] = {}
         self._next_ttag = 0
         self._handlers: dict[type, Callable[[Any], None]] = {
@@ -225,6 +240,11 @@ class QueuePair:
             IoOpcode.WRITE_ZEROES: self._write_zeroes,
             IoOpcode.DATASET_MANAGEMENT: self._dataset_management,
         }
+        for opcode in RESERVATION_OPCODES:
+            self._io_handlers[opcode] = functools.partial(self._reservation_command, opcode)
+        self._resv = _NO_RESERVATIONS  # the namespace's, once an I/O queue is connected
+        self._host = NO_HOST
+        self._resv_cids: set[int] = set()
 
     def __repr__(self) -> str:
         return f"<QueuePair {self.peer} port={self.port} qid={self.qid} {self.state.value}>"
@@ -237,6 +257,12 @@ class QueuePair:
     def inflight(self) -> int:
         """Commands received and not yet completed (held AERs included)."""
         return len(self._inflight)
+
+    @property
+    def device_io(self) -> int:
+        """Reads and writes submitted to the device that have not ended yet; `when_idle`
+        is called each time this drops to 0."""
+        return self._device_io
 
     # ------------------------------------------------------------------ input
 
@@ -261,6 +287,11 @@ class QueuePair:
                 pdu = reader.next_pdu()
                 if pdu is None:
                     return
+                if type(pdu) is CapsuleCmd and self.state is _IO:
+                    sqe = pdu.sqe
+                    if sqe[0] != _FABRICS:
+                        self._io_command(sqe, pdu.data)
+                        continue
                 handlers[type(pdu)](pdu)
             except PduError as err:
                 self._step(QueueEvent.PROTOCOL_ERROR, err)
@@ -291,6 +322,8 @@ class QueuePair:
             return
         if action is QueueAction.TERMINATE and error is not None:
             self._send(self._writer.encode_term_req(error.fes, error.fei, error.header))
+        for window in self._windows.values():
+            self._inflight.pop(window.transfer.cid, None)  # their data will never come
         self._windows.clear()
         self._leave_controller()
         if action is not QueueAction.DETACH:
@@ -393,7 +426,7 @@ class QueuePair:
             return
         reply = execute_admin(ctrl, cmd, self._now)
         if reply is None:
-            self._inflight[cmd.cid] = True  # a held Asynchronous Event Request
+            self._inflight[cmd.cid] = 0  # a held Asynchronous Event Request
             return
         self._answer(cmd, reply)
 
@@ -510,6 +543,9 @@ class QueuePair:
         ctrl.io_queues[connect.qid] = self
         self.controller = ctrl
         self._device = sub.device
+        self._resv = sub.reservations
+        self._host = ctrl.hostid
+        sub.reservations.attach(self)
         self._in_capsule_limit = self._config.in_capsule_data_size
         self._joined(connect.qid, connect)
         self._step(QueueEvent.CONNECT_IO)
@@ -552,7 +588,7 @@ class QueuePair:
             else:
                 then(data)
         elif sgl_id == _TRANSPORT_SGL and not data:
-            self._inflight[cid] = True
+            self._inflight[cid] = 0
             self._start_transfer(cid, sgl_len, then)
         else:
             self._complete(cid, _SGL_TYPE_INVALID)
@@ -670,6 +706,10 @@ class QueuePair:
         if nsid != NSID and not (opcode == IoOpcode.FLUSH and nsid == NSID_ALL):
             self._complete(cid, _INVALID_NAMESPACE, nsid=nsid)
             return
+        resv = self._resv
+        if resv.rtype and not resv.allows(self._host, opcode):
+            self._complete(cid, _RESERVATION_CONFLICT, lba=cdw10 | cdw11 << 32, nsid=nsid)
+            return
         handler(cid, sgl_addr, sgl_len, sgl_id, cdw10 | cdw11 << 32, cdw12, data)
 
     def _check_range(self, cid: int, slba: int, nblocks: int, device: BlockDevice) -> bool:
@@ -692,19 +732,21 @@ class QueuePair:
         elif length > self._max_transfer:
             self._complete(cid, _INVALID_FIELD, nsid=NSID)
         elif self._check_range(cid, slba, nblocks, device):
-            self._inflight[cid] = True
-            self._spawn(self._run_read(cid, device, slba, nblocks))
+            self._inflight[cid] = slba
+            self._device_io += 1
+            device.submit_read(slba, nblocks, self._read_done, cid)
 
-    async def _run_read(self, cid: int, device: BlockDevice, slba: int, nblocks: int) -> None:
-        try:
-            data = await device.read(slba, nblocks)
-        except DeviceError as exc:
-            self._complete(cid, exc.status.field, lba=slba, nsid=NSID)
+    def _device_io_ended(self) -> None:
+        self._device_io -= 1
+        if not self._device_io and self.when_idle is not None:
+            self.when_idle()
+
+    def _read_done(self, cid: int, data: Buffer | None, error: DeviceError | None) -> None:
+        self._device_io_ended()
+        if error is not None:
+            self._complete(cid, error.status.field, lba=self._inflight.get(cid, 0), nsid=NSID)
             return
-        except Exception:
-            log.exception("read of %d blocks at %d on %s failed", nblocks, slba, device.name)
-            self._complete(cid, _INTERNAL_ERROR, lba=slba, nsid=NSID)
-            return
+        assert data is not None
         del self._inflight[cid]
         if self._sq_flow_control:
             parts = self._c2h_data(cid, data, _C2H_LAST)
@@ -748,17 +790,37 @@ class QueuePair:
                     f"{length} bytes of in-capsule data, limit {self._in_capsule_limit}",
                 )
             else:
-                self._inflight[cid] = True
-                self._spawn(self._run_write(cid, device, slba, data, fua))
+                self._inflight[cid] = slba
+                self._start_write(cid, device, slba, data, fua)
         elif sgl_id == _TRANSPORT_SGL and not data:
-            self._inflight[cid] = True
+            self._inflight[cid] = slba
             self._start_transfer(
-                cid,
-                length,
-                lambda payload: self._spawn(self._run_write(cid, device, slba, payload, fua)),
+                cid, length, lambda payload: self._start_write(cid, device, slba, payload, fua)
             )
         else:
             self._complete(cid, _SGL_TYPE_INVALID, nsid=NSID)
+
+    def _start_write(
+        self, cid: int, device: BlockDevice, slba: int, data: Buffer, fua: bool
+    ) -> None:
+        resv = self._resv
+        if resv.rtype and not resv.allows(self._host, _WRITE_OPCODE):
+            # A reservation taken while the data was on its way.
+            self._complete(cid, _RESERVATION_CONFLICT, lba=slba, nsid=NSID)
+            return
+        ctrl = self.controller
+        if fua or (ctrl is not None and not ctrl.write_cache):
+            self._spawn(self._run_write(cid, device, slba, data, fua))
+            return
+        self._device_io += 1
+        device.submit_write(slba, data, self._write_done, cid)
+
+    def _write_done(self, cid: int, data: Buffer | None, error: DeviceError | None) -> None:
+        self._device_io_ended()
+        if error is not None:
+            self._complete(cid, error.status.field, lba=self._inflight.get(cid, 0), nsid=NSID)
+        else:
+            self._complete(cid, 0)
 
     async def _run_write(
         self, cid: int, device: BlockDevice, slba: int, data: Buffer, fua: bool
@@ -782,7 +844,7 @@ class QueuePair:
     ) -> None:
         device = self._device
         assert device is not None
-        self._inflight[cid] = True
+        self._inflight[cid] = 0
         self._spawn(self._run(cid, device.flush()))
 
     def _write_zeroes(
@@ -794,7 +856,7 @@ class QueuePair:
         if data:
             self._complete(cid, _SGL_LENGTH_INVALID, nsid=NSID)
         elif self._check_range(cid, slba, nblocks, device):
-            self._inflight[cid] = True
+            self._inflight[cid] = 0
             self._spawn(
                 self._run_write_zeroes(cid, device, slba, nblocks, cdw12 & _DEAC, cdw12 & _FUA)
             )
@@ -825,7 +887,11 @@ class QueuePair:
     def _deallocate(self, cid: int, payload: Buffer, count: int, deallocate: bool) -> None:
         device = self._device
         assert device is not None
-        self._inflight[cid] = True
+        self._inflight[cid] = 0
+        resv = self._resv
+        if resv.rtype and not resv.allows(self._host, _DSM_OPCODE):
+            self._complete(cid, _RESERVATION_CONFLICT, nsid=NSID)
+            return
         if not deallocate:
             self._complete(cid, 0)
             return

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mayastor.bdev import BlockDevice
+from mayastor.bdev import BlockDevice, ReservationCell
 from mayastor.nvmf.spec import DISCOVERY_NQN, AnaState, AsyncEvent
 
 if TYPE_CHECKING:
@@ -50,6 +50,11 @@ class Subsystem:
         cntlid_range: the controller IDs it hands out, inclusive.
         ana_state: the ANA state of its namespace's group.
         namespace_uuid: the namespace's UUID and NGUID; None for the device's uuid.
+
+    Attributes:
+        reservations: the namespace's reservation state: the device's own when it keeps
+            one (a replica, so that it survives a restart and applies to in-process
+            users too), else one in memory for this subsystem.
     """
 
     def __init__(
@@ -78,6 +83,8 @@ class Subsystem:
         self.ana_change_count = 0
         self.controllers: dict[int, Controller] = {}
         self._next_cntlid = cntlid_range[0]
+        own = device.reservations if device is not None else None
+        self.reservations = own if own is not None else ReservationCell()
         self._namespace_uuid = namespace_uuid
 
     def __repr__(self) -> str:

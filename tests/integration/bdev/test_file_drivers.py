@@ -27,6 +27,7 @@ from mayastor.bdev import (
 )
 from mayastor.bdev._file_device import FileBackedDevice
 from mayastor.errors import (
+    DeviceError,
     FailedPrecondition,
     InternalDeviceError,
     InvalidArgument,
@@ -367,6 +368,24 @@ async def test_read_past_the_end_of_a_file_that_shrank_is_an_error(
         await device.close()
 
 
+async def test_a_submitted_read_across_the_end_of_a_file_that_shrank_is_an_error(
+    open_device: Open, tmp_path: Path
+) -> None:
+    path = sparse_file(tmp_path / "disk.img", MiB)
+    device = await open_device(str(path))
+    try:
+        os.truncate(path, MiB // 2)
+        ended: asyncio.Future[DeviceError | None] = asyncio.get_running_loop().create_future()
+        middle = device.num_blocks // 2 - 4
+        device.submit_read(middle, 8, lambda _c, _d, error: ended.set_result(error), None)
+        error = await ended
+        assert isinstance(error, InternalDeviceError)
+        assert "ends before the range" in str(error)
+        assert (error.lba, error.nblocks) == (middle, 8)
+    finally:
+        await device.close()
+
+
 # --------------------------------------------------------------------------- concurrency
 
 
@@ -405,13 +424,18 @@ async def test_opening_by_uri_names_by_path_and_keeps_uri_and_uuid(tmp_path: Pat
             await device.close()
 
 
-async def test_bare_path_opens_an_aio_device_with_a_stable_uuid(tmp_path: Path) -> None:
+async def test_bare_path_opens_with_uring_where_it_works_keeping_the_uuid_aio_gave_it(
+    tmp_path: Path,
+) -> None:
     path = str(sparse_file(tmp_path / "disk.img", MiB))
     opener = DeviceOpener(aio_threads=4)
     first = await opener.open(path)
     await first.close()
     second = await opener.open(path)
     await second.close()
-    assert isinstance(first, AioDevice)
+    by_aio = await opener.open(f"aio://{path}")
+    await by_aio.close()
+    assert isinstance(first, UringDevice if URING_UNAVAILABLE is None else AioDevice)
     assert (first.name, first.uri, first.block_size) == (path, path, 512)
-    assert first.uuid == second.uuid
+    assert first.uuid == second.uuid == by_aio.uuid
+    assert opener.uring_refused == URING_UNAVAILABLE

@@ -51,3 +51,14 @@ def test_a_pool_on_a_uring_disk_is_refused_and_the_same_file_serves_through_aio(
     engine_without_uring.client("pool", "create", "p", f"aio://{disk}", check=True)
     engine_without_uring.client("replica", "create", "p", "r", "--size=8", check=True)
     assert listed(engine_without_uring, "pool") == ["p"]
+
+
+def test_a_pool_on_a_bare_path_serves_through_aio_and_the_log_says_why(
+    engine_without_uring: EngineProcess, tmp_path: Path
+) -> None:
+    disk = make_sparse_file(tmp_path / "disk.img", 64 << 20)
+    engine_without_uring.client("pool", "create", "p", str(disk), check=True)
+    engine_without_uring.client("replica", "create", "p", "r", "--size=8", check=True)
+    bdevs = json.loads(engine_without_uring.client("-o", "json", "bdev", "list", check=True).stdout)
+    assert [b["driver"] for b in bdevs if b["name"] == str(disk)] == ["aio"]
+    assert f"bare paths open with aio, not uring: {REFUSAL}" in engine_without_uring.log_tail(200)

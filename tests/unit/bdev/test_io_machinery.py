@@ -179,6 +179,108 @@ async def test_ring_refuses_operations_after_close() -> None:
     assert info.value.errno == errno.ESHUTDOWN
 
 
+class _Completions:
+    """Results of operations submitted by callback, in the order they came."""
+
+    def __init__(self) -> None:
+        self.order: list[int] = []
+        self.results: dict[int, int] = {}
+        self.changed = asyncio.Event()
+
+    def __call__(self, ctx: int, result: int) -> None:
+        assert ctx not in self.results, f"operation {ctx} completed twice"
+        self.order.append(ctx)
+        self.results[ctx] = result
+        self.changed.set()
+
+    async def wait_for(self, count: int) -> None:
+        while len(self.results) < count:
+            self.changed.clear()
+            await asyncio.wait_for(self.changed.wait(), 10)
+
+
+@needs_uring
+async def test_ring_calls_back_each_operation_once_in_completion_order(
+    pipes: list[tuple[int, int]],
+) -> None:
+    ring = IoUring(8)
+    done = _Completions()
+    bufs = [aligned_buffer(16) for _ in pipes]
+    for i, ((r, _), (buf, address)) in enumerate(zip(pipes, bufs, strict=True)):
+        ring.submit_cb(IORING_OP_READ, r, 0, address, 16, 0, buf, done, i)
+    assert done.order == []  # never called back before submit_cb returns
+    for i, (_, w) in reversed(list(enumerate(pipes))):
+        os.write(w, b"pipe %d" % i)
+        await done.wait_for(len(pipes) - i)
+    assert done.order == list(reversed(range(len(pipes))))
+    assert [bytes(buf[: done.results[i]]) for i, (buf, _) in enumerate(bufs)] == [
+        b"pipe %d" % i for i in range(len(pipes))
+    ]
+    await ring.close()
+
+
+@needs_uring
+async def test_ring_holds_callback_operations_beyond_its_entries_in_a_backlog(
+    pipes: list[tuple[int, int]],
+) -> None:
+    ring = IoUring(2)
+    done = _Completions()
+    bufs = [aligned_buffer(16) for _ in pipes]
+    for i, ((r, _), (buf, address)) in enumerate(zip(pipes, bufs, strict=True)):
+        ring.submit_cb(IORING_OP_READ, r, 0, address, 16, 0, buf, done, i)
+    for i, (_, w) in enumerate(pipes):
+        os.write(w, b"%d" % i)
+    await done.wait_for(len(pipes))
+    assert [bytes(buf[: done.results[i]]) for i, (buf, _) in enumerate(bufs)] == [
+        b"%d" % i for i in range(len(pipes))
+    ]
+    await ring.close()
+
+
+@needs_uring
+async def test_ring_reports_a_failed_callback_operation_as_minus_errno(
+    pipes: list[tuple[int, int]],
+) -> None:
+    ring = IoUring(4)
+    done = _Completions()
+    data = b"x" * 8
+    ring.submit_cb(IORING_OP_WRITE, pipes[0][0], 0, 0, len(data), 0, data, done, 0)
+    await done.wait_for(1)
+    assert done.results == {0: -errno.EBADF}
+    await ring.close()
+
+
+@needs_uring
+async def test_ring_close_ends_the_backlog_with_eshutdown_and_waits_for_the_kernel(
+    pipes: list[tuple[int, int]],
+) -> None:
+    ring = IoUring(1)
+    done = _Completions()
+    (first, first_address), (second, second_address) = aligned_buffer(4), aligned_buffer(4)
+    ring.submit_cb(IORING_OP_READ, pipes[0][0], 0, first_address, 4, 0, first, done, 0)
+    ring.submit_cb(IORING_OP_READ, pipes[1][0], 0, second_address, 4, 0, second, done, 1)
+    await asyncio.sleep(0)
+    closing = asyncio.ensure_future(ring.close())
+    await done.wait_for(1)
+    assert done.results == {1: -errno.ESHUTDOWN}  # never given to the kernel
+    assert not closing.done()
+    os.write(pipes[0][1], b"late")
+    await closing
+    assert done.results == {1: -errno.ESHUTDOWN, 0: 4}
+    assert bytes(first) == b"late"
+
+
+@needs_uring
+async def test_ring_calls_back_with_eshutdown_after_close() -> None:
+    ring = IoUring(2)
+    await ring.close()
+    done = _Completions()
+    ring.submit_cb(IORING_OP_READ, 0, 0, 0, 0, 0, None, done, 0)
+    assert done.results == {}
+    await done.wait_for(1)
+    assert done.results == {0: -errno.ESHUTDOWN}
+
+
 # --------------------------------------------------------------------------- errors
 
 

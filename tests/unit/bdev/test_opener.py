@@ -98,6 +98,25 @@ async def test_nvmf_tcp_uris_reach_the_nvmf_opener() -> None:
     assert names == [f"127.0.0.1:4421/{NQN}n1"]
 
 
+async def test_a_host_identifier_given_to_open_reaches_nvmf_and_bdev_openers_only() -> None:
+    seen: list[BdevUri] = []
+
+    async def remember(parsed: BdevUri, name: str) -> BlockDevice:
+        seen.append(parsed)
+        return MallocDevice(name, 2048)
+
+    opener = DeviceOpener()
+    opener.register("nvmf", remember)
+    opener.register("bdev", remember)
+    host = uuid.UUID(int=0xABC)
+    for uri in (f"nvmf://127.0.0.1/{NQN}?hostid={uuid.UUID(int=1)}", f"bdev:///{U}"):
+        device = await opener.open(uri, hostid=host)
+        await device.close()
+    plain = await opener.open("malloc:///m9?size_mb=1", hostid=host)
+    await plain.close()
+    assert [getattr(p, "hostid", None) for p in seen] == [host, host]
+
+
 def test_registering_a_scheme_twice_is_refused_unless_replacing() -> None:
     async def other(parsed: BdevUri, name: str) -> BlockDevice:
         return MallocDevice(name, 2048)

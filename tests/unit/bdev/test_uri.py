@@ -302,7 +302,17 @@ def test_nvmf_with_a_malformed_ipv6_host_is_refused() -> None:
 
 
 def test_unknown_nvmf_parameter_is_refused_with_the_allowed_ones() -> None:
-    refused(f"nvmf://h/{NQN}?keep_alive=5", "'keep_alive'", "uuid, hostnqn, reftag, guard")
+    refused(f"nvmf://h/{NQN}?keep_alive=5", "'keep_alive'", "uuid, hostnqn, hostid, reftag, guard")
+
+
+def test_nvmf_and_bdev_uris_take_a_host_identifier_for_reservations() -> None:
+    parsed = parse_bdev_uri(f"nvmf://h/{NQN}?hostid={U}")
+    assert isinstance(parsed, NvmfUri)
+    assert parsed.hostid == uuid.UUID(U)
+    loop = parse_bdev_uri(f"bdev:///r0?hostid={U}")
+    assert isinstance(loop, LoopbackUri)
+    assert loop.hostid == uuid.UUID(U)
+    refused("bdev:///r0?hostid=nope", "parameter 'hostid' is not a uuid")
 
 
 # --------------------------------------------------------------------------- bdev
@@ -321,7 +331,7 @@ def test_loopback_without_a_name_is_refused() -> None:
 
 
 def test_loopback_refuses_other_parameters() -> None:
-    refused("bdev:///b0?blk_size=512", "unknown parameter 'blk_size'", "allowed: uuid")
+    refused("bdev:///b0?blk_size=512", "unknown parameter 'blk_size'", "allowed: uuid, hostid")
 
 
 # --------------------------------------------------------------------------- grammar

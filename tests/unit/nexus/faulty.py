@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from mayastor.bdev import BlockDevice, Buffer, MallocDevice
 from mayastor.errors import DeviceError, NotFound
-from mayastor.nexus import MemoryNexusInfoStore, NexusInfo
+from mayastor.nexus import MemoryNexusInfoStore, NexusInfo, is_local_uri
 
 OPS = frozenset({"read", "write", "flush", "unmap", "write_zeroes"})
 WRITES = frozenset({"write", "unmap", "write_zeroes"})
@@ -61,6 +61,7 @@ class FaultyDevice(BlockDevice):
         super().__init__(inner.name, inner.uuid, inner.block_size, inner.num_blocks)
         self.inner = inner
         self.uri = uri
+        self.inline_io = is_local_uri(uri)  # as the real devices behind such URIs
         self.faults: list[Fault] = []
         self.calls: list[tuple[str, int, int]] = []
         self.buffers: list[Buffer] = []
@@ -183,7 +184,7 @@ class Shelf:
         self.disks[name] = disk
         return disk
 
-    async def open(self, uri: str) -> BlockDevice:
+    async def open(self, uri: str, *, hostid: uuid_mod.UUID | None = None) -> BlockDevice:
         self.opened.append(uri)
         if uri in self.refuse:
             raise self.refuse[uri]

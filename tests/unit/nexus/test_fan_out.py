@@ -14,10 +14,16 @@ from mayastor.bdev import Buffer
 from mayastor.errors import IoTimeout, WriteFault
 from mayastor.nexus import ChildState, FaultReason
 from tests.conformance.block_device import pattern
-from tests.unit.nexus.conftest import MakeNexus
+from tests.unit.nexus.conftest import IO_APIS, MakeNexus
 from tests.unit.nexus.faulty import Shelf
 
 C0, C1, C2 = (f"malloc:///c{i}?size_mb=2" for i in range(3))
+
+
+@pytest.fixture(params=IO_APIS)
+def io_api(request: pytest.FixtureRequest) -> str:
+    """Every test here runs with awaited and with submitted I/O."""
+    return str(request.param)
 
 
 async def spin(times: int = 20) -> None:
@@ -88,6 +94,7 @@ async def test_a_child_failing_after_a_wait_is_retired_and_the_write_succeeds(
     assert bytes(await shelf.disks["c0"].read(5, 1)) == data
 
 
+@pytest.mark.parametrize("io_api", ["awaited"])  # a submitted I/O is never cancelled
 async def test_a_cancelled_write_waits_for_the_child_held_first_and_lands_everywhere(
     make_nexus: MakeNexus, shelf: Shelf
 ) -> None:

@@ -21,10 +21,16 @@ from mayastor.errors import (
 )
 from mayastor.nexus import ChildInfo, ChildState, FaultReason, NexusInfo, NexusState
 from tests.conformance.block_device import pattern
-from tests.unit.nexus.conftest import MakeNexus
+from tests.unit.nexus.conftest import IO_APIS, MakeNexus
 from tests.unit.nexus.faulty import RecordingStore, Shelf
 
 C0, C1, C2 = (f"malloc:///c{i}?size_mb=2" for i in range(3))
+
+
+@pytest.fixture(params=IO_APIS)
+def io_api(request: pytest.FixtureRequest) -> str:
+    """Every test here runs with awaited and with submitted I/O."""
+    return str(request.param)
 
 
 async def spin(times: int = 20) -> None:
@@ -319,6 +325,7 @@ async def test_io_in_flight_when_the_last_child_is_lost_is_refused_not_lost(
     assert bytes(await read) == bytes(512)
 
 
+@pytest.mark.parametrize("io_api", ["awaited"])  # a submitted I/O is never cancelled
 async def test_a_cancelled_write_still_lands_on_every_child_so_mirrors_never_differ(
     make_nexus: MakeNexus, shelf: Shelf
 ) -> None:
@@ -336,3 +343,19 @@ async def test_a_cancelled_write_still_lands_on_every_child_so_mirrors_never_dif
     assert bytes(await shelf.disks["c0"].read(32, 4)) == data
     assert bytes(await shelf.disks["c1"].read(32, 4)) == data
     assert [c.state for c in nexus.children] == [ChildState.ONLINE] * 2
+
+
+@pytest.mark.parametrize("io_api", ["awaited"])  # the nexus's own submit API, called here
+async def test_a_submitted_write_to_in_process_children_is_acknowledged_before_submit_returns(
+    make_nexus: MakeNexus, shelf: Shelf
+) -> None:
+    nexus = await make_nexus(3)
+    ended: list[object] = []
+    data = pattern(2 * 512, seed=21)
+    nexus.submit_write(6, data, lambda ctx, _data, error: ended.append((ctx, error)), "w")
+    assert ended == [("w", None)]
+    read: list[object] = []
+    nexus.submit_read(6, 2, lambda _ctx, got, error: read.append((bytes(got or b""), error)), None)
+    assert read == [(data, None)]
+    for name in ("c0", "c1", "c2"):
+        assert bytes(await shelf.disks[name].read(6, 2)) == data

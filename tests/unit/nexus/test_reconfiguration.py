@@ -24,10 +24,16 @@ from mayastor.nexus import (
     RebuildState,
 )
 from tests.conformance.block_device import pattern
-from tests.unit.nexus.conftest import MakeNexus
+from tests.unit.nexus.conftest import IO_APIS, MakeNexus
 from tests.unit.nexus.faulty import RecordingStore, Shelf
 
 C0, C1, C2 = (f"malloc:///c{i}?size_mb=2" for i in range(3))
+
+
+@pytest.fixture(params=IO_APIS)
+def io_api(request: pytest.FixtureRequest) -> str:
+    """Every test here runs with awaited and with submitted I/O."""
+    return str(request.param)
 
 
 async def spin(times: int = 20) -> None:

@@ -7,11 +7,17 @@ import pytest
 from mayastor.errors import FailedPrecondition, InvalidArgument
 from mayastor.nexus import ChildState
 from tests.conformance.block_device import pattern
-from tests.unit.nexus.conftest import MakeNexus
+from tests.unit.nexus.conftest import IO_APIS, MakeNexus
 from tests.unit.nexus.faulty import Shelf
 
 BIG0, BIG1 = (f"malloc:///big{i}?size_mb=4" for i in range(2))
 MIB = 1 << 20
+
+
+@pytest.fixture(params=IO_APIS)
+def io_api(request: pytest.FixtureRequest) -> str:
+    """Every test here runs with awaited and with submitted I/O."""
+    return str(request.param)
 
 
 async def test_a_nexus_grows_into_children_that_hold_the_new_size(make_nexus: MakeNexus) -> None:

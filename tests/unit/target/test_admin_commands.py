@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from mayastor.bdev import MallocDevice
+from mayastor.bdev import MallocDevice, ReservationCell, ReservationState
 from mayastor.nvmf.spec import (
     DISCOVERY_NQN,
     NSID_ALL,
@@ -86,7 +86,11 @@ async def test_identify_controller_describes_an_nvme_tcp_io_controller() -> None
     assert ident.cqes == 0x44
     assert ident.sgls & SglSupport.SUPPORTED
     assert ident.sgls & SglSupport.OFFSET
-    assert ident.oncs == OptionalNvmCommands.DATASET_MANAGEMENT | OptionalNvmCommands.WRITE_ZEROES
+    assert ident.oncs == (
+        OptionalNvmCommands.DATASET_MANAGEMENT
+        | OptionalNvmCommands.WRITE_ZEROES
+        | OptionalNvmCommands.RESERVATIONS
+    )
     assert ident.vwc & 1
     assert ident.cmic & ControllerMultiPath.ANA_REPORTING
     assert ident.nanagrpid == 1
@@ -113,6 +117,21 @@ async def test_identify_namespace_reports_size_format_and_the_uuid_as_nguid() ->
     assert ns.anagrpid == 1
     assert ns.nmic == 1
     assert ns.dlfeat & 0x7 == 1  # deallocated blocks read as zeroes
+
+
+async def test_rescap_names_every_type_and_ptpl_only_where_the_state_persists() -> None:
+    wire = await admin_wire(make_registry())
+    ns = IdentifyNamespace.decode((await wire.identify(Cns.NAMESPACE, nsid=1)).data)
+    assert ns.rescap == 0xFE  # types 1-6 and IEKEY; a malloc disk's state is in memory
+
+    async def persist(state: ReservationState) -> None:
+        pass
+
+    device = MallocDevice("kept", 2048, 512, uuid=DEVICE_UUID)
+    device.reservations = ReservationCell(persist=persist)
+    wire = await admin_wire(make_registry(device))
+    ns = IdentifyNamespace.decode((await wire.identify(Cns.NAMESPACE, nsid=1)).data)
+    assert ns.rescap == 0xFF
 
 
 async def test_identify_namespace_of_a_4k_device() -> None:

@@ -4,6 +4,7 @@ fields, LBA ranges and failing devices; transport errors end only that connectio
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import pytest
@@ -343,8 +344,18 @@ async def test_a_device_error_status_passes_through_on_read() -> None:
     assert answer.data == b""
 
 
+def hold_reads(registry: SubsystemRegistry) -> asyncio.Event:
+    """Make the device's reads wait until the returned event is set."""
+    device = device_of(registry)
+    device.__class__ = FailingDevice
+    device.fail_writes = device.fail_reads = None
+    device.held_reads = asyncio.Event()
+    return device.held_reads
+
+
 async def test_a_cid_already_in_flight_gets_command_id_conflict() -> None:
-    _, io = await setup()
+    registry, io = await setup()
+    held = hold_reads(registry)
     cmd = Read(0, 0).to_command(7, 1, SglDescriptor.transport(BS)).encode()
     io.send(io.writer.encode_capsule_cmd(cmd))
     io.send(io.writer.encode_capsule_cmd(cmd))
@@ -352,6 +363,7 @@ async def test_a_cid_already_in_flight_gets_command_id_conflict() -> None:
     assert isinstance(resp, CapsuleResp)
     conflict = Completion.decode(resp.cqe)
     assert (conflict.cid, conflict.status.sc) == (7, GenericStatus.COMMAND_ID_CONFLICT)
+    held.set()
     pdus = await io.settle()  # the first read still completes
     assert [type(p) for p in pdus] == [C2HData, CapsuleResp]
 
@@ -360,7 +372,8 @@ async def test_a_cid_already_in_flight_gets_command_id_conflict() -> None:
 
 
 async def test_more_commands_than_the_queue_holds_terminates_the_connection() -> None:
-    _, io = await setup(sqsize=1)  # two entries
+    registry, io = await setup(sqsize=1)  # two entries
+    held = hold_reads(registry)
     for cid in (1, 2, 3):
         cmd = Read(0, 0).to_command(cid, 1, SglDescriptor.transport(BS)).encode()
         io.send(io.writer.encode_capsule_cmd(cmd))
@@ -368,7 +381,8 @@ async def test_more_commands_than_the_queue_holds_terminates_the_connection() ->
     assert isinstance(term, C2HTermReq)
     assert term.fes == FatalErrorStatus.PDU_SEQUENCE_ERROR
     assert io.link.closed
-    await io.link.run()  # the two admitted reads still finish on the device
+    held.set()
+    await io.settle()  # the two admitted reads still finish on the device
 
 
 async def test_in_capsule_data_above_the_limit_terminates_with_data_limit_exceeded() -> None:

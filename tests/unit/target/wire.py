@@ -8,6 +8,7 @@ what comes back into `Answer`s.
 
 from __future__ import annotations
 
+import asyncio
 import uuid as uuid_mod
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -82,7 +83,10 @@ class RecordingLink:
 
 
 class FailingDevice(MallocDevice):
-    """A malloc device whose writes (or reads) fail with a chosen DeviceError."""
+    """A malloc device whose writes (or reads) fail with a chosen DeviceError, and whose
+    reads can be held until `held_reads` is set."""
+
+    held_reads: asyncio.Event | None = None
 
     def __init__(self, *args: Any, fail_writes: DeviceError | None = None, **kw: Any) -> None:
         super().__init__(*args, **kw)
@@ -95,6 +99,8 @@ class FailingDevice(MallocDevice):
         await super()._write(lba, data)
 
     async def _read(self, lba: int, nblocks: int) -> Buffer:
+        if self.held_reads is not None:
+            await self.held_reads.wait()
         if self.fail_reads is not None:
             raise self.fail_reads
         return await super()._read(lba, nblocks)
@@ -177,7 +183,10 @@ class Wire:
         return found
 
     async def settle(self) -> list[Pdu]:
+        """What the queue pair sent once its spawned work and its device I/O are done."""
         await self.link.run()
+        while self.qp.device_io:
+            await asyncio.sleep(0)
         return self.received()
 
     def term(self) -> C2HTermReq | None:

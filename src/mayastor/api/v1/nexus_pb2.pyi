@@ -22,6 +22,90 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _NvmeReservation:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _NvmeReservationEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_NvmeReservation.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    Reserved: _NvmeReservation.ValueType  # 0
+    WriteExclusive: _NvmeReservation.ValueType  # 1
+    """only the holder writes; every host reads"""
+    ExclusiveAccess: _NvmeReservation.ValueType  # 2
+    """only the holder reads and writes"""
+    WriteExclusiveRegsOnly: _NvmeReservation.ValueType  # 3
+    """registrants write; every host reads"""
+    ExclusiveAccessRegsOnly: _NvmeReservation.ValueType  # 4
+    """registrants read and write"""
+    WriteExclusiveAllRegs: _NvmeReservation.ValueType  # 5
+    """every registrant holds it; every host reads"""
+    ExclusiveAccessAllRegs: _NvmeReservation.ValueType  # 6
+    """every registrant holds it; only they read and write"""
+
+class NvmeReservation(_NvmeReservation, metaclass=_NvmeReservationEnumTypeWrapper):
+    """NVMe reservation types (the values are the spec's RTYPE)."""
+
+Reserved: NvmeReservation.ValueType  # 0
+WriteExclusive: NvmeReservation.ValueType  # 1
+"""only the holder writes; every host reads"""
+ExclusiveAccess: NvmeReservation.ValueType  # 2
+"""only the holder reads and writes"""
+WriteExclusiveRegsOnly: NvmeReservation.ValueType  # 3
+"""registrants write; every host reads"""
+ExclusiveAccessRegsOnly: NvmeReservation.ValueType  # 4
+"""registrants read and write"""
+WriteExclusiveAllRegs: NvmeReservation.ValueType  # 5
+"""every registrant holds it; every host reads"""
+ExclusiveAccessAllRegs: NvmeReservation.ValueType  # 6
+"""every registrant holds it; only they read and write"""
+Global___NvmeReservation: _TypeAlias = NvmeReservation  # noqa: Y015
+
+class _NexusNvmePreemption:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _NexusNvmePreemptionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_NexusNvmePreemption.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ArgKey: _NexusNvmePreemption.ValueType  # 0
+    """preempt the holder whose key is preemptKey (when given)"""
+    Holder: _NexusNvmePreemption.ValueType  # 1
+    """preempt whichever other key holds it (read from the report)"""
+
+class NexusNvmePreemption(_NexusNvmePreemption, metaclass=_NexusNvmePreemptionEnumTypeWrapper):
+    """How a nexus takes a child's reservation that another host holds."""
+
+ArgKey: NexusNvmePreemption.ValueType  # 0
+"""preempt the holder whose key is preemptKey (when given)"""
+Holder: NexusNvmePreemption.ValueType  # 1
+"""preempt whichever other key holds it (read from the report)"""
+Global___NexusNvmePreemption: _TypeAlias = NexusNvmePreemption  # noqa: Y015
+
+class _NvmeAnaState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _NvmeAnaStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_NvmeAnaState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    NVME_ANA_INVALID_STATE: _NvmeAnaState.ValueType  # 0
+    NVME_ANA_OPTIMIZED_STATE: _NvmeAnaState.ValueType  # 1
+    NVME_ANA_NON_OPTIMIZED_STATE: _NvmeAnaState.ValueType  # 2
+    NVME_ANA_INACCESSIBLE_STATE: _NvmeAnaState.ValueType  # 3
+    """e.g. a fenced nexus: hosts use another path"""
+    NVME_ANA_PERSISTENT_LOSS_STATE: _NvmeAnaState.ValueType  # 4
+    NVME_ANA_CHANGE_STATE: _NvmeAnaState.ValueType  # 15
+
+class NvmeAnaState(_NvmeAnaState, metaclass=_NvmeAnaStateEnumTypeWrapper):
+    """ANA state of a published nexus's namespace."""
+
+NVME_ANA_INVALID_STATE: NvmeAnaState.ValueType  # 0
+NVME_ANA_OPTIMIZED_STATE: NvmeAnaState.ValueType  # 1
+NVME_ANA_NON_OPTIMIZED_STATE: NvmeAnaState.ValueType  # 2
+NVME_ANA_INACCESSIBLE_STATE: NvmeAnaState.ValueType  # 3
+"""e.g. a fenced nexus: hosts use another path"""
+NVME_ANA_PERSISTENT_LOSS_STATE: NvmeAnaState.ValueType  # 4
+NVME_ANA_CHANGE_STATE: NvmeAnaState.ValueType  # 15
+Global___NvmeAnaState: _TypeAlias = NvmeAnaState  # noqa: Y015
+
 class _ChildState:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -160,7 +244,11 @@ class CreateNexusRequest(_message.Message):
     SIZE_FIELD_NUMBER: _builtins.int
     MINCNTLID_FIELD_NUMBER: _builtins.int
     MAXCNTLID_FIELD_NUMBER: _builtins.int
+    RESVKEY_FIELD_NUMBER: _builtins.int
+    PREEMPTKEY_FIELD_NUMBER: _builtins.int
     CHILDREN_FIELD_NUMBER: _builtins.int
+    RESV_TYPE_FIELD_NUMBER: _builtins.int
+    PREEMPT_POLICY_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """name of the nexus (Mayastor uses the volume uuid)"""
     uuid: _builtins.str
@@ -170,6 +258,17 @@ class CreateNexusRequest(_message.Message):
     minCntlId: _builtins.int
     """NVMe controller id range when published (0: default)"""
     maxCntlId: _builtins.int
+    resvKey: _builtins.int
+    """NVMe reservation key the nexus registers on every child it opens, taking the
+    reservation (fencing: an older nexus still using the children gets conflicts and
+    stops). 0: no reservation.
+    """
+    preemptKey: _builtins.int
+    """ArgKey policy: the key of the holder to preempt (0: none)"""
+    resv_type: Global___NvmeReservation.ValueType
+    """type held; default ExclusiveAccess"""
+    preempt_policy: Global___NexusNvmePreemption.ValueType
+    """how a reservation held by another is taken"""
     @_builtins.property
     def children(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """child URIs: bdev:///, nvmf://, aio://, malloc://"""
@@ -182,13 +281,19 @@ class CreateNexusRequest(_message.Message):
         size: _builtins.int = ...,
         minCntlId: _builtins.int = ...,
         maxCntlId: _builtins.int = ...,
+        resvKey: _builtins.int = ...,
+        preemptKey: _builtins.int = ...,
         children: _abc.Iterable[_builtins.str] | None = ...,
+        resv_type: Global___NvmeReservation.ValueType | None = ...,
+        preempt_policy: Global___NexusNvmePreemption.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_resv_type", b"_resv_type", "resv_type", b"resv_type"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["children", b"children", "maxCntlId", b"maxCntlId", "minCntlId", b"minCntlId", "name", b"name", "size", b"size", "uuid", b"uuid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_resv_type", b"_resv_type", "children", b"children", "maxCntlId", b"maxCntlId", "minCntlId", b"minCntlId", "name", b"name", "preemptKey", b"preemptKey", "preempt_policy", b"preempt_policy", "resvKey", b"resvKey", "resv_type", b"resv_type", "size", b"size", "uuid", b"uuid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__resv_type: _TypeAlias = _typing.Literal["resv_type"]  # noqa: Y015
+    _WhichOneofArgType__resv_type: _TypeAlias = _typing.Literal["_resv_type", b"_resv_type"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__resv_type) -> _WhichOneofReturnType__resv_type | None: ...
 
 Global___CreateNexusRequest: _TypeAlias = CreateNexusRequest  # noqa: Y015
 
@@ -248,7 +353,10 @@ class Nexus(_message.Message):
     CHILDREN_FIELD_NUMBER: _builtins.int
     DEVICE_URI_FIELD_NUMBER: _builtins.int
     REBUILDS_FIELD_NUMBER: _builtins.int
+    ANA_STATE_FIELD_NUMBER: _builtins.int
     ALLOWED_HOSTS_FIELD_NUMBER: _builtins.int
+    FENCED_FIELD_NUMBER: _builtins.int
+    FENCE_REASON_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     uuid: _builtins.str
     size: _builtins.int
@@ -257,6 +365,13 @@ class Nexus(_message.Message):
     """nvmf://… when published, else empty"""
     rebuilds: _builtins.int
     """rebuild jobs running now"""
+    ana_state: Global___NvmeAnaState.ValueType
+    """while published: the ANA state hosts are told"""
+    fenced: _builtins.bool
+    """Superseded by another nexus (a child answered with a reservation conflict): it
+    serves no I/O again (state NEXUS_FAULTED) until it is destroyed; fence_reason says why.
+    """
+    fence_reason: _builtins.str
     @_builtins.property
     def children(self) -> _containers.RepeatedCompositeFieldContainer[Global___Child]: ...
     @_builtins.property
@@ -271,13 +386,18 @@ class Nexus(_message.Message):
         children: _abc.Iterable[Global___Child] | None = ...,
         device_uri: _builtins.str = ...,
         rebuilds: _builtins.int = ...,
+        ana_state: Global___NvmeAnaState.ValueType | None = ...,
         allowed_hosts: _abc.Iterable[_builtins.str] | None = ...,
+        fenced: _builtins.bool = ...,
+        fence_reason: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_ana_state", b"_ana_state", "ana_state", b"ana_state"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_hosts", b"allowed_hosts", "children", b"children", "device_uri", b"device_uri", "name", b"name", "rebuilds", b"rebuilds", "size", b"size", "state", b"state", "uuid", b"uuid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ana_state", b"_ana_state", "allowed_hosts", b"allowed_hosts", "ana_state", b"ana_state", "children", b"children", "device_uri", b"device_uri", "fence_reason", b"fence_reason", "fenced", b"fenced", "name", b"name", "rebuilds", b"rebuilds", "size", b"size", "state", b"state", "uuid", b"uuid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__ana_state: _TypeAlias = _typing.Literal["ana_state"]  # noqa: Y015
+    _WhichOneofArgType__ana_state: _TypeAlias = _typing.Literal["_ana_state", b"_ana_state"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__ana_state) -> _WhichOneofReturnType__ana_state | None: ...
 
 Global___Nexus: _TypeAlias = Nexus  # noqa: Y015
 

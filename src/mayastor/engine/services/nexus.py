@@ -7,16 +7,26 @@ from google.protobuf.empty_pb2 import Empty
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from mayastor.api.v1 import common_pb2, nexus_pb2, nexus_pb2_grpc
+from mayastor.bdev import ReservationType
 from mayastor.engine.grpc_errors import ErrorMappingServicer
 from mayastor.engine.nexuses import Nexuses
 from mayastor.errors import InvalidArgument
-from mayastor.nexus import ChildState, FaultReason, Nexus, NexusState, RebuildState
+from mayastor.nexus import (
+    ChildState,
+    FaultReason,
+    Nexus,
+    NexusState,
+    PreemptPolicy,
+    RebuildState,
+    ReservationPolicy,
+)
 
 _NEXUS_STATE = {
     NexusState.INIT: nexus_pb2.NEXUS_UNKNOWN,
     NexusState.ONLINE: nexus_pb2.NEXUS_ONLINE,
     NexusState.DEGRADED: nexus_pb2.NEXUS_DEGRADED,
     NexusState.FAULTED: nexus_pb2.NEXUS_FAULTED,
+    NexusState.FENCED: nexus_pb2.NEXUS_FAULTED,  # with `fenced` set
     NexusState.SHUTTING_DOWN: nexus_pb2.NEXUS_SHUTTING_DOWN,
     NexusState.SHUTDOWN: nexus_pb2.NEXUS_SHUTDOWN,
 }
@@ -54,8 +64,44 @@ def _timestamp(seconds: float | None) -> Timestamp | None:
     return stamp
 
 
+_PREEMPTION = {
+    nexus_pb2.ArgKey: PreemptPolicy.ARG_KEY,
+    nexus_pb2.Holder: PreemptPolicy.HOLDER,
+}
+
+
+def reservation_policy(request: nexus_pb2.CreateNexusRequest) -> ReservationPolicy | None:
+    """The fencing asked for by a CreateNexusRequest: None without a reservation key.
+
+    Raises:
+        InvalidArgument: a reserved type, an unknown policy, or a preempt key equal to
+            the key.
+    """
+    if not request.resvKey:
+        if request.preemptKey:
+            raise InvalidArgument("preemptKey needs a resvKey (the nexus's own key)")
+        return None
+    rtype = ReservationType.EXCLUSIVE_ACCESS
+    if request.HasField("resv_type"):
+        try:
+            rtype = ReservationType(request.resv_type)
+        except ValueError:
+            raise InvalidArgument(
+                f"resv_type {request.resv_type} is not a reservation type (1 to 6)"
+            ) from None
+    preempt = _PREEMPTION.get(request.preempt_policy)
+    if preempt is None:
+        raise InvalidArgument(f"preempt_policy {request.preempt_policy} is unknown")
+    return ReservationPolicy(
+        request.resvKey, preempt_key=request.preemptKey, rtype=rtype, preempt=preempt
+    )
+
+
 def nexus_message(
-    nexus: Nexus, device_uri: str = "", allowed_hosts: list[str] | None = None
+    nexus: Nexus,
+    device_uri: str = "",
+    allowed_hosts: list[str] | None = None,
+    ana_state: int | None = None,
 ) -> nexus_pb2.Nexus:
     children = nexus.children
     return nexus_pb2.Nexus(
@@ -78,6 +124,9 @@ def nexus_message(
         device_uri=device_uri,
         rebuilds=sum(1 for c in children if c.rebuild_progress is not None),
         allowed_hosts=allowed_hosts or [],
+        ana_state=None if ana_state is None else nexus_pb2.NvmeAnaState.ValueType(ana_state),
+        fenced=nexus.fenced is not None,
+        fence_reason=nexus.fenced or "",
     )
 
 
@@ -86,8 +135,12 @@ class NexusService(ErrorMappingServicer, nexus_pb2_grpc.NexusRpcServicer):
         self.nexuses = nexuses
 
     def message(self, nexus: Nexus) -> nexus_pb2.Nexus:
+        ana = self.nexuses.ana_state(nexus)
         return nexus_message(
-            nexus, self.nexuses.published_uri(nexus), self.nexuses.allowed_hosts(nexus)
+            nexus,
+            self.nexuses.published_uri(nexus),
+            self.nexuses.allowed_hosts(nexus),
+            None if ana is None else int(ana),
         )
 
     async def CreateNexus(
@@ -104,6 +157,7 @@ class NexusService(ErrorMappingServicer, nexus_pb2_grpc.NexusRpcServicer):
             request.size,
             list(request.children),
             cntlid_range=cntlids,
+            reservation=reservation_policy(request),
         )
         return nexus_pb2.CreateNexusResponse(nexus=self.message(nexus))
 

@@ -3,7 +3,9 @@
 Public surface:
 
 * `Controller`: a connection to one controller of a remote subsystem: admin and I/O
-  queues, identify, NVM I/O, keep alive, reconnect after a lost path, clean shutdown;
+  queues, identify, NVM I/O, reservations (register, acquire, release, report, as
+  the host identifier of its Connect), keep alive, reconnect after a lost path,
+  clean shutdown;
   its run state is a `ControllerState`, moved only along the table of
   `_controller_state`;
 * `ControllerOptions`: host NQN, queues, digests and timeouts (`DEFAULT_HOSTNQN`,
@@ -23,7 +25,7 @@ unreachable target `Unavailable`.
 This package knows nothing of block devices (`mayastor.bdev.nvmf` builds one on it).
 """
 
-from mayastor.nvmf.host._connection import QueueConnection
+from mayastor.nvmf.host._connection import CommandDone, QueueConnection
 from mayastor.nvmf.host._controller import (
     MAX_BLOCKS_PER_COMMAND,
     MAX_DSM_RANGES,
@@ -54,6 +56,7 @@ from mayastor.nvmf.host._options import (
 )
 from mayastor.nvmf.host._queue import (
     ADMIN_IN_CAPSULE_SIZE,
+    MAX_R2T,
     HostQueue,
     QueueEvent,
     QueueState,
@@ -66,9 +69,11 @@ __all__ = [
     "DEFAULT_HOSTNQN",
     "MAX_BLOCKS_PER_COMMAND",
     "MAX_DSM_RANGES",
+    "MAX_R2T",
     "MAX_TRANSFER",
     "TRANSITIONS",
     "Admission",
+    "CommandDone",
     "ConnectionClosed",
     "Controller",
     "ControllerEvent",

@@ -1,9 +1,10 @@
 """One queue connection over asyncio: the thin shell around `HostQueue`.
 
 `QueueConnection` is an `asyncio.Protocol`: bytes from `data_received` go to the
-sans-I/O core, completions resolve the callers' futures, and what the core has to
-send goes out with one `transport.writelines` per event-loop turn (commands submitted
-in the same turn share a write). A timer calls the core's `expire` with the loop's
+sans-I/O core, completions resolve the callers' futures (`execute`) or call their
+callbacks (`submit`: no future, no Task), and what the core has to send goes out with
+one `transport.writelines` per event-loop turn (commands submitted in the same turn
+share a write). A timer calls the core's `expire` with the loop's
 clock, so a command that takes longer than its timeout fails with `IoTimeout`.
 
 Run state: `open` connects and binds the queue (TCP, ICReq/ICResp, Fabrics Connect),
@@ -36,7 +37,12 @@ from mayastor.nvmf.spec import Command, NvmeStatus
 
 Result = tuple[int, int, int, Buffer | None]
 """What a command gives back: (status field, 0 for success; DW0; DW1; read data)."""
+CommandDone = Callable[[Any, int, Buffer | None, DeviceError | None], None]
+"""``done(ctx, status, data, error)``: a submitted command ended with a status field (0
+for success) and its read data, or without one: `error` is then `PathLost` or
+`IoTimeout` (the command may or may not have been carried out)."""
 LostCallback = Callable[["QueueConnection", TransportError], None]
+_Pending = tuple[int, int, int, int, int, "Buffer | None", int, CommandDone, Any]
 
 _LIVE = QueueState.LIVE
 _TICKS_PER_TIMEOUT = 8
@@ -63,6 +69,7 @@ class QueueConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._flush_pending = False
         self._slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._backlog: collections.deque[_Pending] = collections.deque()
         self._error: TransportError | None = None
         self._closing = False
         self._closed: asyncio.Future[None] = self._loop.create_future()
@@ -241,6 +248,64 @@ class QueueConnection(asyncio.Protocol):
             core.abandon(cid, fut)
             raise
 
+    def submit(
+        self,
+        opcode: int,
+        nsid: int,
+        cdw10: int,
+        cdw11: int,
+        cdw12: int,
+        data_out: Buffer | None,
+        read_length: int,
+        done: CommandDone,
+        ctx: Any,
+    ) -> None:
+        """Send one command; ``done(ctx, status, data, error)`` hears how it ended.
+
+        As `execute`, without a future: `done` is called exactly once, never before
+        this returns. A command that finds every command identifier in use waits its
+        turn in a backlog (in order). It cannot be cancelled.
+
+        Args:
+            opcode, nsid, cdw10..cdw12: the command.
+            data_out: a write's data; the caller keeps it unchanged until `done`.
+            read_length: bytes a read returns.
+            done, ctx: the completion.
+        """
+        core = self._core
+        if core.state is not _LIVE:
+            self._loop.call_soon(done, ctx, 0, None, self._refusal())
+            return
+        if not core.free_slots or self._backlog:
+            self._backlog.append(
+                (opcode, nsid, cdw10, cdw11, cdw12, data_out, read_length, done, ctx)
+            )
+            return
+        self._send(opcode, nsid, cdw10, cdw11, cdw12, data_out, read_length, done, ctx)
+
+    def _send(
+        self,
+        opcode: int,
+        nsid: int,
+        cdw10: int,
+        cdw11: int,
+        cdw12: int,
+        data_out: Buffer | None,
+        read_length: int,
+        done: CommandDone,
+        ctx: Any,
+    ) -> None:
+        loop = self._loop
+        self._core.submit(
+            opcode, nsid, cdw10, cdw11, cdw12,
+            data_out=data_out, read_length=read_length, token=(done, ctx),
+            deadline=loop.time() + self.io_timeout,
+        )  # fmt: skip
+        self.submitted += 1
+        if not self._flush_pending:
+            self._flush_pending = True
+            loop.call_soon(self._flush)
+
     async def execute_command(
         self,
         cmd: Command,
@@ -283,8 +348,12 @@ class QueueConnection(asyncio.Protocol):
             raise self._refusal()
 
     def _wake_slot_waiters(self) -> None:
+        backlog = self._backlog
+        core = self._core
+        while backlog and core.free_slots and core.state is _LIVE:
+            self._send(*backlog.popleft())
         waiters = self._slot_waiters
-        free = self._core.free_slots
+        free = core.free_slots
         while waiters and free:
             waiter = waiters.popleft()
             if not waiter.done():
@@ -306,14 +375,17 @@ class QueueConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         core = self._core
         done = core.receive_data(data)
-        fut: asyncio.Future[Result]
-        for fut, status, dw0, dw1, payload in done:  # type: ignore[assignment]
-            if not fut.done():
-                fut.set_result((status, dw0, dw1, payload))
+        for token, status, dw0, dw1, payload in done:
+            if type(token) is tuple:
+                token[0](token[1], status, payload, None)
+            else:
+                fut = cast("asyncio.Future[Result]", token)
+                if not fut.done():
+                    fut.set_result((status, dw0, dw1, payload))
         if core.error is not None:
             self._fail(core.error)
             return
-        if self._slot_waiters:
+        if self._slot_waiters or self._backlog:
             self._wake_slot_waiters()
         out = core.data_to_send()
         if out and self._transport is not None:
@@ -345,14 +417,15 @@ class QueueConnection(asyncio.Protocol):
             return
         expired = core.expire(self._loop.time())
         for token in expired:
+            error = IoTimeout(
+                f"{self.name}: no completion within {self.io_timeout} s", device=self.name
+            )
+            if type(token) is tuple:
+                token[0](token[1], 0, None, error)
+                continue
             fut = cast("asyncio.Future[Result]", token)
             if not fut.done():
-                fut.set_exception(
-                    IoTimeout(
-                        f"{self.name}: no completion within {self.io_timeout} s",
-                        device=self.name,
-                    )
-                )
+                fut.set_exception(error)
         if core.zombies and core.zombies >= max(1, core.queue_size // 2):
             self._fail(
                 TransportError(
@@ -385,11 +458,18 @@ class QueueConnection(asyncio.Protocol):
             callback(self, cause)
 
     def _fail_waiters(self, make: Callable[[], DeviceError], cause: BaseException | None) -> None:
-        for token in self._core.close():
+        lost = self._core.close()
+        lost += [(entry[7], entry[8]) for entry in self._backlog]
+        self._backlog.clear()
+        for token in lost:
+            exc = make()
+            exc.__cause__ = cause
+            if type(token) is tuple:
+                # Later, not from inside the failing connection's own call stack.
+                self._loop.call_soon(token[0], token[1], 0, None, exc)
+                continue
             fut = cast("asyncio.Future[Any]", token)
             if not fut.done():
-                exc = make()
-                exc.__cause__ = cause
                 fut.set_exception(exc)
         while self._slot_waiters:
             waiter = self._slot_waiters.popleft()

@@ -24,7 +24,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from mayastor.errors import (
     DeviceError,
@@ -37,7 +37,7 @@ from mayastor.errors import (
     PathLost,
     Unavailable,
 )
-from mayastor.nvmf.host._connection import QueueConnection
+from mayastor.nvmf.host._connection import CommandDone, QueueConnection
 from mayastor.nvmf.host._controller_state import (
     ADMISSION,
     Admission,
@@ -49,6 +49,7 @@ from mayastor.nvmf.host._controller_state import (
 from mayastor.nvmf.host._errors import KeepAliveFailed, TransportError
 from mayastor.nvmf.host._options import ADMIN_QUEUE_SIZE, ControllerOptions
 from mayastor.nvmf.host._queue import ADMIN_IN_CAPSULE_SIZE
+from mayastor.nvmf.host._reservations import ReservationCommands
 from mayastor.nvmf.pdu import Buffer
 from mayastor.nvmf.spec import (
     DISCOVERY_NQN,
@@ -121,7 +122,7 @@ class _Session:
     queue_size: int
 
 
-class Controller:
+class Controller(ReservationCommands):
     """Our host's connection to one controller of a remote NVMe-oF subsystem.
 
     Args:
@@ -714,6 +715,41 @@ class Controller:
         if status:
             raise self._io_error(status, "write", slba, nblocks)
 
+    def submit_read(
+        self, nsid: int, slba: int, nblocks: int, length: int, done: CommandDone, ctx: Any
+    ) -> bool:
+        """`read` by callback (`QueueConnection.submit`), when the path is up.
+
+        Returns:
+            False, with nothing sent, when the controller is not live (the caller
+            then uses `read`, which waits for the path as the options say).
+        """
+        queues = self._io
+        if not queues:
+            return False
+        self._rr += 1
+        queues[self._rr % len(queues)].submit(
+            _READ, nsid, slba & _U32, slba >> 32, nblocks - 1, None, length, done, ctx
+        )
+        return True
+
+    def submit_write(
+        self, nsid: int, slba: int, nblocks: int, data: Buffer, done: CommandDone, ctx: Any
+    ) -> bool:
+        """`write` by callback, when the path is up (see `submit_read`)."""
+        queues = self._io
+        if not queues:
+            return False
+        self._rr += 1
+        queues[self._rr % len(queues)].submit(
+            _WRITE, nsid, slba & _U32, slba >> 32, nblocks - 1, data, 0, done, ctx
+        )
+        return True
+
+    def io_error(self, status: int, what: str, lba: int | None, nblocks: int | None) -> DeviceError:
+        """The DeviceError a failed I/O command's status field names, with its range."""
+        return self._io_error(status, what, lba, nblocks)
+
     async def flush(self, nsid: int) -> None:
         """Flush the namespace's volatile write cache."""
         await self._io_command("flush", _FLUSH, nsid)
@@ -764,19 +800,23 @@ class Controller:
         cdw12: int = 0,
         *,
         data_out: Buffer | None = None,
+        read_length: int = 0,
         lba: int | None = None,
         nblocks: int | None = None,
-    ) -> None:
+    ) -> Buffer | None:
         queues = self._io or await self._admit()
         self._rr += 1
         queue = queues[self._rr % len(queues)]
         try:
-            status, _, _, _ = await queue.execute(opcode, nsid, cdw10, cdw11, cdw12, 0, data_out)
+            status, _, _, data = await queue.execute(
+                opcode, nsid, cdw10, cdw11, cdw12, 0, data_out, read_length
+            )
         except DeviceError as exc:
             _locate(exc, lba, nblocks)
             raise
         if status:
             raise self._io_error(status, what, lba, nblocks)
+        return data
 
     def _io_error(
         self, status: int, what: str, lba: int | None, nblocks: int | None

@@ -13,7 +13,8 @@ What it does per command:
   in the capsule when a write's data fits the queue's in-capsule size, else by
   R2T/H2CData (writes) or C2HData (reads);
 * answers each R2T with H2CData PDUs of at most MAXH2CDATA bytes, slicing the
-  caller's buffer (never copying it) until the command ends;
+  caller's buffer (never copying it) until the command ends; up to `MAX_R2T` R2Ts of
+  one command may be outstanding, answered in order;
 * reassembles C2HData PDUs, in order, into the read's buffer; a read that arrives in
   one PDU is handed out as that PDU's memoryview, without a copy; a C2HData with the
   SUCCESS flag completes the command without a CapsuleResp;
@@ -69,10 +70,18 @@ ADMIN_IN_CAPSULE_SIZE = 8192
 Fabrics Connect always carries its 1024 bytes in the capsule)."""
 MAX_DATA_LENGTH = 1 << 20
 """Largest PDU payload accepted from the target (the largest transfer we ask for)."""
+MAX_R2T = 16
+"""R2Ts a target may keep outstanding for one command (ICReq MAXR2T + 1): a large write
+then moves in one round trip rather than one per MAXH2CDATA bytes."""
 
 _SQE = struct.Struct("<BBHI16xQI3xBIIIIII")
 """opcode, flags, CID, NSID, (CDW2, CDW3, MPTR), SGL address, length, identifier,
 CDW10..CDW15 (NVMe Base 1.4 Figure 105)."""
+_PLAIN_CMD = struct.Struct("<BBBBIBBHI16xQI3xBIIIIII")
+"""A whole CapsuleCmd header without digest or padding: the common header, then the SQE
+as `_SQE` packs it."""
+_CAPSULE_CMD = 0x04
+_CMD_HLEN = 72
 _CQE = struct.Struct("<IIHHHH")
 """DW0, DW1, SQHD, SQID, CID, status and phase (NVMe Base 1.4 Figure 121)."""
 _PSDT_SGL = 0x40
@@ -244,6 +253,7 @@ class HostQueue:
         self.error: TransportError | None = None
         self.cntlid: int | None = None
         self.maxh2cdata = 0
+        self._plain = False  # CapsuleCmd headers packed here (no digest, no padding)
         self._handlers: dict[type, Callable[[Pdu, list[Completed]], None]] = {
             ICResp: self._on_ic_resp,  # type: ignore[dict-item]
             CapsuleResp: self._on_capsule_resp,  # type: ignore[dict-item]
@@ -313,7 +323,7 @@ class HostQueue:
             hpda=0,
             hdgst_enable=self.header_digest,
             ddgst_enable=self.data_digest,
-            maxr2t=0,
+            maxr2t=MAX_R2T - 1,
         )
 
     def connect(
@@ -435,6 +445,18 @@ class HostQueue:
                 slot.in_capsule = True
                 slot.write_data = None
                 slot.write_len = write_len
+                slot.sent = write_len
+                if self._plain:
+                    assert data_out is not None
+                    self._out += (
+                        _PLAIN_CMD.pack(
+                            _CAPSULE_CMD, 0, _CMD_HLEN, _CMD_HLEN, _CMD_HLEN + write_len,
+                            opcode, _PSDT_SGL, cid, nsid, 0, write_len, _SGL_IN_CAPSULE,
+                            cdw10, cdw11, cdw12, cdw13, cdw14, cdw15,
+                        ),
+                        data_out,
+                    )  # fmt: skip
+                    return cid
                 sqe = _SQE.pack(
                     opcode,
                     _PSDT_SGL,
@@ -451,7 +473,6 @@ class HostQueue:
                     cdw15,
                 )
                 self._out += self._writer.encode_capsule_cmd(sqe, data_out)  # type: ignore[arg-type]
-                slot.sent = write_len
                 return cid
             slot.in_capsule = False
             slot.write_data = data_out
@@ -462,6 +483,15 @@ class HostQueue:
             slot.write_data = None
             slot.write_len = 0
             length = read_length
+        if self._plain:
+            self._out.append(
+                _PLAIN_CMD.pack(
+                    _CAPSULE_CMD, 0, _CMD_HLEN, 0, _CMD_HLEN,
+                    opcode, _PSDT_SGL, cid, nsid, 0, length, _SGL_TRANSPORT,
+                    cdw10, cdw11, cdw12, cdw13, cdw14, cdw15,
+                )
+            )  # fmt: skip
+            return cid
         sqe = _SQE.pack(
             opcode,
             _PSDT_SGL,
@@ -666,6 +696,10 @@ class HostQueue:
         )
         self._writer.max_h2c_data = pdu.maxh2cdata
         self.maxh2cdata = pdu.maxh2cdata
+        # Without digests, and with in-capsule data right after the SQE, every command
+        # is one struct: pack it here rather than through the codec each time.
+        header = self._writer.encode_capsule_cmd(bytes(_SQE.size), b"\0\0\0\0")[0]
+        self._plain = not pdu.hdgst_enable and not pdu.ddgst_enable and len(header) == _CMD_HLEN
         self._move(QueueEvent.IC_RESP)
         token = self._ic_token
         self._ic_token = None

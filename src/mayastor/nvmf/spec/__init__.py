@@ -1,6 +1,7 @@
 """NVMe base and Fabrics structures: commands, completions, statuses, identify data,
-log pages and features (NVMe Base 1.4, NVMe over Fabrics 1.1). Pure data and codecs;
-imports nothing of ours, not even the transport codec (`mayastor.nvmf.pdu`).
+log pages, features and reservations (NVMe Base 1.4, NVMe over Fabrics 1.1). Pure
+data and codecs; imports nothing of ours, not even the transport codec
+(`mayastor.nvmf.pdu`).
 
 Bytes in, typed objects out, and back: `Command.decode` reads a 64-byte SQE and the
 command classes (`Read`, `Connect`, `GetLogPage`, ...) read their CDWs; `Completion`
@@ -139,6 +140,28 @@ from mayastor.nvmf.spec._properties import (
     ShutdownStatus,
     version,
 )
+from mayastor.nvmf.spec._reservations import (
+    RCSTS_HOLDS_RESERVATION,
+    REGISTERED_CONTROLLER_EXT_SIZE,
+    REGISTERED_CONTROLLER_SIZE,
+    RESERVATION_STATUS_EXT_HEADER_SIZE,
+    RESERVATION_STATUS_HEADER_SIZE,
+    AcquireAction,
+    AcquireData,
+    ChangePtpl,
+    RegisterAction,
+    RegisterData,
+    RegisteredController,
+    ReleaseAction,
+    ReleaseData,
+    ReservationAcquire,
+    ReservationCapabilities,
+    ReservationRegister,
+    ReservationRelease,
+    ReservationReport,
+    ReservationStatus,
+    ReservationType,
+)
 from mayastor.nvmf.spec.status import (
     SUCCESS,
     CommandSpecificStatus,
@@ -175,7 +198,12 @@ __all__ = [
     "NSID_ALL",
     "PROPERTY_SIZE_4",
     "PROPERTY_SIZE_8",
+    "RCSTS_HOLDS_RESERVATION",
     "RECFMT_1_0",
+    "REGISTERED_CONTROLLER_EXT_SIZE",
+    "REGISTERED_CONTROLLER_SIZE",
+    "RESERVATION_STATUS_EXT_HEADER_SIZE",
+    "RESERVATION_STATUS_HEADER_SIZE",
     "SGL_OFFSET",
     "SMART_LOG_SIZE",
     "SQE_SIZE",
@@ -184,6 +212,8 @@ __all__ = [
     "UUID_NQN_PREFIX",
     "VS_1_4",
     "Abort",
+    "AcquireAction",
+    "AcquireData",
     "AddressFamily",
     "AdminOpcode",
     "AdminQueueAttributes",
@@ -196,6 +226,7 @@ __all__ = [
     "AsyncEventNotice",
     "AsyncEventType",
     "AsyncEventsSupported",
+    "ChangePtpl",
     "Cns",
     "Command",
     "CommandSets",
@@ -240,6 +271,18 @@ __all__ = [
     "PropertySet",
     "Psdt",
     "Read",
+    "RegisterAction",
+    "RegisterData",
+    "RegisteredController",
+    "ReleaseAction",
+    "ReleaseData",
+    "ReservationAcquire",
+    "ReservationCapabilities",
+    "ReservationRegister",
+    "ReservationRelease",
+    "ReservationReport",
+    "ReservationStatus",
+    "ReservationType",
     "SecureChannel",
     "SetFeatures",
     "SglDescriptor",
