@@ -10,26 +10,29 @@ fault at random:
   are replaced and its targets moved (past ``--faulted-child-wait``), then started;
 * ``kill-core``: SIGKILL of the core agent, started again after 0.2-1 s;
 * ``kill-etcd``: SIGKILL of etcd, started again after 0.2-1 s;
-* ``stop-engine``: SIGSTOP of an io-engine, SIGCONT after 0.2-4 s (the child I/O
+* ``stop-engine``: SIGSTOP of an io-engine, SIGCONT after 0.2-3 s (the child I/O
   timeout is 2 s and the switch-over wait 1 s: some children are retired, some
   targets move, some nothing notices);
-* ``cut-engine``: an io-engine's link down, up again after 0.2-4 s.
+* ``cut-engine``: an io-engine's link down, up again after 0.2-3 s.
 
 The victim is a node holding a replica or a target of a volume.
 
 After each round, within `ONLINE_BOUND` seconds of the repair (the process back, the
 link up): every volume is Online with as many Online children as it has replicas, and
-the specs and the io-engines agree. Then every write ever acknowledged must read back
-through the volume's current target, each unit read once per child in a row: the nexus
-reads round-robin, so every child serves each unit once, and a child that missed
-writes but is read as current shows. At the end the cluster is stopped and every
-replica is read from its pool file and checked against the same record.
+the specs and the io-engines agree (after a freeze or a cut, also once the core's polls
+sent during the silence have timed out, since it acts on them). Then every write ever
+acknowledged must read back through the volume's current target, each unit read once
+per child in a row: the nexus reads round-robin, so every child serves each unit once,
+and a child that missed writes but is read as current shows. At the end the cluster is
+stopped and every replica is read from its pool file and checked against the same
+record.
 
 ``MAYASTOR_FAULT_ROUNDS`` sets the number of rounds (default 50) and
-``MAYASTOR_FAULT_SEED`` the seed (default: a new one, printed; a failure names it, and
-the same seed replays the same faults on the same victims with the same delays, the
-timing of the processes aside). The soak with hundreds of rounds is
-``benchmarks/ha_fault_soak.py``.
+``MAYASTOR_FAULT_SEED`` the seed (default: a new one, printed; a failure names it). A
+seed replays the same random choices: faults, delays, write data, and the victim by its
+rank among the nodes then holding a replica or target (the same node while the
+processes' timing leaves the replicas where they were). The soak with hundreds of
+rounds is ``benchmarks/ha_fault_soak.py``.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ import pytest
 from mayastor.bdev import NvmfDevice
 from mayastor.cli.client import main as client_main
 from mayastor.cluster.processes import EngineProcess, EtcdProcess
+from mayastor.control.engine_client import LIST_TIMEOUT
 from mayastor.nvmf.host import ControllerOptions
 from tests.support.agreement import disagreements
 from tests.support.cluster import FAST_CORE_FLAGS, TestCluster
@@ -198,6 +202,8 @@ class FaultRounds:
         self.loads: dict[str, BackgroundLoad] = {}
         self.ledgers: dict[str, WriteLedger] = {}
         self.results: list[RoundResult] = []
+        self.now = "set-up"
+        """The round under way and its fault, for the messages of a failure."""
 
     # ------------------------------------------------------------------ set-up
 
@@ -243,7 +249,12 @@ class FaultRounds:
         return self.cluster
 
     def uri(self, volume: str) -> str:
-        return str(self._cluster.volume(volume)["state"]["target"]["deviceUri"])
+        target = self._cluster.volume(volume)["state"].get("target")
+        assert target is not None, f"{self._where()}: volume {volume} is no longer published"
+        return str(target["deviceUri"])
+
+    def _where(self) -> str:
+        return f"seed {self.seed}, {self.now}"
 
     def _start_loads(self) -> None:
         for volume in self.volumes:
@@ -280,8 +291,7 @@ class FaultRounds:
         while not condition():
             if time.monotonic() > deadline:
                 raise AssertionError(
-                    f"seed {self.seed}, round {len(self.results) + 1}: not within "
-                    f"{timeout:g} s: {what}; volumes {self._statuses()}"
+                    f"{self._where()}: not within {timeout:g} s: {what}; volumes {self._statuses()}"
                 )
             time.sleep(0.2)
 
@@ -330,11 +340,14 @@ class FaultRounds:
         cluster = self._cluster
         assert self.etcd is not None
         fault = self.rng.choice(FAULTS)
-        victim = self.rng.choice(self._busy_nodes())
+        victim = {"kill-core": "core", "kill-etcd": "etcd"}.get(fault) or self.rng.choice(
+            self._busy_nodes()
+        )
         if fault in ("stop-engine", "cut-engine"):
-            delay = round(self.rng.uniform(0.2, 4.0), 2)  # past the I/O timeout or not
+            delay = round(self.rng.uniform(0.2, 3.0), 2)  # past the I/O timeout or not
         else:
             delay = round(self.rng.uniform(0.2, 1.0), 2)  # the restart takes a second more
+        self.now = f"round {len(self.results) + 1} ({fault} {victim}, {delay:g} s)"
         start = time.monotonic()
         if fault == "kill-engine":
             cluster.engines[victim].kill()
@@ -349,12 +362,10 @@ class FaultRounds:
             )
             cluster.engines[victim].start()
         elif fault == "kill-core":
-            victim = "core"
             cluster.core.kill()
             time.sleep(delay)
             cluster.core.start()
         elif fault == "kill-etcd":
-            victim = "etcd"
             self.etcd.kill()
             time.sleep(delay)
             self.etcd.start()
@@ -367,20 +378,23 @@ class FaultRounds:
             time.sleep(delay)
             self.network.restore(victim)
         repaired = time.monotonic()
-        self._wait(
-            self._settled,
-            "every volume Online with all its children, specs and io-engines agreeing",
-            ONLINE_BOUND,
-        )
+        settled = "every volume Online with all its children, specs and io-engines agreeing"
+        self._wait(self._settled, settled, ONLINE_BOUND)
         online_after = time.monotonic() - repaired
+        if fault in ("stop-engine", "cut-engine"):
+            # a poll the core sent while the node was silent fails only at its deadline,
+            # and the core then acts on it: settled counts once that cannot come any more
+            time.sleep(max(0.0, start + LIST_TIMEOUT + 0.5 - time.monotonic()))
+            if not self._settled():
+                self._wait(self._settled, settled, ONLINE_BOUND)
+                online_after = time.monotonic() - repaired
         ledgers = self._stop_loads()
         for volume, ledger in ledgers.items():
             history = self.ledgers[volume] = merge(self.ledgers.get(volume), ledger)
             children = len(cluster.replica_nodes(volume))
             mismatches = asyncio.run(verify_every_child(history, self.uri(volume), children))
             assert mismatches == [], (
-                f"seed {self.seed}, round {len(self.results) + 1} ({fault} {victim}): "
-                f"acknowledged writes of {volume} not read back: {mismatches[:5]}"
+                f"{self._where()}: acknowledged writes of {volume} not read back: {mismatches[:5]}"
             )
         result = RoundResult(
             number=len(self.results) + 1,
@@ -417,8 +431,8 @@ class FaultRounds:
             for data in contents:
                 wrong = asyncio.run(ledger.verify(ReplicaImage(data, ledger.block_size)))
                 assert wrong == [], (
-                    f"seed {self.seed}: a replica of {volume} on disk lacks acknowledged "
-                    f"writes: {wrong[:5]}"
+                    f"seed {self.seed}, at the end: a replica of {volume} on disk lacks "
+                    f"acknowledged writes: {wrong[:5]}"
                 )
 
     def summary(self) -> dict[str, Any]:
