@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -30,6 +31,8 @@ import grpc
 from google.protobuf.empty_pb2 import Empty
 
 from mayastor.api.v1 import host_pb2_grpc
+from mayastor.credentials import grpc_tls
+from mayastor.credentials.private_ca import IssuedCertificate
 
 
 def free_port() -> int:
@@ -162,6 +165,7 @@ class EngineProcess(ChildProcess):
         host: the address its gRPC API and NVMe/TCP targets bind to (--nvmf-address).
         netns: the network namespace (``ip netns add NAME``) it runs in; `host` must be
             an address of that namespace.
+        tls: its certificate for TLS on gRPC (served, and shown when we call it).
     """
 
     def __init__(
@@ -178,8 +182,10 @@ class EngineProcess(ChildProcess):
         registration_endpoint: str | None = None,
         host: str = "127.0.0.1",
         netns: str | None = None,
+        tls: IssuedCertificate | None = None,
     ) -> None:
         super().__init__(workdir, f"{node_name}.log")
+        self.tls = tls
         self.name = f"io-engine {node_name}"
         self.node_name = node_name
         self.registration_endpoint = registration_endpoint
@@ -224,6 +230,8 @@ class EngineProcess(ChildProcess):
             argv += ["--pool", pool]
         if self.registration_endpoint:
             argv += ["--registration-endpoint", self.registration_endpoint]
+        if self.tls is not None:
+            argv += self.tls.flags("--grpc-tls")
         return argv + self.extra_args
 
     def start(self, timeout: float = 30.0) -> None:
@@ -263,7 +271,8 @@ class EngineProcess(ChildProcess):
         proc = self.proc
         assert proc is not None
         deadline = time.monotonic() + timeout
-        with grpc.insecure_channel(self.endpoint) as channel:
+        tls = self.tls.grpc_tls() if self.tls is not None else None
+        with grpc_tls.sync_channel(self.endpoint, tls) as channel:
             stub = host_pb2_grpc.HostRpcStub(channel)
             while True:
                 if proc.poll() is not None:
@@ -290,8 +299,9 @@ class EngineProcess(ChildProcess):
         self, *args: str, check: bool = False, timeout: float = 120.0
     ) -> subprocess.CompletedProcess[str]:
         """Run ``mayastor-client -b <endpoint> ARGS`` and return what it did."""
+        tls = self.tls.flags("--tls") if self.tls is not None else []
         result = subprocess.run(
-            [sys.executable, "-m", "mayastor.cli.client", "-b", self.endpoint, *args],
+            [sys.executable, "-m", "mayastor.cli.client", "-b", self.endpoint, *tls, *args],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -323,6 +333,9 @@ class CoreAgentProcess(ChildProcess):
         log_name: its log file's name in `workdir`.
         grpc_host: the address its gRPC API (registration) binds to: 127.0.0.1, or an
             address io-engines in other network namespaces reach.
+        tls: its certificate for TLS on gRPC and HTTPS on REST.
+        token_file: the bearer tokens REST requires (``--rest-token-file``).
+        probe_token: the token our readiness probe sends.
     """
 
     name = "core agent"
@@ -337,8 +350,14 @@ class CoreAgentProcess(ChildProcess):
         extra_args: Sequence[str] = (),
         log_name: str = "core-agent.log",
         grpc_host: str = "127.0.0.1",
+        tls: IssuedCertificate | None = None,
+        token_file: Path | None = None,
+        probe_token: str | None = None,
     ) -> None:
         super().__init__(workdir, log_name)
+        self.tls = tls
+        self.token_file = token_file
+        self.probe_token = probe_token
         self.grpc_host = grpc_host
         self.state_dir = self.workdir / "core-state"
         self.store = store or str(self.state_dir / "store.db")
@@ -352,9 +371,17 @@ class CoreAgentProcess(ChildProcess):
 
     @property
     def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self.rest_port}"
+        scheme = "http" if self.tls is None else "https"
+        return f"{scheme}://127.0.0.1:{self.rest_port}"
 
     def argv(self) -> list[str]:
+        secure: list[str] = []
+        if self.tls is not None:
+            secure += self.tls.flags("--grpc-tls")
+            secure += ["--rest-tls-cert", str(self.tls.certificate)]
+            secure += ["--rest-tls-key", str(self.tls.key)]
+        if self.token_file is not None:
+            secure += ["--rest-token-file", str(self.token_file)]
         return [
             sys.executable,
             "-m",
@@ -367,13 +394,20 @@ class CoreAgentProcess(ChildProcess):
             self.grpc_endpoint,
             "--rest-endpoint",
             f"127.0.0.1:{self.rest_port}",
+            *secure,
             *self.extra_args,
         ]
 
     def serving(self) -> bool:
         """Whether its REST API answers now."""
+        request = urllib.request.Request(f"{self.rest_url}/v0/nodes")
+        if self.probe_token is not None:
+            request.add_header("Authorization", f"Bearer {self.probe_token}")
+        context = None
+        if self.tls is not None:
+            context = ssl.create_default_context(cafile=str(self.tls.ca))
         try:
-            with urllib.request.urlopen(f"{self.rest_url}/v0/nodes", timeout=1.0) as reply:
+            with urllib.request.urlopen(request, timeout=1.0, context=context) as reply:
                 return bool(reply.status == 200)
         except (OSError, ValueError):
             return False

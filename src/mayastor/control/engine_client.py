@@ -26,6 +26,8 @@ from mayastor.api.v1 import (
     replica_pb2,
     replica_pb2_grpc,
 )
+from mayastor.credentials import grpc_tls
+from mayastor.credentials.grpc_tls import GrpcTls
 from mayastor.errors import (
     AlreadyExists,
     Conflict,
@@ -97,11 +99,18 @@ class EngineClient:
             take a while; a dead node is found by its connection failing).
     """
 
-    def __init__(self, node: str, endpoint: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        node: str,
+        endpoint: str,
+        timeout: float = DEFAULT_TIMEOUT,
+        *,
+        tls: GrpcTls | None = None,
+    ) -> None:
         self.node = node
         self.endpoint = endpoint
         self.timeout = timeout
-        self._channel = grpc.aio.insecure_channel(endpoint, options=_CHANNEL_OPTIONS)
+        self._channel = grpc_tls.aio_channel(endpoint, tls, options=_CHANNEL_OPTIONS)
         self.host = host_pb2_grpc.HostRpcStub(self._channel)
         self.pools = pool_pb2_grpc.PoolRpcStub(self._channel)
         self.replicas = replica_pb2_grpc.ReplicaRpcStub(self._channel)

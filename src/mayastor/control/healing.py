@@ -7,7 +7,8 @@ For every published volume:
 * a child faulted for longer than `faulted_child_wait` (its node never came back, or
   it keeps failing) is retired: it leaves the nexus, its replica is destroyed (or will
   be, once its node is back), and a new replica is placed on another node and rebuilt
-  in full;
+  in full; so is a child the nexus still counts Online whose node has been Offline for
+  as long (an idle volume: no I/O went to the child to fault it);
 * a replica of the volume that is no child of its nexus (its node was away when the
   nexus was made, say after a switch-over) joins it and is rebuilt in full once its
   node is back, or is replaced after `faulted_child_wait`;
@@ -25,6 +26,7 @@ its reason.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -82,6 +84,17 @@ class VolumeHealer:
 
     def _may_rebuild(self) -> bool:
         return self.max_rebuilds is None or self.rebuilds_running() < self.max_rebuilds
+
+    def _waiting_since(self, key: tuple[str, str]) -> float:
+        """When the child or replica `key` (volume, uuid) started waiting to be replaced;
+        the first time, a reconcile pass is asked for just after the wait ends, so the
+        replacement does not wait for the next periodic pass too."""
+        if key not in self._faulted_since:
+            self._faulted_since[key] = self._clock()
+            asyncio.get_running_loop().call_later(
+                self.faulted_child_wait + 0.5, self.cluster.reconcile_soon
+            )
+        return self._faulted_since[key]
 
     # ------------------------------------------------------------------ the pass
 
@@ -156,12 +169,19 @@ class VolumeHealer:
         if nexus is None:
             return False
         for child in nexus.children:
-            if child.state != nexus_pb2.CHILD_STATE_FAULTED or child.state_reason in _NOT_HEALED:
+            replica = cluster.specs.get(ReplicaSpec, child.uuid)
+            lost = (
+                child.state == nexus_pb2.CHILD_STATE_ONLINE
+                and replica is not None
+                and replica.node != target.node
+                and not cluster.nodes.online(replica.node)
+            )
+            faulted = child.state == nexus_pb2.CHILD_STATE_FAULTED
+            if not (lost or faulted) or child.state_reason in _NOT_HEALED:
                 continue
             key = (str(volume.uuid), child.uuid)
             seen.add(key)
-            since = self._faulted_since.setdefault(key, self._clock())
-            replica = cluster.specs.get(ReplicaSpec, child.uuid)
+            since = self._waiting_since(key)
             if replica is None:
                 continue
             if self._clock() - since > self.faulted_child_wait:
@@ -169,17 +189,19 @@ class VolumeHealer:
                     EventCategory.REPLICA,
                     "Replacing",
                     str(volume.uuid),
-                    f"replica {replica.uuid} on {replica.node} has been faulted for over "
+                    f"replica {replica.uuid} on {replica.node} has been "
+                    f"{'faulted' if faulted else 'on an Offline node'} for over "
                     f"{self.faulted_child_wait:g} s: replacing it with a new one",
                     node=replica.node,
                 )
                 await retire_replica(cluster, volume, replica)
                 self._faulted_since.pop(key, None)
+                cluster.reconcile_soon()  # the next pass places the new replica
                 return True
             reachable = cluster.nodes.online(replica.node) and (
                 cluster.engine_replica(replica.node, replica.uuid) is not None
             )
-            if not reachable or not self._may_rebuild():
+            if lost or not reachable or not self._may_rebuild():
                 continue
             cluster.emit(
                 EventCategory.REPLICA,
@@ -211,7 +233,7 @@ class VolumeHealer:
                 continue
             key = (str(volume.uuid), str(replica.uuid))
             seen.add(key)
-            since = self._faulted_since.setdefault(key, self._clock())
+            since = self._waiting_since(key)
             if self._clock() - since > self.faulted_child_wait:
                 cluster.emit(
                     EventCategory.REPLICA,
@@ -223,6 +245,7 @@ class VolumeHealer:
                 )
                 await retire_replica(cluster, volume, replica)
                 self._faulted_since.pop(key, None)
+                cluster.reconcile_soon()  # the next pass places the new replica
                 return True
             reachable = cluster.nodes.online(replica.node) and (
                 cluster.engine_replica(replica.node, replica.uuid) is not None

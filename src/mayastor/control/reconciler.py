@@ -103,12 +103,12 @@ class Reconciler:
     async def _run(self) -> None:
         busy = True
         while True:
+            self._wake.clear()  # before the pass: a poke during it asks for another
             try:
                 busy = await self.reconcile()
             except MayastorError as exc:
                 log.warning("reconcile pass stopped: %s", exc)
                 busy = True
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.busy_period if busy else self.idle_period):
                     await self._wake.wait()

@@ -10,7 +10,10 @@ import re
 import signal
 from collections.abc import Awaitable, Callable
 
+from mayastor.credentials import rest_client
+from mayastor.credentials.rest_client import RestClientCredentials
 from mayastor.csi.server import CsiServer, SocketInUse, serve_until_stopped
+from mayastor.errors import InvalidArgument
 
 log = logging.getLogger("mayastor-csi")
 
@@ -40,12 +43,24 @@ def add_node_name_flag(parser: argparse.ArgumentParser, help: str) -> None:
 
 
 def add_rest_flag(parser: argparse.ArgumentParser) -> None:
+    """``--rest-endpoint`` and the credentials shown to it (token, CA, certificate)."""
     parser.add_argument(
         "--rest-endpoint",
         required=True,
         metavar="URL",
         help="the core agent's REST API, e.g. http://127.0.0.1:8081",
     )
+    rest_client.add_flags(parser.add_argument_group("REST credentials"))
+
+
+def rest_credentials(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> RestClientCredentials:
+    """The credentials `add_rest_flag` took; a bad one exits with usage."""
+    try:
+        return RestClientCredentials.from_flags(args)
+    except InvalidArgument as exc:
+        parser.error(str(exc))
 
 
 def add_log_level_flag(parser: argparse.ArgumentParser) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from mayastor.api.csi.v1 import csi_pb2_grpc
-from mayastor.csi._cli import add_common_flags, add_rest_flag, run_server
+from mayastor.csi._cli import add_common_flags, add_rest_flag, rest_credentials, run_server
 from mayastor.csi.controller import ControllerService
 from mayastor.csi.identity import IdentityService
 from mayastor.csi.server import CsiServer
@@ -43,14 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    credentials = rest_credentials(parser, args)
     try:
         AsyncRestClient(args.rest_endpoint).base_url  # noqa: B018 - checks the URL early
     except ValueError as exc:
         build_parser().error(f"--rest-endpoint: {exc}")
 
     async def make() -> tuple[CsiServer, Callable[[], Awaitable[None]]]:
-        rest = AsyncRestClient(args.rest_endpoint, timeout=args.rest_timeout)
+        rest = AsyncRestClient(
+            args.rest_endpoint, timeout=args.rest_timeout, credentials=credentials
+        )
         controller = ControllerService(rest)
         identity = IdentityService(controller.missing, "controller")
         server = CsiServer(

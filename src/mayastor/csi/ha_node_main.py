@@ -21,7 +21,12 @@ import socket
 import sys
 from pathlib import Path
 
-from mayastor.csi._cli import add_log_level_flag, add_node_name_flag, add_rest_flag
+from mayastor.csi._cli import (
+    add_log_level_flag,
+    add_node_name_flag,
+    add_rest_flag,
+    rest_credentials,
+)
 from mayastor.csi._nvme import Sysfs
 from mayastor.csi.ha_node import AddressMap, HaNodeAgent, PathWatch
 from mayastor.restclient import AsyncRestClient
@@ -98,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         api_base_url(args.rest_endpoint)
     except ValueError as exc:
         parser.error(str(exc))
+    credentials = rest_credentials(parser, args)
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
@@ -109,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        async with AsyncRestClient(args.rest_endpoint) as rest:
+        async with AsyncRestClient(args.rest_endpoint, credentials=credentials) as rest:
             agent = HaNodeAgent(
                 args.node_name,
                 rest,

@@ -12,6 +12,8 @@ import socket
 from dataclasses import dataclass, field
 
 from mayastor.api.store_keys import parse_etcd_url
+from mayastor.credentials import grpc_tls
+from mayastor.credentials.grpc_tls import GrpcTls
 from mayastor.errors import InvalidArgument
 
 DEFAULT_GRPC_ENDPOINT = "127.0.0.1:10124"
@@ -44,6 +46,8 @@ class EngineConfig:
     registration_interval: float = 5.0
     ps_endpoint: str = ""
     metrics_endpoint: str = ""
+    tls: GrpcTls | None = None
+    """TLS of its gRPC server and of its calls to the core agent (None: plain)."""
 
     @property
     def state_path(self) -> str:
@@ -191,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
         help="log level (default: %(default)s)",
     )
+    grpc_tls.add_flags(parser, "grpc_tls", " of the gRPC API and of the calls to the core agent")
     return parser
 
 
@@ -229,6 +234,10 @@ def config_from_args(argv: list[str] | None = None) -> EngineConfig:
     names = [p.name for p in args.pool]
     if len(names) != len(set(names)):
         parser.error("each --pool name may be given once")
+    try:
+        tls = GrpcTls.from_flags(args, "grpc_tls")
+    except InvalidArgument as exc:
+        parser.error(str(exc))
     return EngineConfig(
         node_name=args.node_name,
         grpc_host=host,
@@ -244,6 +253,7 @@ def config_from_args(argv: list[str] | None = None) -> EngineConfig:
         registration_interval=args.registration_interval,
         ps_endpoint=args.ps_endpoint,
         metrics_endpoint=args.metrics_endpoint,
+        tls=tls,
     )
 
 

@@ -28,15 +28,25 @@ def assert_replicas_identical(cluster: TestCluster, volumes: dict[str, int]) -> 
         assert len(contents) == 1, f"the replicas of {volume} differ"
 
 
-def test_a_replica_whose_node_stays_down_is_replaced_after_the_wait_and_rebuilt(
+def kill_a_replica_node(
     make_cluster: Callable[..., TestCluster],
-) -> None:
+) -> tuple[TestCluster, str, str, str, bytes]:
+    """Four nodes (``--faulted-child-wait 3s``), a volume published on node-1 with a MiB
+    written at 0, then SIGKILL of a node holding one of its replicas: the cluster, the
+    volume, its URI, the node killed and the data written."""
     cluster = make_cluster(nodes=4, core_flags=(*FAST_CORE_FLAGS, "--faulted-child-wait", "3s"))
     volume, uri = cluster.new_volume()
     lost = next(n for n in cluster.replica_nodes(volume) if n != "node-1")
-    before = os.urandom(MIB)
-    write_at(uri, APP, 0, before)
+    data = os.urandom(MIB)
+    write_at(uri, APP, 0, data)
     cluster.engines[lost].kill()
+    return cluster, volume, uri, lost, data
+
+
+def test_a_replica_whose_node_stays_down_is_replaced_after_the_wait_and_rebuilt(
+    make_cluster: Callable[..., TestCluster],
+) -> None:
+    cluster, volume, uri, lost, before = kill_a_replica_node(make_cluster)
     during = os.urandom(MIB)
     write_at(uri, APP, 4 * MIB, during)
     wait_for(
@@ -55,6 +65,40 @@ def test_a_replica_whose_node_stays_down_is_replaced_after_the_wait_and_rebuilt(
     assert "replacing it" in cluster.core.log_tail(200)
     del cluster.engines[lost]
     assert_replicas_identical(cluster, {volume: 32 * MIB})
+
+
+def test_a_replica_of_an_idle_volume_whose_node_stays_down_is_replaced_after_the_wait(
+    make_cluster: Callable[..., TestCluster],
+) -> None:
+    cluster, volume, uri, lost, data = kill_a_replica_node(make_cluster)
+    wait_for(
+        lambda: (
+            lost not in cluster.replica_nodes(volume) and cluster.volume_status(volume) == "Online"
+        ),
+        f"the replica on {lost} replaced while no I/O touched its child",
+        90,
+    )
+    assert "on an Offline node for over 3 s: replacing it" in cluster.core.log_tail(200)
+    assert read_at(uri, APP, 0, MIB) == data
+    del cluster.engines[lost]
+    assert_replicas_identical(cluster, {volume: 32 * MIB})
+
+
+def test_a_replica_is_replaced_once_the_wait_is_over_not_at_the_next_reconcile_pass(
+    make_cluster: Callable[..., TestCluster],
+) -> None:
+    hourly = ("--poll-period", "500ms", "--reconcile-period", "1h", "--reconcile-idle-period", "1h")
+    cluster = make_cluster(nodes=4, core_flags=(*hourly, "--faulted-child-wait", "3s"))
+    volume, _ = cluster.new_volume()
+    lost = next(n for n in cluster.replica_nodes(volume) if n != "node-1")
+    cluster.engines[lost].kill()
+    wait_for(
+        lambda: (
+            lost not in cluster.replica_nodes(volume) and cluster.volume_status(volume) == "Online"
+        ),
+        f"the replica on {lost} replaced",
+        60,
+    )
 
 
 def test_a_nexus_lost_with_its_io_engine_is_made_again_on_the_same_node(

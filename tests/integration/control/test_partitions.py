@@ -37,7 +37,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.needs_root]
 MIB = 1 << 20
 APP = frontend_nqn("app-1")
 CHILD_IO_TIMEOUT = 2.0
-RETIRE_MARGIN = 4.0
+RETIRE_MARGIN = 6.0
 """A child cut off is seen Faulted within the I/O timeout and this (the core's poll
 of the target, a loaded machine)."""
 ENGINE_FLAGS = ("--child-io-timeout", f"{CHILD_IO_TIMEOUT:g}", "--registration-interval", "1")
