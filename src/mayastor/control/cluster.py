@@ -24,7 +24,7 @@ from mayastor.control.events import EventCategory, EventLog
 from mayastor.control.nodes import NodeRegistry
 from mayastor.control.placement import CommitmentLimits
 from mayastor.control.spec_registry import SpecRegistry
-from mayastor.control.specs import NodeSpec, ReplicaSpec
+from mayastor.control.specs import NodeSpec, ReplicaSpec, VolumeSpec
 from mayastor.control.store import ClusterStore, RevisionMismatch, StoreKeys
 from mayastor.errors import Conflict, CorruptMetadata
 
@@ -196,7 +196,11 @@ class Cluster:
         return entry is not None and is_superseded(entry.value)
 
     async def forget_superseded_nexus_info(self, nexus_uuid: uuid_mod.UUID | str) -> None:
-        """Remove the mark of a superseded nexus once it is destroyed on its node."""
+        """Remove the record of a superseded nexus once it is destroyed on its node,
+        unless a volume still reads its health from it (a switch-over that was undone:
+        the next publish trusts the replicas by it)."""
+        if any(str(v.health_info_id) == str(nexus_uuid) for v in self.specs.view(VolumeSpec)):
+            return
         if await self.nexus_info_superseded(nexus_uuid):
             await self.forget_nexus_info(nexus_uuid)
 
