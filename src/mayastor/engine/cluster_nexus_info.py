@@ -190,6 +190,7 @@ class EtcdNexusInfoStore:
         async def read() -> bytes | None:
             key = self._key(nexus_uuid)
             found = await self._call(lambda client: client.get(key))
+            self._revisions[nexus_uuid] = 0 if found is None else int(found.mod_revision)
             return None if found is None else bytes(found.value)
 
         data = await _retrying(f"read the nexus info of {nexus_uuid}", self.retry_for, read)

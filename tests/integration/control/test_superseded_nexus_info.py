@@ -88,3 +88,14 @@ async def test_a_record_written_before_by_another_io_engine_is_taken_over(
     await core.put(KEYS.nexus_info(OLD), info(True, False).to_json())
     await engine.put(OLD, info(True, True))
     assert await engine.get(OLD) == info(True, True)
+
+
+async def test_a_nexus_made_again_after_its_record_was_removed_writes_a_new_one(
+    stores: tuple[EtcdStore, EtcdNexusInfoStore],
+) -> None:
+    core, engine = stores
+    await engine.put(OLD, info(True, True))
+    await core.delete(KEYS.nexus_info(OLD))
+    assert await engine.get(OLD) is None  # made again: it reads its record first
+    await engine.put(OLD, info(True, False))
+    assert await engine.get(OLD) == info(True, False)
