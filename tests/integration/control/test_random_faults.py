@@ -357,6 +357,10 @@ class FaultRounds:
         else:
             delay = round(self.rng.uniform(0.2, 1.0), 2)  # the restart takes a second more
         self.now = f"round {len(self.results) + 1} ({fault} {victim}, {delay:g} s)"
+        # a child may have been retired since the last check (an I/O of the check itself
+        # timed out on a loaded machine): each fault starts on settled volumes, so one
+        # left down past the wait never holds the only current copy of a volume
+        self._wait(self._settled, "settled before the fault", ONLINE_BOUND)
         start = time.monotonic()
         if fault == "kill-engine":
             cluster.engines[victim].kill()
