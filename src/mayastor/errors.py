@@ -243,6 +243,16 @@ class ConnectRefused(
     """A Fabrics Connect was refused (e.g. our host NQN is not on the allow-list)."""
 
 
+class AuthenticationFailed(
+    ConnectRefused,
+    status=_status(
+        StatusCodeType.COMMAND_SPECIFIC, CommandSpecificStatus.AUTHENTICATION_REQUIRED, True
+    ),
+):
+    """In-band authentication (DH-HMAC-CHAP) did not admit us: the controller asks for
+    it and we hold no secret, it refused our secret, or it did not prove its own."""
+
+
 class ConnectInvalidParameters(
     DeviceError,
     status=_status(

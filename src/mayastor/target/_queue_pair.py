@@ -29,6 +29,11 @@ from typing import Any, Protocol
 
 from mayastor.bdev import BlockDevice, Buffer, ReservationCell
 from mayastor.errors import DeviceError
+from mayastor.nvmf.auth import (
+    SECP_DHCHAP,
+    SPSP_DHCHAP,
+    ControllerAuthentication,
+)
 from mayastor.nvmf.pdu import (
     CapsuleCmd,
     DataDigestError,
@@ -47,6 +52,7 @@ from mayastor.nvmf.spec import (
     DSM_RANGE_SIZE,
     DYNAMIC_CNTLID,
     NSID_ALL,
+    Authentication,
     Command,
     Connect,
     ConnectData,
@@ -64,6 +70,7 @@ from mayastor.target._controller import Controller, release_controller
 from mayastor.target._controller_state import ControllerAction, ControllerEvent
 from mayastor.target._queue_state import QUEUE_TABLE, QueueAction, QueueEvent, QueueState
 from mayastor.target._reply import (
+    AUTHENTICATION_REQUIRED,
     COMMAND_ID_CONFLICT,
     COMMAND_SEQUENCE_ERROR,
     CONNECT_CONTROLLER_BUSY,
@@ -119,6 +126,10 @@ _DSM_DEALLOCATE = 1 << 2
 _DSM_MAX_RANGES = 256
 _WRITE_OPCODE = int(IoOpcode.WRITE)
 _DSM_OPCODE = int(IoOpcode.DATASET_MANAGEMENT)
+_AUTH_COMMANDS = (FabricsCommandType.AUTHENTICATION_SEND, FabricsCommandType.AUTHENTICATION_RECEIVE)
+_AUTHENTICATING = (QueueState.AUTH_ADMIN, QueueState.AUTH_IO)
+_MAX_AUTH_MESSAGE = 4096
+"""Largest DH-HMAC-CHAP message we take or hold room for (an FFDHE8192 reply is 1168)."""
 _NO_RESERVATIONS = ReservationCell()
 """The cell of a queue that serves no namespace (yet): never holds a reservation."""
 _MAX_R2T = 16
@@ -245,6 +256,7 @@ class QueuePair(ReservationQueue):
         self._resv = _NO_RESERVATIONS  # the namespace's, once an I/O queue is connected
         self._host = NO_HOST
         self._resv_cids: set[int] = set()
+        self._auth: ControllerAuthentication | None = None
 
     def __repr__(self) -> str:
         return f"<QueuePair {self.peer} port={self.port} qid={self.qid} {self.state.value}>"
@@ -413,6 +425,12 @@ class QueuePair(ReservationQueue):
                 lambda payload: self._connect(cmd, payload),
             )
             return
+        if cmd.is_fabrics and cmd.fctype in _AUTH_COMMANDS:
+            self._authentication(cmd, data)
+            return
+        if self.state in _AUTHENTICATING:
+            self._complete(cmd.cid, AUTHENTICATION_REQUIRED.field)
+            return
         ctrl = self.controller
         if self.state is not QueueState.ADMIN or ctrl is None:
             status = INVALID_OPCODE if self.state is QueueState.IO else COMMAND_SEQUENCE_ERROR
@@ -483,9 +501,17 @@ class QueuePair(ReservationQueue):
         except SpecError:
             self._complete(cid, _INVALID_PARAMETERS, dw0=_in_data_field("hostnqn"))
             return
-        if not sub.allows(params.hostnqn):
+        keys = sub.keys_for(params.hostnqn) if sub.requires_authentication else None
+        if not sub.allows(params.hostnqn) or (sub.requires_authentication and keys is None):
             self._complete(cid, CONNECT_INVALID_HOST.field, dw0=_in_data_field("hostnqn"))
             return
+        if keys is not None:
+            self._auth = ControllerAuthentication(
+                keys,
+                hostnqn=params.hostnqn,
+                subnqn=sub.nqn,
+                seqnums=self._registry.auth_seqnums,
+            )
         if connect.qid == 0:
             self._connect_admin(cid, connect, params, sub)
         else:
@@ -523,8 +549,9 @@ class QueuePair(ReservationQueue):
         sub.controllers[cntlid] = ctrl
         self.controller = ctrl
         self._joined(0, connect)
-        self._step(QueueEvent.CONNECT_ADMIN)
-        self._complete(cid, 0, connect_success_dw0(cntlid))
+        auth = self._auth is not None
+        self._step(QueueEvent.CONNECT_ADMIN_AUTH if auth else QueueEvent.CONNECT_ADMIN)
+        self._complete(cid, 0, connect_success_dw0(cntlid, authenticate=auth))
 
     def _connect_io(self, cid: int, connect: Connect, params: ConnectData, sub: Subsystem) -> None:
         ctrl = sub.controllers.get(params.cntlid)
@@ -548,8 +575,66 @@ class QueuePair(ReservationQueue):
         sub.reservations.attach(self)
         self._in_capsule_limit = self._config.in_capsule_data_size
         self._joined(connect.qid, connect)
-        self._step(QueueEvent.CONNECT_IO)
-        self._complete(cid, 0, connect_success_dw0(ctrl.cntlid))
+        auth = self._auth is not None
+        self._step(QueueEvent.CONNECT_IO_AUTH if auth else QueueEvent.CONNECT_IO)
+        self._complete(cid, 0, connect_success_dw0(ctrl.cntlid, authenticate=auth))
+
+    # ------------------------------------------------------------------ authentication
+
+    def _authentication(self, cmd: Command, data: Buffer) -> None:
+        """Authentication Send or Receive: one DH-HMAC-CHAP message in or out."""
+        auth = self._auth
+        if auth is None:
+            self._complete(cmd.cid, COMMAND_SEQUENCE_ERROR.field)
+            return
+        req = Authentication.from_command(cmd)
+        if (
+            req.secp != SECP_DHCHAP
+            or req.spsp0 != SPSP_DHCHAP
+            or req.spsp1 != SPSP_DHCHAP
+            or not 0 < req.length <= (_MAX_AUTH_MESSAGE if req.send else 0xFFFF)
+        ):
+            self._complete(cmd.cid, _INVALID_FIELD)
+            return
+        if req.send:
+            sgl = cmd.sgl
+            self._host_data(
+                cmd.cid,
+                (sgl.identifier, sgl.address, sgl.length),
+                data,
+                (req.length, req.length),
+                lambda payload: self._auth_sent(auth, cmd.cid, bytes(payload)),
+            )
+            return
+        if data:
+            self._complete(cmd.cid, _SGL_LENGTH_INVALID)
+            return
+        message = auth.receive()
+        if len(message) > req.length:
+            self._complete(cmd.cid, _INVALID_FIELD)
+            self._step(QueueEvent.AUTH_FAILED)
+            return
+        self._answer(cmd, Reply(data=message + bytes(req.length - len(message))))
+        self._auth_moved(auth)
+
+    def _auth_sent(self, auth: ControllerAuthentication, cid: int, payload: bytes) -> None:
+        auth.send(payload)
+        self._complete(cid, 0)
+        self._auth_moved(auth)
+
+    def _auth_moved(self, auth: ControllerAuthentication) -> None:
+        if auth.over:
+            ctrl = self.controller
+            log.warning(
+                "host %s failed DH-HMAC-CHAP on queue %d of %s (%s): closing the connection",
+                ctrl.hostnqn if ctrl else "?",
+                self.qid,
+                ctrl.subsystem.nqn if ctrl else "?",
+                auth.failure.name if auth.failure else "failed",
+            )
+            self._step(QueueEvent.AUTH_FAILED)
+        elif auth.authenticated and self.state in _AUTHENTICATING:
+            self._step(QueueEvent.AUTHENTICATED)
 
     def _joined(self, qid: int, connect: Connect) -> None:
         self.qid = qid

@@ -12,12 +12,14 @@ before they reach these classes.
 
 from __future__ import annotations
 
+import os
 import uuid as uuid_mod
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mayastor.bdev import BlockDevice, ReservationCell
+from mayastor.nvmf.auth import ControllerKeys, SequenceNumbers
 from mayastor.nvmf.spec import DISCOVERY_NQN, AnaState, AsyncEvent
 
 if TYPE_CHECKING:
@@ -49,6 +51,9 @@ class Subsystem:
         model: Identify Controller MN (40 ASCII characters at most).
         cntlid_range: the controller IDs it hands out, inclusive.
         ana_state: the ANA state of its namespace's group.
+        host_keys: DH-HMAC-CHAP secrets by host NQN (an entry ending in ``*`` matches
+            as in the allow-list); when there are any, only a host that has one and
+            proves it is admitted. None or empty: no authentication.
 
     Attributes:
         reservations: the namespace's reservation state: the device's own when it keeps
@@ -67,8 +72,10 @@ class Subsystem:
         model: str,
         cntlid_range: tuple[int, int],
         ana_state: AnaState = AnaState.OPTIMIZED,
+        host_keys: Mapping[str, ControllerKeys] | None = None,
     ) -> None:
         self.nqn = nqn
+        self.host_keys: dict[str, ControllerKeys] = dict(host_keys or {})
         self.device = device
         self.port = port
         self.allowed_hosts: frozenset[str] | None = (
@@ -107,6 +114,20 @@ class Subsystem:
         if hosts is None or hostnqn in hosts:
             return True
         return any(h.endswith("*") and hostnqn.startswith(h[:-1]) for h in hosts)
+
+    @property
+    def requires_authentication(self) -> bool:
+        return bool(self.host_keys)
+
+    def keys_for(self, hostnqn: str) -> ControllerKeys | None:
+        """The secrets `hostnqn` must prove: its own entry, else the longest matching
+        ``prefix*`` entry; None when it has none."""
+        keys = self.host_keys
+        found = keys.get(hostnqn)
+        if found is not None:
+            return found
+        patterns = [h for h in keys if h.endswith("*") and hostnqn.startswith(h[:-1])]
+        return keys[max(patterns, key=len)] if patterns else None
 
     def allocate_cntlid(self) -> int | None:
         """The next free controller ID of the range, round robin; None when all are taken."""
@@ -176,6 +197,8 @@ class SubsystemRegistry:
         self.subsystems: dict[str, Subsystem] = {}
         self.ports: set[int] = set()
         self.generation = 0
+        self.auth_seqnums = SequenceNumbers(os.urandom)
+        """S1 of the DH-HMAC-CHAP challenges of every queue of this target."""
         self.discovery: Subsystem | None = (
             Subsystem(
                 DISCOVERY_NQN,

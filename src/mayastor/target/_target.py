@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from mayastor.bdev import BlockDevice
 from mayastor.errors import (
@@ -21,6 +21,7 @@ from mayastor.errors import (
     InvalidArgument,
     NotFound,
 )
+from mayastor.nvmf.auth import ControllerKeys
 from mayastor.nvmf.spec import DISCOVERY_NQN, AnaState, SpecError, validate_nqn
 from mayastor.target._config import TargetConfig
 from mayastor.target._connection import Connection
@@ -65,6 +66,19 @@ def _check_hosts(hosts: Iterable[str] | None) -> frozenset[str] | None:
     if isinstance(hosts, str | bytes):
         raise InvalidArgument("allowed hosts must be a collection of host NQNs, not one string")
     return frozenset(_check_host_entry(host) for host in hosts)
+
+
+def _check_host_keys(keys: Mapping[str, ControllerKeys] | None) -> dict[str, ControllerKeys]:
+    if keys is None:
+        return {}
+    if not isinstance(keys, Mapping):
+        raise InvalidArgument(f"host keys {keys!r} are not a mapping of host NQN to keys")
+    checked: dict[str, ControllerKeys] = {}
+    for host, value in keys.items():
+        if not isinstance(value, ControllerKeys):
+            raise InvalidArgument(f"host keys of {host!r} are not ControllerKeys")
+        checked[_check_host_entry(host)] = value
+    return checked
 
 
 def _check_host_entry(host: object) -> str:
@@ -190,6 +204,7 @@ class NvmfTarget:
         model: str = DEFAULT_MODEL,
         cntlid_range: tuple[int, int] = (1, MAX_CNTLID),
         ana_state: AnaState | int = AnaState.OPTIMIZED,
+        host_keys: Mapping[str, ControllerKeys] | None = None,
     ) -> Subsystem:
         """Serve `device` as the one namespace (NSID 1) of subsystem `nqn` on `port`.
 
@@ -204,6 +219,8 @@ class NvmfTarget:
             model: MN of Identify Controller.
             cntlid_range: the controller IDs handed out, inclusive, within 1..FFEFh.
             ana_state: the ANA state reported for the namespace.
+            host_keys: DH-HMAC-CHAP secrets by host NQN; with any, a host is admitted
+                only after it proves its own (see `Subsystem`).
 
         Returns:
             the subsystem (for reading; change it through the target's methods).
@@ -220,6 +237,7 @@ class NvmfTarget:
             raise InvalidArgument(f"subsystem {nqn}: {device!r} is not a BlockDevice")
         _check_port(port, allow_zero=False)
         hosts = _check_hosts(allowed_hosts)
+        keys = _check_host_keys(host_keys)
         serial = _check_text(
             default_serial(device.uuid) if serial is None else serial, "serial", 20
         )
@@ -246,6 +264,7 @@ class NvmfTarget:
             model=model,
             cntlid_range=cntlid_range,
             ana_state=state,
+            host_keys=keys,
         )
         self._registry.subsystems[nqn] = sub
         self._registry.changed()
@@ -277,6 +296,17 @@ class NvmfTarget:
         sub = self.subsystem(nqn)
         sub.allowed_hosts = _check_hosts(hosts)
         self._registry.changed()
+
+    def set_host_keys(self, nqn: str, host_keys: Mapping[str, ControllerKeys] | None) -> None:
+        """Replace the DH-HMAC-CHAP secrets of `nqn`; they apply to queues connected
+        from now on (queues that authenticated stay).
+
+        Raises:
+            NotFound: no such subsystem.
+            InvalidArgument: a malformed host NQN or something that is not keys.
+        """
+        sub = self.subsystem(nqn)
+        sub.host_keys = _check_host_keys(host_keys)
 
     def set_ana_state(self, nqn: str, state: AnaState | int) -> None:
         """Report a new ANA state for the namespace of `nqn` (with an ANA change event).
