@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from mayastor.api.store_keys import parse_etcd_url
 from mayastor.errors import InvalidArgument
+from mayastor.nvmf.auth import DhchapSecret, SecretError
 
 DEFAULT_GRPC_ENDPOINT = "127.0.0.1:10124"
 DEFAULT_REPLICA_PORT = 8420
@@ -44,6 +45,7 @@ class EngineConfig:
     registration_interval: float = 5.0
     ps_endpoint: str = ""
     metrics_endpoint: str = ""
+    dhchap_secret_file: str = ""
 
     @property
     def state_path(self) -> str:
@@ -185,6 +187,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: off; Mayastor's exporter uses port 9502)",
     )
     parser.add_argument(
+        "--dhchap-secret-file",
+        default="",
+        metavar="PATH",
+        help="a file holding this io-engine's DH-HMAC-CHAP secret (DHHC-1:...), proven "
+        "to other io-engines whose replicas ask for in-band authentication (default: none)",
+    )
+    parser.add_argument(
         "-l",
         "--log-level",
         default="info",
@@ -226,6 +235,11 @@ def config_from_args(argv: list[str] | None = None) -> EngineConfig:
             parse_etcd_url(args.ps_endpoint)
         except ValueError as exc:
             parser.error(f"--ps-endpoint: {exc}")
+    if args.dhchap_secret_file:
+        try:
+            read_dhchap_secret(args.dhchap_secret_file)
+        except (OSError, SecretError) as exc:
+            parser.error(f"--dhchap-secret-file: {exc}")
     names = [p.name for p in args.pool]
     if len(names) != len(set(names)):
         parser.error("each --pool name may be given once")
@@ -244,7 +258,19 @@ def config_from_args(argv: list[str] | None = None) -> EngineConfig:
         registration_interval=args.registration_interval,
         ps_endpoint=args.ps_endpoint,
         metrics_endpoint=args.metrics_endpoint,
+        dhchap_secret_file=args.dhchap_secret_file,
     )
+
+
+def read_dhchap_secret(path: str) -> DhchapSecret:
+    """The secret in the file `path` (its first line).
+
+    Raises:
+        OSError: the file cannot be read.
+        SecretError: it holds no valid DHHC-1 secret.
+    """
+    with open(path, encoding="ascii", errors="replace") as fh:
+        return DhchapSecret.parse(fh.readline().strip())
 
 
 def configure_logging(level: str) -> None:

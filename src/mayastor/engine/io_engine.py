@@ -23,7 +23,8 @@ from mayastor.api.v1 import (
 )
 from mayastor.bdev import DeviceOpener, register_nvmf
 from mayastor.engine.cluster_nexus_info import CoreNexusInfoStore, EtcdNexusInfoStore
-from mayastor.engine.config import EngineConfig, parse_endpoint
+from mayastor.engine.config import EngineConfig, parse_endpoint, read_dhchap_secret
+from mayastor.engine.host_secrets import ShareSecrets
 from mayastor.engine.metrics import EngineCollector, MetricsServer
 from mayastor.engine.nexuses import Nexuses
 from mayastor.engine.registration import Registrar
@@ -55,10 +56,20 @@ class IoEngine:
                 io_timeout=config.child_io_timeout,
                 fast_io_fail_timeout=0.0,
                 disable_sq_flow_control=True,
+                dhchap_secret=(
+                    read_dhchap_secret(config.dhchap_secret_file)
+                    if config.dhchap_secret_file
+                    else None
+                ),
             ),
         )
         self.target = NvmfTarget(config.nvmf_address)
-        self.registry = Registry(self.opener, self.target, config.replica_port)
+        self.registry = Registry(
+            self.opener,
+            self.target,
+            config.replica_port,
+            ShareSecrets(Path(config.state_path) / "dhchap-secrets.json"),
+        )
         store: NexusInfoStore
         self.registrar: Registrar | None = None
         self._cluster_store: CoreNexusInfoStore | EtcdNexusInfoStore | None = None
