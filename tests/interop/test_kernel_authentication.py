@@ -5,7 +5,10 @@ bookworm-backports 6.12 kernel (`AUTH_KERNEL`; the harness fetches and caches it
 first time). A real io-engine shares a replica for one host NQN with a host and a
 controller secret made by `nvme gen-dhchap-key`; the guest (`guest/dhchap.sh`)
 connects with the right secret one-way and both ways and moves data, and is refused
-with a wrong host secret, with none, and with a wrong controller secret.
+with a wrong host secret, with none, and with a wrong controller secret. More
+io-engines, each allowing only one hash and one DH group, show that the kernel and we
+agree on SHA-384 and SHA-512, on larger FFDHE groups and on the NULL
+group.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ REPLICA_UUID = uuid.UUID("8e4b2a10-7c3d-4f6e-9a1b-5d2c0e3f4a6b")
 NQN = f"nqn.2019-05.io.openebs:{REPLICA_UUID}"
 HOSTNQN = "nqn.2014-08.org.nvmexpress:uuid:5a4b3c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d"
 GUEST_SCRIPT = Path(__file__).resolve().parent / "guest" / "dhchap.sh"
+MORE = [("sha384", "ffdhe3072"), ("sha512", "ffdhe4096"), ("sha256", "null")]
+"""(hash, DH group) each further io-engine allows, as the kernel names them."""
 
 
 def _gen_key(*args: str) -> str:
@@ -59,19 +64,35 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Session:
     ctrl_secret = _gen_key("--hmac=0", "--key-length=48")
     wrong = _gen_key("--hmac=0")
     workdir = tmp_path_factory.mktemp("interop-auth")
-    disk = make_sparse_file(workdir / "pool.img", 64 << 20)
+    host_secret = f"{HOSTNQN}={secret},{ctrl_secret}"
     engine = EngineProcess("interop-auth", workdir)
-    engine.start()
+    others = [
+        EngineProcess(
+            f"interop-auth-{hash_name}-{group}",
+            workdir,
+            extra_args=["--dhchap-hashes", hash_name, "--dhchap-dhgroups", group],
+        )
+        for hash_name, group in MORE
+    ]
+    more_targets = []
     try:
-        engine.client("pool", "create", "pool1", str(disk), check=True)
-        engine.client(
-            "replica", "create", "pool1", "vol1", "--size=16", "--uuid", str(REPLICA_UUID),
-            check=True,
-        )  # fmt: skip
-        engine.client(
-            "replica", "share", "pool1", "vol1", "--allowed-host", HOSTNQN,
-            "--host-secret", f"{HOSTNQN}={secret},{ctrl_secret}", check=True,
-        )  # fmt: skip
+        for node, replica_uuid in [(engine, REPLICA_UUID)] + [(o, uuid.uuid4()) for o in others]:
+            node.start()
+            disk = make_sparse_file(workdir / f"{node.node_name}.img", 32 << 20)
+            node.client("pool", "create", "pool1", str(disk), check=True)
+            node.client(
+                "replica", "create", "pool1", "vol1", "--size=8", "--uuid", str(replica_uuid),
+                check=True,
+            )  # fmt: skip
+            node.client(
+                "replica", "share", "pool1", "vol1", "--allowed-host", HOSTNQN,
+                "--host-secret", host_secret, check=True,
+            )  # fmt: skip
+            if node is not engine:
+                hash_name, group = MORE[others.index(node)]
+                more_targets.append(
+                    f"{node.replica_port}:nqn.2019-05.io.openebs:{replica_uuid}:{hash_name}:{group}"
+                )
         with ControllerWatcher(engine.endpoint) as watcher:
             run = run_guest_checks(
                 {
@@ -81,6 +102,7 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Session:
                     "SECRET": secret,
                     "CTRL_SECRET": ctrl_secret,
                     "WRONG_SECRET": wrong,
+                    "MORE_TARGETS": " ".join(more_targets),
                 },
                 script=GUEST_SCRIPT,
                 kernel_package=AUTH_KERNEL,
@@ -89,7 +111,8 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Session:
             )
             hostnqns = {c["hostnqn"] for c in watcher.controllers_seen(NQN)}
     finally:
-        engine.stop()
+        for node in [engine, *others]:
+            node.stop()
     return Session(run, hostnqns)
 
 
@@ -132,3 +155,11 @@ def test_a_wrong_or_missing_secret_is_refused(session: Session) -> None:
 
 def test_only_the_authenticated_host_ever_had_a_controller(session: Session) -> None:
     assert session.hostnqns == {HOSTNQN}
+
+
+@pytest.mark.parametrize(("hash_name", "group"), MORE)
+def test_the_kernel_and_we_agree_on_each_hash_and_dh_group(
+    session: Session, hash_name: str, group: str
+) -> None:
+    for check in ("connect with both secrets", "data round trip", f"kernel used hmac({hash_name})"):
+        assert session.run.passed_check(f"{hash_name}/{group}: {check}"), check

@@ -7,13 +7,22 @@ Every port and path is a flag, so several io-engines run side by side on one mac
 from __future__ import annotations
 
 import argparse
+import enum
 import logging
 import socket
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from mayastor.api.store_keys import parse_etcd_url
 from mayastor.errors import InvalidArgument
-from mayastor.nvmf.auth import DhchapSecret, SecretError
+from mayastor.nvmf.auth import (
+    DEFAULT_DHGROUPS,
+    DEFAULT_HASHES,
+    DhchapSecret,
+    DhGroupId,
+    HashId,
+    SecretError,
+)
 
 DEFAULT_GRPC_ENDPOINT = "127.0.0.1:10124"
 DEFAULT_REPLICA_PORT = 8420
@@ -46,6 +55,8 @@ class EngineConfig:
     ps_endpoint: str = ""
     metrics_endpoint: str = ""
     dhchap_secret_file: str = ""
+    dhchap_hashes: tuple[HashId, ...] = DEFAULT_HASHES
+    dhchap_dhgroups: tuple[DhGroupId, ...] = DEFAULT_DHGROUPS
 
     @property
     def state_path(self) -> str:
@@ -194,6 +205,22 @@ def build_parser() -> argparse.ArgumentParser:
         "to other io-engines whose replicas ask for in-band authentication (default: none)",
     )
     parser.add_argument(
+        "--dhchap-hashes",
+        type=_hashes,
+        default=DEFAULT_HASHES,
+        metavar="LIST",
+        help="hash functions DH-HMAC-CHAP may use on shares with secrets, most preferred "
+        "first (default: sha256,sha384,sha512)",
+    )
+    parser.add_argument(
+        "--dhchap-dhgroups",
+        type=_dhgroups,
+        default=DEFAULT_DHGROUPS,
+        metavar="LIST",
+        help="DH groups it may use, most preferred first; larger groups cost more CPU per "
+        "queue (default: ffdhe2048,ffdhe3072,ffdhe4096,ffdhe6144,ffdhe8192,null)",
+    )
+    parser.add_argument(
         "-l",
         "--log-level",
         default="info",
@@ -259,7 +286,30 @@ def config_from_args(argv: list[str] | None = None) -> EngineConfig:
         ps_endpoint=args.ps_endpoint,
         metrics_endpoint=args.metrics_endpoint,
         dhchap_secret_file=args.dhchap_secret_file,
+        dhchap_hashes=args.dhchap_hashes,
+        dhchap_dhgroups=args.dhchap_dhgroups,
     )
+
+
+_E = TypeVar("_E", bound=enum.Enum)
+
+
+def _named_list(text: str, kind: type[_E], what: str) -> tuple[_E, ...]:
+    names = [name.strip().upper() for name in text.split(",") if name.strip()]
+    known = {m.name: m for m in kind}
+    unknown = [n.lower() for n in names if n not in known]
+    if unknown or not names:
+        choices = ",".join(m.name.lower() for m in kind)
+        raise argparse.ArgumentTypeError(f"{what} {','.join(unknown)!r} not among {choices}")
+    return tuple(dict.fromkeys(known[n] for n in names))
+
+
+def _hashes(text: str) -> tuple[HashId, ...]:
+    return _named_list(text, HashId, "hash")
+
+
+def _dhgroups(text: str) -> tuple[DhGroupId, ...]:
+    return _named_list(text, DhGroupId, "DH group")
 
 
 def read_dhchap_secret(path: str) -> DhchapSecret:

@@ -38,7 +38,7 @@ from mayastor.engine.services.stats import StatsService
 from mayastor.errors import MayastorError, Unavailable
 from mayastor.nexus import FileNexusInfoStore, NexusInfoStore
 from mayastor.nvmf.host import ControllerOptions
-from mayastor.target import NvmfTarget
+from mayastor.target import NvmfTarget, TargetConfig
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,12 @@ class IoEngine:
                 ),
             ),
         )
-        self.target = NvmfTarget(config.nvmf_address)
+        self.target = NvmfTarget(
+            config.nvmf_address,
+            config=TargetConfig(
+                dhchap_hashes=config.dhchap_hashes, dhchap_dhgroups=config.dhchap_dhgroups
+            ),
+        )
         self.registry = Registry(
             self.opener,
             self.target,

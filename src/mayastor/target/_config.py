@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from mayastor import __version__
 from mayastor.errors import InvalidArgument
+from mayastor.nvmf.auth import DEFAULT_DHGROUPS, DEFAULT_HASHES, DhGroupId, HashId
 
 MEMORY_PAGE_SIZE = 4096
 """CAP.MPSMIN: the page size MDTS counts in."""
@@ -41,6 +42,12 @@ class TargetConfig:
         drain_timeout: seconds a closing connection waits for its I/O in flight
             before cancelling it.
         firmware_revision: FR of Identify Controller (8 ASCII characters at most).
+        dhchap_hashes: the hash functions DH-HMAC-CHAP may use, most preferred first.
+        dhchap_dhgroups: the DH groups it may use, most preferred first (each costs the
+            event loop a modular exponentiation per queue: ffdhe8192 some 100 ms).
+        authentication_timeout: seconds the host of a new controller has to
+            authenticate its admin queue, in place of the keep-alive timer (which
+            starts once it did); then the controller is freed.
     """
 
     max_queue_entries: int = 128
@@ -55,6 +62,9 @@ class TargetConfig:
     keep_alive_check_interval: float = 0.2
     drain_timeout: float = 30.0
     firmware_revision: str = __version__
+    dhchap_hashes: tuple[HashId, ...] = DEFAULT_HASHES
+    dhchap_dhgroups: tuple[DhGroupId, ...] = DEFAULT_DHGROUPS
+    authentication_timeout: float = 120.0
 
     def __post_init__(self) -> None:
         checks = (
@@ -83,9 +93,19 @@ class TargetConfig:
             (self.discovery_keep_alive_ms >= 0, "discovery_keep_alive_ms must be >= 0"),
             (self.keep_alive_check_interval > 0, "keep_alive_check_interval must be > 0"),
             (self.drain_timeout >= 0, "drain_timeout must be >= 0"),
+            (self.authentication_timeout > 0, "authentication_timeout must be > 0"),
             (
                 len(self.firmware_revision) <= 8 and self.firmware_revision.isascii(),
                 "firmware_revision must be at most 8 ASCII characters",
+            ),
+            (
+                bool(self.dhchap_hashes) and all(isinstance(h, HashId) for h in self.dhchap_hashes),
+                "dhchap_hashes must name at least one HashId",
+            ),
+            (
+                bool(self.dhchap_dhgroups)
+                and all(isinstance(g, DhGroupId) for g in self.dhchap_dhgroups),
+                "dhchap_dhgroups must name at least one DhGroupId",
             ),
         )
         for ok, message in checks:

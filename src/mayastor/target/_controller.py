@@ -110,6 +110,10 @@ class Controller:
         self.state = ControllerState.DISABLED
         self.cc = 0
         self.keep_alive = KeepAlive(kato_ms, now)
+        self.authentication_deadline: float | None = None
+        """While the admin queue's host still has to authenticate: by when it must, in
+        place of the keep-alive timer (a host sends no Keep Alive before it is in, and
+        its DH computation may take longer than KATO)."""
         self.admin: QueueLink | None = admin
         self.io_queues: dict[int, QueueLink] = {}
         self.granted_io_queues = config.max_io_queues

@@ -511,6 +511,8 @@ class QueuePair(ReservationQueue):
                 hostnqn=params.hostnqn,
                 subnqn=sub.nqn,
                 seqnums=self._registry.auth_seqnums,
+                hashes=self._config.dhchap_hashes,
+                dhgroups=self._config.dhchap_dhgroups,
             )
         if connect.qid == 0:
             self._connect_admin(cid, connect, params, sub)
@@ -550,6 +552,8 @@ class QueuePair(ReservationQueue):
         self.controller = ctrl
         self._joined(0, connect)
         auth = self._auth is not None
+        if auth:
+            ctrl.authentication_deadline = self._now + self._config.authentication_timeout
         self._step(QueueEvent.CONNECT_ADMIN_AUTH if auth else QueueEvent.CONNECT_ADMIN)
         self._complete(cid, 0, connect_success_dw0(cntlid, authenticate=auth))
 
@@ -634,6 +638,10 @@ class QueuePair(ReservationQueue):
             )
             self._step(QueueEvent.AUTH_FAILED)
         elif auth.authenticated and self.state in _AUTHENTICATING:
+            ctrl = self.controller
+            if ctrl is not None and self.qid == 0:
+                ctrl.authentication_deadline = None
+                ctrl.keep_alive.touch(self._now)
             self._step(QueueEvent.AUTHENTICATED)
 
     def _joined(self, qid: int, connect: Connect) -> None:

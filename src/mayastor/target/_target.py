@@ -420,6 +420,17 @@ class NvmfTarget:
     def _check_keep_alive(self) -> None:
         now = asyncio.get_running_loop().time()
         for ctrl in self._registry.all_controllers():
+            deadline = ctrl.authentication_deadline
+            if deadline is not None:
+                if now > deadline:
+                    log.warning(
+                        "controller %d of %s (host %s) did not authenticate in time",
+                        ctrl.cntlid,
+                        ctrl.subsystem.nqn,
+                        ctrl.hostnqn,
+                    )
+                    free_controller(ctrl, ControllerEvent.KEEP_ALIVE_EXPIRED)
+                continue
             if ctrl.keep_alive.expired(now):
                 log.warning(
                     "controller %d of %s (host %s): keep-alive timeout of %d ms expired",

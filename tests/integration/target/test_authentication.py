@@ -6,11 +6,13 @@ ends with AUTH_Failure1 and a closed connection."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from mayastor.bdev import MallocDevice
 from mayastor.errors import InvalidArgument
 from mayastor.nvmf.auth import (
     AuthRejected,
@@ -31,8 +33,8 @@ from mayastor.nvmf.spec import (
     SglDescriptor,
     StatusCodeType,
 )
-from mayastor.target import NvmfTarget
-from tests.integration.target.conftest import Served
+from mayastor.target import NvmfTarget, openebs_nqn
+from tests.integration.target.conftest import FAST, Served
 from tests.integration.target.nvme_client import HOSTNQN, HostQueue, Response
 
 SECRET = DhchapSecret(bytes(range(32)), HashId.SHA256)
@@ -210,3 +212,45 @@ async def test_io_queues_authenticate_too(guarded: Served) -> None:
 def test_set_host_keys_refuses_what_is_not_keys(target: NvmfTarget, served: Served) -> None:
     with pytest.raises(InvalidArgument):
         target.set_host_keys(served.nqn, {HOSTNQN: SECRET})  # type: ignore[dict-item]
+
+
+async def test_keep_alive_waits_while_the_host_computes_its_reply(
+    target: NvmfTarget, served: Served
+) -> None:
+    # A host in a slow VM may take longer than KATO for an ffdhe8192 exponentiation,
+    # and sends no Keep Alive before it is in: its controller must not be freed.
+    served.target.set_host_keys(served.nqn, {HOSTNQN: ControllerKeys(SECRET)})
+    q = await HostQueue.open("127.0.0.1", served.port)
+    try:
+        await q.connect(served.nqn, kato=100)
+        machine = _machine(SECRET, served.nqn)
+        assert (await _send(q, machine.negotiate())).ok
+        challenge = await _receive(q)
+        await asyncio.sleep(0.5)
+        assert (await _send(q, machine.challenge(challenge.data))).ok
+        machine.success1((await _receive(q)).data)
+        assert (await q.property_get(PropertyOffset.VS)).ok
+        await asyncio.wait_for(q.closed.wait(), 5)  # then KATO applies: silence ends it
+    finally:
+        await q.close()
+
+
+async def test_a_host_that_never_authenticates_loses_its_controller(
+    devices: Callable[..., MallocDevice],
+) -> None:
+    target = NvmfTarget("127.0.0.1", config=dataclasses.replace(FAST, authentication_timeout=0.3))
+    try:
+        port = await target.listen(0)
+        device = devices()
+        nqn = openebs_nqn(device.uuid)
+        target.add_subsystem(nqn, device, port=port, host_keys={HOSTNQN: ControllerKeys(SECRET)})
+        q = await HostQueue.open("127.0.0.1", port)
+        try:
+            await q.connect(nqn)
+            assert len(target.controllers(nqn)) == 1
+            await asyncio.wait_for(q.closed.wait(), 5)
+            assert target.controllers(nqn) == []
+        finally:
+            await q.close()
+    finally:
+        await target.close()

@@ -2,7 +2,9 @@
 # CONFIG_NVME_HOST_AUTH): nvme connect with DH-HMAC-CHAP secrets to a replica that
 # `mayastor` shares with them. The right secret, one-way and both ways, connects and
 # moves data; a wrong host secret, none, or a wrong controller secret is refused.
-# Env: TARGET_PORT, TARGET_NQN, HOSTNQN, SECRET, CTRL_SECRET, WRONG_SECRET.
+# Then, for each "port:nqn:hash:dhgroup" of $MORE_TARGETS (io-engines that allow only
+# that hash and group), a bidirectional connect that the kernel reports with them.
+# Env: TARGET_PORT, TARGET_NQN, HOSTNQN, SECRET, CTRL_SECRET, WRONG_SECRET, MORE_TARGETS.
 . /harness/files/lib.sh
 ADDR=10.0.2.2
 PORT=$TARGET_PORT
@@ -48,5 +50,19 @@ refused "a wrong host secret is refused" --dhchap-secret "$WRONG_SECRET"
 refused "no secret is refused"
 refused "a wrong controller secret is refused" \
     --dhchap-secret "$SECRET" --dhchap-ctrl-secret "$WRONG_SECRET"
+for target in $MORE_TARGETS; do
+    IFS=: read -r PORT p2 p3 HASH GROUP <<EOF2
+$target
+EOF2
+    NQN=$p2:$p3
+    dmesg -c > /dev/null
+    check "$HASH/$GROUP: connect with both secrets" connect --nr-io-queues=1 \
+        --dhchap-secret "$SECRET" --dhchap-ctrl-secret "$CTRL_SECRET"
+    check "$HASH/$GROUP: namespace appears" wait_dev
+    check "$HASH/$GROUP: data round trip" round_trip
+    check "$HASH/$GROUP: kernel used hmac($HASH) and $GROUP" \
+        sh -c "dmesg | grep -q 'authenticated with hash hmac($HASH) dhgroup $GROUP'"
+    check "$HASH/$GROUP: disconnect" disconnect
+done
 dmesg | grep -i -e nvme -e auth | tail -20
 finish
