@@ -15,8 +15,17 @@ ends with the C2HData SUCCESS flag instead of a CapsuleResp.
 
 Write data that does not fit in the capsule is asked for with R2Ts of at most
 MAXH2CDATA bytes, never more outstanding for one command than the host's MAXR2T
-allows. A PDU that breaks the protocol gets a C2HTermReq and the connection is
-closed; no other connection is touched.
+allows. A command's whole transfer is reserved against the connection's and the
+target's write-data budgets before its first R2T; a command that does not fit waits
+(in order) until data comes in, and a connection that owes data and sends none for
+`write_data_timeout` is closed. A connection that sends no ICReq, or no successful
+Connect, in time is closed too (`expire`). A PDU that breaks the protocol gets a
+C2HTermReq and the connection is closed; no other connection is touched.
+
+A new admin command whose command ID is that of an Asynchronous Event Request the
+controller still holds retires that request silently: the host has given it up
+(SPDK's host does so when it detaches, then reads CC, sets CC.SHN and polls CSTS
+with the freed IDs). A command ID in flight on an I/O queue is a conflict.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from __future__ import annotations
 import functools
 import logging
 import struct
+from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
@@ -192,10 +202,17 @@ class QueuePair(ReservationQueue):
         link: the I/O shell's side (send, close, spawn).
         port: the local port the connection came in on.
         peer: the host's address, ``host:port``, for listings.
+        now: the time the connection was accepted, in seconds (the ICReq timeout).
     """
 
     def __init__(
-        self, registry: SubsystemRegistry, link: Link, *, port: int, peer: str = ""
+        self,
+        registry: SubsystemRegistry,
+        link: Link,
+        *,
+        port: int,
+        peer: str = "",
+        now: float = 0.0,
     ) -> None:
         config = registry.config
         self._registry = registry
@@ -212,7 +229,14 @@ class QueuePair(ReservationQueue):
         self.data_digest = False
         self._reader = PduReader(Role.CONTROLLER, max_data_length=config.max_pdu_data)
         self._writer = PduWriter(Role.CONTROLLER)
-        self._now = 0.0
+        self._now = now
+        self._born = now
+        self._ic_at = now
+        self._budget = registry.write_budget
+        self._limits = registry.limits
+        self._reserved = 0  # write data asked for (or about to be) and not yet received
+        self._deferred: deque[_Transfer] = deque()  # transfers waiting for budget
+        self._data_seen = now  # the last time owed write data moved
         self._device: BlockDevice | None = None
         self._queue_size = config.max_admin_queue_entries
         self._in_capsule_limit = max(config.in_capsule_data_size, ADMIN_IN_CAPSULE_DATA)
@@ -309,6 +333,47 @@ class QueuePair(ReservationQueue):
         """Our controller was freed or reset: close this connection."""
         self._step(QueueEvent.CONTROLLER_GONE)
 
+    def deadline(self) -> float | None:
+        """When this connection is closed unless it makes progress: the ICReq timeout
+        before the ICReq, the Connect timeout after it; None once connected."""
+        if self.state is QueueState.AWAIT_IC_REQ:
+            return self._born + self._config.ic_timeout
+        if self.state is QueueState.AWAIT_CONNECT:
+            return self._ic_at + self._config.connect_timeout
+        return None
+
+    def expire(self, now: float) -> float | None:
+        """Close the connection if its `deadline` has passed at `now`.
+
+        Returns:
+            the deadline still ahead, or None (closed, or connected: no deadline).
+        """
+        deadline = self.deadline()
+        if deadline is None or now < deadline:
+            return deadline
+        if self.state is QueueState.AWAIT_IC_REQ:
+            self._limits.hit(
+                "ic_timeout", now, "%s sent no ICReq in %s s; closed",
+                self.peer, self._config.ic_timeout,
+            )  # fmt: skip
+        else:
+            self._limits.hit(
+                "connect_timeout", now, "%s sent no successful Connect in %s s; closed",
+                self.peer, self._config.connect_timeout,
+            )  # fmt: skip
+        self._step(QueueEvent.TIMEOUT)
+        return None
+
+    @property
+    def pending_write_bytes(self) -> int:
+        """Write data asked for by R2T (or reserved for it) and not yet received."""
+        return self._reserved
+
+    @property
+    def waiting_transfers(self) -> int:
+        """Commands whose data is not asked for yet: they wait for write-data budget."""
+        return len(self._deferred)
+
     # ------------------------------------------------------------------ state
 
     def _step(self, event: QueueEvent, error: PduError | None = None) -> None:
@@ -325,6 +390,7 @@ class QueuePair(ReservationQueue):
         for window in self._windows.values():
             self._inflight.pop(window.transfer.cid, None)  # their data will never come
         self._windows.clear()
+        self._release_all()
         self._leave_controller()
         if action is not QueueAction.DETACH:
             self._link.close()
@@ -343,6 +409,7 @@ class QueuePair(ReservationQueue):
 
     def _on_ic_req(self, pdu: ICReq) -> None:
         self._step(QueueEvent.IC_REQ)
+        self._ic_at = self._now
         hdgst, ddgst = pdu.hdgst_enable, pdu.ddgst_enable
         self._send(
             self._writer.encode_ic_resp(
@@ -387,8 +454,12 @@ class QueuePair(ReservationQueue):
         if self._sq_flow_control:
             self._sqhd = (self._sqhd + 1) % self._queue_size
         if cid in self._inflight:
-            self._respond(cid, _CID_CONFLICT)
-            return False
+            ctrl = self.controller
+            if ctrl is None or ctrl.admin is not self or not ctrl.drop_async_event(cid):
+                self._respond(cid, _CID_CONFLICT)
+                return False
+            del self._inflight[cid]
+            log.debug("%s reused the ID %d of a held Async Event Request", self.peer, cid)
         if len(self._inflight) >= self._queue_size:
             raise PduError(
                 FatalErrorStatus.PDU_SEQUENCE_ERROR,
@@ -501,6 +572,13 @@ class QueuePair(ReservationQueue):
         if params.cntlid != DYNAMIC_CNTLID:
             self._complete(cid, _INVALID_PARAMETERS, dw0=_in_data_field("cntlid"))
             return
+        if len(sub.controllers) >= config.max_controllers:
+            self._limits.hit(
+                "max_controllers", self._now, "%s has %d controllers; Connect of %s refused",
+                sub.nqn, len(sub.controllers), params.hostnqn,
+            )  # fmt: skip
+            self._complete(cid, CONNECT_CONTROLLER_BUSY.field)
+            return
         cntlid = sub.allocate_cntlid()
         if cntlid is None:
             self._complete(cid, CONNECT_CONTROLLER_BUSY.field)
@@ -532,12 +610,21 @@ class QueuePair(ReservationQueue):
             self._complete(cid, _INVALID_PARAMETERS, dw0=_in_data_field("cntlid"))
             return
         if sub.is_discovery or connect.qid > ctrl.granted_io_queues:
+            self._limits.hit(
+                "max_io_queues", self._now, "controller %d of %s has %d I/O queues; "
+                "Connect of queue %d refused", ctrl.cntlid, sub.nqn, ctrl.granted_io_queues,
+                connect.qid,
+            )  # fmt: skip
             self._complete(cid, _INVALID_PARAMETERS, dw0=_in_sqe(Connect.QID_OFFSET))
             return
         if not ctrl.ready or connect.qid in ctrl.io_queues:
             self._complete(cid, COMMAND_SEQUENCE_ERROR.field)
             return
         if not 1 <= connect.sqsize < self._config.max_queue_entries:
+            self._limits.hit(
+                "max_queue_entries", self._now, "%s asked for %d entries, %d allowed; "
+                "Connect refused", self.peer, connect.sqsize + 1, self._config.max_queue_entries,
+            )  # fmt: skip
             self._complete(cid, _INVALID_PARAMETERS, dw0=_in_sqe(Connect.SQSIZE_OFFSET))
             return
         ctrl.io_queues[connect.qid] = self
@@ -595,9 +682,85 @@ class QueuePair(ReservationQueue):
 
     def _start_transfer(self, cid: int, length: int, on_data: Callable[[Buffer], None]) -> None:
         transfer = _Transfer(cid, length, on_data)
+        if self._deferred or not self._reserve(length):
+            self._deferred.append(transfer)
+            return
+        self._send_r2ts(transfer)
+
+    def _send_r2ts(self, transfer: _Transfer) -> None:
         for _ in range(self._max_r2t):
             if not self._ask_for_data(transfer):
                 break
+
+    def _reserve(self, length: int) -> bool:
+        """Reserve `length` bytes of write data against both budgets (logged when not)."""
+        config = self._config
+        if self._reserved + length > config.max_pending_write_bytes:
+            self._limits.hit(
+                "max_pending_write_bytes", self._now, "%s owes %d bytes of write data; "
+                "the next command waits for its R2T", self.peer, self._reserved,
+            )  # fmt: skip
+            return False
+        if not self._budget.try_reserve(length, self):
+            self._limits.hit(
+                "max_pending_write_bytes_total", self._now, "hosts owe %d bytes of write "
+                "data; %s waits for its R2T", self._budget.reserved, self.peer,
+            )  # fmt: skip
+            return False
+        if not self._reserved:
+            self._data_seen = self._now
+        self._reserved += length
+        return True
+
+    def admit_waiting(self) -> bool:
+        """Send the R2Ts of waiting transfers that the budgets now allow.
+
+        Returns:
+            False while the target's budget still holds the next one back.
+        """
+        deferred = self._deferred
+        while deferred:
+            head = deferred[0]
+            if self._reserved + head.length > self._config.max_pending_write_bytes:
+                break
+            if not self._budget.try_reserve(head.length, self):
+                return False
+            if not self._reserved:
+                self._data_seen = self._now
+            self._reserved += head.length
+            deferred.popleft()
+            self._send_r2ts(head)
+        self._budget.leave_line(self)
+        return True
+
+    def _give_back(self, length: int) -> None:
+        """The data of a transfer is all in: its reservation goes back."""
+        self._reserved -= length
+        if not self._reserved:
+            self._budget.settled(self)
+        self._budget.release(length)
+        if self._deferred:
+            self.admit_waiting()
+
+    def _release_all(self) -> None:
+        """The connection ends: nothing it reserved or waits for counts any more."""
+        for transfer in self._deferred:
+            self._inflight.pop(transfer.cid, None)
+        self._deferred.clear()
+        reserved, self._reserved = self._reserved, 0
+        self._budget.forget(self)
+        if reserved:
+            self._budget.release(reserved)
+
+    def check_write_data(self, now: float) -> None:
+        """Close the connection when it owes write data and sent none for too long."""
+        timeout = self._config.write_data_timeout
+        if self._reserved and now - self._data_seen >= timeout:
+            self._limits.hit(
+                "write_data_timeout", now, "%s owes %d bytes of write data and sent none "
+                "for %s s; closed", self.peer, self._reserved, timeout,
+            )  # fmt: skip
+            self._step(QueueEvent.TIMEOUT)
 
     def _ask_for_data(self, transfer: _Transfer) -> bool:
         """Send the next R2T of `transfer`; False when all of it has been asked for."""
@@ -626,6 +789,7 @@ class QueuePair(ReservationQueue):
             )
         payload = pdu.data
         size = len(payload)
+        self._data_seen = self._now
         if pdu.offset != window.next or pdu.offset + size > window.end:
             raise PduError(
                 FatalErrorStatus.DATA_OUT_OF_RANGE,
@@ -646,6 +810,7 @@ class QueuePair(ReservationQueue):
             del self._windows[pdu.ttag]
             self._ask_for_data(transfer)
         if transfer.received == transfer.length:
+            self._give_back(transfer.length)
             if transfer.corrupt:
                 self._complete(transfer.cid, _TRANSIENT, nsid=NSID)
             else:
@@ -948,11 +1113,18 @@ def _in_sqe(offset: int) -> int:
 
 
 async def _shutdown_flush(ctrl: Controller) -> None:
-    """Flush the device for a shutdown notification, then report the shutdown done."""
+    """Flush the device for a shutdown notification, then report the shutdown done, or
+    failed (CSTS.CFS, never SHST complete) when the flush fails."""
     device = ctrl.subsystem.device
     if device is not None:
         try:
             await device.flush()
         except DeviceError as exc:
-            log.warning("flush for the shutdown of controller %d failed: %s", ctrl.cntlid, exc)
+            log.warning(
+                "flush for the shutdown of controller %d of %s failed: %s; CSTS reports a "
+                "controller fatal status, not a clean shutdown",
+                ctrl.cntlid, ctrl.subsystem.nqn, exc,
+            )  # fmt: skip
+            ctrl.handle(ControllerEvent.SHUTDOWN_FAILED)
+            return
     ctrl.handle(ControllerEvent.SHUTDOWN_DONE)
