@@ -12,7 +12,9 @@ import socket
 from dataclasses import dataclass, field
 
 from mayastor.api.store_keys import parse_etcd_url
+from mayastor.engine.target_flags import add_target_flags, target_config_from_args
 from mayastor.errors import InvalidArgument
+from mayastor.target import TargetConfig
 
 DEFAULT_GRPC_ENDPOINT = "127.0.0.1:10124"
 DEFAULT_REPLICA_PORT = 8420
@@ -44,6 +46,7 @@ class EngineConfig:
     registration_interval: float = 5.0
     ps_endpoint: str = ""
     metrics_endpoint: str = ""
+    nvmf_limits: TargetConfig = field(default_factory=TargetConfig)
 
     @property
     def state_path(self) -> str:
@@ -191,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
         help="log level (default: %(default)s)",
     )
+    add_target_flags(parser)
     return parser
 
 
@@ -226,6 +230,10 @@ def config_from_args(argv: list[str] | None = None) -> EngineConfig:
             parse_etcd_url(args.ps_endpoint)
         except ValueError as exc:
             parser.error(f"--ps-endpoint: {exc}")
+    try:
+        nvmf_limits = target_config_from_args(args)
+    except InvalidArgument as exc:
+        parser.error(str(exc))
     names = [p.name for p in args.pool]
     if len(names) != len(set(names)):
         parser.error("each --pool name may be given once")
@@ -244,6 +252,7 @@ def config_from_args(argv: list[str] | None = None) -> EngineConfig:
         registration_interval=args.registration_interval,
         ps_endpoint=args.ps_endpoint,
         metrics_endpoint=args.metrics_endpoint,
+        nvmf_limits=nvmf_limits,
     )
 
 

@@ -34,6 +34,7 @@ from mayastor.engine.services.nexus import NexusService
 from mayastor.engine.services.pool import PoolService
 from mayastor.engine.services.replica import ReplicaService
 from mayastor.engine.services.stats import StatsService
+from mayastor.engine.target_flags import describe
 from mayastor.errors import MayastorError, Unavailable
 from mayastor.nexus import FileNexusInfoStore, NexusInfoStore
 from mayastor.nvmf.host import ControllerOptions
@@ -57,7 +58,8 @@ class IoEngine:
                 disable_sq_flow_control=True,
             ),
         )
-        self.target = NvmfTarget(config.nvmf_address)
+        self.target = NvmfTarget(config.nvmf_address, config=config.nvmf_limits)
+        log.info("NVMe/TCP target bounds: %s", describe(config.nvmf_limits))
         self.registry = Registry(self.opener, self.target, config.replica_port)
         store: NexusInfoStore
         self.registrar: Registrar | None = None
