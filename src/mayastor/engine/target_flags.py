@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
+from collections.abc import Callable
 
 from mayastor.errors import InvalidArgument
 from mayastor.target import TargetConfig
@@ -94,7 +95,7 @@ def parse_size(text: str) -> int:
     return int(found.group(1)) * _UNITS[found.group(2).upper()]
 
 
-_TYPES = {"int": int, "size": parse_size, "seconds": float}
+_TYPES: dict[str, Callable[[str], object]] = {"int": int, "size": parse_size, "seconds": float}
 _METAVARS = {"int": "N", "size": "BYTES", "seconds": "SECONDS"}
 
 
