@@ -227,7 +227,9 @@ class QueuePair(ReservationQueue):
         self.controller: Controller | None = None
         self.header_digest = False
         self.data_digest = False
-        self._reader = PduReader(Role.CONTROLLER, max_data_length=config.max_pdu_data)
+        # Until a Connect succeeds nothing larger than an admin capsule's data is
+        # legitimate, so a connection that never connects buffers little.
+        self._reader = PduReader(Role.CONTROLLER, max_data_length=ADMIN_IN_CAPSULE_DATA)
         self._writer = PduWriter(Role.CONTROLLER)
         self._now = now
         self._born = now
@@ -639,6 +641,7 @@ class QueuePair(ReservationQueue):
         self._complete(cid, 0, connect_success_dw0(ctrl.cntlid))
 
     def _joined(self, qid: int, connect: Connect) -> None:
+        self._reader.max_data_length = self._config.max_pdu_data
         self.qid = qid
         self._queue_size = connect.queue_depth
         self._sq_flow_control = not connect.sq_flow_control_disabled

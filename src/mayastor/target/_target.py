@@ -43,6 +43,8 @@ REPLICA_PORT = 8420
 NEXUS_PORT = 4421
 """Where an io-engine serves its nexuses."""
 OPENEBS_NQN_PREFIX = "nqn.2019-05.io.openebs:"
+LISTEN_BACKLOG = 1024
+"""Connections the kernel queues for accepting: a burst of hosts is not refused."""
 MAX_CNTLID = 0xFFEF
 """The highest controller ID a subsystem may give out (FFF0h and up are reserved)."""
 
@@ -179,6 +181,7 @@ class NvmfTarget:
                 self.address,
                 port,
                 reuse_address=True,
+                backlog=LISTEN_BACKLOG,
             )
         except OSError as exc:
             raise FailedPrecondition(f"cannot listen on {self.address}:{port}: {exc}") from exc
