@@ -115,6 +115,7 @@ class Controller:
         self.granted_io_queues = config.max_io_queues
         self.event_config = 0
         self.write_cache = True
+        self.shutdowns = 0  # shutdown notifications so far: only the newest one's flush reports
         self.changed_nsids: set[int] = set()
         self.peer = ""
         self.digests = (False, False)

@@ -524,7 +524,8 @@ class QueuePair(ReservationQueue):
             for queue in list(ctrl.io_queues.values()):
                 queue.controller_gone()
         elif action is ControllerAction.FLUSH:
-            self._spawn(_shutdown_flush(ctrl))
+            ctrl.shutdowns += 1
+            self._spawn(_shutdown_flush(ctrl, ctrl.shutdowns))
 
     def complete_async_event(self, cid: int, dw0: int) -> None:
         """Complete a held Asynchronous Event Request with an event."""
@@ -1115,14 +1116,18 @@ def _in_sqe(offset: int) -> int:
     return connect_invalid_parameter_dw0(offset, in_data=False)
 
 
-async def _shutdown_flush(ctrl: Controller) -> None:
-    """Flush the device for a shutdown notification, then report the shutdown done, or
-    failed (CSTS.CFS, never SHST complete) when the flush fails."""
+async def _shutdown_flush(ctrl: Controller, serial: int) -> None:
+    """Flush the device for shutdown notification `serial`, then report the shutdown
+    done, or failed (CSTS.CFS, never SHST complete) when the flush fails. The flush of
+    a notification that a reset and a newer one overtook reports nothing: only the
+    newest flush covers every write before the shutdown the host waits for."""
     device = ctrl.subsystem.device
     if device is not None:
         try:
             await device.flush()
         except DeviceError as exc:
+            if ctrl.shutdowns != serial:
+                return
             log.warning(
                 "flush for the shutdown of controller %d of %s failed: %s; CSTS reports a "
                 "controller fatal status, not a clean shutdown",
@@ -1130,4 +1135,5 @@ async def _shutdown_flush(ctrl: Controller) -> None:
             )  # fmt: skip
             ctrl.handle(ControllerEvent.SHUTDOWN_FAILED)
             return
-    ctrl.handle(ControllerEvent.SHUTDOWN_DONE)
+    if ctrl.shutdowns == serial:
+        ctrl.handle(ControllerEvent.SHUTDOWN_DONE)

@@ -203,3 +203,22 @@ async def test_a_shutdown_whose_flush_succeeds_reports_shutdown_complete() -> No
     await wire.link.run()
     csts = await csts_of(wire)
     assert (csts.cfs, csts.shst) == (False, ShutdownStatus.COMPLETE)
+
+
+async def test_the_flush_of_a_shutdown_overtaken_by_a_reset_and_a_new_one_reports_nothing() -> None:
+    wire = await admin_wire(make_registry())
+    # Written without running the spawned flushes, so that both are still to come.
+    for cid, value in (
+        (40, ENABLED_CC | SHN_NORMAL),
+        (41, 0),
+        (42, ENABLED_CC),
+        (43, ENABLED_CC | SHN_NORMAL),
+    ):
+        wire.send(wire.writer.encode_capsule_cmd(property_sqe(cid, PROPERTY_SET, CC, value)))
+    assert len(wire.received()) == 4
+    first, second = wire.link.work
+    wire.link.work.clear()
+    await first
+    assert (await csts_of(wire)).shst == ShutdownStatus.OCCURRING
+    await second
+    assert (await csts_of(wire)).shst == ShutdownStatus.COMPLETE
