@@ -33,7 +33,6 @@ from __future__ import annotations
 import functools
 import logging
 import struct
-from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
@@ -72,6 +71,7 @@ from mayastor.target._admin import execute_admin, execute_fabrics
 from mayastor.target._config import ADMIN_IN_CAPSULE_DATA
 from mayastor.target._controller import Controller, release_controller
 from mayastor.target._controller_state import ControllerAction, ControllerEvent
+from mayastor.target._owed_writes import OwedWrites
 from mayastor.target._queue_state import QUEUE_TABLE, QueueAction, QueueEvent, QueueState
 from mayastor.target._reply import (
     COMMAND_ID_CONFLICT,
@@ -234,11 +234,15 @@ class QueuePair(ReservationQueue):
         self._now = now
         self._born = now
         self._ic_at = now
-        self._budget = registry.write_budget
         self._limits = registry.limits
-        self._reserved = 0  # write data asked for (or about to be) and not yet received
-        self._deferred: deque[_Transfer] = deque()  # transfers waiting for budget
-        self._data_seen = now  # the last time owed write data moved
+        self._owed: OwedWrites[_Transfer] = OwedWrites(
+            config,
+            registry.write_budget,
+            registry.limits,
+            peer=peer,
+            start=self._send_r2ts,
+            stalled=functools.partial(self._step, QueueEvent.TIMEOUT),
+        )
         self._device: BlockDevice | None = None
         self._queue_size = config.max_admin_queue_entries
         self._in_capsule_limit = max(config.in_capsule_data_size, ADMIN_IN_CAPSULE_DATA)
@@ -369,12 +373,12 @@ class QueuePair(ReservationQueue):
     @property
     def pending_write_bytes(self) -> int:
         """Write data asked for by R2T (or reserved for it) and not yet received."""
-        return self._reserved
+        return self._owed.reserved
 
     @property
     def waiting_transfers(self) -> int:
         """Commands whose data is not asked for yet: they wait for write-data budget."""
-        return len(self._deferred)
+        return self._owed.waiting
 
     # ------------------------------------------------------------------ state
 
@@ -392,7 +396,8 @@ class QueuePair(ReservationQueue):
         for window in self._windows.values():
             self._inflight.pop(window.transfer.cid, None)  # their data will never come
         self._windows.clear()
-        self._release_all()
+        for transfer in self._owed.end():
+            self._inflight.pop(transfer.cid, None)
         self._leave_controller()
         if action is not QueueAction.DETACH:
             self._link.close()
@@ -685,86 +690,12 @@ class QueuePair(ReservationQueue):
             self._complete(cid, _SGL_TYPE_INVALID)
 
     def _start_transfer(self, cid: int, length: int, on_data: Callable[[Buffer], None]) -> None:
-        transfer = _Transfer(cid, length, on_data)
-        if self._deferred or not self._reserve(length):
-            self._deferred.append(transfer)
-            return
-        self._send_r2ts(transfer)
+        self._owed.begin(_Transfer(cid, length, on_data), self._now)
 
     def _send_r2ts(self, transfer: _Transfer) -> None:
         for _ in range(self._max_r2t):
             if not self._ask_for_data(transfer):
                 break
-
-    def _reserve(self, length: int) -> bool:
-        """Reserve `length` bytes of write data against both budgets (logged when not)."""
-        config = self._config
-        if self._reserved + length > config.max_pending_write_bytes:
-            self._limits.hit(
-                "max_pending_write_bytes", self._now, "%s owes %d bytes of write data; "
-                "the next command waits for its R2T", self.peer, self._reserved,
-            )  # fmt: skip
-            return False
-        if not self._budget.try_reserve(length, self):
-            self._limits.hit(
-                "max_pending_write_bytes_total", self._now, "hosts owe %d bytes of write "
-                "data; %s waits for its R2T", self._budget.reserved, self.peer,
-            )  # fmt: skip
-            return False
-        if not self._reserved:
-            self._data_seen = self._now
-        self._reserved += length
-        return True
-
-    def admit_waiting(self) -> bool:
-        """Send the R2Ts of waiting transfers that the budgets now allow.
-
-        Returns:
-            False while the target's budget still holds the next one back.
-        """
-        deferred = self._deferred
-        while deferred:
-            head = deferred[0]
-            if self._reserved + head.length > self._config.max_pending_write_bytes:
-                break
-            if not self._budget.try_reserve(head.length, self):
-                return False
-            if not self._reserved:
-                self._data_seen = self._now
-            self._reserved += head.length
-            deferred.popleft()
-            self._send_r2ts(head)
-        self._budget.leave_line(self)
-        return True
-
-    def _give_back(self, length: int) -> None:
-        """The data of a transfer is all in: its reservation goes back."""
-        self._reserved -= length
-        if not self._reserved:
-            self._budget.settled(self)
-        self._budget.release(length)
-        if self._deferred:
-            self.admit_waiting()
-
-    def _release_all(self) -> None:
-        """The connection ends: nothing it reserved or waits for counts any more."""
-        for transfer in self._deferred:
-            self._inflight.pop(transfer.cid, None)
-        self._deferred.clear()
-        reserved, self._reserved = self._reserved, 0
-        self._budget.forget(self)
-        if reserved:
-            self._budget.release(reserved)
-
-    def check_write_data(self, now: float) -> None:
-        """Close the connection when it owes write data and sent none for too long."""
-        timeout = self._config.write_data_timeout
-        if self._reserved and now - self._data_seen >= timeout:
-            self._limits.hit(
-                "write_data_timeout", now, "%s owes %d bytes of write data and sent none "
-                "for %s s; closed", self.peer, self._reserved, timeout,
-            )  # fmt: skip
-            self._step(QueueEvent.TIMEOUT)
 
     def _ask_for_data(self, transfer: _Transfer) -> bool:
         """Send the next R2T of `transfer`; False when all of it has been asked for."""
@@ -793,7 +724,7 @@ class QueuePair(ReservationQueue):
             )
         payload = pdu.data
         size = len(payload)
-        self._data_seen = self._now
+        self._owed.arrived(self._now)
         if pdu.offset != window.next or pdu.offset + size > window.end:
             raise PduError(
                 FatalErrorStatus.DATA_OUT_OF_RANGE,
@@ -814,7 +745,7 @@ class QueuePair(ReservationQueue):
             del self._windows[pdu.ttag]
             self._ask_for_data(transfer)
         if transfer.received == transfer.length:
-            self._give_back(transfer.length)
+            self._owed.received(transfer.length)
             if transfer.corrupt:
                 self._complete(transfer.cid, _TRANSIENT, nsid=NSID)
             else:

@@ -224,16 +224,19 @@ async def test_a_connection_that_stops_sending_owed_data_is_closed_and_its_claim
     registry = make_registry(config=SMALL)
     admin = await admin_wire(registry)
     stalled, waiting = await io_queue(registry, admin, 1), await io_queue(registry, admin, 2)
-    stalled.now, waiting.now = 10.0, 11.0
     announce_write(stalled, 1)
     announce_write(stalled, 2, lba=32)
     announce_write(waiting, 1, lba=64)
     announce_write(waiting, 2, lba=96)
     r2ts(waiting)
+    registry.write_budget.check(10.0)  # the first check that sees the debts starts timers
+    waiting.now = 11.0
+    send_data(waiting, 1, 0, 0, 4 * KIB)
     registry.write_budget.check(12.9)
     assert not stalled.link.closed
     registry.write_budget.check(13.0)
     assert stalled.link.closed
+    assert not waiting.link.closed
     assert stalled.qp.pending_write_bytes == 0
     assert r2ts(waiting) == [(2, 0, 8 * KIB)]
     assert registry.write_budget.reserved == 32 * KIB
@@ -244,6 +247,7 @@ async def test_owed_data_arriving_restarts_the_write_data_timer() -> None:
     io = await io_queue(registry, await admin_wire(registry))
     announce_write(io, 1)
     r2ts(io)
+    registry.write_budget.check(0.0)
     io.now = 2.5
     send_data(io, 1, 0, 0, 4 * KIB)
     registry.write_budget.check(5.0)
@@ -280,3 +284,16 @@ async def test_a_cid_reused_while_its_write_waits_for_budget_is_a_conflict() -> 
     announce_write(io, 3)
     (answer,) = await completions(io)
     assert (answer.cid, answer.status.sc) == (3, GenericStatus.COMMAND_ID_CONFLICT)
+
+
+async def test_the_write_data_timer_starts_when_a_check_first_sees_the_debt() -> None:
+    registry = make_registry(config=SMALL)
+    io = await io_queue(registry, await admin_wire(registry))
+    io.now = 100.0  # the connection's last input is long before the first check
+    announce_write(io, 1)
+    registry.write_budget.check(500.0)
+    assert not io.link.closed
+    registry.write_budget.check(502.9)
+    assert not io.link.closed
+    registry.write_budget.check(503.0)
+    assert io.link.closed
