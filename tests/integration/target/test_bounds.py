@@ -147,6 +147,27 @@ async def test_a_new_connection_is_closed_when_every_held_one_is_connected(
         await host.close()
 
 
+async def test_a_write_waiting_for_budget_a_stalled_host_holds_goes_on_once_it_is_closed(
+    limited: Callable[..., NvmfTarget],
+) -> None:
+    target = limited(
+        max_pending_write_bytes=MIB, max_pending_write_bytes_total=MIB, write_data_timeout=0.5
+    )
+    port, nqn = await serve_malloc(target)
+    hog = await HostController.connect("127.0.0.1", port, nqn, hostnqn=HOSTS[:-1] + "hog")
+    host = await HostController.connect("127.0.0.1", port, nqn, hostnqn=HOSTS[:-1] + "good")
+    try:
+        announce_writes(hog.io[0], 1, MIB)
+        await asyncio.sleep(0.05)
+        data = os.urandom(128 * 1024)
+        assert (await host.io[0].write(64, data, 512)).ok  # waited for the hog's budget
+        assert hog.io[0].closed.is_set()
+        assert (await host.io[0].read(64, len(data) // 512, 512)).data == data
+    finally:
+        await hog.close()
+        await host.close()
+
+
 # ------------------------------------------------------------------ end of session
 
 
