@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from mayastor.api.store_keys import parse_etcd_url
+from mayastor.engine.target_flags import add_target_flags, target_config_from_args
 from mayastor.errors import InvalidArgument
 from mayastor.nvmf.auth import (
     DEFAULT_DHGROUPS,
@@ -23,6 +24,7 @@ from mayastor.nvmf.auth import (
     HashId,
     SecretError,
 )
+from mayastor.target import TargetConfig
 
 DEFAULT_GRPC_ENDPOINT = "127.0.0.1:10124"
 DEFAULT_REPLICA_PORT = 8420
@@ -57,6 +59,7 @@ class EngineConfig:
     dhchap_secret_file: str = ""
     dhchap_hashes: tuple[HashId, ...] = DEFAULT_HASHES
     dhchap_dhgroups: tuple[DhGroupId, ...] = DEFAULT_DHGROUPS
+    nvmf_limits: TargetConfig = field(default_factory=TargetConfig)
 
     @property
     def state_path(self) -> str:
@@ -227,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
         help="log level (default: %(default)s)",
     )
+    add_target_flags(parser)
     return parser
 
 
@@ -267,6 +271,10 @@ def config_from_args(argv: list[str] | None = None) -> EngineConfig:
             read_dhchap_secret(args.dhchap_secret_file)
         except (OSError, SecretError) as exc:
             parser.error(f"--dhchap-secret-file: {exc}")
+    try:
+        nvmf_limits = target_config_from_args(args)
+    except InvalidArgument as exc:
+        parser.error(str(exc))
     names = [p.name for p in args.pool]
     if len(names) != len(set(names)):
         parser.error("each --pool name may be given once")
@@ -288,6 +296,7 @@ def config_from_args(argv: list[str] | None = None) -> EngineConfig:
         dhchap_secret_file=args.dhchap_secret_file,
         dhchap_hashes=args.dhchap_hashes,
         dhchap_dhgroups=args.dhchap_dhgroups,
+        nvmf_limits=nvmf_limits,
     )
 
 

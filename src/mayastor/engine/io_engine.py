@@ -7,6 +7,7 @@ stops it cleanly: the gRPC server stops taking requests and every pool is export
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from errno import EADDRNOTAVAIL
 from pathlib import Path
@@ -35,10 +36,11 @@ from mayastor.engine.services.nexus import NexusService
 from mayastor.engine.services.pool import PoolService
 from mayastor.engine.services.replica import ReplicaService
 from mayastor.engine.services.stats import StatsService
+from mayastor.engine.target_flags import describe
 from mayastor.errors import MayastorError, Unavailable
 from mayastor.nexus import FileNexusInfoStore, NexusInfoStore
 from mayastor.nvmf.host import ControllerOptions
-from mayastor.target import NvmfTarget, TargetConfig
+from mayastor.target import NvmfTarget
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +65,13 @@ class IoEngine:
                 ),
             ),
         )
-        self.target = NvmfTarget(
-            config.nvmf_address,
-            config=TargetConfig(
-                dhchap_hashes=config.dhchap_hashes, dhchap_dhgroups=config.dhchap_dhgroups
-            ),
+        target_config = dataclasses.replace(
+            config.nvmf_limits,
+            dhchap_hashes=config.dhchap_hashes,
+            dhchap_dhgroups=config.dhchap_dhgroups,
         )
+        self.target = NvmfTarget(config.nvmf_address, config=target_config)
+        log.info("NVMe/TCP target bounds: %s", describe(config.nvmf_limits))
         self.registry = Registry(
             self.opener,
             self.target,

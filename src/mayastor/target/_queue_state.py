@@ -4,8 +4,9 @@ A connection starts waiting for the host's ICReq, then for a Fabrics Connect, an
 becomes either the admin queue of a new controller or an I/O queue of an existing one;
 when its subsystem holds a DH-HMAC-CHAP secret for the host, it first passes through
 an authenticating state in which only Authentication Send and Receive are served.
-It ends when the host terminates it, breaks the protocol, its controller goes away, or
-the TCP connection closes. Commands other than a successful Connect, and write data,
+It ends when the host terminates it, breaks the protocol, its controller goes away,
+the TCP connection closes, or it times out (no ICReq or Connect in time, or write
+data it owes stopped coming). Commands other than a successful Connect, and write data,
 leave the state as it is.
 
 The table says what to do on the way (`QueueAction`); the queue pair does it. This
@@ -47,6 +48,7 @@ class QueueEvent(enum.Enum):
     PROTOCOL_ERROR = "protocol error"  # the host broke the transport protocol
     CONTROLLER_GONE = "controller gone"  # our controller was freed or reset
     TRANSPORT_CLOSED = "transport closed"  # the TCP connection is gone
+    TIMEOUT = "timeout"  # no ICReq or Connect in time, or owed write data stopped coming
 
 
 class QueueAction(enum.Enum):
@@ -88,6 +90,10 @@ QUEUE_TRANSITIONS: dict[tuple[QueueState, QueueEvent], tuple[QueueAction, QueueS
         for state in (_S.AWAIT_IC_REQ, _S.AWAIT_CONNECT, *_CONNECTED)
     },
     **{
+        (state, _E.TIMEOUT): (_A.CLOSE, _S.CLOSED)
+        for state in (_S.AWAIT_IC_REQ, _S.AWAIT_CONNECT, *_CONNECTED)
+    },
+    **{
         (state, _E.TRANSPORT_CLOSED): (_A.DETACH, _S.CLOSED)
         for state in (_S.AWAIT_IC_REQ, _S.AWAIT_CONNECT, *_CONNECTED)
     },
@@ -99,6 +105,7 @@ QUEUE_TRANSITIONS: dict[tuple[QueueState, QueueEvent], tuple[QueueAction, QueueS
             _E.PROTOCOL_ERROR,
             _E.CONTROLLER_GONE,
             _E.TRANSPORT_CLOSED,
+            _E.TIMEOUT,
         )
     },
 }

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from mayastor.bdev import BlockDevice, ReservationCell
 from mayastor.nvmf.auth import ControllerKeys, SequenceNumbers
 from mayastor.nvmf.spec import DISCOVERY_NQN, AnaState, AsyncEvent
+from mayastor.target._limits import LimitLog, WriteBudget
 
 if TYPE_CHECKING:
     from mayastor.target._config import TargetConfig
@@ -183,7 +184,8 @@ class ControllerInfo:
 
 
 class SubsystemRegistry:
-    """The subsystems of one target, by NQN, and the ports it listens on.
+    """The subsystems of one target, by NQN, and the ports it listens on; with the
+    write-data budget its connections share and the log of limits hit.
 
     Args:
         address: the address the target listens on (for discovery log entries).
@@ -199,6 +201,8 @@ class SubsystemRegistry:
         self.generation = 0
         self.auth_seqnums = SequenceNumbers(os.urandom)
         """S1 of the DH-HMAC-CHAP challenges of every queue of this target."""
+        self.write_budget = WriteBudget(config.max_pending_write_bytes_total)
+        self.limits = LimitLog()
         self.discovery: Subsystem | None = (
             Subsystem(
                 DISCOVERY_NQN,

@@ -1,15 +1,17 @@
 """`NvmfTarget`: the NVMe/TCP target of one io-engine (listeners, subsystems, timers).
 
 The public face of the package. It checks arguments, keeps the subsystem registry,
-opens listeners (one `asyncio` server per port, on the target's address), runs the
-keep-alive check of every controller, and closes connections when a subsystem is
-removed or the target closes, waiting for their I/O in flight so that the caller
-may close the devices afterwards.
+opens listeners (one `asyncio` server per port, on the target's address, holding at
+most `max_connections`), runs the keep-alive check of every controller and the
+write-data check of every connection that owes data, and closes connections when a
+subsystem is removed or the target closes, waiting for their I/O in flight so that
+the caller may close the devices afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 from collections.abc import Iterable, Mapping
@@ -42,8 +44,20 @@ REPLICA_PORT = 8420
 NEXUS_PORT = 4421
 """Where an io-engine serves its nexuses."""
 OPENEBS_NQN_PREFIX = "nqn.2019-05.io.openebs:"
+LISTEN_BACKLOG = 1024
+"""Connections the kernel queues for accepting: a burst of hosts is not refused."""
 MAX_CNTLID = 0xFFEF
 """The highest controller ID a subsystem may give out (FFF0h and up are reserved)."""
+
+
+class _Listener:
+    """The connections accepted on one port, oldest first."""
+
+    __slots__ = ("connections", "port")
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.connections: dict[Connection, None] = {}
 
 
 def openebs_nqn(name: object) -> str:
@@ -134,6 +148,7 @@ class NvmfTarget:
         self._config = config or TargetConfig()
         self._registry = SubsystemRegistry(address, self._config, discovery=discovery)
         self._servers: dict[int, asyncio.Server] = {}
+        self._listeners: dict[int, _Listener] = {}
         self._connections: set[Connection] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
@@ -173,16 +188,20 @@ class NvmfTarget:
         if port in self._servers:
             raise AlreadyExists(f"already listening on {self.address}:{port}")
         loop = asyncio.get_running_loop()
+        listener = _Listener()
         try:
             server = await loop.create_server(
-                self._new_connection,
+                functools.partial(self._new_connection, listener),
                 self.address,
                 port,
                 reuse_address=True,
+                backlog=LISTEN_BACKLOG,
             )
         except OSError as exc:
             raise FailedPrecondition(f"cannot listen on {self.address}:{port}: {exc}") from exc
         actual = int(server.sockets[0].getsockname()[1])
+        listener.port = actual
+        self._listeners[actual] = listener
         self._servers[actual] = server
         self._registry.ports.add(actual)
         self._registry.changed()
@@ -392,10 +411,38 @@ class NvmfTarget:
 
     # ------------------------------------------------------------------ internals
 
-    def _new_connection(self) -> Connection:
-        conn = Connection(self._registry, self._connections.discard)
+    def connection_count(self, port: int) -> int:
+        """Connections held on `port` (0 when not listening there)."""
+        listener = self._listeners.get(port)
+        return len(listener.connections) if listener is not None else 0
+
+    def _new_connection(self, listener: _Listener) -> Connection:
+        conn = Connection(self._registry, functools.partial(self._connection_gone, listener))
         self._connections.add(conn)
+        held = listener.connections
+        limit = self._config.max_connections
+        if len(held) >= limit:
+            now = asyncio.get_running_loop().time()
+            victim = next((c for c in held if not c.associated), None)
+            if victim is None:
+                self._registry.limits.hit(
+                    "max_connections", now, "port %d holds %d connected hosts; a new "
+                    "connection is closed", listener.port, limit,
+                )  # fmt: skip
+                conn.refuse()
+                return conn
+            self._registry.limits.hit(
+                "max_connections", now, "port %d holds %d connections; the oldest that has "
+                "not connected a queue is closed", listener.port, limit,
+            )  # fmt: skip
+            del held[victim]
+            victim.refuse()
+        held[conn] = None
         return conn
+
+    def _connection_gone(self, listener: _Listener, conn: Connection) -> None:
+        self._connections.discard(conn)
+        listener.connections.pop(conn, None)
 
     def _connections_of(self, sub: Subsystem) -> list[Connection]:
         return [
@@ -419,6 +466,7 @@ class NvmfTarget:
 
     def _check_keep_alive(self) -> None:
         now = asyncio.get_running_loop().time()
+        self._registry.write_budget.check(now)
         for ctrl in self._registry.all_controllers():
             deadline = ctrl.authentication_deadline
             if deadline is not None:

@@ -66,6 +66,12 @@ EXPECTED: dict[tuple[QueueState, QueueEvent], tuple[QueueAction, QueueState]] = 
     (S.CLOSED, E.PROTOCOL_ERROR): (A.NONE, S.CLOSED),
     (S.CLOSED, E.CONTROLLER_GONE): (A.NONE, S.CLOSED),
     (S.CLOSED, E.TRANSPORT_CLOSED): (A.NONE, S.CLOSED),
+    # Timeouts (no ICReq or Connect in time, owed write data that stopped) just close.
+    (S.AWAIT_IC_REQ, E.TIMEOUT): (A.CLOSE, S.CLOSED),
+    (S.AWAIT_CONNECT, E.TIMEOUT): (A.CLOSE, S.CLOSED),
+    (S.ADMIN, E.TIMEOUT): (A.CLOSE, S.CLOSED),
+    (S.IO, E.TIMEOUT): (A.CLOSE, S.CLOSED),
+    (S.CLOSED, E.TIMEOUT): (A.NONE, S.CLOSED),
 }
 
 ALL_PAIRS = list(itertools.product(QueueState, QueueEvent))
