@@ -12,6 +12,7 @@ import socket
 from dataclasses import dataclass, field
 
 from mayastor.api.store_keys import parse_etcd_url
+from mayastor.engine.disk_allow import default_patterns
 from mayastor.errors import InvalidArgument
 
 DEFAULT_GRPC_ENDPOINT = "127.0.0.1:10124"
@@ -44,6 +45,14 @@ class EngineConfig:
     registration_interval: float = 5.0
     ps_endpoint: str = ""
     metrics_endpoint: str = ""
+    disk_allow: tuple[str, ...] = ()
+    """--disk-allow patterns as given; empty: the default (see `disk_patterns`)."""
+
+    @property
+    def disk_patterns(self) -> tuple[str, ...]:
+        """The paths this io-engine may open as disks: --disk-allow, else block
+        devices and files under the state directory."""
+        return self.disk_allow or default_patterns(self.state_path)
 
     @property
     def state_path(self) -> str:
@@ -145,6 +154,16 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: /var/lib/mayastor/NODE-NAME)",
     )
     parser.add_argument(
+        "--disk-allow",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="a file or block device this io-engine may open as a disk (pool, bdev, nexus "
+        "child): an absolute glob, e.g. '/dev/disk/by-id/nvme-*' or '/srv/pools/*' ('*' "
+        "spans folders); repeatable; any other path is refused (default: /dev/* and files "
+        "under --state-dir)",
+    )
+    parser.add_argument(
         "--child-io-timeout",
         type=float,
         default=5.0,
@@ -226,6 +245,9 @@ def config_from_args(argv: list[str] | None = None) -> EngineConfig:
             parse_etcd_url(args.ps_endpoint)
         except ValueError as exc:
             parser.error(f"--ps-endpoint: {exc}")
+    for pattern in args.disk_allow:
+        if not pattern.startswith("/"):
+            parser.error(f"--disk-allow {pattern!r}: a pattern is an absolute path (/dev/sd*)")
     names = [p.name for p in args.pool]
     if len(names) != len(set(names)):
         parser.error("each --pool name may be given once")
@@ -244,6 +266,7 @@ def config_from_args(argv: list[str] | None = None) -> EngineConfig:
         registration_interval=args.registration_interval,
         ps_endpoint=args.ps_endpoint,
         metrics_endpoint=args.metrics_endpoint,
+        disk_allow=tuple(args.disk_allow),
     )
 
 
