@@ -8,8 +8,9 @@ order; none means the disk looks unused.
 
 Signatures (published magic numbers at their published offsets):
 
-* ext2/3/4: superblock at byte 1024, magic 0xEF53 (LE) at 1024+0x38; the kind from its
-  feature flags (ext4: extents, 64bit, flex_bg, ...; ext3: a journal; else ext2);
+* ext2/3/4: superblock at byte 1024, magic 0xEF53 (LE) at 1024+0x38, with a block size
+  of 1 to 64 KiB and revision 0 or 1; the kind from its feature flags (ext4: extents,
+  64bit, flex_bg, ...; ext3: a journal; else ext2);
 * XFS: ``XFSB`` at byte 0;
 * btrfs: ``_BHRfS_M`` at 64 KiB + 0x40 (primary superblock);
 * swap: ``SWAPSPACE2`` or ``SWAP-SPACE`` in the last 10 bytes of the first page, for
@@ -146,6 +147,10 @@ def _ext(sample: DiskSample) -> list[Signature]:
     sb = sample.at(_EXT_SUPERBLOCK, 0x88)
     if sb is None or _U16.unpack_from(sb, 0x38)[0] != _EXT_MAGIC:
         return []
+    log_block_size = _U32LE.unpack_from(sb, 0x18)[0]
+    rev_level = _U32LE.unpack_from(sb, 0x4C)[0]
+    if log_block_size > 6 or rev_level > 1:
+        return []  # blocks of 1 KiB to 64 KiB, revision 0 or 1: else not an ext superblock
     compat, incompat, ro_compat = struct.unpack_from("<III", sb, 0x5C)
     if incompat & _EXT4_INCOMPAT or ro_compat & _EXT4_RO_COMPAT:
         kind = "ext4"

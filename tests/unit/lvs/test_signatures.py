@@ -76,6 +76,13 @@ def test_ext_magic_one_byte_off_is_not_found() -> None:
     assert found(image) == []
 
 
+def test_ext_magic_with_an_impossible_block_size_is_not_found() -> None:
+    image = disk()
+    ext_superblock(image, incompat=0x40)
+    struct.pack_into("<I", image, 1024 + 0x18, 7)
+    assert found(image) == []
+
+
 def test_xfs_magic_at_byte_zero() -> None:
     image = disk()
     image[0:4] = b"XFSB"
