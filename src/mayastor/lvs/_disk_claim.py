@@ -1,5 +1,5 @@
-"""What a pool does to a disk before it takes it: find what the disk holds, wipe what a
-forced create overwrites, and reserve the metadata area below a sparse disk file.
+"""What a pool does to a disk before it takes it: find what the disk holds, and wipe
+what a forced create overwrites.
 
 Reads and writes go through the BlockDevice itself (O_DIRECT for files and block
 devices), never through a cache of what the disk holds.
@@ -8,8 +8,6 @@ devices), never through a cache of what the disk holds.
 from __future__ import annotations
 
 from mayastor.bdev import BlockDevice
-from mayastor.errors import NoSpace, ResourceExhausted
-from mayastor.lvs.format import PAGE_SIZE, Superblock
 from mayastor.lvs.signatures import Signature, find_signatures, probe_ranges
 
 
@@ -31,20 +29,3 @@ async def wipe_signatures(base: BlockDevice, signatures: list[Signature]) -> Non
         await base.write(first, bytes(count * bs))
     if signatures:
         await base.flush()
-
-
-async def reserve_metadata(base: BlockDevice, sb: Superblock, disk: str) -> None:
-    """Reserve the blocks of the metadata area below `base` (a sparse disk file), so
-    metadata writes never meet a full file system.
-
-    Raises:
-        ResourceExhausted: the file system under the disk has no room for it.
-    """
-    nblocks = min(sb.metadata_pages * PAGE_SIZE // base.block_size, base.num_blocks)
-    try:
-        await base.reserve_space(0, nblocks)
-    except NoSpace as exc:
-        raise ResourceExhausted(
-            f"disk {disk}: the file system under it has no room for the pool's "
-            f"{nblocks * base.block_size} bytes of metadata ({exc})"
-        ) from exc

@@ -50,7 +50,7 @@ from mayastor.errors import (
     ResourceExhausted,
 )
 from mayastor.lvs._catalog import Catalog, LvolMeta
-from mayastor.lvs._disk_claim import probe_disk, reserve_metadata, wipe_signatures
+from mayastor.lvs._disk_claim import probe_disk, wipe_signatures
 from mayastor.lvs._lvol import DataPath, Lvol
 from mayastor.lvs._properties import (
     DEFAULT_CLUSTER_SIZE,
@@ -282,8 +282,8 @@ class Pool:
         known signature (a file system, a partition table, LVM, md RAID, LUKS, swap,
         another pool; see `mayastor.lvs.signatures`) the create is refused and nothing
         is written, unless `force`, which wipes those signatures' magic and goes on.
-        The metadata area is then reserved (`BlockDevice.reserve_space`), so that
-        metadata writes never meet a full file system under a sparse disk file.
+        Room for the metadata is then reserved below the disk (`MetadataStore.reserve_room`),
+        so that metadata writes never meet a full file system under a sparse disk file.
 
         Args:
             base: the disk; the pool owns it once this returns.
@@ -340,15 +340,22 @@ class Pool:
             data_offset=layout.data_offset,
             max_data_clusters=layout.max_data_clusters,
         )
-        await reserve_metadata(base, sb, disk)
-        await wipe_signatures(base, signatures)
         catalog = Catalog(
             cluster_size,
             layout.data_clusters,
             layout.max_data_clusters,
             layout.slot_pages * PAGE_SIZE,
         )
-        store = await MetadataStore.format(base, sb, catalog)
+        store = MetadataStore.new(base, sb, catalog)
+        try:
+            await store.reserve_room()
+        except NoSpace as exc:
+            raise ResourceExhausted(
+                f"disk {disk}: the file system under it has no room for the pool's "
+                f"metadata ({exc}); nothing was written"
+            ) from exc
+        await wipe_signatures(base, signatures)
+        await store.checkpoint()
         page = encode_superblock(sb)
         bpp = PAGE_SIZE // base.block_size
         for copy in (0, 1):
@@ -403,9 +410,15 @@ class Pool:
             raise CorruptMetadata(f"disk {disk} is smaller than pool {sb.name!r}'s metadata")
         store, disagree = await MetadataStore.load(base, sb)
         try:
-            await reserve_metadata(base, sb, disk)
-        except ResourceExhausted as exc:
-            log.warning("pool %s imported, but its metadata area is not reserved: %s", sb.name, exc)
+            await store.reserve_room()
+        except NoSpace as exc:
+            log.warning(
+                "pool %s imported, but the file system under %s has no room for its metadata "
+                "(%s): changes are refused until it has",
+                sb.name,
+                disk,
+                exc,
+            )
         needed = sb.data_offset + store.catalog.data_clusters * sb.cluster_size
         if base.size < needed:
             raise CorruptMetadata(
@@ -866,8 +879,10 @@ class Pool:
                     after()
 
             await self._store.commit(records, on_durable, data_flush=data_flush or bool(runs))
-        except BaseException:
+        except BaseException as exc:
             if runs and not applied and self._store.failure is None:
+                if isinstance(exc, ResourceExhausted):
+                    await self._give_back(runs)
                 catalog.unreserve(runs)
             raise
 
@@ -963,6 +978,8 @@ class Pool:
         record = ExtentsRecord(meta.lvol_id, array("I", (cluster, pc, 1)))
         try:
             await self._commit_allocating([record], [(pc, 1)])
+        except ResourceExhausted as exc:
+            raise NoSpace(f"{meta.name}: {exc}", device=meta.name) from exc
         except FailedPrecondition as exc:
             raise InternalDeviceError(
                 f"{meta.name}: pool {self.name!r} cannot allocate: {exc}", device=meta.name

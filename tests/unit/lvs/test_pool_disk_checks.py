@@ -12,9 +12,8 @@ from __future__ import annotations
 import pytest
 
 from mayastor.errors import DiskNotBlank, NoSpace, ResourceExhausted
-from mayastor.lvs import Pool, PoolState
+from mayastor.lvs import LvolProperties, Pool, PoolState
 from mayastor.lvs._disk_claim import probe_disk
-from mayastor.lvs.format import PAGE_SIZE
 from tests.unit.lvs.disks import Image, SimDisk
 
 MIB = 1 << 20
@@ -28,7 +27,8 @@ class RoomyDisk(SimDisk):
         super().__init__(num_blocks, BS, image=image)
         self.room_blocks = room // BS
         self.allocated: set[int] = set(self.current)
-        self.reserved_ranges: list[tuple[int, int]] = []
+        self.reserved: set[int] = set()
+        self.written: set[int] = set()
 
     def _take(self, lba: int, nblocks: int) -> None:
         for block in range(lba, lba + nblocks):
@@ -40,6 +40,7 @@ class RoomyDisk(SimDisk):
 
     async def _write(self, lba: int, data: bytes | bytearray | memoryview) -> None:
         self._take(lba, len(data) // BS)
+        self.written.update(range(lba, lba + len(data) // BS))
         await super()._write(lba, data)
 
     async def _write_zeroes(self, lba: int, nblocks: int) -> None:
@@ -52,7 +53,7 @@ class RoomyDisk(SimDisk):
 
     async def reserve_space(self, lba: int, nblocks: int) -> bool:
         self._take(lba, nblocks)
-        self.reserved_ranges.append((lba, nblocks))
+        self.reserved.update(range(lba, lba + nblocks))
         return True
 
 
@@ -116,12 +117,43 @@ async def test_create_or_import_with_force_still_imports_the_same_pool() -> None
     await again.export()
 
 
-async def test_the_metadata_area_is_reserved_at_create() -> None:
-    disk = RoomyDisk(64 * MIB // BS, room=48 * MIB)
+BIG = 64 << 30
+"""A large disk (sparse in memory): its checkpoint slots are far larger than 1 MiB."""
+
+
+def bulky() -> LvolProperties:
+    """Properties of about 230 KB: a few lvols make the catalog grow past 1 MiB."""
+    return LvolProperties(
+        allowed_hosts=tuple(f"nqn.2019-05.io.openebs:{n:0>200}" for n in range(1024))
+    )
+
+
+async def test_every_metadata_write_lands_in_room_reserved_before_it() -> None:
+    disk = RoomyDisk(BIG // BS, room=BIG)
     pool = await Pool.create(disk, "p0", disk="sim:///d", cluster_size=MIB)
-    md_blocks = pool._sb.metadata_pages * PAGE_SIZE // BS
-    assert disk.reserved_ranges == [(0, md_blocks)]
-    assert set(range(md_blocks)) <= disk.allocated
+    for n in range(8):
+        await pool.create_lvol(f"r{n}", MIB, properties=bulky())
+    await pool.destroy_lvol(pool.lookup("r0"))
+    await pool.export()
+    metadata_blocks = pool._sb.data_offset // BS
+    written = {block for block in disk.written if block < metadata_blocks}
+    assert written
+    assert written <= disk.reserved
+    assert len(disk.reserved) < metadata_blocks // 4  # the slots are reserved as they fill
+
+
+async def test_a_change_with_no_room_below_for_its_metadata_is_refused_pool_online() -> None:
+    disk = RoomyDisk(BIG // BS, room=BIG)
+    pool = await Pool.create(disk, "p0", disk="sim:///d", cluster_size=MIB)
+    disk.room_blocks = len(disk.allocated) + (300 << 10) // BS
+    for n in range(2):  # within the 1 MiB of each slot reserved at create
+        await pool.create_lvol(f"r{n}", 4096, thin=True, properties=bulky())
+    with pytest.raises(ResourceExhausted, match="no room below its disk"):
+        await pool.create_lvol("r2", 4096, thin=True, properties=bulky())
+    assert pool.state is PoolState.ONLINE
+    assert sorted(lvol.name for lvol in pool.lvols()) == ["r0", "r1"]
+    disk.room_blocks = BIG // BS
+    await pool.create_lvol("r2", 4096, thin=True, properties=bulky())
     await pool.export()
 
 
