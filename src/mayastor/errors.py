@@ -56,6 +56,23 @@ class FailedPrecondition(UsageError):
     """The object is not in a state that allows the operation."""
 
 
+class PermissionDenied(UsageError):
+    """The caller may not do this here (a disk outside the io-engine's --disk-allow)."""
+
+
+class DiskNotBlank(FailedPrecondition):
+    """A pool create found something on the disk (a file system, a partition table,
+    another pool, ...) and was not forced; nothing was written.
+
+    Attributes:
+        found: what was found, for people (``ext4 file system (UUID ...) at byte 1080``).
+    """
+
+    def __init__(self, message: str, found: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.found = found
+
+
 class ResourceExhausted(UsageError):
     """Not enough space (or another resource) to carry out the request."""
 

@@ -129,7 +129,11 @@ class TestCluster:
             port = self.metrics_ports.setdefault(name, free_port())
             flags += ["--metrics-endpoint", f"127.0.0.1:{port}"]
         engine = EngineProcess(
-            name, self.workdir, registration_endpoint=self.core.grpc_endpoint, extra_args=flags
+            name,
+            self.workdir,
+            registration_endpoint=self.core.grpc_endpoint,
+            extra_args=flags,
+            disk_allow=[f"{self.workdir.resolve()}/*"],
         )
         engine.launch()
         self.engines[name] = engine

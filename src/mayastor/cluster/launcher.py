@@ -201,6 +201,7 @@ class OneMachineCluster:
             replica_port=node.replica_port,
             nexus_port=node.nexus_port,
             registration_endpoint=layout.registration_endpoint,
+            disk_allow=[f"{Path(node.disk).resolve().parent}/*"],
         )
         engine.state_dir = self.folder / "nodes" / node.name
         return engine

@@ -132,6 +132,8 @@ class EngineProcess(ChildProcess):
         preexec: run in the child before `mayastor` starts (e.g. to restrict it, as a
             container runtime would).
         registration_endpoint: the core agent's gRPC endpoint to register with.
+        disk_allow: its --disk-allow patterns: the files and block devices it may
+            open as disks (default: the io-engine's own, /dev/* and its state folder).
     """
 
     def __init__(
@@ -146,8 +148,11 @@ class EngineProcess(ChildProcess):
         nexus_port: int | None = None,
         preexec: Callable[[], None] | None = None,
         registration_endpoint: str | None = None,
+        disk_allow: Sequence[str] = (),
     ) -> None:
         super().__init__(workdir, f"{node_name}.log")
+        self.disk_allow = list(disk_allow)
+        """--disk-allow patterns (empty: the io-engine's default, /dev/* and its state)."""
         self.name = f"io-engine {node_name}"
         self.node_name = node_name
         self.registration_endpoint = registration_endpoint
@@ -188,6 +193,8 @@ class EngineProcess(ChildProcess):
             argv += ["--pool", pool]
         if self.registration_endpoint:
             argv += ["--registration-endpoint", self.registration_endpoint]
+        for pattern in self.disk_allow:
+            argv += ["--disk-allow", pattern]
         return argv + self.extra_args
 
     def start(self, timeout: float = 30.0) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from mayastor.api.store_keys import parse_etcd_url
+from mayastor.engine.disk_allow import default_patterns
 from mayastor.engine.target_flags import add_target_flags, target_config_from_args
 from mayastor.errors import InvalidArgument
 from mayastor.nvmf.auth import (
@@ -60,6 +61,14 @@ class EngineConfig:
     dhchap_hashes: tuple[HashId, ...] = DEFAULT_HASHES
     dhchap_dhgroups: tuple[DhGroupId, ...] = DEFAULT_DHGROUPS
     nvmf_limits: TargetConfig = field(default_factory=TargetConfig)
+    disk_allow: tuple[str, ...] = ()
+    """--disk-allow patterns as given; empty: the default (see `disk_patterns`)."""
+
+    @property
+    def disk_patterns(self) -> tuple[str, ...]:
+        """The paths this io-engine may open as disks: --disk-allow, else block
+        devices and files under the state directory."""
+        return self.disk_allow or default_patterns(self.state_path)
 
     @property
     def state_path(self) -> str:
@@ -159,6 +168,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="where nexus info is kept until the control plane's store takes over "
         "(default: /var/lib/mayastor/NODE-NAME)",
+    )
+    parser.add_argument(
+        "--disk-allow",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="a file or block device this io-engine may open as a disk (pool, bdev, nexus "
+        "child): an absolute glob, e.g. '/dev/disk/by-id/nvme-*' or '/srv/pools/*' ('*' "
+        "spans folders); repeatable; any other path is refused (default: /dev/* and files "
+        "under --state-dir)",
     )
     parser.add_argument(
         "--child-io-timeout",
@@ -275,6 +294,9 @@ def config_from_args(argv: list[str] | None = None) -> EngineConfig:
         nvmf_limits = target_config_from_args(args)
     except InvalidArgument as exc:
         parser.error(str(exc))
+    for pattern in args.disk_allow:
+        if not pattern.startswith("/"):
+            parser.error(f"--disk-allow {pattern!r}: a pattern is an absolute path (/dev/sd*)")
     names = [p.name for p in args.pool]
     if len(names) != len(set(names)):
         parser.error("each --pool name may be given once")
@@ -297,6 +319,7 @@ def config_from_args(argv: list[str] | None = None) -> EngineConfig:
         dhchap_hashes=args.dhchap_hashes,
         dhchap_dhgroups=args.dhchap_dhgroups,
         nvmf_limits=nvmf_limits,
+        disk_allow=tuple(args.disk_allow),
     )
 
 

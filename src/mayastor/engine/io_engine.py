@@ -25,6 +25,7 @@ from mayastor.api.v1 import (
 from mayastor.bdev import DeviceOpener, register_nvmf
 from mayastor.engine.cluster_nexus_info import CoreNexusInfoStore, EtcdNexusInfoStore
 from mayastor.engine.config import EngineConfig, parse_endpoint, read_dhchap_secret
+from mayastor.engine.disk_allow import DiskAllowList
 from mayastor.engine.host_secrets import ShareSecrets
 from mayastor.engine.metrics import EngineCollector, MetricsServer
 from mayastor.engine.nexuses import Nexuses
@@ -50,7 +51,8 @@ class IoEngine:
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
-        self.opener = DeviceOpener()
+        self.disk_allow = DiskAllowList(config.disk_patterns)
+        self.opener = DeviceOpener(check_path=self.disk_allow.check)
         register_nvmf(
             self.opener,
             hostnqn=config.hostnqn,
@@ -112,7 +114,12 @@ class IoEngine:
             Unavailable: a port cannot be bound (e.g. another io-engine has it).
         """
         cfg = self.config
-        log.info("io-engine %s starting; state in %s", cfg.node_name, cfg.state_path)
+        log.info(
+            "io-engine %s starting; state in %s; disks allowed: %s",
+            cfg.node_name,
+            cfg.state_path,
+            " ".join(self.disk_allow.patterns),
+        )
         for port in (cfg.replica_port, cfg.nexus_port):
             try:
                 await self.target.listen(port)

@@ -189,13 +189,18 @@ class Registry:
         uuid: str | None = None,
         cluster_size: int | None = None,
         max_expansion: str | None = None,
+        force: bool = False,
     ) -> Pool:
         """Create a pool on a disk, or import it when the disk already holds this pool.
 
+        The disk is read before anything is written: one that holds a known signature
+        (a file system, a partition table, another pool, ...) is refused unless `force`.
+
         Raises:
             InvalidArgument: not exactly one disk; a bad cluster size or uuid.
+            PermissionDenied: the disk is outside the io-engine's --disk-allow patterns.
             AlreadyExists: a pool of that name exists on another disk.
-            FailedPrecondition: the disk holds another pool.
+            DiskNotBlank: the disk holds something (named) and not `force`.
         """
         disk = self._one_disk(disks)
         pool_uuid = _parse_uuid(uuid, "pool uuid")
@@ -214,12 +219,23 @@ class Registry:
                     uuid=pool_uuid,
                     cluster_size=cluster_size or DEFAULT_CLUSTER_SIZE,
                     max_expansion=max_expansion,
+                    force=force,
                 )
             except BaseException:
                 await self._release_bdev(entry.device)
                 raise
             self.pools[name] = pool
             self._serve_shared_replicas(pool)
+            if pool.overwritten:
+                log.warning(
+                    "pool %s created with force on %s over what it held: %s",
+                    name,
+                    disk,
+                    "; ".join(pool.overwritten),
+                )
+            warning = pool.space_warning()
+            if warning:
+                log.warning("pool %s: %s", name, warning)
             log.info(
                 "pool %s (%s) online on %s: capacity %d bytes, %d replicas",
                 name,
@@ -253,6 +269,9 @@ class Registry:
             self.pools[name] = pool
             self._serve_shared_replicas(pool)
             log.info("pool %s (%s) imported from %s", name, pool.uuid, disk)
+            warning = pool.space_warning()
+            if warning:
+                log.warning("pool %s: %s", name, warning)
             return pool
 
     async def export_pool(self, name_or_uuid: str) -> None:
