@@ -71,6 +71,8 @@ EXPECTED: dict[tuple[QueueState, QueueEvent], tuple[QueueAction, QueueState]] = 
     (S.AWAIT_CONNECT, E.TIMEOUT): (A.CLOSE, S.CLOSED),
     (S.ADMIN, E.TIMEOUT): (A.CLOSE, S.CLOSED),
     (S.IO, E.TIMEOUT): (A.CLOSE, S.CLOSED),
+    (S.AUTH_ADMIN, E.TIMEOUT): (A.CLOSE, S.CLOSED),
+    (S.AUTH_IO, E.TIMEOUT): (A.CLOSE, S.CLOSED),
     (S.CLOSED, E.TIMEOUT): (A.NONE, S.CLOSED),
 }
 
