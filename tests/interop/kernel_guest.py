@@ -113,6 +113,8 @@ def run_guest_checks(
     on_marker: Mapping[str, Callable[[], None]] | None = None,
     kernel_package: str | None = None,
     kernel_suite: str | None = None,
+    readonly_shares: Sequence[tuple[Path, str]] = (),
+    hostfwd: Sequence[tuple[int, int]] = (),
 ) -> GuestRun:
     """Boot the guest once with `script` (default `check_target.sh`) and `env`.
 
@@ -129,6 +131,9 @@ def run_guest_checks(
         on_marker: marker line -> callback.
         kernel_package, kernel_suite: boot this Debian kernel package (from this apt
             suite) instead of the default 6.1; it gets a cache of its own.
+        readonly_shares: (host directory, guest mount point) pairs shared read-only.
+        hostfwd: (host port, guest port) pairs: the host's 127.0.0.1:PORT reaches the
+            guest's port (TCP).
 
     Returns:
         What the guest printed: checks passed and failed, markers seen, exit status.
@@ -156,8 +161,12 @@ def run_guest_checks(
         argv += ["--env", f"{key}={value}"]
     for host_dir, guest_dir in shares:
         argv += ["--share", f"{host_dir}:{guest_dir}"]
+    for host_dir, guest_dir in readonly_shares:
+        argv += ["--share", f"{host_dir}:{guest_dir}:ro"]
     for host_file, guest_path in files:
         argv += ["--file", f"{host_file}:{guest_path}"]
+    for host_port, guest_port in hostfwd:
+        argv += ["--hostfwd", f"{host_port}:{guest_port}"]
     pending = dict(on_marker or {})
     seen: list[str] = []
     errors: list[BaseException] = []

@@ -9,13 +9,16 @@ decoded JSON and the status code. Everything it started is stopped by `close`.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+import uuid
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from mayastor.cluster.processes import CoreAgentProcess, EngineProcess, free_port
+from tests.support.netns import TestNetwork
+from tests.support.offline_pool import replica_images
 from tests.support.polling import wait_for
 
 FAST_CORE_FLAGS = (
@@ -53,9 +56,9 @@ class Rest:
         return data
 
     def put(self, path: str, body: Any = None, **params: Any) -> Any:
-        """PUT that must succeed (200)."""
+        """PUT that must succeed (200, or 204 with no body)."""
         status, data = self.call("PUT", path, body, **params)
-        assert status == 200, (path, status, data)
+        assert status in (200, 204), (path, status, data)
         return data
 
     def delete(self, path: str, **params: Any) -> Any:
@@ -76,6 +79,9 @@ class TestCluster:
         core_flags: flags for the core agent.
         engine_flags: flags for every io-engine.
         metrics: each io-engine serves /metrics on a port of its own (`metrics_ports`).
+        network: a started `TestNetwork`: each io-engine runs in a network namespace of
+            its own on it (`network.cut(node)` partitions it) and the core agent's gRPC
+            binds to the network's bridge; REST stays on 127.0.0.1.
     """
 
     __test__ = False
@@ -90,11 +96,18 @@ class TestCluster:
         core_flags: Sequence[str] = FAST_CORE_FLAGS,
         engine_flags: Sequence[str] = ("--child-io-timeout", "2", "--registration-interval", "1"),
         metrics: bool = False,
+        network: TestNetwork | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.node_count = nodes
         self.disk_size = disk_size
-        self.core = CoreAgentProcess(self.workdir, store=store, extra_args=core_flags)
+        self.network = network
+        self.core = CoreAgentProcess(
+            self.workdir,
+            store=store,
+            extra_args=core_flags,
+            grpc_host=network.gateway if network else "127.0.0.1",
+        )
         self.engine_flags = list(engine_flags)
         if store is not None and store.startswith("etcd://"):
             self.engine_flags += ["--ps-endpoint", store]
@@ -125,15 +138,21 @@ class TestCluster:
             with open(disk, "wb") as fh:
                 fh.truncate(self.disk_size)
         flags = list(self.engine_flags)
+        host, netns = "127.0.0.1", None
+        if self.network is not None:
+            node = self.network.add_node(name)
+            host, netns = node.address, node.netns
         if self.metrics:
             port = self.metrics_ports.setdefault(name, free_port())
-            flags += ["--metrics-endpoint", f"127.0.0.1:{port}"]
+            flags += ["--metrics-endpoint", f"{host}:{port}"]
         engine = EngineProcess(
             name,
             self.workdir,
             registration_endpoint=self.core.grpc_endpoint,
             extra_args=flags,
             disk_allow=[f"{self.workdir.resolve()}/*"],
+            host=host,
+            netns=netns,
         )
         engine.launch()
         self.engines[name] = engine
@@ -159,6 +178,58 @@ class TestCluster:
 
     def volume(self, volume_id: str) -> Any:
         return self.rest.get(f"/volumes/{volume_id}")
+
+    def new_volume(
+        self,
+        size: int = 32 << 20,
+        *,
+        replicas: int = 3,
+        target: str | None = "node-1",
+        frontend: str = "app-1",
+        self_heal: bool = True,
+    ) -> tuple[str, str]:
+        """Create a thick volume and publish it for `frontend` (on `target`, or where the
+        core chooses when None); returns its uuid and its target's URI."""
+        volume = str(uuid.uuid4())
+        body = {
+            "size": size,
+            "replicas": replicas,
+            "thin": False,
+            "policy": {"self_heal": self_heal},
+        }
+        self.rest.put(f"/volumes/{volume}", body)
+        publish: dict[str, Any] = {
+            "protocol": "nvmf",
+            "publish_context": {},
+            "frontend_node": frontend,
+        }
+        if target is not None:
+            publish["node"] = target
+        published = self.rest.put(f"/volumes/{volume}/target", publish)
+        return volume, published["state"]["target"]["deviceUri"]
+
+    def volume_status(self, volume_id: str) -> str:
+        return str(self.volume(volume_id)["state"]["status"])
+
+    def replica_nodes(self, volume_id: str) -> list[str]:
+        """The nodes of the volume's replicas, sorted."""
+        topology = self.volume(volume_id)["state"]["replica_topology"]
+        return sorted(r["node"] for r in topology.values())
+
+    def target_node(self, volume_id: str) -> str | None:
+        target = self.volume(volume_id)["spec"].get("target")
+        return str(target["node"]) if target else None
+
+    def stop_and_read_replicas(self, volumes: Mapping[str, int]) -> dict[str, set[bytes]]:
+        """Stop the cluster, then read every replica of `volumes` (uuid -> bytes to
+        compare) from the pool files; per volume, the distinct contents found (one when
+        its replicas are identical)."""
+        topologies = {v: set(self.volume(v)["state"]["replica_topology"]) for v in volumes}
+        self.close()
+        images: dict[str, bytes] = {}
+        for name in self.engines:
+            images.update(replica_images(self.disk(name)))
+        return {v: {images[r][:size] for r in topologies[v]} for v, size in volumes.items()}
 
     def close(self) -> None:
         self.rest.close()

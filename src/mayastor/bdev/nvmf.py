@@ -210,7 +210,7 @@ class NvmfDevice(BlockDevice):
         if not (
             nblocks <= self._max_blocks
             and self.controller.submit_read(
-                self.nsid, lba, nblocks, request.nbytes, self._read_done, request
+                self.nsid, lba, nblocks, request.nbytes, self._command_done, request
             )
         ):
             super()._submit_read(lba, nblocks, request)
@@ -220,36 +220,26 @@ class NvmfDevice(BlockDevice):
         if not (
             nblocks <= self._max_blocks
             and self.controller.submit_write(
-                self.nsid, lba, nblocks, data, self._write_done, request
+                self.nsid, lba, nblocks, data, self._command_done, request
             )
         ):
             super()._submit_write(lba, data, request)
 
-    def _read_done(
+    def _command_done(
         self, request: IoRequest, status: int, data: Buffer | None, error: DeviceError | None
     ) -> None:
+        """A submitted read or write command ended: its status or transport error as the
+        request's DeviceError, with the request's range."""
         if error is None and not status:
-            request.finish(data, None)
-        else:
-            request.finish(None, self._command_error(request, status, error, "read"))
-
-    def _write_done(
-        self, request: IoRequest, status: int, data: Buffer | None, error: DeviceError | None
-    ) -> None:
-        if error is None and not status:
-            request.finish(None, None)
-        else:
-            request.finish(None, self._command_error(request, status, error, "write"))
-
-    def _command_error(
-        self, request: IoRequest, status: int, error: DeviceError | None, what: str
-    ) -> DeviceError:
+            request.finish(None if request.write else data, None)
+            return
         nblocks = request.nbytes // self.block_size
         if error is None:
-            return self.controller.io_error(status, what, request.lba, nblocks)
-        if error.lba is None:
+            what = "write" if request.write else "read"
+            error = self.controller.io_error(status, what, request.lba, nblocks)
+        elif error.lba is None:
             error.lba, error.nblocks = request.lba, nblocks
-        return error
+        request.finish(None, error)
 
     async def _flush(self) -> None:
         await self.controller.flush(self.nsid)

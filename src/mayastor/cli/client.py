@@ -25,6 +25,9 @@ from mayastor.cli import (
 )
 from mayastor.cli.context import DEFAULT_BIND, CommandError, Context, normalise_bind
 from mayastor.cli.output import Printer
+from mayastor.credentials import grpc_tls
+from mayastor.credentials.grpc_tls import GrpcTls
+from mayastor.errors import InvalidArgument
 
 EXIT_REFUSED = 1
 EXIT_UNREACHABLE = 3
@@ -60,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=60.0, help="seconds to wait for a reply (default: 60)"
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    grpc_tls.add_flags(parser, "tls", " of the io-engine's gRPC API")
     commands = parser.add_subparsers(dest="resource", required=True, metavar="RESOURCE")
     pool_commands.register(commands)
     replica_commands.register(commands)
@@ -81,8 +85,13 @@ def _unreachable(code: grpc.StatusCode, details: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    ctx = Context(normalise_bind(args.bind), Printer(args.output), timeout=args.timeout)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        tls = GrpcTls.from_flags(args, "tls")
+    except InvalidArgument as exc:
+        parser.error(str(exc))
+    ctx = Context(normalise_bind(args.bind), Printer(args.output), timeout=args.timeout, tls=tls)
     try:
         args.handler(ctx, args)
     except grpc.RpcError as exc:
@@ -91,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         if _unreachable(code, details):
             print(
                 f"error: cannot reach the io-engine at {ctx.bind} ({details}); "
-                "is `mayastor` running there?",
+                "is `mayastor` running there? (if it serves TLS: --tls-cert, --tls-key, --tls-ca)",
                 file=sys.stderr,
             )
             return EXIT_UNREACHABLE

@@ -16,6 +16,8 @@ from mayastor.api.v1 import (
     stats_pb2_grpc,
 )
 from mayastor.cli.output import Printer
+from mayastor.credentials import grpc_tls
+from mayastor.credentials.grpc_tls import GrpcTls
 
 DEFAULT_BIND = "127.0.0.1:10124"
 
@@ -40,12 +42,13 @@ class Context:
     bind: str
     printer: Printer
     timeout: float = 60.0
+    tls: GrpcTls | None = None
     _channel: grpc.Channel | None = field(default=None, repr=False)
 
     @property
     def channel(self) -> grpc.Channel:
         if self._channel is None:
-            self._channel = grpc.insecure_channel(self.bind)
+            self._channel = grpc_tls.sync_channel(self.bind, self.tls)
         return self._channel
 
     def close(self) -> None:

@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mayastor.cluster.processes import CoreAgentProcess, EngineProcess
+from mayastor.cluster.security import ClusterSecurity
+from mayastor.credentials.rest_client import RestClientCredentials
 from mayastor.errors import FailedPrecondition, InvalidArgument, Unavailable
 from mayastor.restclient import RestClient, RestError
 
@@ -47,10 +49,13 @@ class ClusterLayout:
     disk_size: int
     nodes: list[NodeLayout] = field(default_factory=list)
     core_pid: int | None = None
+    secure: bool = False
+    """TLS on gRPC, HTTPS and tokens on REST, from a private CA in ``tls/``."""
 
     @property
     def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self.rest_port}"
+        scheme = "https" if self.secure else "http"
+        return f"{scheme}://127.0.0.1:{self.rest_port}"
 
     @property
     def registration_endpoint(self) -> str:
@@ -76,9 +81,17 @@ class ClusterLayout:
 
 
 def new_layout(
-    nodes: int, disk_size: int, folder: Path, rest_port: int, grpc_port: int, engine_port_base: int
+    nodes: int,
+    disk_size: int,
+    folder: Path,
+    rest_port: int,
+    grpc_port: int,
+    engine_port_base: int,
+    secure: bool = False,
 ) -> ClusterLayout:
-    layout = ClusterLayout(rest_port=rest_port, grpc_port=grpc_port, disk_size=disk_size)
+    layout = ClusterLayout(
+        rest_port=rest_port, grpc_port=grpc_port, disk_size=disk_size, secure=secure
+    )
     for n in range(nodes):
         base = engine_port_base + 3 * n
         name = f"node-{n + 1}"
@@ -129,8 +142,12 @@ class OneMachineCluster:
         engine_port_base: int = 10124,
         core_flags: tuple[str, ...] = (),
         timeout: float = 60.0,
+        secure: bool = False,
     ) -> ClusterLayout:
         """Start what is not running and make every pool; returns the layout.
+
+        `secure` (a new cluster only) makes a private CA and tokens in ``tls/``: gRPC
+        over TLS with client certificates, REST over HTTPS with bearer tokens.
 
         Raises:
             InvalidArgument: a bad node count or disk size.
@@ -144,10 +161,12 @@ class OneMachineCluster:
                 raise InvalidArgument(f"--disk-size must be at least 64MiB, not {disk_size}")
             self.folder.mkdir(parents=True, exist_ok=True)
             layout = new_layout(
-                nodes, disk_size, self.folder, rest_port, grpc_port, engine_port_base
+                nodes, disk_size, self.folder, rest_port, grpc_port, engine_port_base, secure
             )
             layout.save(self.folder)
             self.say(f"new cluster in {self.folder}: {nodes} node(s), disks of {disk_size} bytes")
+            if secure:
+                self.say(f"private CA, certificates and REST tokens in {self.security().folder}")
         else:
             self.say(f"cluster in {self.folder}: {len(layout.nodes)} node(s)")
         logs = self.folder / "logs"
@@ -182,7 +201,16 @@ class OneMachineCluster:
         self._make_pools(layout, timeout)
         return layout
 
+    def security(self) -> ClusterSecurity:
+        """The cluster's CA, certificates and tokens (made on first use)."""
+        return ClusterSecurity.create(self.folder / "tls")
+
+    def rest_credentials(self, layout: ClusterLayout) -> RestClientCredentials | None:
+        """What an admin client of the cluster shows REST (None: plain HTTP)."""
+        return self.security().rest_credentials() if layout.secure else None
+
     def _core(self, layout: ClusterLayout, core_flags: tuple[str, ...] = ()) -> CoreAgentProcess:
+        security = self.security() if layout.secure else None
         return CoreAgentProcess(
             self.folder / "logs",
             store=str(self.folder / "core" / "store.db"),
@@ -190,6 +218,9 @@ class OneMachineCluster:
             rest_port=layout.rest_port,
             extra_args=("--state-dir", str(self.folder / "core"), *core_flags),
             log_name="core-agent.log",
+            tls=security.certificate("core") if security else None,
+            token_file=security.token_table if security else None,
+            probe_token=security.token() if security else None,
         )
 
     def engine(self, layout: ClusterLayout, node: NodeLayout) -> EngineProcess:
@@ -202,12 +233,14 @@ class OneMachineCluster:
             nexus_port=node.nexus_port,
             registration_endpoint=layout.registration_endpoint,
             disk_allow=[f"{Path(node.disk).resolve().parent}/*"],
+            tls=self.security().certificate(node.name) if layout.secure else None,
         )
         engine.state_dir = self.folder / "nodes" / node.name
         return engine
 
     def _make_pools(self, layout: ClusterLayout, timeout: float) -> None:
-        with RestClient(layout.rest_url, timeout=timeout) as rest:
+        credentials = self.rest_credentials(layout)
+        with RestClient(layout.rest_url, timeout=timeout, credentials=credentials) as rest:
             deadline = time.monotonic() + timeout
             waiting = {n.name for n in layout.nodes}
             while waiting:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from mayastor.cluster.launcher import OneMachineCluster
+from mayastor.credentials.rest_tokens import Role
 from mayastor.errors import MayastorError
 
 DEFAULT_FOLDER = "/var/tmp/mayastor-cluster"
@@ -59,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="node N uses this + 3(N-1) for gRPC, +1 for replicas, +2 for the nexus "
         "(default: %(default)s)",
     )
+    up.add_argument(
+        "--secure",
+        action="store_true",
+        help="a new cluster only: make a private CA and REST tokens in DIR/tls; gRPC over "
+        "TLS with client certificates, REST over HTTPS with bearer tokens",
+    )
     sub.add_parser("down", help="stop every process of the cluster (data stays in --dir)")
     sub.add_parser("status", help="which processes of the cluster run")
     return parser
@@ -75,11 +82,22 @@ def main(argv: list[str] | None = None) -> int:
                 rest_port=args.rest_port,
                 grpc_port=args.grpc_port,
                 engine_port_base=args.engine_port_base,
+                secure=args.secure,
             )
             print(f"\nREST API: {layout.rest_url}/v0")
             print(f"OpenAPI document: {layout.rest_url}/v0/api/spec")
-            print("Try:")
             rest = f"-r {layout.rest_url}"
+            if layout.secure:
+                security = cluster.security()
+                rest += " " + " ".join(security.kubectl_flags())
+                print(f"read-only token: {security.token_file(Role.READ_ONLY)}")
+                client = security.certificate("client")
+                print(
+                    f"mayastor-client -b 127.0.0.1:{layout.nodes[0].grpc_port} "
+                    + " ".join(client.flags("--tls"))
+                    + " pool list"
+                )
+            print("Try:")
             print(f"  kubectl-mayastor {rest} get nodes")
             print(f"  kubectl-mayastor {rest} get pools")
             replicas = min(3, len(layout.nodes))

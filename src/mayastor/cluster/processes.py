@@ -5,16 +5,21 @@ demo, the tests and the benchmarks.
 waits until its gRPC API answers; `CoreAgentProcess` starts `mayastor-agent-core` and
 waits until its REST API answers; `EtcdProcess` starts Debian's `etcd` on a data
 directory of its own. Each stops its process with SIGTERM (or kills it with SIGKILL,
-for crash tests), and only ever signals the process it started.
+for crash tests), and only ever signals the process it started. An io-engine can be
+started inside a network namespace (`netns`, made with ``ip netns add``) and bind its
+gRPC API and NVMe/TCP targets to an address of it (`host`); the core agent's gRPC and
+etcd can bind to another address than loopback, so io-engines in namespaces reach them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -26,6 +31,8 @@ import grpc
 from google.protobuf.empty_pb2 import Empty
 
 from mayastor.api.v1 import host_pb2_grpc
+from mayastor.credentials import grpc_tls
+from mayastor.credentials.private_ca import IssuedCertificate
 
 
 def free_port() -> int:
@@ -33,6 +40,29 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+CLONE_NEWNET = 0x40000000
+"""setns(2)'s flag for a network namespace (Python 3.11 has no os.setns)."""
+
+
+def netns_entry(name: str) -> tuple[int, Callable[[], None]]:
+    """A descriptor of the network namespace `name` (``/run/netns/NAME``, as made by
+    ``ip netns add``) and a function that moves the calling process into it; run that
+    in a child between fork and exec, then close the descriptor in the parent.
+
+    Raises:
+        OSError: no such namespace.
+    """
+    fd = os.open(f"/run/netns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+    setns = ctypes.CDLL(None, use_errno=True).setns
+
+    def enter() -> None:
+        if setns(fd, CLONE_NEWNET) != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"setns into network namespace {name}: {os.strerror(errno)}")
+
+    return fd, enter
 
 
 class ChildProcess:
@@ -132,6 +162,10 @@ class EngineProcess(ChildProcess):
         preexec: run in the child before `mayastor` starts (e.g. to restrict it, as a
             container runtime would).
         registration_endpoint: the core agent's gRPC endpoint to register with.
+        host: the address its gRPC API and NVMe/TCP targets bind to (--nvmf-address).
+        netns: the network namespace (``ip netns add NAME``) it runs in; `host` must be
+            an address of that namespace.
+        tls: its certificate for TLS on gRPC (served, and shown when we call it).
         disk_allow: its --disk-allow patterns: the files and block devices it may
             open as disks (default: the io-engine's own, /dev/* and its state folder).
     """
@@ -148,15 +182,21 @@ class EngineProcess(ChildProcess):
         nexus_port: int | None = None,
         preexec: Callable[[], None] | None = None,
         registration_endpoint: str | None = None,
+        host: str = "127.0.0.1",
+        netns: str | None = None,
+        tls: IssuedCertificate | None = None,
         disk_allow: Sequence[str] = (),
     ) -> None:
         super().__init__(workdir, f"{node_name}.log")
+        self.tls = tls
         self.disk_allow = list(disk_allow)
         """--disk-allow patterns (empty: the io-engine's default, /dev/* and its state)."""
         self.name = f"io-engine {node_name}"
         self.node_name = node_name
         self.registration_endpoint = registration_endpoint
         self.preexec = preexec
+        self.host = host
+        self.netns = netns
         self.workdir = Path(workdir)
         self.pools = list(pools)
         self.extra_args = list(extra_args)
@@ -167,7 +207,7 @@ class EngineProcess(ChildProcess):
 
     @property
     def endpoint(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
+        return f"{self.host}:{self.grpc_port}"
 
     @property
     def hostnqn(self) -> str:
@@ -182,6 +222,8 @@ class EngineProcess(ChildProcess):
             self.node_name,
             "--grpc-endpoint",
             self.endpoint,
+            "--nvmf-address",
+            self.host,
             "--replica-port",
             str(self.replica_port),
             "--nexus-port",
@@ -195,6 +237,8 @@ class EngineProcess(ChildProcess):
             argv += ["--registration-endpoint", self.registration_endpoint]
         for pattern in self.disk_allow:
             argv += ["--disk-allow", pattern]
+        if self.tls is not None:
+            argv += self.tls.flags("--grpc-tls")
         return argv + self.extra_args
 
     def start(self, timeout: float = 30.0) -> None:
@@ -209,7 +253,21 @@ class EngineProcess(ChildProcess):
     def launch(self) -> None:
         """Start the process without waiting (several start side by side, then
         `wait_ready` each)."""
-        self._spawn(self.preexec)
+        if self.netns is None:
+            self._spawn(self.preexec)
+            return
+        fd, enter = netns_entry(self.netns)
+        then = self.preexec
+
+        def preexec() -> None:
+            enter()
+            if then is not None:
+                then()
+
+        try:
+            self._spawn(preexec)
+        finally:
+            os.close(fd)
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Wait until the process started by `launch` answers on its gRPC API.
@@ -220,7 +278,8 @@ class EngineProcess(ChildProcess):
         proc = self.proc
         assert proc is not None
         deadline = time.monotonic() + timeout
-        with grpc.insecure_channel(self.endpoint) as channel:
+        tls = self.tls.grpc_tls() if self.tls is not None else None
+        with grpc_tls.sync_channel(self.endpoint, tls) as channel:
             stub = host_pb2_grpc.HostRpcStub(channel)
             while True:
                 if proc.poll() is not None:
@@ -247,8 +306,9 @@ class EngineProcess(ChildProcess):
         self, *args: str, check: bool = False, timeout: float = 120.0
     ) -> subprocess.CompletedProcess[str]:
         """Run ``mayastor-client -b <endpoint> ARGS`` and return what it did."""
+        tls = self.tls.flags("--tls") if self.tls is not None else []
         result = subprocess.run(
-            [sys.executable, "-m", "mayastor.cli.client", "-b", self.endpoint, *args],
+            [sys.executable, "-m", "mayastor.cli.client", "-b", self.endpoint, *tls, *args],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -274,9 +334,15 @@ class CoreAgentProcess(ChildProcess):
     Args:
         workdir: where its log file (and, by default, its embedded store) go.
         store: ``--store`` (default: the embedded store in ``workdir/core-state``).
-        grpc_port, rest_port: its endpoints on 127.0.0.1 (free ports by default).
+        grpc_port, rest_port: its endpoints (free ports by default); REST is on
+            127.0.0.1.
         extra_args: more flags (``--node-deadline 3s``, ...).
         log_name: its log file's name in `workdir`.
+        grpc_host: the address its gRPC API (registration) binds to: 127.0.0.1, or an
+            address io-engines in other network namespaces reach.
+        tls: its certificate for TLS on gRPC and HTTPS on REST.
+        token_file: the bearer tokens REST requires (``--rest-token-file``).
+        probe_token: the token our readiness probe sends.
     """
 
     name = "core agent"
@@ -290,8 +356,16 @@ class CoreAgentProcess(ChildProcess):
         rest_port: int | None = None,
         extra_args: Sequence[str] = (),
         log_name: str = "core-agent.log",
+        grpc_host: str = "127.0.0.1",
+        tls: IssuedCertificate | None = None,
+        token_file: Path | None = None,
+        probe_token: str | None = None,
     ) -> None:
         super().__init__(workdir, log_name)
+        self.tls = tls
+        self.token_file = token_file
+        self.probe_token = probe_token
+        self.grpc_host = grpc_host
         self.state_dir = self.workdir / "core-state"
         self.store = store or str(self.state_dir / "store.db")
         self.grpc_port = grpc_port or free_port()
@@ -300,13 +374,21 @@ class CoreAgentProcess(ChildProcess):
 
     @property
     def grpc_endpoint(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
+        return f"{self.grpc_host}:{self.grpc_port}"
 
     @property
     def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self.rest_port}"
+        scheme = "http" if self.tls is None else "https"
+        return f"{scheme}://127.0.0.1:{self.rest_port}"
 
     def argv(self) -> list[str]:
+        secure: list[str] = []
+        if self.tls is not None:
+            secure += self.tls.flags("--grpc-tls")
+            secure += ["--rest-tls-cert", str(self.tls.certificate)]
+            secure += ["--rest-tls-key", str(self.tls.key)]
+        if self.token_file is not None:
+            secure += ["--rest-token-file", str(self.token_file)]
         return [
             sys.executable,
             "-m",
@@ -319,13 +401,20 @@ class CoreAgentProcess(ChildProcess):
             self.grpc_endpoint,
             "--rest-endpoint",
             f"127.0.0.1:{self.rest_port}",
+            *secure,
             *self.extra_args,
         ]
 
     def serving(self) -> bool:
         """Whether its REST API answers now."""
+        request = urllib.request.Request(f"{self.rest_url}/v0/nodes")
+        if self.probe_token is not None:
+            request.add_header("Authorization", f"Bearer {self.probe_token}")
+        context = None
+        if self.tls is not None:
+            context = ssl.create_default_context(cafile=str(self.tls.ca))
         try:
-            with urllib.request.urlopen(f"{self.rest_url}/v0/nodes", timeout=1.0) as reply:
+            with urllib.request.urlopen(request, timeout=1.0, context=context) as reply:
                 return bool(reply.status == 200)
         except (OSError, ValueError):
             return False
@@ -357,25 +446,33 @@ class EtcdProcess(ChildProcess):
     Args:
         workdir: its data directory goes in ``workdir/etcd-data``.
         client_port, peer_port: free ports by default.
+        host: the address it serves clients on (127.0.0.1, or one that io-engines in
+            other network namespaces reach); peers stay on 127.0.0.1.
     """
 
     name = "etcd"
 
     def __init__(
-        self, workdir: Path, *, client_port: int | None = None, peer_port: int | None = None
+        self,
+        workdir: Path,
+        *,
+        client_port: int | None = None,
+        peer_port: int | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
         super().__init__(workdir, "etcd.log")
+        self.host = host
         self.client_port = client_port or free_port()
         self.peer_port = peer_port or free_port()
         self.data_dir = self.workdir / "etcd-data"
 
     @property
     def url(self) -> str:
-        """The store location for the core agent: ``etcd://127.0.0.1:PORT``."""
-        return f"etcd://127.0.0.1:{self.client_port}"
+        """The store location for the core agent: ``etcd://HOST:PORT``."""
+        return f"etcd://{self.host}:{self.client_port}"
 
     def argv(self) -> list[str]:
-        client = f"http://127.0.0.1:{self.client_port}"
+        client = f"http://{self.host}:{self.client_port}"
         peer = f"http://127.0.0.1:{self.peer_port}"
         return [
             shutil.which("etcd") or "/usr/bin/etcd",
@@ -399,7 +496,7 @@ class EtcdProcess(ChildProcess):
 
     def healthy(self) -> bool:
         try:
-            url = f"http://127.0.0.1:{self.client_port}/health"
+            url = f"http://{self.host}:{self.client_port}/health"
             with urllib.request.urlopen(url, timeout=1.0) as reply:
                 return b"true" in reply.read()
         except (OSError, ValueError):

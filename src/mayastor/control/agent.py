@@ -32,6 +32,11 @@ from mayastor.control.rest import create_app
 from mayastor.control.spec_registry import SpecRegistry
 from mayastor.control.state_watch import StateWatcher
 from mayastor.control.store import ClusterStore, Leadership, StoreKeys, new_holder_id
+from mayastor.control.switch_over import TargetSwitchOver
+from mayastor.credentials import grpc_tls
+from mayastor.credentials.grpc_tls import GrpcTls
+from mayastor.credentials.rest_tls import RestServerTls
+from mayastor.credentials.rest_tokens import TokenTable
 from mayastor.errors import StoreUnavailable, Unavailable
 
 log = logging.getLogger(__name__)
@@ -58,10 +63,18 @@ class AgentConfig:
     lease_ttl: float = 10.0
     faulted_child_wait: float = 600.0
     max_rebuilds: int | None = None
+    switch_over: bool = True
+    switch_over_wait: float = 5.0
     events_url: str = ""
     pool_commitment: float = 2.5
     volume_commitment_initial: float = 0.4
     log_level: str = "info"
+    grpc_tls: GrpcTls | None = None
+    """TLS of the gRPC server and of the calls to io-engines (None: plain)."""
+    rest_tls: RestServerTls | None = None
+    """HTTPS for REST, with client certificates when it names a client CA."""
+    rest_tokens: TokenTable | None = None
+    """The bearer tokens REST requires (None: none)."""
 
     @property
     def grpc_endpoint(self) -> str:
@@ -69,7 +82,8 @@ class AgentConfig:
 
     @property
     def rest_url(self) -> str:
-        return f"http://{self.rest_host}:{self.rest_port}"
+        scheme = "http" if self.rest_tls is None else "https"
+        return f"{scheme}://{self.rest_host}:{self.rest_port}"
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -141,7 +155,9 @@ class CoreAgent:
             except StoreUnavailable as exc:
                 log.warning("cannot load the specs yet: %s", exc)
                 await asyncio.sleep(1.0)
-        nodes = NodeRegistry(deadline=cfg.node_deadline, poll_period=cfg.poll_period)
+        nodes = NodeRegistry(
+            deadline=cfg.node_deadline, poll_period=cfg.poll_period, tls=cfg.grpc_tls
+        )
         events = self.events = EventLog(self.store, self.keys)
         await events.load()
         if cfg.events_url:
@@ -194,9 +210,10 @@ class CoreAgent:
                 await asyncio.sleep(1.0)
         await server.start()
         self._grpc = server
-        app = create_app(cluster)
+        app = create_app(cluster, cfg.rest_tokens)
+        https = {} if cfg.rest_tls is None else cfg.rest_tls.uvicorn_options()
         self._rest = _EmbeddedServer(
-            uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+            uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, **https)
         )
         self._rest_task = asyncio.get_running_loop().create_task(
             self._rest.serve(sockets=[rest_socket]), name="rest"
@@ -214,12 +231,24 @@ class CoreAgent:
 
     def _new_reconciler(self, cluster: Cluster) -> Reconciler:
         cfg = self.config
+        switch_over = TargetSwitchOver(
+            cluster,
+            enabled=cfg.switch_over,
+            wait=cfg.switch_over_wait,
+            wake=lambda: self.reconciler.poke() if self.reconciler is not None else None,
+        )
         healer = VolumeHealer(
             cluster, faulted_child_wait=cfg.faulted_child_wait, max_rebuilds=cfg.max_rebuilds
         )
-        return Reconciler(
-            cluster, busy_period=cfg.reconcile_busy, idle_period=cfg.reconcile_idle, healer=healer
+        reconciler = Reconciler(
+            cluster,
+            busy_period=cfg.reconcile_busy,
+            idle_period=cfg.reconcile_idle,
+            healer=healer,
+            switch_over=switch_over,
         )
+        cluster.reconcile_soon = reconciler.poke
+        return reconciler
 
     def _listen(
         self, cluster: Cluster, poke: Callable[[], Awaitable[None]]
@@ -235,7 +264,7 @@ class CoreAgent:
             NexusInfoService(cluster), server
         )
         try:
-            server.add_insecure_port(cfg.grpc_endpoint)
+            grpc_tls.add_secure_port(server, cfg.grpc_endpoint, cfg.grpc_tls)
         except RuntimeError as exc:
             rest_socket.close()
             raise Unavailable(

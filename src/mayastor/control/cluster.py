@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import uuid as uuid_mod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from mayastor.api.v1 import nexus_pb2, pool_pb2, replica_pb2
@@ -112,6 +112,8 @@ class Cluster:
     locks: ResourceLocks = field(default_factory=ResourceLocks)
     events: EventLog | None = None
     """Where events go (None: logged only, as in tests of one operation)."""
+    reconcile_soon: Callable[[], None] = lambda: None
+    """Asks the reconciler for a pass now (a request it serves was accepted, a drain)."""
 
     def emit(
         self,

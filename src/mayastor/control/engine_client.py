@@ -25,6 +25,8 @@ from mayastor.api.v1 import (
     replica_pb2,
     replica_pb2_grpc,
 )
+from mayastor.credentials import grpc_tls
+from mayastor.credentials.grpc_tls import GrpcTls
 from mayastor.errors import (
     AlreadyExists,
     Conflict,
@@ -79,11 +81,18 @@ class EngineClient:
             take a while; a dead node is found by its connection failing).
     """
 
-    def __init__(self, node: str, endpoint: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        node: str,
+        endpoint: str,
+        timeout: float = DEFAULT_TIMEOUT,
+        *,
+        tls: GrpcTls | None = None,
+    ) -> None:
         self.node = node
         self.endpoint = endpoint
         self.timeout = timeout
-        self._channel = grpc.aio.insecure_channel(endpoint, options=_CHANNEL_OPTIONS)
+        self._channel = grpc_tls.aio_channel(endpoint, tls, options=_CHANNEL_OPTIONS)
         self.host = host_pb2_grpc.HostRpcStub(self._channel)
         self.pools = pool_pb2_grpc.PoolRpcStub(self._channel)
         self.replicas = replica_pb2_grpc.ReplicaRpcStub(self._channel)
@@ -207,10 +216,22 @@ class EngineClient:
         return list(reply.nexus_list)
 
     async def create_nexus(
-        self, *, name: str, uuid: str, size: int, children: Sequence[str]
+        self,
+        *,
+        name: str,
+        uuid: str,
+        size: int,
+        children: Sequence[str],
+        cntlid_range: tuple[int, int] | None = None,
     ) -> nexus_pb2.Nexus:
+        low, high = cntlid_range or (0, 0)
         request = nexus_pb2.CreateNexusRequest(
-            name=name, uuid=uuid, size=size, children=list(children)
+            name=name,
+            uuid=uuid,
+            size=size,
+            children=list(children),
+            minCntlId=low,
+            maxCntlId=high,
         )
         reply = await self._call(
             f"create nexus {uuid}", lambda: self.nexus.CreateNexus(request, timeout=self.timeout)

@@ -7,7 +7,11 @@ For every published volume:
 * a child faulted for longer than `faulted_child_wait` (its node never came back, or
   it keeps failing) is retired: it leaves the nexus, its replica is destroyed (or will
   be, once its node is back), and a new replica is placed on another node and rebuilt
-  in full;
+  in full; so is a child the nexus still counts Online whose node has been Offline for
+  as long (an idle volume: no I/O went to the child to fault it);
+* a replica of the volume that is no child of its nexus (its node was away when the
+  nexus was made, say after a switch-over) joins it and is rebuilt in full once its
+  node is back, or is replaced after `faulted_child_wait`;
 * a nexus whose io-engine restarted (the node is back, the nexus is not) is made again
   on the same node from the nexus info in the store: only the children marked healthy
   are trusted (after an unclean stop, one of them), the others are rebuilt;
@@ -20,6 +24,7 @@ its reason.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -27,6 +32,7 @@ from collections.abc import Callable
 from mayastor.api.v1 import nexus_pb2
 from mayastor.control.cluster import Cluster
 from mayastor.control.events import EventCategory
+from mayastor.control.operations.replicas import child_uri
 from mayastor.control.operations.targets import recreate_target
 from mayastor.control.operations.volumes import converge_replica_count, retire_replica
 from mayastor.control.specs import ReplicaSpec, SpecStatus, VolumeSpec
@@ -77,6 +83,17 @@ class VolumeHealer:
     def _may_rebuild(self) -> bool:
         return self.max_rebuilds is None or self.rebuilds_running() < self.max_rebuilds
 
+    def _waiting_since(self, key: tuple[str, str]) -> float:
+        """When the child or replica `key` (volume, uuid) started waiting to be replaced;
+        the first time, a reconcile pass is asked for just after the wait ends, so the
+        replacement does not wait for the next periodic pass too."""
+        if key not in self._faulted_since:
+            self._faulted_since[key] = self._clock()
+            asyncio.get_running_loop().call_later(
+                self.faulted_child_wait + 0.5, self.cluster.reconcile_soon
+            )
+        return self._faulted_since[key]
+
     # ------------------------------------------------------------------ the pass
 
     async def heal(self) -> bool:
@@ -120,6 +137,8 @@ class VolumeHealer:
                 return True
             if volume.policy.self_heal and await self._heal_children(volume, seen):
                 return True
+            if volume.policy.self_heal and await self._rejoin_replicas(volume, seen):
+                return True
         return await self._follow_count(volume)
 
     async def _heal_children(self, volume: VolumeSpec, seen: set[tuple[str, str]]) -> bool:
@@ -131,12 +150,19 @@ class VolumeHealer:
         if nexus is None:
             return False
         for child in nexus.children:
-            if child.state != nexus_pb2.CHILD_STATE_FAULTED or child.state_reason in _NOT_HEALED:
+            replica = cluster.specs.get(ReplicaSpec, child.uuid)
+            lost = (
+                child.state == nexus_pb2.CHILD_STATE_ONLINE
+                and replica is not None
+                and replica.node != target.node
+                and not cluster.nodes.online(replica.node)
+            )
+            faulted = child.state == nexus_pb2.CHILD_STATE_FAULTED
+            if not (lost or faulted) or child.state_reason in _NOT_HEALED:
                 continue
             key = (str(volume.uuid), child.uuid)
             seen.add(key)
-            since = self._faulted_since.setdefault(key, self._clock())
-            replica = cluster.specs.get(ReplicaSpec, child.uuid)
+            since = self._waiting_since(key)
             if replica is None:
                 continue
             if self._clock() - since > self.faulted_child_wait:
@@ -144,17 +170,19 @@ class VolumeHealer:
                     EventCategory.REPLICA,
                     "Replacing",
                     str(volume.uuid),
-                    f"replica {replica.uuid} on {replica.node} has been faulted for over "
+                    f"replica {replica.uuid} on {replica.node} has been "
+                    f"{'faulted' if faulted else 'on an Offline node'} for over "
                     f"{self.faulted_child_wait:g} s: replacing it with a new one",
                     node=replica.node,
                 )
                 await retire_replica(cluster, volume, replica)
                 self._faulted_since.pop(key, None)
+                cluster.reconcile_soon()  # the next pass places the new replica
                 return True
             reachable = cluster.nodes.online(replica.node) and (
                 cluster.engine_replica(replica.node, replica.uuid) is not None
             )
-            if not reachable or not self._may_rebuild():
+            if lost or not reachable or not self._may_rebuild():
                 continue
             cluster.emit(
                 EventCategory.REPLICA,
@@ -168,6 +196,56 @@ class VolumeHealer:
                 await cluster.engine(target.node).child_online(str(target.nexus), child.uri)
             except MayastorError as exc:
                 log.warning("volume %s: child %s stays faulted: %s", volume.uuid, child.uri, exc)
+            await cluster.nodes.poll(target.node)
+            return True
+        return False
+
+    async def _rejoin_replicas(self, volume: VolumeSpec, seen: set[tuple[str, str]]) -> bool:
+        cluster = self.cluster
+        target = volume.target
+        assert target is not None
+        assert target.nexus is not None
+        nexus = cluster.engine_nexus(target.node, target.nexus)
+        if nexus is None:
+            return False
+        children = {c.uuid for c in nexus.children}
+        for replica in cluster.specs.replicas_of(volume):
+            if replica.status is not SpecStatus.CREATED or str(replica.uuid) in children:
+                continue
+            key = (str(volume.uuid), str(replica.uuid))
+            seen.add(key)
+            since = self._waiting_since(key)
+            if self._clock() - since > self.faulted_child_wait:
+                cluster.emit(
+                    EventCategory.REPLICA,
+                    "Replacing",
+                    str(volume.uuid),
+                    f"replica {replica.uuid} on {replica.node} has been out of the nexus for "
+                    f"over {self.faulted_child_wait:g} s: replacing it with a new one",
+                    node=replica.node,
+                )
+                await retire_replica(cluster, volume, replica)
+                self._faulted_since.pop(key, None)
+                cluster.reconcile_soon()  # the next pass places the new replica
+                return True
+            reachable = cluster.nodes.online(replica.node) and (
+                cluster.engine_replica(replica.node, replica.uuid) is not None
+            )
+            if not reachable or not self._may_rebuild():
+                continue
+            cluster.emit(
+                EventCategory.REPLICA,
+                "Rejoining",
+                str(volume.uuid),
+                f"replica {replica.uuid} on {replica.node} is reachable again but no child of "
+                "the volume's nexus (made while it was away): adding it, to be rebuilt in full",
+                node=replica.node,
+            )
+            uri = await child_uri(cluster, replica, target.node)
+            try:
+                await cluster.engine(target.node).add_child(str(target.nexus), uri)
+            except MayastorError as exc:
+                log.warning("volume %s: replica %s stays out: %s", volume.uuid, replica.uuid, exc)
             await cluster.nodes.poll(target.node)
             return True
         return False

@@ -13,6 +13,10 @@ from pathlib import Path
 
 from mayastor.control.agent import AgentConfig, CoreAgent
 from mayastor.control.store import open_store, parse_etcd_endpoints
+from mayastor.credentials import grpc_tls, rest_tls
+from mayastor.credentials.grpc_tls import GrpcTls
+from mayastor.credentials.rest_tls import RestServerTls
+from mayastor.credentials.rest_tokens import TokenTable
 from mayastor.errors import InvalidArgument, MayastorError
 
 log = logging.getLogger("mayastor-agent-core")
@@ -146,6 +150,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="rebuilds the control plane lets run at once in the cluster (default: no limit)",
     )
     parser.add_argument(
+        "--no-switch-over",
+        dest="switch_over",
+        action="store_false",
+        help="leave the targets of an Offline node where they are (by default each moves to "
+        "another node, and the hosts' NVMe multipath follows); app nodes' failed-path "
+        "reports are still served",
+    )
+    parser.add_argument(
+        "--switch-over-wait",
+        type=parse_duration,
+        default=5.0,
+        metavar="DURATION",
+        help="how long a node must stay Offline before the targets on it move to other "
+        "nodes (an io-engine back within it gets its nexuses made again in place; "
+        "default: 5s)",
+    )
+    parser.add_argument(
         "--events",
         default="",
         metavar="nats://HOST:PORT",
@@ -174,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
         help="log level (default: %(default)s)",
     )
+    grpc_tls.add_flags(parser, "grpc_tls", " of the gRPC API and of the calls to io-engines")
+    rest_tls.add_flags(parser)
     return parser
 
 
@@ -195,6 +218,12 @@ def config_from_args(argv: list[str] | None = None) -> AgentConfig:
     for what, value in (("--cluster-id", args.cluster_id), ("--namespace", args.namespace)):
         if not value or "/" in value:
             parser.error(f"{what} must be a non-empty name without '/'")
+    try:
+        tls = GrpcTls.from_flags(args, "grpc_tls")
+        https = RestServerTls.from_flags(args)
+        tokens = TokenTable.load(args.rest_token_file) if args.rest_token_file else None
+    except InvalidArgument as exc:
+        parser.error(str(exc))
     return AgentConfig(
         store=store,
         grpc_host=grpc_host,
@@ -210,10 +239,15 @@ def config_from_args(argv: list[str] | None = None) -> AgentConfig:
         lease_ttl=args.lease_ttl,
         faulted_child_wait=args.faulted_child_wait,
         max_rebuilds=args.max_rebuilds,
+        switch_over=args.switch_over,
+        switch_over_wait=args.switch_over_wait,
         events_url=args.events,
         pool_commitment=args.pool_commitment,
         volume_commitment_initial=args.volume_commitment_initial,
         log_level=args.log_level,
+        grpc_tls=tls,
+        rest_tls=https,
+        rest_tokens=tokens,
     )
 
 

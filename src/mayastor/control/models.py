@@ -26,6 +26,7 @@ from pydantic import (
 from mayastor.control.names import LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN
 from mayastor.control.specs import (
     AffinityGroup,
+    AppNodeSpec,
     NexusSpec,
     NodeSpec,
     PoolSpec,
@@ -395,3 +396,56 @@ class PublishVolumeBody(ApiModel):
 
 class ResizeVolumeBody(ApiModel):
     size: Size
+
+
+# ============================================================================ app nodes
+
+
+class AppNodeStatus(enum.StrEnum):
+    ONLINE = "Online"
+
+
+class AppNodeState(ApiModel):
+    id: str
+    endpoint: str
+    status: AppNodeStatus
+
+
+class AppNode(ApiModel):
+    """An application node: registered by its ha-node agent (Mayastor's AppNode)."""
+
+    id: str
+    spec: AppNodeSpec
+    state: AppNodeState | None = None
+
+
+class AppNodes(ApiModel):
+    entries: list[AppNode]
+    next_token: int | None = None
+
+
+class RegisterAppNode(ApiModel):
+    endpoint: Annotated[StrictStr, Field(min_length=1, max_length=512)]
+    labels: Labels | None = None
+
+
+_HEX = "[0-9A-Fa-f]"
+VOLUME_TARGET_NQN_PATTERN = (
+    rf"^nqn\.2019-05\.io\.openebs:{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}$"
+)
+ADDRESS_PATTERN = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$"
+
+
+class FailedPath(ApiModel):
+    """A path of an app node that failed: the target's subsystem NQN and the address
+    (``HOST:PORT``) the app node dialled, as the core agent last gave it."""
+
+    target_nqn: Annotated[StrictStr, Field(pattern=VOLUME_TARGET_NQN_PATTERN)]
+    address: Annotated[StrictStr, Field(pattern=ADDRESS_PATTERN)] | None = None
+
+
+class ReplacementPath(ApiModel):
+    """Where the volume's target is now: the path the app node should connect."""
+
+    target_nqn: str
+    uri: str

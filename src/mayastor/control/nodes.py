@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from mayastor.api.v1 import nexus_pb2, pool_pb2, registration_pb2, replica_pb2
 from mayastor.control.engine_client import EngineClient
+from mayastor.credentials.grpc_tls import GrpcTls
 from mayastor.errors import MayastorError, NotFound, Unavailable
 
 log = logging.getLogger(__name__)
@@ -85,8 +86,10 @@ class NodeRegistry:
         deadline: float = 10.0,
         poll_period: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        tls: GrpcTls | None = None,
     ) -> None:
         self.deadline = deadline
+        self.tls = tls
         self.poll_period = poll_period
         self._clock = clock
         self._nodes: dict[str, NodeRecord] = {}
@@ -155,7 +158,7 @@ class NodeRegistry:
                 nvmf_address=request.nvmf_address,
                 replica_port=request.replica_port,
                 nexus_port=request.nexus_port,
-                client=EngineClient(request.id, request.grpc_endpoint),
+                client=EngineClient(request.id, request.grpc_endpoint, tls=self.tls),
                 last_seen=now,
             )
             self._nodes[request.id] = record
@@ -177,7 +180,7 @@ class NodeRegistry:
                 record.instance_uuid,
             )
             await record.client.close()
-            record.client = EngineClient(request.id, request.grpc_endpoint)
+            record.client = EngineClient(request.id, request.grpc_endpoint, tls=self.tls)
             record.instance_uuid = request.instance_uuid
             record.hostnqn = request.hostnqn
             record.version = request.version

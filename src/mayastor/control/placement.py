@@ -4,8 +4,11 @@ Replicas of one volume go to different nodes; a node must be Online and not cord
 its pool Online with room: free space for a thick replica, for a thin one the pool's
 commitment limit (the sum of its replicas' sizes, as a share of its capacity) and
 some free space to start with. Node and pool labels filter by the volume's topology.
-Among the pools left, those with fewer replicas come first, then those with more free
-space. When the choice cannot be made, the error names every pool left out and why.
+Among the pools left, those on nodes holding fewer replicas of the volume's affinity
+group (the other volumes of its StatefulSet) come first, then those with fewer
+replicas, then those with more free space: a group's volumes spread over the nodes, so
+one node's loss takes as few of them as it can. Targets spread the same way. When the
+choice cannot be made, the error names every pool left out and why.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ class PoolView:
     node_cordoned: bool = False
     node_labels: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    group_replicas: int = 0
+    """Replicas of the volume's affinity group already on this pool's node."""
 
     @property
     def free(self) -> int:
@@ -185,6 +190,7 @@ def place_replicas(
     eligible.sort(
         key=lambda p: (
             preferred.index(p.node) if p.node in preferred else len(preferred),
+            p.group_replicas,
             p.replicas,
             -p.free,
             p.id,
@@ -281,6 +287,8 @@ class NodeView:
     online: bool
     cordoned: bool
     nexuses: int
+    group_targets: int = 0
+    """Targets of the volume's affinity group already on this node."""
 
 
 def choose_target_node(
@@ -289,7 +297,8 @@ def choose_target_node(
     """The node for a volume's target (its nexus).
 
     The requested node if it can take it; else, for one replica, that replica's node;
-    else the node with the fewest nexuses, a node holding a replica first among equals.
+    else the node with the fewest targets of the volume's affinity group, then the fewest
+    nexuses, a node holding a replica first among equals.
 
     Raises:
         FailedPrecondition: the requested node cannot, or no node can.
@@ -307,5 +316,5 @@ def choose_target_node(
         return replica_nodes[0]
     if not usable:
         raise FailedPrecondition("no node can take the target: none is online and uncordoned")
-    usable.sort(key=lambda v: (v.nexuses, v.name not in replica_nodes, v.name))
+    usable.sort(key=lambda v: (v.group_targets, v.nexuses, v.name not in replica_nodes, v.name))
     return usable[0].name

@@ -4,18 +4,19 @@ A pass, in order:
 
 1. volumes carrying an operation a crashed core agent left are settled (finished or
    undone, see `operations.volumes.settle_volume`);
-2. pools: unfinished creates and destroys are resolved, and pools missing on a node
+2. targets on Offline nodes move to another node (`mayastor.control.switch_over`);
+3. pools: unfinished creates and destroys are resolved, and pools missing on a node
    that restarted are imported again;
-3. replicas left Deleting (their node was away) are destroyed; replicas left Creating
+4. replicas left Deleting (their node was away) are destroyed; replicas left Creating
    by no operation are removed;
-4. nexuses without a volume target (left by a crash or a forced unpublish) are
+5. nexuses without a volume target (left by a crash or a forced unpublish) are
    destroyed;
-5. orphans on the io-engines are collected: a nexus no spec knows, a replica made by
+6. orphans on the io-engines are collected: a nexus no spec knows, a replica made by
    the control plane (it has an entity id) that no spec knows, a share no target needs;
-6. volumes are healed (`mayastor.control.healing`): faulted children brought back or,
+7. volumes are healed (`mayastor.control.healing`): faulted children brought back or,
    after a wait, replaced; a nexus lost with its io-engine made again; the replica
    count kept to the spec;
-7. draining nodes: every volume target on them moves to another node; a node with
+8. draining nodes: every volume target on them moves to another node; a node with
    none left is Drained.
 
 Each action is logged with its reason. A pass skips objects an operation holds (their
@@ -47,6 +48,7 @@ from mayastor.control.specs import (
     SpecStatus,
     VolumeSpec,
 )
+from mayastor.control.switch_over import TargetSwitchOver
 from mayastor.errors import MayastorError, NotFound
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,7 @@ class Reconciler:
         busy_period: seconds between passes while there is work.
         idle_period: seconds between passes when the last found nothing to do.
         healer: the self-healing rules (default ones when None).
+        switch_over: moves targets off Offline nodes (default: enabled).
     """
 
     def __init__(
@@ -69,9 +72,11 @@ class Reconciler:
         busy_period: float = 10.0,
         idle_period: float = 30.0,
         healer: VolumeHealer | None = None,
+        switch_over: TargetSwitchOver | None = None,
     ) -> None:
         self.cluster = cluster
         self.healer = healer or VolumeHealer(cluster)
+        self.switch_over = switch_over or TargetSwitchOver(cluster)
         self.busy_period = busy_period
         self.idle_period = idle_period
         self._wake = asyncio.Event()
@@ -96,12 +101,12 @@ class Reconciler:
     async def _run(self) -> None:
         busy = True
         while True:
+            self._wake.clear()  # before the pass: a poke during it asks for another
             try:
                 busy = await self.reconcile()
             except MayastorError as exc:
                 log.warning("reconcile pass stopped: %s", exc)
                 busy = True
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.busy_period if busy else self.idle_period):
                     await self._wake.wait()
@@ -113,6 +118,7 @@ class Reconciler:
             work = False
             for step in (
                 self._settle_volumes,
+                self.switch_over.move_lost_targets,
                 self._reconcile_pools,
                 self._reconcile_replicas,
                 self._reconcile_nexuses,

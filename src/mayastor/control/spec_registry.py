@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from mayastor.control.specs import (
     SPEC_KINDS,
+    AppNodeSpec,
     NexusSpec,
     NodeSpec,
     PoolSpec,
@@ -33,8 +34,8 @@ _S = TypeVar("_S", bound=SpecModel)
 
 
 def spec_id(spec: SpecModel) -> str:
-    """The id a spec is stored under: a node's or pool's id, else its uuid."""
-    if isinstance(spec, NodeSpec | PoolSpec):
+    """The id a spec is stored under: a node's, pool's or app node's id, else its uuid."""
+    if isinstance(spec, NodeSpec | PoolSpec | AppNodeSpec):
         return spec.id
     if isinstance(spec, ReplicaSpec | NexusSpec | VolumeSpec):
         return str(spec.uuid)

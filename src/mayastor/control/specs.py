@@ -287,6 +287,9 @@ class VolumeSpec(SpecModel):
     Attributes:
         health_info_id: the nexus whose nexus info says which of the volume's replicas
             hold every acknowledged write; consulted before a new nexus is made.
+        target_generation: how many targets the volume has had; each new one takes the
+            next controller ID range, so an old target a host still knows and the new
+            one are two paths of one subsystem, never a clash of controller IDs.
     """
 
     kind: ClassVar[str] = "VolumeSpec"
@@ -304,6 +307,33 @@ class VolumeSpec(SpecModel):
     num_snapshots: int = 0
     max_snapshots: int | None = None
     health_info_id: uuid_mod.UUID | None = None
+    target_generation: int = 0
 
 
-SPEC_KINDS: tuple[type[SpecModel], ...] = (NodeSpec, PoolSpec, ReplicaSpec, NexusSpec, VolumeSpec)
+# ============================================================================ app nodes
+
+
+class AppNodeSpec(SpecModel):
+    """An application node: where volumes are used (its CSI node plugin and ha-node agent
+    run there). It registers so that the paths it reports failed can be traced to it.
+
+    Attributes:
+        id: the node's name.
+        endpoint: where its ha-node agent can be reached (informational).
+        labels: the operator's labels.
+    """
+
+    kind: ClassVar[str] = "AppNodeSpec"
+    id: str
+    endpoint: str
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+SPEC_KINDS: tuple[type[SpecModel], ...] = (
+    NodeSpec,
+    PoolSpec,
+    ReplicaSpec,
+    NexusSpec,
+    VolumeSpec,
+    AppNodeSpec,
+)

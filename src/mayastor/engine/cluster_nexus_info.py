@@ -31,6 +31,8 @@ import grpc
 
 from mayastor.api.store_keys import StoreKeys, parse_etcd_url
 from mayastor.api.v1 import registration_pb2, registration_pb2_grpc
+from mayastor.credentials import grpc_tls
+from mayastor.credentials.grpc_tls import GrpcTls
 from mayastor.errors import InvalidArgument, Unavailable
 from mayastor.nexus import NexusInfo
 
@@ -68,10 +70,12 @@ class CoreNexusInfoStore:
         retry_for: seconds a get or put keeps trying.
     """
 
-    def __init__(self, endpoint: str, retry_for: float = RETRY_FOR) -> None:
+    def __init__(
+        self, endpoint: str, retry_for: float = RETRY_FOR, *, tls: GrpcTls | None = None
+    ) -> None:
         self.endpoint = endpoint
         self.retry_for = retry_for
-        self._channel = grpc.aio.insecure_channel(endpoint)
+        self._channel = grpc_tls.aio_channel(endpoint, tls)
         self._stub = registration_pb2_grpc.NexusInfoStoreStub(self._channel)
 
     async def _call(self, call: Callable[[], Awaitable[_T]]) -> _T:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from mayastor.api.store_keys import parse_etcd_url
+from mayastor.credentials import grpc_tls
+from mayastor.credentials.grpc_tls import GrpcTls
 from mayastor.engine.disk_allow import default_patterns
 from mayastor.engine.target_flags import add_target_flags, target_config_from_args
 from mayastor.errors import InvalidArgument
@@ -69,6 +71,9 @@ class EngineConfig:
         """The paths this io-engine may open as disks: --disk-allow, else block
         devices and files under the state directory."""
         return self.disk_allow or default_patterns(self.state_path)
+
+    tls: GrpcTls | None = None
+    """TLS of its gRPC server and of its calls to the core agent (None: plain)."""
 
     @property
     def state_path(self) -> str:
@@ -250,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="log level (default: %(default)s)",
     )
     add_target_flags(parser)
+    grpc_tls.add_flags(parser, "grpc_tls", " of the gRPC API and of the calls to the core agent")
     return parser
 
 
@@ -300,6 +306,10 @@ def config_from_args(argv: list[str] | None = None) -> EngineConfig:
     names = [p.name for p in args.pool]
     if len(names) != len(set(names)):
         parser.error("each --pool name may be given once")
+    try:
+        tls = GrpcTls.from_flags(args, "grpc_tls")
+    except InvalidArgument as exc:
+        parser.error(str(exc))
     return EngineConfig(
         node_name=args.node_name,
         grpc_host=host,
@@ -320,6 +330,7 @@ def config_from_args(argv: list[str] | None = None) -> EngineConfig:
         dhchap_dhgroups=args.dhchap_dhgroups,
         nvmf_limits=nvmf_limits,
         disk_allow=tuple(args.disk_allow),
+        tls=tls,
     )
 
 

@@ -23,6 +23,7 @@ from mayastor.api.v1 import (
     stats_pb2_grpc,
 )
 from mayastor.bdev import DeviceOpener, register_nvmf
+from mayastor.credentials import grpc_tls
 from mayastor.engine.cluster_nexus_info import CoreNexusInfoStore, EtcdNexusInfoStore
 from mayastor.engine.config import EngineConfig, parse_endpoint, read_dhchap_secret
 from mayastor.engine.disk_allow import DiskAllowList
@@ -92,7 +93,9 @@ class IoEngine:
                     config.ps_endpoint, lambda: registrar.keys
                 )
             else:
-                store = self._cluster_store = CoreNexusInfoStore(config.registration_endpoint)
+                store = self._cluster_store = CoreNexusInfoStore(
+                    config.registration_endpoint, tls=config.tls
+                )
         else:
             store = FileNexusInfoStore(Path(config.state_path) / "nexus-info")
         self.nexuses = Nexuses(self.registry, self.opener, store, self.target, config.nexus_port)
@@ -145,7 +148,7 @@ class IoEngine:
         stats_pb2_grpc.add_StatsRpcServicer_to_server(StatsService(self.registry), server)
         nexus_pb2_grpc.add_NexusRpcServicer_to_server(NexusService(self.nexuses), server)
         try:
-            server.add_insecure_port(cfg.grpc_endpoint)
+            grpc_tls.add_secure_port(server, cfg.grpc_endpoint, cfg.tls)
         except RuntimeError as exc:
             await self.registry.close()
             await self.target.close()

@@ -267,6 +267,7 @@ class Nexuses:
                     cntlid_range=cntlids,
                     ana_state=AnaState.INACCESSIBLE if nexus.fenced else AnaState.OPTIMIZED,
                     host_keys=keys,
+                    namespace_uuid=namespace_uuid(nexus),
                 )
             finally:
                 nexus.resume()
@@ -306,6 +307,19 @@ class Nexuses:
                 except MayastorError as exc:
                     log.error("nexus %s did not shut down cleanly: %s", nexus.name, exc)
                 del self.items[key]
+
+
+def namespace_uuid(nexus: Nexus) -> uuid_mod.UUID:
+    """The uuid a published nexus's namespace reports: its name when that is a uuid (the
+    control plane names a nexus after its volume), else the nexus's own.
+
+    Every nexus of a volume then shows hosts one namespace, so the kernel's native
+    multipath takes the target on a new node as another path to the same device.
+    """
+    try:
+        return uuid_mod.UUID(nexus.name)
+    except ValueError:
+        return nexus.uuid
 
 
 def _describe(child: ChildStatus) -> str:

@@ -19,6 +19,7 @@ import grpc
 from mayastor import __version__
 from mayastor.api.store_keys import StoreKeys
 from mayastor.api.v1 import registration_pb2, registration_pb2_grpc
+from mayastor.credentials import grpc_tls
 from mayastor.engine.config import EngineConfig
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class Registrar:
         self.endpoint = endpoint
         self.interval = interval
         self.instance_uuid = str(uuid_mod.uuid4())
-        self._channel = grpc.aio.insecure_channel(endpoint)
+        self._channel = grpc_tls.aio_channel(endpoint, config.tls)
         self._stub = registration_pb2_grpc.RegistrationStub(self._channel)
         self._task: asyncio.Task[None] | None = None
         self.registered = asyncio.Event()

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mayastor import __version__
+from mayastor.credentials import rest_client
 from mayastor.kubectl import change_commands, dump_command, get_commands
 from mayastor.kubectl.labels import parse_label, parse_label_change, parse_label_rule
 from mayastor.kubectl.sizes import parse_size
@@ -88,7 +89,8 @@ _FORMATTER = argparse.RawDescriptionHelpFormatter
 
 
 def _global_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
-    """-r, -o and -t: with their defaults on the top parser, unset (kept) on the others."""
+    """-r, -o, -t and the credentials: with their defaults on the top parser, unset
+    (kept) on the others."""
 
     def default(value: object) -> object:
         return value if top else argparse.SUPPRESS
@@ -119,6 +121,7 @@ def _global_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
         default=default(30.0),
         help="how long to wait for each REST reply (default: 30s)",
     )
+    rest_client.add_flags(group, default=default(None))
 
 
 class _Tree:

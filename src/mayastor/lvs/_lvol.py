@@ -254,30 +254,33 @@ class Lvol(BlockDevice):
         )
 
     def _submit_read(self, lba: int, nblocks: int, request: IoRequest) -> None:
-        path = self._data
-        if path.faulted is None:
-            bpc = path.bpc
-            cluster, offset = divmod(lba, bpc)
-            if offset + nblocks <= bpc:
-                pc = self._meta.lookup(cluster)
-                if pc >= 0:
-                    start = path.data_lba + pc * bpc + offset
-                    path.base.submit_read(start, nblocks, self._base_done, request)
-                    return
-        super()._submit_read(lba, nblocks, request)
+        start = self._base_lba(lba, nblocks)
+        if start is None:
+            super()._submit_read(lba, nblocks, request)
+        else:
+            self._data.base.submit_read(start, nblocks, self._base_done, request)
 
     def _submit_write(self, lba: int, data: Buffer, request: IoRequest) -> None:
+        start = self._base_lba(lba, request.nbytes // self.block_size)
+        if start is None:
+            super()._submit_write(lba, data, request)
+        else:
+            self._data.base.submit_write(start, data, self._base_done, request)
+
+    def _base_lba(self, lba: int, nblocks: int) -> int | None:
+        """Where an I/O within one allocated cluster starts on the base device; None for
+        any other I/O (it takes the awaited way: several clusters, allocation, faults)."""
         path = self._data
-        if path.faulted is None:
-            bpc = path.bpc
-            cluster, offset = divmod(lba, bpc)
-            if offset + request.nbytes // self.block_size <= bpc:
-                pc = self._meta.lookup(cluster)
-                if pc >= 0:
-                    start = path.data_lba + pc * bpc + offset
-                    path.base.submit_write(start, data, self._base_done, request)
-                    return
-        super()._submit_write(lba, data, request)
+        if path.faulted is not None:
+            return None
+        bpc = path.bpc
+        cluster, offset = divmod(lba, bpc)
+        if offset + nblocks > bpc:
+            return None
+        pc = self._meta.lookup(cluster)
+        if pc < 0:
+            return None
+        return path.data_lba + pc * bpc + offset
 
     def _base_done(
         self, request: IoRequest, data: Buffer | None, error: DeviceError | None

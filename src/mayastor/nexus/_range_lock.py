@@ -85,6 +85,19 @@ class RangeLock:
             raise
         return request.token
 
+    def try_acquire(self, lba: int, nblocks: int, *, exclusive: bool) -> int | None:
+        """Hold the range now if nothing holds or waits for an overlapping one.
+
+        Returns:
+            a token for `release`, or None (nothing is held, nothing waits).
+        """
+        self._next_token += 1
+        request = _Request(lba, lba + nblocks, exclusive, self._next_token)
+        if not self._grantable(request, self._waiting):
+            return None
+        self._held[request.token] = request
+        return request.token
+
     def release(self, token: int) -> None:
         """Give back the range held under `token`; waiters it blocked may go on."""
         del self._held[token]

@@ -35,7 +35,7 @@ class ApiCall:
     """One call of the REST API.
 
     Attributes:
-        method: ``GET``, ``PUT`` or ``DELETE``.
+        method: ``GET``, ``PUT``, ``POST`` or ``DELETE``.
         path: the path under ``/v0``, already escaped (``/nodes/node-1``).
         params: query parameters; None values are left out.
         body: the JSON body, or None for none.

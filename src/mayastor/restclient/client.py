@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from mayastor.credentials.rest_client import RestClientCredentials
 from mayastor.restclient.calls import API_PREFIX, ApiCall, api_base_url, decode_reply
 from mayastor.restclient.errors import RestUnreachable
 from mayastor.restclient.operations import VOLUME_PAGE_SIZE, ApiOperations, next_volume_page
@@ -22,6 +23,7 @@ class RestClient(ApiOperations[Any]):
         url: the server, ``http://host:port`` (``/v0`` is added).
         timeout: seconds to connect and to wait for each reply.
         transport: an httpx transport to send through instead of the network (tests).
+        credentials: a token, a client certificate and the server's CA to use.
 
     Raises:
         ValueError: `url` is not an http(s) URL with a host.
@@ -37,10 +39,14 @@ class RestClient(ApiOperations[Any]):
         *,
         timeout: float = DEFAULT_TIMEOUT,
         transport: httpx.BaseTransport | None = None,
+        credentials: RestClientCredentials | None = None,
     ) -> None:
         self.base_url = api_base_url(url)
         self.server_url = self.base_url.removesuffix(API_PREFIX)
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+        options = credentials.httpx_options() if credentials is not None else {}
+        self._http = httpx.Client(
+            base_url=self.base_url, timeout=timeout, transport=transport, **options
+        )
 
     def _send(self, call: ApiCall) -> Any:
         try:

@@ -136,6 +136,7 @@ class ApiOperations(abc.ABC, Generic[R]):
         self_heal: bool = True,
         topology: Mapping[str, Any] | None = None,
         labels: Mapping[str, str] | None = None,
+        affinity_group: str | None = None,
     ) -> R:
         """Create a volume of `size` bytes with `replicas` replicas: ``Volume``.
 
@@ -144,6 +145,8 @@ class ApiOperations(abc.ABC, Generic[R]):
         Args:
             topology: Mayastor's ``Topology`` (``node_topology`` / ``pool_topology``).
             labels: the volume's own labels.
+            affinity_group: the id of the volume's affinity group (a StatefulSet's
+                volumes), if it has one.
         """
         body: dict[str, Any] = {
             "size": size,
@@ -155,6 +158,8 @@ class ApiOperations(abc.ABC, Generic[R]):
             body["topology"] = dict(topology)
         if labels:
             body["labels"] = dict(labels)
+        if affinity_group is not None:
+            body["affinity_group"] = {"id": affinity_group}
         return self._send(ApiCall("PUT", api_path("volumes", volume_id), body=body))
 
     def delete_volume(self, volume_id: VolumeId) -> R:
@@ -241,6 +246,33 @@ class ApiOperations(abc.ABC, Generic[R]):
         if max_entries:
             query["max_entries"] = max_entries
         return self._send(ApiCall("GET", api_path("events"), query))
+
+    # ------------------------------------------------------------------ app nodes
+
+    def register_app_node(
+        self, app_node_id: str, endpoint: str, labels: Mapping[str, str] | None = None
+    ) -> R:
+        """Register (again) an application node; no body back."""
+        body: dict[str, Any] = {"endpoint": endpoint}
+        if labels:
+            body["labels"] = dict(labels)
+        return self._send(ApiCall("PUT", api_path("app-nodes", app_node_id), body=body))
+
+    def get_app_nodes(self) -> R:
+        """Registered application nodes: ``AppNodes``."""
+        return self._send(ApiCall("GET", "/app-nodes"))
+
+    def deregister_app_node(self, app_node_id: str) -> R:
+        return self._send(ApiCall("DELETE", api_path("app-nodes", app_node_id)))
+
+    def report_failed_path(self, app_node_id: str, target_nqn: str, address: str = "") -> R:
+        """The app node's path to `target_nqn` at `address` (``HOST:PORT``) failed; the
+        answer is the path to connect now: ``{"target_nqn", "uri"}``."""
+        body: dict[str, Any] = {"target_nqn": target_nqn}
+        if address:
+            body["address"] = address
+        path = api_path("app-nodes", app_node_id, "failed-paths")
+        return self._send(ApiCall("POST", path, body=body))
 
     def get_specs(self) -> R:
         """Every spec the store holds: ``Specs`` (nexuses, pools, replicas, volumes)."""

@@ -929,10 +929,13 @@ class QueuePair(ReservationQueue):
             self._device_io += 1
             device.submit_read(slba, nblocks, self._read_done, cid)
 
-    def _read_done(self, cid: int, data: Buffer | None, error: DeviceError | None) -> None:
+    def _device_io_ended(self) -> None:
         self._device_io -= 1
         if not self._device_io and self.when_idle is not None:
             self.when_idle()
+
+    def _read_done(self, cid: int, data: Buffer | None, error: DeviceError | None) -> None:
+        self._device_io_ended()
         if error is not None:
             self._complete(cid, error.status.field, lba=self._inflight.get(cid, 0), nsid=NSID)
             return
@@ -1006,9 +1009,7 @@ class QueuePair(ReservationQueue):
         device.submit_write(slba, data, self._write_done, cid)
 
     def _write_done(self, cid: int, data: Buffer | None, error: DeviceError | None) -> None:
-        self._device_io -= 1
-        if not self._device_io and self.when_idle is not None:
-            self.when_idle()
+        self._device_io_ended()
         if error is not None:
             self._complete(cid, error.status.field, lba=self._inflight.get(cid, 0), nsid=NSID)
         else:

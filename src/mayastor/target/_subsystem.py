@@ -55,6 +55,7 @@ class Subsystem:
         host_keys: DH-HMAC-CHAP secrets by host NQN (an entry ending in ``*`` matches
             as in the allow-list); when there are any, only a host that has one and
             proves it is admitted. None or empty: no authentication.
+        namespace_uuid: the namespace's UUID and NGUID; None for the device's uuid.
 
     Attributes:
         reservations: the namespace's reservation state: the device's own when it keeps
@@ -74,6 +75,7 @@ class Subsystem:
         cntlid_range: tuple[int, int],
         ana_state: AnaState = AnaState.OPTIMIZED,
         host_keys: Mapping[str, ControllerKeys] | None = None,
+        namespace_uuid: uuid_mod.UUID | None = None,
     ) -> None:
         self.nqn = nqn
         self.host_keys: dict[str, ControllerKeys] = dict(host_keys or {})
@@ -91,6 +93,7 @@ class Subsystem:
         self._next_cntlid = cntlid_range[0]
         own = device.reservations if device is not None else None
         self.reservations = own if own is not None else ReservationCell()
+        self._namespace_uuid = namespace_uuid
 
     def __repr__(self) -> str:
         return f"<Subsystem {self.nqn} port={self.port} controllers={len(self.controllers)}>"
@@ -101,9 +104,9 @@ class Subsystem:
 
     @property
     def namespace_uuid(self) -> uuid_mod.UUID:
-        """The namespace UUID (and NGUID): the device's uuid."""
+        """The namespace UUID (and NGUID): the one given, else the device's uuid."""
         assert self.device is not None
-        return self.device.uuid
+        return self._namespace_uuid or self.device.uuid
 
     def allows(self, hostnqn: str) -> bool:
         """True when `hostnqn` may connect (None allows everyone, empty nobody).

@@ -14,6 +14,7 @@ import asyncio
 import functools
 import ipaddress
 import logging
+import uuid as uuid_mod
 from collections.abc import Iterable, Mapping
 
 from mayastor.bdev import BlockDevice
@@ -224,22 +225,26 @@ class NvmfTarget:
         cntlid_range: tuple[int, int] = (1, MAX_CNTLID),
         ana_state: AnaState | int = AnaState.OPTIMIZED,
         host_keys: Mapping[str, ControllerKeys] | None = None,
+        namespace_uuid: uuid_mod.UUID | None = None,
     ) -> Subsystem:
         """Serve `device` as the one namespace (NSID 1) of subsystem `nqn` on `port`.
 
-        The namespace's NGUID and UUID are the device's uuid.
+        The namespace's NGUID and UUID are `namespace_uuid`, else the device's uuid.
+        Serving one volume from two targets (multipath) needs the same NQN and the same
+        namespace identifiers on both, with disjoint controller ID ranges.
 
         Args:
             nqn: the subsystem NQN, e.g. `openebs_nqn(replica_uuid)`.
             device: any BlockDevice.
             port: the port it is served on (connecting through another is refused).
             allowed_hosts: host NQNs that may connect; None for any, empty for none.
-            serial: SN of Identify Controller; default from the device's uuid.
+            serial: SN of Identify Controller; default from the namespace's uuid.
             model: MN of Identify Controller.
             cntlid_range: the controller IDs handed out, inclusive, within 1..FFEFh.
             ana_state: the ANA state reported for the namespace.
             host_keys: DH-HMAC-CHAP secrets by host NQN; with any, a host is admitted
                 only after it proves its own (see `Subsystem`).
+            namespace_uuid: the namespace's UUID and NGUID (default: the device's).
 
         Returns:
             the subsystem (for reading; change it through the target's methods).
@@ -258,7 +263,9 @@ class NvmfTarget:
         hosts = _check_hosts(allowed_hosts)
         keys = _check_host_keys(host_keys)
         serial = _check_text(
-            default_serial(device.uuid) if serial is None else serial, "serial", 20
+            default_serial(namespace_uuid or device.uuid) if serial is None else serial,
+            "serial",
+            20,
         )
         _check_text(model, "model", 40)
         if (
@@ -284,6 +291,7 @@ class NvmfTarget:
             cntlid_range=cntlid_range,
             ana_state=state,
             host_keys=keys,
+            namespace_uuid=namespace_uuid,
         )
         self._registry.subsystems[nqn] = sub
         self._registry.changed()

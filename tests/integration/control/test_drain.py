@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 
 import pytest
 
@@ -55,6 +56,25 @@ def test_drain_moves_every_target_off_the_node_and_waits_for_it(cluster: TestClu
     events = [e["action"] for e in cluster.rest.get("/events", target="node-1")]
     assert events[-2:] == ["Draining", "Drained"]
     assert "Moving" in [e["action"] for e in cluster.rest.get("/events", target=first)]
+
+
+def test_a_drain_starts_at_once_not_at_the_next_reconcile_pass(
+    make_cluster: Callable[..., TestCluster],
+) -> None:
+    cluster = make_cluster(
+        core_flags=(
+            "--poll-period",
+            "500ms",
+            "--reconcile-period",
+            "1h",
+            "--reconcile-idle-period",
+            "1h",
+        )
+    )
+    volume, _ = published(cluster, "node-1")
+    result = kubectl(cluster, "drain", "node", "node-1", "now", "--drain-timeout", "60")
+    assert result.returncode == 0, result.stderr
+    assert cluster.volume(volume)["spec"]["target"]["node"] != "node-1"
 
 
 def test_a_drained_node_gets_no_new_target_until_uncordoned(cluster: TestCluster) -> None:

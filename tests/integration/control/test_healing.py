@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections.abc import Callable
 
 import pytest
 
 from tests.support.cluster import FAST_CORE_FLAGS, TestCluster
-from tests.support.offline_pool import replica_images
 from tests.support.polling import wait_for
 from tests.support.volume_io import frontend_nqn, read_at, write_at
 
@@ -25,55 +23,40 @@ MIB = 1 << 20
 APP = frontend_nqn("app-1")
 
 
-def new_volume(
-    cluster: TestCluster, size: int = 32 * MIB, target: str = "node-1"
-) -> tuple[str, str]:
-    volume = str(uuid.uuid4())
-    body = {"size": size, "replicas": 3, "thin": False, "policy": {"self_heal": True}}
-    cluster.rest.put(f"/volumes/{volume}", body)
-    published = cluster.rest.put(
-        f"/volumes/{volume}/target",
-        {"protocol": "nvmf", "publish_context": {}, "frontend_node": "app-1", "node": target},
-    )
-    return volume, published["state"]["target"]["deviceUri"]
-
-
-def status(cluster: TestCluster, volume: str) -> str:
-    return str(cluster.volume(volume)["state"]["status"])
-
-
-def replica_nodes(cluster: TestCluster, volume: str) -> list[str]:
-    return sorted(r["node"] for r in cluster.volume(volume)["state"]["replica_topology"].values())
-
-
 def assert_replicas_identical(cluster: TestCluster, volumes: dict[str, int]) -> None:
-    topologies = {v: set(cluster.volume(v)["state"]["replica_topology"]) for v in volumes}
-    cluster.close()
-    images: dict[str, bytes] = {}
-    for name in cluster.engines:
-        images.update(replica_images(cluster.disk(name)))
-    for volume, size in volumes.items():
-        data = {images[r][:size] for r in topologies[volume]}
-        assert len(data) == 1, f"the replicas of {volume} differ"
+    for volume, contents in cluster.stop_and_read_replicas(volumes).items():
+        assert len(contents) == 1, f"the replicas of {volume} differ"
+
+
+def kill_a_replica_node(
+    make_cluster: Callable[..., TestCluster],
+) -> tuple[TestCluster, str, str, str, bytes]:
+    """Four nodes (``--faulted-child-wait 3s``), a volume published on node-1 with a MiB
+    written at 0, then SIGKILL of a node holding one of its replicas: the cluster, the
+    volume, its URI, the node killed and the data written."""
+    cluster = make_cluster(nodes=4, core_flags=(*FAST_CORE_FLAGS, "--faulted-child-wait", "3s"))
+    volume, uri = cluster.new_volume()
+    lost = next(n for n in cluster.replica_nodes(volume) if n != "node-1")
+    data = os.urandom(MIB)
+    write_at(uri, APP, 0, data)
+    cluster.engines[lost].kill()
+    return cluster, volume, uri, lost, data
 
 
 def test_a_replica_whose_node_stays_down_is_replaced_after_the_wait_and_rebuilt(
     make_cluster: Callable[..., TestCluster],
 ) -> None:
-    cluster = make_cluster(nodes=4, core_flags=(*FAST_CORE_FLAGS, "--faulted-child-wait", "3s"))
-    volume, uri = new_volume(cluster)
-    lost = next(n for n in replica_nodes(cluster, volume) if n != "node-1")
-    before = os.urandom(MIB)
-    write_at(uri, APP, 0, before)
-    cluster.engines[lost].kill()
+    cluster, volume, uri, lost, before = kill_a_replica_node(make_cluster)
     during = os.urandom(MIB)
     write_at(uri, APP, 4 * MIB, during)
     wait_for(
-        lambda: lost not in replica_nodes(cluster, volume) and status(cluster, volume) == "Online",
+        lambda: (
+            lost not in cluster.replica_nodes(volume) and cluster.volume_status(volume) == "Online"
+        ),
         f"the replica on {lost} replaced and rebuilt",
         90,
     )
-    nodes = replica_nodes(cluster, volume)
+    nodes = cluster.replica_nodes(volume)
     assert len(nodes) == 3
     assert len(set(nodes)) == 3
     assert cluster.volume(volume)["spec"]["num_replicas"] == 3
@@ -84,10 +67,45 @@ def test_a_replica_whose_node_stays_down_is_replaced_after_the_wait_and_rebuilt(
     assert_replicas_identical(cluster, {volume: 32 * MIB})
 
 
-def test_a_nexus_lost_with_its_io_engine_is_made_again_on_the_same_node(
-    cluster: TestCluster,
+def test_a_replica_of_an_idle_volume_whose_node_stays_down_is_replaced_after_the_wait(
+    make_cluster: Callable[..., TestCluster],
 ) -> None:
-    volume, uri = new_volume(cluster, target="node-1")
+    cluster, volume, uri, lost, data = kill_a_replica_node(make_cluster)
+    wait_for(
+        lambda: (
+            lost not in cluster.replica_nodes(volume) and cluster.volume_status(volume) == "Online"
+        ),
+        f"the replica on {lost} replaced while no I/O touched its child",
+        90,
+    )
+    assert "on an Offline node for over 3 s: replacing it" in cluster.core.log_tail(200)
+    assert read_at(uri, APP, 0, MIB) == data
+    del cluster.engines[lost]
+    assert_replicas_identical(cluster, {volume: 32 * MIB})
+
+
+def test_a_replica_is_replaced_once_the_wait_is_over_not_at_the_next_reconcile_pass(
+    make_cluster: Callable[..., TestCluster],
+) -> None:
+    hourly = ("--poll-period", "500ms", "--reconcile-period", "1h", "--reconcile-idle-period", "1h")
+    cluster = make_cluster(nodes=4, core_flags=(*hourly, "--faulted-child-wait", "3s"))
+    volume, _ = cluster.new_volume()
+    lost = next(n for n in cluster.replica_nodes(volume) if n != "node-1")
+    cluster.engines[lost].kill()
+    wait_for(
+        lambda: (
+            lost not in cluster.replica_nodes(volume) and cluster.volume_status(volume) == "Online"
+        ),
+        f"the replica on {lost} replaced",
+        60,
+    )
+
+
+def test_a_nexus_lost_with_its_io_engine_is_made_again_on_the_same_node(
+    make_cluster: Callable[..., TestCluster],
+) -> None:
+    cluster = make_cluster(core_flags=(*FAST_CORE_FLAGS, "--switch-over-wait", "60s"))
+    volume, uri = cluster.new_volume(target="node-1")
     first_nexus = cluster.volume(volume)["spec"]["target"]["nexus"]
     data = os.urandom(2 * MIB)
     write_at(uri, APP, MIB, data)
@@ -99,10 +117,47 @@ def test_a_nexus_lost_with_its_io_engine_is_made_again_on_the_same_node(
         "a new nexus made on node-1",
         60,
     )
-    wait_for(lambda: status(cluster, volume) == "Online", "the volume Online again", 90)
+    wait_for(lambda: cluster.volume_status(volume) == "Online", "the volume Online again", 90)
     assert cluster.volume(volume)["state"]["target"]["deviceUri"] == uri
     assert read_at(uri, APP, MIB, len(data)) == data
     assert_replicas_identical(cluster, {volume: 32 * MIB})
+
+
+def test_a_replica_back_within_the_wait_gets_a_partial_rebuild(
+    make_cluster: Callable[..., TestCluster],
+) -> None:
+    cluster = make_cluster(core_flags=(*FAST_CORE_FLAGS, "--faulted-child-wait", "10m"))
+    volume, uri = cluster.new_volume()
+    lost = next(n for n in cluster.replica_nodes(volume) if n != "node-1")
+    write_at(uri, APP, 0, os.urandom(4 * MIB))
+    engine = cluster.engines[lost]
+    engine.kill()
+    during = os.urandom(MIB)
+    write_at(uri, APP, 8 * MIB, during)
+    wait_for(lambda: cluster.volume_status(volume) == "Degraded", "the volume Degraded", 30)
+    engine.start()
+    wait_for(lambda: cluster.volume_status(volume) == "Online", "the volume Online again", 90)
+    assert lost in cluster.replica_nodes(volume)
+    records = cluster.rest.get(f"/volumes/{volume}/rebuild-history")["records"]
+    assert [r["isPartial"] for r in records] == [True]
+    assert records[0]["blocksTransferred"] < records[0]["blocksTotal"]
+    assert read_at(uri, APP, 8 * MIB, MIB) == during
+    assert_replicas_identical(cluster, {volume: 32 * MIB})
+
+
+def test_a_volume_without_self_heal_keeps_its_faulted_child(
+    make_cluster: Callable[..., TestCluster],
+) -> None:
+    cluster = make_cluster(nodes=4, core_flags=(*FAST_CORE_FLAGS, "--faulted-child-wait", "1s"))
+    volume, uri = cluster.new_volume(self_heal=False)
+    lost = next(n for n in cluster.replica_nodes(volume) if n != "node-1")
+    cluster.engines[lost].kill()
+    write_at(uri, APP, 0, os.urandom(MIB))
+    wait_for(lambda: cluster.volume_status(volume) == "Degraded", "the volume Degraded", 30)
+    time.sleep(5)
+    assert lost in cluster.replica_nodes(volume)
+    assert cluster.volume_status(volume) == "Degraded"
+    assert "replacing it" not in cluster.core.log_tail(200)
 
 
 def test_no_more_rebuilds_run_at_once_than_the_limit(
@@ -110,12 +165,12 @@ def test_no_more_rebuilds_run_at_once_than_the_limit(
 ) -> None:
     flags = (*FAST_CORE_FLAGS, "--faulted-child-wait", "2s", "--max-rebuilds", "1")
     cluster = make_cluster(nodes=4, core_flags=flags, disk_size=512 << 20)
-    first, uri1 = new_volume(cluster, size=96 * MIB)
-    second, uri2 = new_volume(cluster, size=96 * MIB)
+    first, uri1 = cluster.new_volume(size=96 * MIB)
+    second, uri2 = cluster.new_volume(size=96 * MIB)
     lost = next(
         n
-        for n in replica_nodes(cluster, first)
-        if n != "node-1" and n in replica_nodes(cluster, second)
+        for n in cluster.replica_nodes(first)
+        if n != "node-1" and n in cluster.replica_nodes(second)
     )
     cluster.engines[lost].kill()
     write_at(uri1, APP, 0, os.urandom(MIB))
@@ -128,7 +183,7 @@ def test_no_more_rebuilds_run_at_once_than_the_limit(
             running += sum(1 for c in nexus["children"] if c["state"] == "Degraded")
         most = max(most, running)
         done = all(
-            lost not in replica_nodes(cluster, v) and status(cluster, v) == "Online"
+            lost not in cluster.replica_nodes(v) and cluster.volume_status(v) == "Online"
             for v in (first, second)
         )
         if done:

@@ -140,3 +140,20 @@ def test_a_thin_volume_uses_no_space_until_written(cluster: TestCluster) -> None
     for replica in cluster.rest.get("/replicas"):
         assert replica["thin"] is True
         assert replica["space"]["allocated_bytes"] == 0
+
+
+def test_the_volumes_of_an_affinity_group_spread_over_the_nodes(cluster: TestCluster) -> None:
+    pinned = {"node_topology": {"explicit": {"allowed_nodes": ["node-2", "node-3"]}}}
+    for _ in range(2):
+        cluster.rest.put(f"/volumes/{uuid.uuid4()}", volume_body(8 * MIB, 2, topology=pinned))
+    group = {"id": "default/data-web"}
+    first = cluster.rest.put(
+        f"/volumes/{uuid.uuid4()}", volume_body(8 * MIB, 1, affinity_group=group)
+    )
+    assert replica_nodes(first) == ["node-1"]
+    second = cluster.rest.put(
+        f"/volumes/{uuid.uuid4()}", volume_body(8 * MIB, 1, affinity_group=group)
+    )
+    assert replica_nodes(second) != ["node-1"]
+    lone = cluster.rest.put(f"/volumes/{uuid.uuid4()}", volume_body(8 * MIB, 1))
+    assert replica_nodes(lone) == ["node-1"]

@@ -3,8 +3,10 @@
 The rebuilt child is a replica of the same io-engine reached over NVMe/TCP through a
 `FaultProxy` that delays every chunk it forwards, so the copy takes many seconds and is
 still under way when the command under test arrives; the delay is lifted when a test
-wants the rebuild to finish. The setup and the checks of the effect use the gRPC API
-directly; only the command under test goes through mayastor-client.
+wants the rebuild to finish. The replicas are several times what a rebuild keeps in
+flight (16 extents of 1 MiB), so a pause has copies left to hold. The setup and the
+checks of the effect use the gRPC API directly; only the command under test goes
+through mayastor-client.
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ from tests.support.fault_proxy import FaultProxy
 from tests.support.polling import wait_for
 
 NEXUS = str(uuid.UUID(int=2))
-SIZE = 16 << 20
+SIZE = 64 << 20
 BLOCK = 512
-DELAY = 0.03
-"""Seconds the proxy holds each chunk: the 16 MiB copy then takes 10 s or more."""
+DELAY = 0.01
+"""Seconds the proxy holds each chunk (of 64 KiB at most): the 64 MiB copy then takes
+several seconds, what is in flight at a pause about one."""
 
 
 @dataclass
@@ -79,7 +82,7 @@ def rebuilding(engine: EngineProcess, tmp_path: Path) -> Iterator[Rebuilding]:
     """A nexus with a slow full rebuild of its second child, started and running."""
     api = EngineApi(engine.endpoint)
     nexus = nexus_pb2_grpc.NexusRpcStub(api.channel)
-    disk = make_sparse_file(tmp_path / "disk.img", 64 << 20)
+    disk = make_sparse_file(tmp_path / "disk.img", 3 * SIZE)
     api.create_pool("p1", str(disk), 4 << 20)
     api.create_replica("p1", "r1", str(uuid.UUID(int=0xB1)), SIZE, thin=False)
     r2 = api.create_replica("p1", "r2", str(uuid.UUID(int=0xB2)), SIZE, thin=False)

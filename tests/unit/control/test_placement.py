@@ -391,6 +391,7 @@ node_views = st.lists(
         online=st.booleans(),
         cordoned=st.booleans(),
         nexuses=st.integers(0, 3),
+        group_targets=st.integers(0, 2),
     ),
     max_size=5,
     unique_by=lambda v: v.name,
@@ -429,9 +430,10 @@ def test_a_target_goes_to_a_usable_node_by_the_rules(
     if len(replica_nodes) == 1 and replica_nodes[0] in usable:
         assert chosen == replica_nodes[0]
         return
-    fewest = min(n.nexuses for n in usable.values())
-    assert usable[chosen].nexuses == fewest
-    if any(usable[n].nexuses == fewest for n in replica_nodes if n in usable):
+    rank = {name: (n.group_targets, n.nexuses) for name, n in usable.items()}
+    best = min(rank.values())
+    assert rank[chosen] == best
+    if any(rank[n] == best for n in replica_nodes if n in usable):
         assert chosen in replica_nodes
 
 
@@ -654,6 +656,15 @@ def test_pools_with_fewer_replicas_come_first() -> None:
     assert ids(place_replicas(pools, count=1, size=10, thin=False)) == ["b1"]
 
 
+def test_nodes_with_fewer_replicas_of_the_affinity_group_come_first() -> None:
+    pools = [
+        pool("a1", "a", group_replicas=1),
+        pool("b1", "b", replicas=5, capacity=200),
+        pool("c1", "c", group_replicas=2),
+    ]
+    assert ids(place_replicas(pools, count=2, size=10, thin=False)) == ["b1", "a1"]
+
+
 def test_among_equal_replica_counts_more_free_space_comes_first() -> None:
     pools = [pool("a1", "a", used=500), pool("b1", "b", used=100), pool("c1", "c", used=300)]
     assert ids(place_replicas(pools, count=2, size=10, thin=False)) == ["b1", "c1"]
@@ -718,6 +729,14 @@ def test_the_target_goes_to_the_node_with_the_fewest_nexuses() -> None:
         NodeView("c", True, False, 3),
     ]
     assert choose_target_node(nodes, replica_nodes=["a", "c"]) == "b"
+
+
+def test_the_target_avoids_nodes_serving_targets_of_its_affinity_group() -> None:
+    nodes = [
+        NodeView("a", True, False, 0, group_targets=1),
+        NodeView("b", True, False, 4),
+    ]
+    assert choose_target_node(nodes, replica_nodes=["a", "b"]) == "b"
 
 
 def test_among_equals_a_node_holding_a_replica_takes_the_target() -> None:

@@ -19,6 +19,7 @@ from mayastor.control.spec_registry import SpecRegistry, spec_id
 from mayastor.control.specs import (
     SPEC_KINDS,
     AffinityGroup,
+    AppNodeSpec,
     CordonDrainState,
     CordonedState,
     DrainState,
@@ -106,11 +107,11 @@ class FlakyStore:
     async def campaign(self, name: str, holder: str, ttl: float) -> Leadership:
         return await self.inner.campaign(name, holder, ttl)
 
-    async def resign(self, leadership: Leadership) -> None:
-        await self.inner.resign(leadership)
-
     async def lease_holder(self, name: str) -> str | None:
         return await self.inner.lease_holder(name)
+
+    async def resign(self, leadership: Leadership) -> None:
+        await self.inner.resign(leadership)
 
     async def close(self) -> None:
         await self.inner.close()
@@ -225,7 +226,9 @@ def every_kind() -> list[SpecModel]:
             num_snapshots=0,
             max_snapshots=10,
             health_info_id=nexus,
+            target_generation=4,
         ),
+        AppNodeSpec(id="app-1", endpoint="10.0.0.9:50055", labels={"zone": "east"}),
     ]
 
 
@@ -390,8 +393,12 @@ volume_specs = st.builds(
     num_snapshots=st.integers(0, 100),
     max_snapshots=st.one_of(st.none(), st.integers(0, 100)),
     health_info_id=st.one_of(st.none(), uuids),
+    target_generation=st.integers(0, 1 << 40),
 )
-any_spec = st.one_of(node_specs, pool_specs, replica_specs, nexus_specs, volume_specs)
+app_node_specs = st.builds(AppNodeSpec, id=names, endpoint=names, labels=labels)
+any_spec = st.one_of(
+    node_specs, pool_specs, replica_specs, nexus_specs, volume_specs, app_node_specs
+)
 
 
 # ============================================================================ codec

@@ -7,7 +7,7 @@ import struct
 import pytest
 
 from mayastor.errors import FailedPrecondition, InvalidArgument
-from mayastor.nvmf.host import HostQueue, QueueState, TransportError
+from mayastor.nvmf.host import MAX_R2T, HostQueue, QueueState, TransportError
 from mayastor.nvmf.pdu import CapsuleCmd, FatalErrorStatus, ICReq, PduWriter, Role
 from mayastor.nvmf.spec import (
     AdminOpcode,
@@ -51,8 +51,9 @@ def test_start_sends_the_exact_icreq_bytes_of_the_spec() -> None:
     queue = HostQueue(0, queue_size=32, header_digest=True, data_digest=False)
     queue.start(Token("ic"))
     sent = wire(queue.data_to_send())
-    # type 0, flags 0, HLEN 128, PDO 0, PLEN 128, PFV 0, HPDA 0, DGST (header only), MAXR2T 0
-    assert sent == struct.pack("<BBBBIHBBI", 0, 0, 128, 0, 128, 0, 0, 0x01, 0) + bytes(112)
+    # type 0, flags 0, HLEN 128, PDO 0, PLEN 128, PFV 0, HPDA 0, DGST (header only),
+    # MAXR2T 15 (16 R2Ts outstanding per command, 0-based)
+    assert sent == struct.pack("<BBBBIHBBI", 0, 0, 128, 0, 128, 0, 0, 0x01, 15) + bytes(112)
     assert queue.state is QueueState.AWAIT_IC_RESP
 
 
@@ -61,7 +62,7 @@ def test_icresp_completes_the_ic_token_and_learns_maxh2cdata() -> None:
     token = Token("ic")
     queue = HostQueue(0, queue_size=32)
     queue.start(token)
-    assert target.received(queue) == [ICReq()]
+    assert target.received(queue) == [ICReq(maxr2t=MAX_R2T - 1)]
     done = queue.receive_data(target.ic_resp())
     assert done == [(token, 0, 0, 0, None)]
     assert queue.maxh2cdata == 8192

@@ -239,6 +239,20 @@ def test_a_write_may_be_asked_for_in_several_r2ts() -> None:
     assert queue.receive_data(target.completion(cid)) == [(token, 0, 0, 0, None)]
 
 
+def test_r2ts_outstanding_together_are_answered_in_order_each_with_its_own_data() -> None:
+    queue, target = live_queue(in_capsule_size=0)
+    payload = b"".join(bytes([i]) * 512 for i in range(1, 5))
+    cid, token = write(queue, memoryview(bytearray(payload)))
+    target.received(queue)
+    r2ts = b"".join(target.r2t(cid, 10 + i, 512 * i, 512) for i in range(4))
+    queue.receive_data(r2ts)
+    sent = target.received(queue)
+    assert [(p.ttag, p.offset, bytes(p.data)) for p in sent] == [  # type: ignore[union-attr]
+        (10 + i, 512 * i, bytes([i + 1]) * 512) for i in range(4)
+    ]
+    assert queue.receive_data(target.completion(cid)) == [(token, 0, 0, 0, None)]
+
+
 def test_a_success_before_all_write_data_was_asked_for_is_a_data_transfer_error() -> None:
     queue, target = live_queue(in_capsule_size=0)
     cid, _ = write(queue, bytes(1024))

@@ -31,11 +31,28 @@ from mayastor.errors import MayastorError, NotFound, Unavailable
 log = logging.getLogger(__name__)
 
 
-def pool_views(cluster: Cluster) -> list[PoolView]:
-    """Every managed, created pool as placement sees it now."""
+def affinity_peers(cluster: Cluster, volume: VolumeSpec) -> set[str]:
+    """The other volumes of `volume`'s affinity group (uuids; empty without a group)."""
+    if volume.affinity_group is None:
+        return set()
+    group = volume.affinity_group.id
+    return {
+        str(v.uuid)
+        for v in cluster.specs.view(VolumeSpec)
+        if v.affinity_group is not None and v.affinity_group.id == group and v.uuid != volume.uuid
+    }
+
+
+def pool_views(cluster: Cluster, volume: VolumeSpec | None = None) -> list[PoolView]:
+    """Every managed, created pool as placement sees it now (for `volume`: with the
+    replicas of its affinity group counted per node)."""
     counts: dict[str, int] = {}
+    group_counts: dict[str, int] = {}
+    peers = affinity_peers(cluster, volume) if volume is not None else set()
     for replica in cluster.specs.view(ReplicaSpec):
         counts[replica.pool] = counts.get(replica.pool, 0) + 1
+        if replica.owners.volume is not None and str(replica.owners.volume) in peers:
+            group_counts[replica.node] = group_counts.get(replica.node, 0) + 1
     views = []
     for spec in cluster.specs.all(PoolSpec):
         if spec.status is not SpecStatus.CREATED:
@@ -57,6 +74,7 @@ def pool_views(cluster: Cluster) -> list[PoolView]:
                 node_cordoned=node.cordoned if node else False,
                 node_labels=dict(node.labels) if node else {},
                 labels=dict(spec.labels),
+                group_replicas=group_counts.get(spec.node, 0),
             )
         )
     return views
@@ -69,7 +87,7 @@ def place_for(cluster: Cluster, volume: VolumeSpec, count: int) -> list[PoolView
         FailedPrecondition: not enough suitable pools.
     """
     existing = cluster.specs.replicas_of(volume)
-    views = pool_views(cluster)
+    views = pool_views(cluster, volume)
     by_id = {v.id: v for v in views}
     chosen = [
         (by_id[r.pool].node_labels, by_id[r.pool].labels) for r in existing if r.pool in by_id

@@ -9,6 +9,14 @@ the trusted replicas; the others are added and rebuilt. Remote replicas are shar
 with the target node's host NQN only, and the nexus is published only to the host
 NQNs of the frontend nodes.
 
+Each new target of a volume hands out controller IDs from the next of 15 ranges
+(`cntlid_range`): a host that still knows the old target (the kernel keeps a dead path
+while it tries to reconnect) sees the new one as another path of the same subsystem,
+and the namespace is the same on both (its uuid is the volume's), so native NVMe
+multipath moves the I/O over. Moving a target off an offline node (switch-over) leaves
+the old nexus to be destroyed when its node is back; its replicas are shared again to
+the new node only, so the old nexus cannot reach them.
+
 Publish and republish are undone when interrupted (the volume ends unpublished; the
 caller retries); unpublish is finished.
 """
@@ -21,7 +29,7 @@ import uuid as uuid_mod
 from mayastor.control.cluster import Cluster, NexusHealth
 from mayastor.control.events import EventCategory
 from mayastor.control.models import PublishVolumeBody
-from mayastor.control.operations.replicas import child_uri, unshare_replica
+from mayastor.control.operations.replicas import affinity_peers, child_uri, unshare_replica
 from mayastor.control.placement import NodeView, choose_target_node
 from mayastor.control.specs import (
     NexusSpec,
@@ -40,6 +48,17 @@ from mayastor.errors import FailedPrecondition, MayastorError, NotFound, Unavail
 log = logging.getLogger(__name__)
 
 
+CNTLID_SPAN = 0x0FFF
+"""Controller IDs per target generation; 15 ranges fit below FFEFh."""
+CNTLID_RANGES = 15
+
+
+def cntlid_range(generation: int) -> tuple[int, int]:
+    """The controller IDs the volume's target of this generation hands out (inclusive)."""
+    index = generation % CNTLID_RANGES
+    return index * CNTLID_SPAN + 1, (index + 1) * CNTLID_SPAN
+
+
 def frontend_nodes(body: PublishVolumeBody) -> list[NodeAccessInfo]:
     if not body.frontend_node:
         return []
@@ -48,8 +67,12 @@ def frontend_nodes(body: PublishVolumeBody) -> list[NodeAccessInfo]:
 
 def target_node_for(cluster: Cluster, volume: VolumeSpec, requested: str | None) -> str:
     nexus_counts: dict[str, int] = {}
+    group_counts: dict[str, int] = {}
+    peers = affinity_peers(cluster, volume)
     for nexus in cluster.specs.view(NexusSpec):
         nexus_counts[nexus.node] = nexus_counts.get(nexus.node, 0) + 1
+        if nexus.owner is not None and str(nexus.owner) in peers:
+            group_counts[nexus.node] = group_counts.get(nexus.node, 0) + 1
     names = {s.id for s in cluster.specs.all(NodeSpec)} | set(cluster.nodes.names())
     views = []
     for name in names:
@@ -60,6 +83,7 @@ def target_node_for(cluster: Cluster, volume: VolumeSpec, requested: str | None)
                 online=cluster.nodes.online(name),
                 cordoned=spec.cordoned if spec else False,
                 nexuses=nexus_counts.get(name, 0),
+                group_targets=group_counts.get(name, 0),
             )
         )
     replica_nodes = [r.node for r in cluster.specs.replicas_of(volume)]
@@ -101,7 +125,8 @@ async def create_target(
     nexus_uuid: uuid_mod.UUID,
     frontends: list[NodeAccessInfo],
 ) -> NexusSpec:
-    """Make and publish a nexus for `volume` on `node`; the volume spec is not touched.
+    """Make and publish a nexus for `volume` on `node`; the volume spec is not touched
+    (the caller has saved it with the target generation this nexus is for).
 
     Raises:
         FailedPrecondition: no current replica can be reached.
@@ -133,7 +158,11 @@ async def create_target(
     )
     await cluster.specs.save(nexus)
     await engine.create_nexus(
-        name=nexus.name, uuid=str(nexus_uuid), size=volume.size, children=nexus.children
+        name=nexus.name,
+        uuid=str(nexus_uuid),
+        size=volume.size,
+        children=nexus.children,
+        cntlid_range=cntlid_range(volume.target_generation),
     )
     log.info(
         "volume %s: nexus %s created on node %s over %s",
@@ -190,7 +219,16 @@ async def destroy_target(cluster: Cluster, nexus: NexusSpec, *, force: bool = Fa
             await engine.destroy_nexus(str(nexus.uuid))
         except NotFound:
             pass
-        log.info("nexus %s destroyed on node %s", nexus.uuid, nexus.node)
+        except Unavailable:
+            if not force:
+                raise
+            log.warning(
+                "node %s does not answer: nexus %s is removed when it is back",
+                nexus.node,
+                nexus.uuid,
+            )
+        else:
+            log.info("nexus %s destroyed on node %s", nexus.uuid, nexus.node)
         await cluster.nodes.poll(nexus.node)
     if nexus.owner is not None:
         for replica in cluster.specs.replicas_of(str(nexus.owner)):
@@ -200,6 +238,18 @@ async def destroy_target(cluster: Cluster, nexus: NexusSpec, *, force: bool = Fa
                 except MayastorError as exc:
                     log.warning("replica %s could not be unshared: %s", replica.uuid, exc)
     await cluster.specs.remove(nexus)
+
+
+async def _take_down(cluster: Cluster, nexus: NexusSpec) -> None:
+    """Destroy a volume's old nexus before a new one is made; one on a node that is
+    offline or does not answer is left to be collected when the node is back."""
+    if cluster.nodes.online(nexus.node):
+        try:
+            await destroy_target(cluster, nexus)
+            return
+        except Unavailable as exc:
+            log.warning("nexus %s is left on its node for now: %s", nexus.uuid, exc)
+    await destroy_target(cluster, nexus, force=True)
 
 
 def _same_frontends(target: VolumeTarget, frontends: list[NodeAccessInfo]) -> bool:
@@ -231,11 +281,12 @@ async def publish_volume(
         operation="Republish" if target is not None else "Publish",
         args={"node": node, "nexus": str(nexus_uuid), "previous": str(previous or "")},
     )
+    volume.target_generation += 1
     await cluster.specs.save(volume)
     try:
         if target is not None:
             for nexus in cluster.specs.nexuses_of(volume):
-                await destroy_target(cluster, nexus)
+                await _take_down(cluster, nexus)
             volume.target = None
         await create_target(cluster, volume, node, nexus_uuid, frontends)
     except MayastorError:
@@ -346,6 +397,7 @@ async def recreate_target(cluster: Cluster, volume: VolumeSpec) -> VolumeSpec:
         operation="RecreateTarget",
         args={"node": target.node, "nexus": str(nexus_uuid), "previous": str(previous or "")},
     )
+    volume.target_generation += 1
     await cluster.specs.save(volume)
     for stale in cluster.specs.nexuses_of(volume):
         await cluster.specs.remove(stale)

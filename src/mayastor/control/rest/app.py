@@ -25,6 +25,7 @@ from mayastor.control.cluster import Cluster
 from mayastor.control.engine_client import EngineError
 from mayastor.control.metrics import cluster_metrics
 from mayastor.control.models import ErrorKind, RestJsonError
+from mayastor.credentials.rest_tokens import TokenTable
 from mayastor.errors import (
     AlreadyExists,
     Conflict,
@@ -118,9 +119,19 @@ class LabelKeyConvertor(Convertor[str]):
 register_url_convertor("labelkey", LabelKeyConvertor())
 
 
-def create_app(cluster: Cluster) -> FastAPI:
-    """The REST application over `cluster`; its OpenAPI document is at /v0/api/spec."""
-    from mayastor.control.rest import routes_nodes, routes_objects, routes_pools, routes_volumes
+def create_app(cluster: Cluster, tokens: TokenTable | None = None) -> FastAPI:
+    """The REST application over `cluster`; its OpenAPI document is at /v0/api/spec.
+
+    With `tokens`, every request must carry one whose role allows it.
+    """
+    from mayastor.control.rest import (
+        authentication,
+        routes_app_nodes,
+        routes_nodes,
+        routes_objects,
+        routes_pools,
+        routes_volumes,
+    )
 
     app = FastAPI(
         title="Mayastor (Python) control plane REST API",
@@ -162,7 +173,7 @@ def create_app(cluster: Cluster) -> FastAPI:
             500, ErrorKind.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
         )
 
-    for module in (routes_nodes, routes_pools, routes_volumes, routes_objects):
+    for module in (routes_nodes, routes_pools, routes_volumes, routes_objects, routes_app_nodes):
         app.include_router(module.router, prefix="/v0")
 
     @app.get("/metrics", include_in_schema=False)
@@ -170,6 +181,8 @@ def create_app(cluster: Cluster) -> FastAPI:
         """Prometheus metrics (volumes, replicas, rebuilds, nodes): not part of /v0."""
         return Response(cluster_metrics(cluster), media_type=CONTENT_TYPE_LATEST)
 
+    if tokens is not None:
+        authentication.require_tokens(app, tokens)
     _drop_validation_responses(app)
     return app
 

@@ -71,6 +71,7 @@ async def put_node_drain(cluster: ClusterDep, id: str, label: LabelKey) -> Node:
     """Cordon the node and move every volume target off it; it is Drained once none is
     left (poll the node's cordondrainstate)."""
     await node_ops.drain_node(cluster, id, label)
+    cluster.reconcile_soon()
     return node_view(cluster, id)
 
 

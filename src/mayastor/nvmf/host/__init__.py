@@ -56,6 +56,7 @@ from mayastor.nvmf.host._options import (
 )
 from mayastor.nvmf.host._queue import (
     ADMIN_IN_CAPSULE_SIZE,
+    MAX_R2T,
     HostQueue,
     QueueEvent,
     QueueState,
@@ -68,6 +69,7 @@ __all__ = [
     "DEFAULT_HOSTNQN",
     "MAX_BLOCKS_PER_COMMAND",
     "MAX_DSM_RANGES",
+    "MAX_R2T",
     "MAX_TRANSFER",
     "TRANSITIONS",
     "Admission",

@@ -13,7 +13,8 @@ What it does per command:
   in the capsule when a write's data fits the queue's in-capsule size, else by
   R2T/H2CData (writes) or C2HData (reads);
 * answers each R2T with H2CData PDUs of at most MAXH2CDATA bytes, slicing the
-  caller's buffer (never copying it) until the command ends;
+  caller's buffer (never copying it) until the command ends; up to `MAX_R2T` R2Ts of
+  one command may be outstanding, answered in order;
 * reassembles C2HData PDUs, in order, into the read's buffer; a read that arrives in
   one PDU is handed out as that PDU's memoryview, without a copy; a C2HData with the
   SUCCESS flag completes the command without a CapsuleResp;
@@ -69,6 +70,9 @@ ADMIN_IN_CAPSULE_SIZE = 8192
 Fabrics Connect always carries its 1024 bytes in the capsule)."""
 MAX_DATA_LENGTH = 1 << 20
 """Largest PDU payload accepted from the target (the largest transfer we ask for)."""
+MAX_R2T = 16
+"""R2Ts a target may keep outstanding for one command (ICReq MAXR2T + 1): a large write
+then moves in one round trip rather than one per MAXH2CDATA bytes."""
 
 _SQE = struct.Struct("<BBHI16xQI3xBIIIIII")
 """opcode, flags, CID, NSID, (CDW2, CDW3, MPTR), SGL address, length, identifier,
@@ -319,7 +323,7 @@ class HostQueue:
             hpda=0,
             hdgst_enable=self.header_digest,
             ddgst_enable=self.data_digest,
-            maxr2t=0,
+            maxr2t=MAX_R2T - 1,
         )
 
     def connect(
