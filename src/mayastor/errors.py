@@ -73,6 +73,11 @@ class DiskNotBlank(FailedPrecondition):
         self.found = found
 
 
+class Superseded(FailedPrecondition):
+    """A newer owner has taken over what this writer wrote for: the nexus info of a
+    nexus whose volume has a newer target (the nexus is fenced on it)."""
+
+
 class ResourceExhausted(UsageError):
     """Not enough space (or another resource) to carry out the request."""
 

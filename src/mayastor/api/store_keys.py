@@ -11,6 +11,10 @@ from dataclasses import dataclass
 
 ROOT = "/openebs.io/mayastor/apis/v0"
 NEXUS_INFO_KIND = "NexusInfo"
+SUPERSEDED_BY = "superseded_by"
+"""The field the core agent adds to the nexus info of a nexus it replaced while that
+nexus could not be reached (the uuid of the new one): writes of the old nexus are
+refused from then on, directly in etcd or through the core agent, and it is fenced."""
 
 
 @dataclass(frozen=True)

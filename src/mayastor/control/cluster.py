@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import uuid as uuid_mod
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+from mayastor.api.store_keys import SUPERSEDED_BY
 from mayastor.api.v1 import nexus_pb2, pool_pb2, replica_pb2
 from mayastor.control.engine_client import EngineClient
 from mayastor.control.events import EventCategory, EventLog
 from mayastor.control.nodes import NodeRegistry
 from mayastor.control.placement import CommitmentLimits
 from mayastor.control.spec_registry import SpecRegistry
-from mayastor.control.specs import NodeSpec, ReplicaSpec
-from mayastor.control.store import ClusterStore, StoreKeys
+from mayastor.control.specs import NodeSpec, ReplicaSpec, VolumeSpec
+from mayastor.control.store import ClusterStore, RevisionMismatch, StoreKeys
 from mayastor.errors import Conflict, CorruptMetadata
 
 log = logging.getLogger(__name__)
@@ -38,8 +41,6 @@ class NexusHealth:
 
     @classmethod
     def parse(cls, data: bytes, where: str) -> NexusHealth:
-        import json
-
         try:
             doc = json.loads(data)
             children = doc["children"]
@@ -169,14 +170,85 @@ class Cluster:
         return self.keys.nexus_info(nexus_uuid)
 
     async def nexus_health(self, nexus_uuid: uuid_mod.UUID | None) -> NexusHealth | None:
-        """What the nexus info of `nexus_uuid` says, or None when there is none."""
+        """What the nexus info of `nexus_uuid` says, or None when there is none (or only
+        the mark of a nexus superseded before it stored any)."""
         if nexus_uuid is None:
             return None
         key = self.nexus_info_key(nexus_uuid)
         entry = await self.store.get(key)
-        if entry is None:
+        if entry is None or _is_mark_only(entry.value):
             return None
         return NexusHealth.parse(entry.value, key)
 
     async def forget_nexus_info(self, nexus_uuid: uuid_mod.UUID | str) -> None:
         await self.store.delete(self.nexus_info_key(nexus_uuid))
+
+    async def supersede_nexus_info(
+        self, nexus_uuid: uuid_mod.UUID | str, by: uuid_mod.UUID | str
+    ) -> None:
+        """Mark the nexus info of a nexus replaced while it cannot be reached (see
+        `mark_superseded`); the mark stays until the old nexus is collected."""
+        await mark_superseded(self.store, self.nexus_info_key(nexus_uuid), by)
+
+    async def nexus_info_superseded(self, nexus_uuid: uuid_mod.UUID | str) -> bool:
+        """Whether the nexus info of `nexus_uuid` carries the superseded mark."""
+        entry = await self.store.get(self.nexus_info_key(nexus_uuid))
+        return entry is not None and is_superseded(entry.value)
+
+    async def forget_superseded_nexus_info(self, nexus_uuid: uuid_mod.UUID | str) -> None:
+        """Remove the record of a superseded nexus once it is destroyed on its node,
+        unless a volume still reads its health from it (a switch-over that was undone:
+        the next publish trusts the replicas by it)."""
+        if any(str(v.health_info_id) == str(nexus_uuid) for v in self.specs.view(VolumeSpec)):
+            return
+        if await self.nexus_info_superseded(nexus_uuid):
+            await self.forget_nexus_info(nexus_uuid)
+
+    async def release_nexus_info(self, nexus_uuid: uuid_mod.UUID | str) -> None:
+        """Forget the nexus info of a nexus no longer needed, unless it is marked
+        superseded (its nexus may still run; the mark goes when it is collected)."""
+        if not await self.nexus_info_superseded(nexus_uuid):
+            await self.forget_nexus_info(nexus_uuid)
+
+
+_MARK_ATTEMPTS = 5
+
+
+async def mark_superseded(store: ClusterStore, key: str, by: uuid_mod.UUID | str) -> None:
+    """Mark the nexus info at `key` superseded by nexus `by`: from now on the store
+    refuses the old nexus's writes (through the core agent, or in etcd, where the
+    io-engine finds the record changed under it), so the old nexus cannot retire the
+    children it lost and go on with the rest: it is fenced instead. What the record
+    says is kept for the next nexus to read.
+
+    Raises:
+        Conflict: the record kept changing under the mark.
+    """
+    for _ in range(_MARK_ATTEMPTS):
+        entry = await store.get(key)
+        doc = _json_object(entry.value) if entry is not None else {}
+        doc[SUPERSEDED_BY] = str(by)
+        try:
+            await store.put(key, json.dumps(doc).encode(), revision=entry.revision if entry else 0)
+            return
+        except RevisionMismatch:
+            continue  # the old nexus wrote in between: mark what it wrote
+    raise Conflict(f"nexus info {key} kept changing; it could not be marked superseded")
+
+
+def _json_object(data: bytes) -> dict[str, Any]:
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def is_superseded(data: bytes) -> bool:
+    """Whether a stored nexus info record carries the superseded mark."""
+    return bool(_json_object(data).get(SUPERSEDED_BY))
+
+
+def _is_mark_only(data: bytes) -> bool:
+    doc = _json_object(data)
+    return SUPERSEDED_BY in doc and "children" not in doc

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
@@ -65,6 +66,23 @@ _CHANNEL_OPTIONS = [
     ("grpc.max_reconnect_backoff_ms", 1000),
 ]
 """A node that comes back is reached within a second, not after gRPC's long backoff."""
+
+
+@dataclass(frozen=True)
+class NexusReservation:
+    """The NVMe reservation a volume's nexus holds on its replicas (Mayastor's
+    NexusNvmfConfig as its core agent fills it: Exclusive Access, preempting whichever
+    other host holds a replica).
+
+    Attributes:
+        key: the nexus's reservation key (nonzero).
+        preempt_key: the key of the volume's previous target, when it replaces one (0:
+            none); the Holder policy preempts whoever holds a replica, so it is a record
+            of what is replaced more than a condition.
+    """
+
+    key: int
+    preempt_key: int = 0
 
 
 class EngineError(MayastorError):
@@ -223,7 +241,10 @@ class EngineClient:
         size: int,
         children: Sequence[str],
         cntlid_range: tuple[int, int] | None = None,
+        reservation: NexusReservation | None = None,
     ) -> nexus_pb2.Nexus:
+        """Create a nexus; with `reservation` it holds an NVMe reservation on every
+        child (fencing any older nexus of the volume)."""
         low, high = cntlid_range or (0, 0)
         request = nexus_pb2.CreateNexusRequest(
             name=name,
@@ -233,6 +254,11 @@ class EngineClient:
             minCntlId=low,
             maxCntlId=high,
         )
+        if reservation is not None:
+            request.resvKey = reservation.key
+            request.preemptKey = reservation.preempt_key
+            request.resv_type = nexus_pb2.ExclusiveAccess
+            request.preempt_policy = nexus_pb2.Holder
         reply = await self._call(
             f"create nexus {uuid}", lambda: self.nexus.CreateNexus(request, timeout=self.timeout)
         )

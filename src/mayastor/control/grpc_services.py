@@ -14,13 +14,14 @@ import grpc
 from google.protobuf.empty_pb2 import Empty
 
 from mayastor.api.v1 import registration_pb2, registration_pb2_grpc
-from mayastor.control.cluster import Cluster, NexusHealth
+from mayastor.control.cluster import Cluster, NexusHealth, is_superseded
 from mayastor.control.operations.nodes import record_node
 from mayastor.errors import (
     CorruptMetadata,
     InvalidArgument,
     MayastorError,
     StoreUnavailable,
+    Superseded,
     Unavailable,
 )
 
@@ -30,6 +31,7 @@ _CODES: tuple[tuple[type[MayastorError], grpc.StatusCode], ...] = (
     (Unavailable, grpc.StatusCode.UNAVAILABLE),
     (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
     (CorruptMetadata, grpc.StatusCode.INVALID_ARGUMENT),
+    (Superseded, grpc.StatusCode.FAILED_PRECONDITION),
 )
 
 
@@ -89,10 +91,27 @@ class RegistrationService(registration_pb2_grpc.RegistrationServicer):
 
 
 class NexusInfoService(registration_pb2_grpc.NexusInfoStoreServicer):
-    """Nexus info in the cluster store, for io-engines that do not reach it directly."""
+    """Nexus info in the cluster store, for io-engines that do not reach it directly.
+
+    The record of a nexus the core marked superseded (its volume got a newer target
+    while it could not be reached) is not written again: the put is refused with
+    FAILED_PRECONDITION and the nexus fences itself.
+    """
 
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
+
+    async def _put_unless_superseded(
+        self, nexus_uuid: uuid_mod.UUID, key: str, value: bytes
+    ) -> None:
+        entry = await self.cluster.store.get(key)
+        revision = entry.revision if entry is not None else 0
+        if entry is not None and is_superseded(entry.value):
+            raise Superseded(
+                f"nexus {nexus_uuid} was replaced by a newer target of its volume; its "
+                "nexus info is not written again"
+            )
+        await self.cluster.store.put(key, value, revision=revision)
 
     async def GetNexusInfo(
         self, request: registration_pb2.NexusInfoKey, context: grpc.aio.ServicerContext
@@ -111,9 +130,10 @@ class NexusInfoService(registration_pb2_grpc.NexusInfoStoreServicer):
         self, request: registration_pb2.PutNexusInfoRequest, context: grpc.aio.ServicerContext
     ) -> Empty:
         try:
-            key = self.cluster.nexus_info_key(_uuid(request.nexus_uuid))
+            nexus_uuid = _uuid(request.nexus_uuid)
+            key = self.cluster.nexus_info_key(nexus_uuid)
             NexusHealth.parse(request.json, f"sent for {key}")
-            await self.cluster.store.put(key, request.json)
+            await self._put_unless_superseded(nexus_uuid, key, request.json)
         except MayastorError as exc:
             log.warning("nexus info of %s not stored: %s", request.nexus_uuid, exc)
             await _abort(context, exc)

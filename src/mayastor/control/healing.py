@@ -14,7 +14,9 @@ For every published volume:
   node is back, or is replaced after `faulted_child_wait`;
 * a nexus whose io-engine restarted (the node is back, the nexus is not) is made again
   on the same node from the nexus info in the store: only the children marked healthy
-  are trusted (after an unclean stop, one of them), the others are rebuilt;
+  are trusted (after an unclean stop, one of them), the others are rebuilt; so is a
+  volume's nexus found fenced (another nexus, one no spec names, took its replicas):
+  it is destroyed and the new one takes the replicas back;
 
 and for every volume, the replica count follows `num_replicas` (an interrupted scale is
 finished). Volumes whose `policy.self_heal` is false keep faulted children as they are.
@@ -36,7 +38,7 @@ from mayastor.control.operations.replicas import child_uri
 from mayastor.control.operations.targets import recreate_target
 from mayastor.control.operations.volumes import converge_replica_count, retire_replica
 from mayastor.control.specs import ReplicaSpec, SpecStatus, VolumeSpec
-from mayastor.errors import FailedPrecondition, MayastorError
+from mayastor.errors import FailedPrecondition, MayastorError, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +126,24 @@ class VolumeHealer:
         if target is not None and target.nexus is not None and cluster.nodes.online(target.node):
             if cluster.engine_nexus(target.node, target.nexus) is None:
                 await cluster.nodes.poll(target.node)
-            if cluster.engine_nexus(target.node, target.nexus) is None:
+            found = cluster.engine_nexus(target.node, target.nexus)
+            if found is not None and found.fenced:
+                cluster.emit(
+                    EventCategory.TARGET,
+                    "Fenced",
+                    str(volume.uuid),
+                    f"the nexus {target.nexus} of volume {volume.uuid} on node {target.node} "
+                    f"is fenced ({found.fence_reason}): making a new one that takes the "
+                    "replicas back",
+                    node=target.node,
+                )
+                try:
+                    await cluster.engine(target.node).destroy_nexus(str(target.nexus))
+                except NotFound:
+                    pass
+                await recreate_target(cluster, volume)
+                return True
+            if found is None:
                 cluster.emit(
                     EventCategory.TARGET,
                     "Recreating",

@@ -170,6 +170,10 @@ class NexusState(enum.StrEnum):
 
 
 class Nexus(ApiModel):
+    """A nexus as its io-engine reports it; `fenced` (state Faulted then): another
+    nexus of the volume took its replicas over, `fence_reason` says which child refused
+    it and how."""
+
     uuid: uuid_mod.UUID
     node: str
     size: int
@@ -178,6 +182,8 @@ class Nexus(ApiModel):
     deviceUri: str
     rebuilds: int
     protocol: Protocol
+    fenced: bool = False
+    fence_reason: str | None = None
 
 
 # ============================================================================ volumes

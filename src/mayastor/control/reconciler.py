@@ -11,7 +11,8 @@ A pass, in order:
    by no operation are removed;
 5. nexuses without a volume target (left by a crash or a forced unpublish) are
    destroyed;
-6. orphans on the io-engines are collected: a nexus no spec knows, a replica made by
+6. orphans on the io-engines are collected: a nexus no spec knows (an old target back
+   from a partition, fenced by its successor: an event says so), a replica made by
    the control plane (it has an entity id) that no spec knows, a share no target needs;
 7. volumes are healed (`mayastor.control.healing`): faulted children brought back or,
    after a wait, replaced; a nexus lost with its io-engine made again; the replica
@@ -33,6 +34,7 @@ import logging
 
 from mayastor.api.v1 import common_pb2
 from mayastor.control.cluster import Cluster
+from mayastor.control.events import EventCategory
 from mayastor.control.healing import VolumeHealer
 from mayastor.control.operations.nodes import mark_drained
 from mayastor.control.operations.pools import reconcile_pool
@@ -244,6 +246,15 @@ class Reconciler:
                 if cluster.locks.busy("volume", nexus.name):
                     continue
                 work = True
+                if nexus.fenced:
+                    cluster.emit(
+                        EventCategory.TARGET,
+                        "FencedTargetCollected",
+                        nexus.name,
+                        f"nexus {nexus.uuid} of volume {nexus.name} on node {name} is fenced "
+                        f"({nexus.fence_reason}): it is no target any more, destroying it",
+                        node=name,
+                    )
                 log.info(
                     "orphan nexus %s (%s) on node %s: destroying it", nexus.uuid, nexus.name, name
                 )
@@ -251,6 +262,7 @@ class Reconciler:
                     await cluster.engine(name).destroy_nexus(nexus.uuid)
                 except NotFound:
                     pass
+                await cluster.forget_superseded_nexus_info(nexus.uuid)
             for replica in list(record.replicas):
                 spec = replicas.get(replica.uuid)
                 if spec is None:

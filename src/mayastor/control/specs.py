@@ -190,6 +190,25 @@ class ReplicaSpec(SpecModel):
 # ============================================================================ nexuses
 
 
+class NexusNvmfConfig(SpecModel):
+    """The NVMe reservation a nexus holds on its children (after Mayastor's
+    NexusNvmfConfig): a new target of a volume takes its replicas over from the old
+    one, which is fenced from then on.
+
+    Attributes:
+        reservation_key: the nexus's key (nonzero; `targets.reservation_key`).
+        preempt_reservation_key: the key of the target it replaced, when it did.
+        reservation_type: the NVMe reservation type held.
+        preempt_policy: how a replica another host holds is taken over (Holder: from
+            whichever key holds it).
+    """
+
+    reservation_key: int
+    preempt_reservation_key: int | None = None
+    reservation_type: str = "ExclusiveAccess"
+    preempt_policy: str = "Holder"
+
+
 class NexusSpec(SpecModel):
     """A nexus: the target of a volume on one node, over the volume's replicas.
 
@@ -197,6 +216,7 @@ class NexusSpec(SpecModel):
         name: the volume uuid (so the subsystem NQN is the volume's on every node).
         children: the child URIs the nexus was created with and has been given since.
         allowed_hosts: host NQNs of the frontend nodes it is published to.
+        nvmf_config: its reservation (None: a nexus made before the core fenced).
     """
 
     kind: ClassVar[str] = "NexusSpec"
@@ -211,6 +231,7 @@ class NexusSpec(SpecModel):
     owner: uuid_mod.UUID | None = None
     allowed_hosts: list[str] = Field(default_factory=list)
     operation: OperationRecord | None = None
+    nvmf_config: NexusNvmfConfig | None = None
 
 
 # ============================================================================ volumes

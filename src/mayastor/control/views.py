@@ -236,6 +236,8 @@ def nexus_model(node: str, nexus: nexus_pb2.Nexus) -> Nexus:
         deviceUri=nexus.device_uri,
         rebuilds=nexus.rebuilds,
         protocol=Protocol.NVMF if nexus.device_uri else Protocol.NONE,
+        fenced=nexus.fenced,
+        fence_reason=nexus.fence_reason or None,
     )
 
 

@@ -19,21 +19,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import uuid as uuid_mod
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aetcd
 import aetcd.exceptions
 import grpc
 
-from mayastor.api.store_keys import StoreKeys, parse_etcd_url
+from mayastor.api.store_keys import SUPERSEDED_BY, StoreKeys, parse_etcd_url
 from mayastor.api.v1 import registration_pb2, registration_pb2_grpc
 from mayastor.credentials import grpc_tls
 from mayastor.credentials.grpc_tls import GrpcTls
-from mayastor.errors import InvalidArgument, Unavailable
+from mayastor.errors import InvalidArgument, Superseded, Unavailable
 from mayastor.nexus import NexusInfo
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,21 @@ async def _retrying(what: str, retry_for: float, call: Callable[[], Awaitable[_T
         delay = min(delay * 2, 1.0)
 
 
+def _refuse_superseded(nexus_uuid: uuid_mod.UUID, data: bytes | None) -> None:
+    """Raise Superseded when a stored record carries the core agent's mark."""
+    if data is None:
+        return
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return  # NexusInfo.from_json says what is wrong with it
+    if isinstance(doc, dict) and doc.get(SUPERSEDED_BY):
+        raise Superseded(
+            f"the nexus info of {nexus_uuid} is marked superseded by nexus "
+            f"{doc[SUPERSEDED_BY]}: the volume has a newer nexus"
+        )
+
+
 class CoreNexusInfoStore:
     """A `NexusInfoStore` reached through the core agent's gRPC API.
 
@@ -85,6 +101,8 @@ class CoreNexusInfoStore:
             text = f"the core agent at {self.endpoint}: {exc.code().name}: {exc.details()}"
             if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                 raise _Retry(text) from exc
+            if exc.code() is grpc.StatusCode.FAILED_PRECONDITION:
+                raise Superseded(text) from exc
             raise Unavailable(text) from exc
 
     async def get(self, nexus_uuid: uuid_mod.UUID) -> NexusInfo | None:
@@ -143,6 +161,8 @@ class EtcdNexusInfoStore:
         self.timeout = timeout
         self._current = 0
         self._client: aetcd.Client | None = None
+        self._revisions: dict[uuid_mod.UUID, int] = {}
+        """The revision each nexus's record had when this store last wrote it."""
 
     def _key(self, nexus_uuid: uuid_mod.UUID) -> bytes:
         keys = self.keys()
@@ -170,19 +190,58 @@ class EtcdNexusInfoStore:
         async def read() -> bytes | None:
             key = self._key(nexus_uuid)
             found = await self._call(lambda client: client.get(key))
+            self._revisions[nexus_uuid] = 0 if found is None else int(found.mod_revision)
             return None if found is None else bytes(found.value)
 
         data = await _retrying(f"read the nexus info of {nexus_uuid}", self.retry_for, read)
         if data is None:
             return None
+        _refuse_superseded(nexus_uuid, data)
         return NexusInfo.from_json(data, f"of nexus {nexus_uuid} in etcd")
 
     async def put(self, nexus_uuid: uuid_mod.UUID, info: NexusInfo) -> None:
+        """Store the record unless someone else changed it since this store last read
+        or wrote it (the core agent marks the record of a nexus it replaced).
+
+        Raises:
+            Superseded: the record was marked superseded or removed meanwhile.
+            Unavailable: etcd did not answer within `retry_for`.
+        """
         payload = info.to_json()
 
         async def write() -> None:
             key = self._key(nexus_uuid)
-            await self._call(lambda client: client.put(key, payload))
+            expected = self._revisions.get(nexus_uuid)
+            if expected is None:
+                found = await self._call(lambda client: client.get(key))
+                _refuse_superseded(nexus_uuid, None if found is None else bytes(found.value))
+                expected = 0 if found is None else int(found.mod_revision)
+
+            async def txn(client: aetcd.Client) -> tuple[bool, list[Any]]:
+                compare = (
+                    client.transactions.version(key) == 0
+                    if expected == 0
+                    else client.transactions.mod(key) == expected
+                )
+                ok, responses = await client.transaction(
+                    compare=[compare], success=[client.transactions.put(key, payload)], failure=[]
+                )
+                return bool(ok), list(responses)
+
+            ok, responses = await self._call(txn)
+            if ok:
+                self._revisions[nexus_uuid] = int(responses[0].response_put.header.revision)
+                return
+            found = await self._call(lambda client: client.get(key))
+            if found is not None and bytes(found.value) == payload:
+                # Our own put of an earlier try, whose answer was lost.
+                self._revisions[nexus_uuid] = int(found.mod_revision)
+                return
+            self._revisions.pop(nexus_uuid, None)
+            raise Superseded(
+                f"the nexus info of {nexus_uuid} was changed or removed by the control "
+                "plane: the volume has a newer nexus"
+            )
 
         await _retrying(f"write the nexus info of {nexus_uuid}", self.retry_for, write)
 

@@ -13,13 +13,16 @@ its policy says:
   (when one is given); else only acquire, which conflicts while another host holds it;
 * `PreemptPolicy.HOLDER`: read the report and preempt whatever other key holds it.
 
-A nexus whose child answers an I/O with a reservation conflict has been superseded:
-it is *fenced*. It stops I/O to all its children (nothing is retired: the children
-are fine, they are just not ours; the nexus info is left alone), its state is Fenced
-(final), its front-end I/O fails with the path status Asymmetric Access Inaccessible
-(so that a host with another path retries there), and its owner is told
-(`on_fenced`; the io-engine turns the published subsystem's ANA state Inaccessible).
-On a clean shutdown it releases its reservations and unregisters (best effort).
+A nexus whose child answers an I/O with a reservation conflict has been superseded: it
+is *fenced*; so is one whose nexus info the store refuses as superseded (the control
+plane made a newer nexus while this one was cut off, and the child this one still
+reaches, its local replica, could not be taken over yet). It stops I/O to all its
+children (nothing is retired: the children are fine, they are just not ours; the nexus
+info is left alone), its state is Fenced (final), its front-end I/O fails with the path
+status Asymmetric Access Inaccessible (so that a host with another path retries there),
+and its owner is told (`on_fenced`; the io-engine turns the published subsystem's ANA
+state Inaccessible). On a clean shutdown it releases its reservations and unregisters
+(best effort).
 
 Children whose devices take no part in reservations (malloc, files) are not fenced.
 """
@@ -45,6 +48,7 @@ from mayastor.errors import (
     DeviceError,
     InvalidArgument,
     ReservationConflict,
+    Superseded,
 )
 from mayastor.nexus._child import NexusChild
 from mayastor.nexus._core import as_device_error, log
@@ -229,9 +233,17 @@ class Fencing(IoGate):
 
     def _fence(self, child: NexusChild, error: Exception) -> None:
         """A child refused I/O with a reservation conflict: another nexus took over."""
+        self._fence_for(f"child {child.uri} answered with a reservation conflict: {error}")
+
+    def _superseded(self, error: Superseded) -> None:
+        if self.state in (NexusState.SHUTTING_DOWN, NexusState.SHUTDOWN):
+            return  # going away anyway: its info is simply left as it was
+        self._fence_for(f"the store refused its nexus info: {error}")
+
+    def _fence_for(self, reason: str) -> None:
         if self.fenced is not None:
             return
-        self.fenced = f"child {child.uri} answered with a reservation conflict: {error}"
+        self.fenced = reason
         log.error(
             "nexus %s is fenced: %s; it serves no more I/O (another nexus holds its children)",
             self.name,

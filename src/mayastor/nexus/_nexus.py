@@ -41,7 +41,7 @@ import uuid as uuid_mod
 from collections.abc import Callable, Sequence
 
 from mayastor.bdev import BlockDevice
-from mayastor.errors import InvalidArgument
+from mayastor.errors import InvalidArgument, Superseded
 from mayastor.nexus._child import ChildOpener, NexusChild, uuid_in_uri
 from mayastor.nexus._child_state import ChildState
 from mayastor.nexus._core import close_quietly, common_block_size, log
@@ -220,7 +220,11 @@ class Nexus(Reconfiguration):
         # Drained and flushed: the children still recorded healthy hold the same data.
         self._clean_shutdown = True
         self._info_version += 1
-        await self._persist_info()
+        try:
+            await self._persist_info()
+        except Superseded:
+            log.info("nexus %s shut down (superseded; its nexus info left as it was)", self.name)
+            return
         log.info("nexus %s shut down", self.name)
 
     async def destroy(self) -> None:

@@ -3,9 +3,11 @@
 The record changes (`_info_version` goes up) whenever a child stops or starts being
 known to hold current data; an I/O that caused such a change is acknowledged only once
 the store holds the new record, so after a crash an out-of-date child is never read as
-if it were current. One writer at a time stores the newest record; callers wait for a
-record at least as new as the change they made. At creation, a stored record says
-which children to trust.
+if it were current. A store that refuses the record as superseded (the control plane
+gave the volume a newer nexus while this one was cut off) fences the nexus: an old
+target that lost its remote children cannot go on with its local one alone. One writer
+at a time stores the newest record; callers wait for a record at least as new as the
+change they made. At creation, a stored record says which children to trust.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from mayastor.errors import FailedPrecondition, InternalDeviceError
+from mayastor.errors import FailedPrecondition, InternalDeviceError, Superseded
 from mayastor.nexus._child_state import ChildState, FaultReason
 from mayastor.nexus._core import NexusCore, retrieve
 from mayastor.nexus._info import NexusInfo, NexusInfoStore
@@ -50,12 +52,23 @@ class InfoPersistence(NexusCore):
         try:
             await self._store.put(self.uuid, self.info())
             self._info_stored = max(self._info_stored, version)
+        except Superseded as exc:
+            self._superseded(exc)
+            raise
         finally:
             self._info_writer = None
+
+    def _superseded(self, error: Superseded) -> None:
+        """Hook: the store refused the info because the volume has a newer nexus (the
+        fencing layer fences the nexus)."""
 
     async def _persist_for_io(self, error: Exception | None) -> None:
         try:
             await self._persist_info()
+        except Superseded:
+            if error is not None:
+                return  # the I/O fails anyway, with the fenced nexus's error
+            raise self._not_serving() from None
         except Exception as exc:
             if error is not None:
                 return  # the I/O fails anyway, with its own error

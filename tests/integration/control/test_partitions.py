@@ -6,9 +6,10 @@ connection, just nothing. The volume's frontend is our own initiator in the root
 namespace, writing through a `BackgroundLoad` that records every acknowledged write.
 The checks: a replica cut off is retired within the child I/O timeout while the writes
 go on, and comes back with a partial rebuild (or is replaced after the wait); a target
-cut off is replaced by one on another node, and the old one, back on the network, can
-no longer reach the replicas and is collected; no acknowledged write is lost and the
-replicas end identical on disk.
+cut off is replaced by one on another node, and the old one, back on the network, is
+fenced (its replicas are the new nexus's, and the store refuses its nexus info, so it
+cannot go on with its local replica alone), acknowledges nothing and is collected; no
+acknowledged write is lost and the replicas end identical on disk.
 """
 
 from __future__ import annotations
@@ -23,16 +24,13 @@ from typing import Any
 
 import pytest
 
-from mayastor.bdev import NvmfDevice
-from mayastor.errors import MayastorError
-from mayastor.nvmf.host import ControllerOptions
 from tests.support.agreement import disagreements
 from tests.support.cluster import FAST_CORE_FLAGS, TestCluster
 from tests.support.netns import TestNetwork
 from tests.support.offline_pool import replica_images
 from tests.support.polling import wait_for
 from tests.support.verified_writes import BackgroundLoad, verify_uri
-from tests.support.volume_io import frontend_nqn, read_at, write_at
+from tests.support.volume_io import frontend_nqn, read_at, write_at, write_once
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_root]
 
@@ -163,45 +161,11 @@ def test_a_replica_cut_off_longer_than_the_wait_is_replaced_on_another_node(
     assert len(set(read_replicas(cluster, volume, 16 * MIB).values())) == 1
 
 
-async def _write_through(uri: str, writes: list[tuple[int, bytes]]) -> list[str]:
-    """Try each write through `uri` once (no reconnect); per write "acknowledged" or
-    why not."""
-    options = ControllerOptions(
-        hostnqn=APP, io_timeout=5.0, ctrl_loss_timeout=0, fast_io_fail_timeout=0.0
-    )
-    try:
-        device = await asyncio.wait_for(NvmfDevice.open(uri, options=options), 20)
-    except (MayastorError, TimeoutError) as exc:
-        return [f"cannot connect: {exc!r}"] * len(writes)
-    outcomes = []
-    try:
-        for offset, data in writes:
-            try:
-                await asyncio.wait_for(device.write(offset // device.block_size, data), 20)
-                await asyncio.wait_for(device.flush(), 20)
-            except (MayastorError, TimeoutError) as exc:
-                outcomes.append(f"failed: {exc!r}")
-            else:
-                outcomes.append("acknowledged")
-    finally:
-        await device.close()
-    return outcomes
-
-
 @pytest.mark.parametrize(
     "local_replica",
     [
         pytest.param(False, id="no-replica-on-the-old-target-node"),
-        pytest.param(
-            True,
-            id="a-replica-on-the-old-target-node",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the old nexus keeps its local child and acknowledges writes to it "
-                "alone once the host reaches it again; the replica's full rebuild then "
-                "discards them (no fencing of in-process children yet)",
-            ),
-        ),
+        pytest.param(True, id="a-replica-on-the-old-target-node"),
     ],
 )
 def test_a_partitioned_old_target_that_comes_back_cannot_write_to_the_replicas_and_is_cleaned_up(
@@ -233,7 +197,7 @@ def test_a_partitioned_old_target_that_comes_back_cannot_write_to_the_replicas_a
     write_at(new_uri, APP, 2 * MIB, new)
     network.restore("node-1")
     stale = b"\xee" * MIB
-    outcomes = asyncio.run(_write_through(old_uri, [(2 * MIB, stale), (6 * MIB, stale)]))
+    outcomes = write_once(old_uri, APP, [(2 * MIB, stale), (6 * MIB, stale)])
 
     wait_for(lambda: cluster.node_status("node-1") == "Online", "node-1 back", 120)
     wait_for(
@@ -244,6 +208,13 @@ def test_a_partitioned_old_target_that_comes_back_cannot_write_to_the_replicas_a
     wait_for(lambda: cluster.volume_status(volume) == "Online", "the volume Online", 120)
     wait_for(lambda: disagreements(cluster) == [], "specs and io-engines agree", 60)
     assert "acknowledged" not in outcomes, outcomes
+    collected = [
+        e["message"]
+        for e in cluster.rest.get("/events", target=volume)
+        if e["action"] == "FencedTargetCollected"
+    ]
+    assert len(collected) == 1, collected  # fenced first, then destroyed
+    assert old_nexus in collected[0]
     expected = before[: 2 * MIB] + new + before[3 * MIB :] + bytes(size - len(before))
     assert read_at(new_uri, APP, 0, size) == expected
     replicas = read_replicas(cluster, volume, size)

@@ -54,16 +54,18 @@ from typing import Any, cast
 import httpx
 import pytest
 
-from mayastor.bdev import NvmfDevice
+from mayastor.bdev import DeviceOpener, NvmfDevice
 from mayastor.cli.client import main as client_main
 from mayastor.cluster.processes import EngineProcess, EtcdProcess
 from mayastor.control.engine_client import LIST_TIMEOUT
+from mayastor.nexus import MemoryNexusInfoStore, Nexus
 from mayastor.nvmf.host import ControllerOptions
 from tests.support.agreement import disagreements
 from tests.support.cluster import FAST_CORE_FLAGS, TestCluster
 from tests.support.netns import TestNetwork
 from tests.support.verified_writes import BackgroundLoad, Mismatch, WriteLedger, zero_fingerprint
-from tests.support.volume_io import frontend_nqn, write_at
+from tests.support.volume_io import frontend_nqn
+from tests.support.write_ledger import Readable
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_root, pytest.mark.timeout(900)]
 
@@ -127,13 +129,20 @@ def merge(history: WriteLedger | None, latest: WriteLedger) -> WriteLedger:
     return history
 
 
+async def verify_every_child_of(
+    ledger: WriteLedger, nexus: Readable, children: int
+) -> list[Mismatch]:
+    """`ledger.verify` of `nexus`, each unit read `children` times in a row: the nexus
+    hands reads round-robin to its Online children, so each of them serves every unit
+    once (nothing else reads meanwhile)."""
+    return await ledger.verify(nexus, [lba for lba in ledger.units() for _ in range(children)])
+
+
 async def verify_every_child(ledger: WriteLedger, uri: str, children: int) -> list[Mismatch]:
-    """`ledger.verify` through `uri`, each unit read `children` times in a row: the
-    nexus hands reads round-robin to its Online children, so each of them serves every
-    unit once (nothing else reads meanwhile)."""
+    """`verify_every_child_of` the nexus published at `uri`."""
     device = await NvmfDevice.open(uri, options=ControllerOptions(hostnqn=APP))
     try:
-        return await ledger.verify(device, [lba for lba in ledger.units() for _ in range(children)])
+        return await verify_every_child_of(ledger, device, children)
     finally:
         await device.close()
 
@@ -463,23 +472,46 @@ class FaultRounds:
         }
 
 
-def test_the_round_check_reads_every_child_so_a_replica_that_missed_writes_is_found(
-    make_cluster: Callable[..., TestCluster],
+def sparse_files(folder: Path, count: int, size: int) -> list[Path]:
+    paths = [folder / f"disk{n}.img" for n in range(count)]
+    for path in paths:
+        with open(path, "wb") as fh:
+            fh.truncate(size)
+    return paths
+
+
+def write_behind_the_nexus(path: Path, offset: int, data: bytes) -> None:
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        fh.write(data)
+        os.fsync(fh.fileno())
+
+
+async def test_the_round_check_reads_every_child_so_one_that_missed_a_write_is_found(
+    tmp_path: Path,
 ) -> None:
-    cluster = make_cluster()
-    volume, uri = cluster.new_volume(size=8 * MIB, replicas=3, target="node-1")
-    ledger = WriteLedger(512, 8)
-    rng = random.Random(5)
-    for unit in range(16):
-        data = rng.randbytes(ledger.unit_bytes)
-        write_at(uri, APP, unit * ledger.unit_bytes, data)
-        ledger.record(unit * 8, data, ok=True)
-    replicas = cluster.volume(volume)["state"]["replica_topology"]
-    remote = next(
-        r for r in cluster.rest.get("/replicas") if r["node"] != "node-1" and r["uuid"] in replicas
+    disks = sparse_files(tmp_path, 3, 8 * MIB)
+    nexus = await Nexus.create(
+        "check",
+        uuid.uuid4(),
+        8 * MIB,
+        [f"aio://{disk}" for disk in disks],
+        opener=DeviceOpener(),
+        store=MemoryNexusInfoStore(),
     )
-    write_at(remote["uri"], cluster.engines["node-1"].hostnqn, 5 * ledger.unit_bytes, bytes(4096))
-    wrong = asyncio.run(verify_every_child(ledger, uri, 3))
+    try:
+        ledger = WriteLedger(nexus.block_size, 8)
+        rng = random.Random(5)
+        for unit in range(16):
+            data = rng.randbytes(ledger.unit_bytes)
+            await nexus.write(unit * 8, data)
+            ledger.record(unit * 8, data, ok=True)
+        await nexus.flush()
+        # one child "missed" the write of unit 5: it holds zeroes there
+        write_behind_the_nexus(disks[1], 5 * ledger.unit_bytes, bytes(ledger.unit_bytes))
+        wrong = await verify_every_child_of(ledger, nexus, 3)
+    finally:
+        await nexus.destroy()
     assert [m.lba for m in wrong] == [5 * 8]
 
 

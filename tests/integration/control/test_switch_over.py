@@ -3,8 +3,9 @@
 The volume's frontend is our own initiator here (the kernel's multipath is in the
 interop tests); what these tests check is the control plane's side: the target moves
 to another node with a new controller ID range under the same NQN and namespace, every
-acknowledged write is readable through it, and the old node's nexus and replica are
-dealt with when it comes back.
+acknowledged write is readable through it, the replicas are reserved by the new nexus
+(the old one is fenced), and the old node's nexus and replica are dealt with when it
+comes back.
 """
 
 from __future__ import annotations
@@ -19,10 +20,17 @@ import pytest
 
 from mayastor.bdev import NvmfDevice
 from mayastor.control.operations.targets import cntlid_range
+from mayastor.control.specs import node_nqn
 from mayastor.nvmf.host import ControllerOptions
 from tests.support.cluster import FAST_CORE_FLAGS, TestCluster
 from tests.support.polling import wait_for
-from tests.support.volume_io import frontend_nqn, read_at, write_at
+from tests.support.volume_io import (
+    frontend_nqn,
+    read_at,
+    reservation_probe,
+    write_at,
+    write_once,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -215,3 +223,37 @@ def test_the_old_target_node_back_loses_its_nexus_and_its_replica_rejoins(
     assert all(n["uuid"] != old_nexus for n in cluster.rest.get("/nexuses"))
     assert "Rejoining" in [e["action"] for e in cluster.rest.get("/events", target=volume)]
     assert read_at(moved, APP, 5 * MIB, MIB) == data
+
+
+def test_a_target_moved_off_a_stopped_node_fences_the_old_nexus_which_is_then_collected(
+    make_cluster: Callable[..., TestCluster],
+) -> None:
+    cluster = make_cluster(core_flags=QUICK)
+    volume, old_uri = cluster.new_volume(replicas=3, target="node-1")
+    old_nexus = cluster.volume(volume)["spec"]["target"]["nexus"]
+    engine = cluster.engines["node-1"]
+    engine.pause()
+    try:
+        wait_for(lambda: cluster.target_node(volume) not in (None, "node-1"), "target moved", 60)
+        new_node = cluster.target_node(volume)
+        assert new_node is not None
+        new_nexus = cluster.volume(volume)["spec"]["target"]["nexus"]
+        specs = {n["uuid"]: n for n in cluster.rest.get("/specs")["nexuses"]}
+        key = specs[new_nexus]["nvmf_config"]["reservation_key"]
+        topology = cluster.volume(volume)["state"]["replica_topology"]
+        remote = next(r for r, t in topology.items() if t["node"] not in ("node-1", new_node))
+        replica_uri = cluster.rest.get(f"/replicas/{remote}")["uri"]
+        # The replica is the new nexus's: any other host, the old nexus included, is refused.
+        assert reservation_probe(replica_uri, node_nqn(new_node)) == (key, "reservation conflict")
+    finally:
+        engine.resume()
+    data = os.urandom(MIB)
+    write_at(cluster.volume(volume)["state"]["target"]["deviceUri"], APP, 0, data)
+    outcomes = write_once(old_uri, APP, [(0, b"\xee" * MIB)])
+    wait_for(
+        lambda: all(n["uuid"] != old_nexus for n in cluster.rest.get("/nexuses")),
+        "the old nexus collected on node-1",
+        60,
+    )
+    assert "acknowledged" not in outcomes, outcomes
+    assert read_at(cluster.volume(volume)["state"]["target"]["deviceUri"], APP, 0, MIB) == data

@@ -29,6 +29,7 @@ from mayastor.errors import (
     DeviceError,
     InvalidArgument,
     ReservationConflict,
+    Superseded,
 )
 from mayastor.nexus import (
     NEXUS_TRANSITIONS,
@@ -36,6 +37,7 @@ from mayastor.nexus import (
     MemoryNexusInfoStore,
     Nexus,
     NexusEvent,
+    NexusInfo,
     NexusState,
     PreemptPolicy,
     ReservationPolicy,
@@ -342,3 +344,63 @@ def test_a_fenced_nexus_stays_fenced_until_it_is_shut_down(event: NexusEvent) ->
     assert not NexusState.FENCED.serves_io
     shut = next_nexus_state("n", NexusState.FENCED, NexusEvent.SHUTDOWN_STARTED)
     assert shut is NexusState.SHUTTING_DOWN
+
+
+class SupersedingStore(MemoryNexusInfoStore):
+    """Nexus info kept in memory that refuses every write once `superseded` is set, as
+    the cluster store does for a nexus the control plane replaced while it was away."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.superseded = False
+
+    async def put(self, nexus_uuid: uuid_mod.UUID, info: NexusInfo) -> None:
+        if self.superseded:
+            raise Superseded(f"nexus {nexus_uuid} was replaced by a newer target")
+        await super().put(nexus_uuid, info)
+
+
+async def superseded_nexus(replicas: Replicas) -> tuple[Nexus, SupersedingStore]:
+    store = SupersedingStore()
+    nexus = await Nexus.create(
+        "old",
+        uuid_mod.uuid4(),
+        SIZE,
+        [R0, R1],
+        opener=replicas,
+        store=store,
+        reservation=ReservationPolicy(KEY_A),
+    )
+    await nexus.write(0, pattern(4096, 1))
+    store.superseded = True
+    return nexus, store
+
+
+async def test_a_nexus_whose_info_the_store_refuses_as_superseded_is_fenced(
+    replicas: Replicas,
+) -> None:
+    nexus, store = await superseded_nexus(replicas)
+    told: list[str] = []
+    nexus.on_fenced = lambda: told.append("fenced")
+    before = await store.get(nexus.uuid)
+    await replicas.disk(R1).close()  # the remote child it lost while cut off
+    with pytest.raises(AnaInaccessible):
+        await nexus.write(8, pattern(4096, 2))  # taken by r0 alone: never acknowledged
+    assert nexus.state is NexusState.FENCED
+    assert nexus.fenced is not None
+    assert "store refused its nexus info" in nexus.fenced
+    await asyncio.sleep(0.01)
+    assert told == ["fenced"]
+    with pytest.raises(AnaInaccessible):
+        await nexus.read(0, 8)
+    assert await store.get(nexus.uuid) == before
+    await nexus.close()
+
+
+async def test_a_superseded_nexus_is_destroyed_without_an_error(replicas: Replicas) -> None:
+    nexus, store = await superseded_nexus(replicas)
+    before = await store.get(nexus.uuid)
+    await nexus.shutdown()  # its clean-shutdown record is refused: left as it was
+    assert nexus.state is NexusState.SHUTDOWN
+    assert await store.get(nexus.uuid) == before
+    await nexus.destroy()

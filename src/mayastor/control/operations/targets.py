@@ -15,7 +15,18 @@ while it tries to reconnect) sees the new one as another path of the same subsys
 and the namespace is the same on both (its uuid is the volume's), so native NVMe
 multipath moves the I/O over. Moving a target off an offline node (switch-over) leaves
 the old nexus to be destroyed when its node is back; its replicas are shared again to
-the new node only, so the old nexus cannot reach them.
+the new node only, so the old nexus cannot reach them, and its nexus info is marked
+superseded (`Cluster.supersede_nexus_info`), so it cannot retire them and go on with
+its local replica alone.
+
+Every nexus holds an NVMe reservation on its replicas (fencing, after Mayastor's core
+agent): Exclusive Access under a key of its own (`reservation_key`: nonzero, new with
+each target generation), preempting whichever host holds a replica (the Holder
+policy), so once a new target is made an old nexus that still runs (its node was cut
+off, not dead) gets a reservation conflict from every replica the new one took and is
+fenced: it serves no more I/O and its subsystem turns ANA Inaccessible. A nexus found
+fenced or faulted right after it was made (a stray older creation took the replicas
+back in between) is undone like any failed step, and the caller tries again.
 
 Publish and republish are undone when interrupted (the volume ends unpublished; the
 caller retries); unpublish is finished.
@@ -26,12 +37,15 @@ from __future__ import annotations
 import logging
 import uuid as uuid_mod
 
+from mayastor.api.v1 import nexus_pb2
 from mayastor.control.cluster import Cluster, NexusHealth
+from mayastor.control.engine_client import NexusReservation
 from mayastor.control.events import EventCategory
 from mayastor.control.models import PublishVolumeBody
 from mayastor.control.operations.replicas import affinity_peers, child_uri, unshare_replica
 from mayastor.control.placement import NodeView, choose_target_node
 from mayastor.control.specs import (
+    NexusNvmfConfig,
     NexusSpec,
     NodeAccessInfo,
     NodeSpec,
@@ -43,9 +57,29 @@ from mayastor.control.specs import (
     VolumeTarget,
     node_nqn,
 )
-from mayastor.errors import FailedPrecondition, MayastorError, NotFound, Unavailable
+from mayastor.errors import Conflict, FailedPrecondition, MayastorError, NotFound, Unavailable
 
 log = logging.getLogger(__name__)
+
+
+_KEY_GENERATION_SHIFT = 48
+_KEY_GENERATIONS = 0xFFFF
+
+
+def reservation_key(nexus_uuid: uuid_mod.UUID, generation: int) -> int:
+    """The reservation key of a volume's nexus: the target generation (mod 2^16) over
+    the low 48 bits of the nexus uuid (Mayastor's core takes the uuid's low 64 bits), so
+    the targets of one volume never share a key, and never 0 (no reservation)."""
+    key = (generation & _KEY_GENERATIONS) << _KEY_GENERATION_SHIFT
+    key |= nexus_uuid.int & ((1 << _KEY_GENERATION_SHIFT) - 1)
+    return key or 1
+
+
+def reservation_of(nexus: NexusSpec | None) -> int:
+    """The reservation key `nexus` holds (0: none, or no such nexus)."""
+    if nexus is None or nexus.nvmf_config is None:
+        return 0
+    return nexus.nvmf_config.reservation_key
 
 
 CNTLID_SPAN = 0x0FFF
@@ -124,12 +158,18 @@ async def create_target(
     node: str,
     nexus_uuid: uuid_mod.UUID,
     frontends: list[NodeAccessInfo],
+    *,
+    replaces: int = 0,
 ) -> NexusSpec:
-    """Make and publish a nexus for `volume` on `node`; the volume spec is not touched
-    (the caller has saved it with the target generation this nexus is for).
+    """Make and publish a nexus for `volume` on `node`, holding the reservation of its
+    replicas (`replaces`: the key of the target it replaces, 0 for none); the volume
+    spec is not touched (the caller has saved it with the target generation this nexus
+    is for).
 
     Raises:
-        FailedPrecondition: no current replica can be reached.
+        FailedPrecondition: no current replica can be reached, or the new nexus is
+            faulted.
+        Conflict: the new nexus was fenced as soon as it was made.
         Whatever the io-engines or the store raise; the caller undoes.
     """
     replicas = [r for r in cluster.specs.replicas_of(volume) if r.status is SpecStatus.CREATED]
@@ -145,6 +185,9 @@ async def create_target(
     trusted = trusted_replicas(volume, present, health, node)
     engine = cluster.engine(node)
     uris = {r.uuid: await child_uri(cluster, r, node) for r in present}
+    reservation = NexusReservation(
+        key=reservation_key(nexus_uuid, volume.target_generation), preempt_key=replaces
+    )
     nexus = NexusSpec(
         uuid=nexus_uuid,
         name=str(volume.uuid),
@@ -155,15 +198,20 @@ async def create_target(
         owner=volume.uuid,
         allowed_hosts=[f.nqn for f in frontends],
         operation=OperationRecord(operation="Create"),
+        nvmf_config=NexusNvmfConfig(
+            reservation_key=reservation.key, preempt_reservation_key=replaces or None
+        ),
     )
     await cluster.specs.save(nexus)
-    await engine.create_nexus(
+    created = await engine.create_nexus(
         name=nexus.name,
         uuid=str(nexus_uuid),
         size=volume.size,
         children=nexus.children,
         cntlid_range=cntlid_range(volume.target_generation),
+        reservation=reservation,
     )
+    check_usable(volume, created)
     log.info(
         "volume %s: nexus %s created on node %s over %s",
         volume.uuid,
@@ -189,12 +237,34 @@ async def create_target(
             nexus_uuid,
         )
     await engine.publish_nexus(str(nexus_uuid), nexus.allowed_hosts)
+    await cluster.nodes.poll(node)
+    check_usable(volume, cluster.engine_nexus(node, nexus_uuid))
     nexus.status = SpecStatus.CREATED
     nexus.share = Protocol.NVMF
     nexus.operation = None
     await cluster.specs.save(nexus)
-    await cluster.nodes.poll(node)
     return nexus
+
+
+def check_usable(volume: VolumeSpec, nexus: nexus_pb2.Nexus | None) -> None:
+    """Refuse a nexus just made that cannot serve: gone, fenced, or faulted.
+
+    Raises:
+        Unavailable: its node no longer reports it.
+        Conflict: it is fenced (another nexus took the replicas since).
+        FailedPrecondition: it is faulted.
+    """
+    if nexus is None:
+        raise Unavailable(f"volume {volume.uuid}: its new nexus is not reported by its node")
+    if nexus.fenced:
+        raise Conflict(
+            f"volume {volume.uuid}: the new nexus {nexus.uuid} was fenced as soon as it was "
+            f"made ({nexus.fence_reason}); another nexus took the replicas over"
+        )
+    if nexus.state == nexus_pb2.NEXUS_FAULTED:
+        raise FailedPrecondition(
+            f"volume {volume.uuid}: the new nexus {nexus.uuid} is faulted (no child serves)"
+        )
 
 
 async def destroy_target(cluster: Cluster, nexus: NexusSpec, *, force: bool = False) -> None:
@@ -240,15 +310,18 @@ async def destroy_target(cluster: Cluster, nexus: NexusSpec, *, force: bool = Fa
     await cluster.specs.remove(nexus)
 
 
-async def _take_down(cluster: Cluster, nexus: NexusSpec) -> None:
-    """Destroy a volume's old nexus before a new one is made; one on a node that is
-    offline or does not answer is left to be collected when the node is back."""
+async def _take_down(cluster: Cluster, nexus: NexusSpec, by: uuid_mod.UUID) -> None:
+    """Destroy a volume's old nexus before the new one `by` is made; one on a node that
+    is offline or does not answer is left to be collected when the node is back, its
+    nexus info marked superseded first (so that it cannot retire the children it lost
+    and go on with its local one: it is fenced instead)."""
     if cluster.nodes.online(nexus.node):
         try:
             await destroy_target(cluster, nexus)
             return
         except Unavailable as exc:
             log.warning("nexus %s is left on its node for now: %s", nexus.uuid, exc)
+    await cluster.supersede_nexus_info(nexus.uuid, by)
     await destroy_target(cluster, nexus, force=True)
 
 
@@ -277,6 +350,7 @@ async def publish_volume(
     node = target_node_for(cluster, volume, body.node)
     nexus_uuid = uuid_mod.uuid4()
     previous = target.nexus if target is not None else None
+    replaces = reservation_of(cluster.specs.get(NexusSpec, str(previous))) if previous else 0
     volume.operation = OperationRecord(
         operation="Republish" if target is not None else "Publish",
         args={"node": node, "nexus": str(nexus_uuid), "previous": str(previous or "")},
@@ -286,9 +360,9 @@ async def publish_volume(
     try:
         if target is not None:
             for nexus in cluster.specs.nexuses_of(volume):
-                await _take_down(cluster, nexus)
+                await _take_down(cluster, nexus, nexus_uuid)
             volume.target = None
-        await create_target(cluster, volume, node, nexus_uuid, frontends)
+        await create_target(cluster, volume, node, nexus_uuid, frontends, replaces=replaces)
     except MayastorError:
         await undo_publish(cluster, volume)
         raise
@@ -304,7 +378,7 @@ async def publish_volume(
     await cluster.specs.save(volume)
     if old_health is not None and old_health != nexus_uuid:
         try:
-            await cluster.forget_nexus_info(old_health)
+            await cluster.release_nexus_info(old_health)
         except MayastorError as exc:
             log.warning("old nexus info %s is left behind: %s", old_health, exc)
     log.info(
@@ -399,10 +473,14 @@ async def recreate_target(cluster: Cluster, volume: VolumeSpec) -> VolumeSpec:
     )
     volume.target_generation += 1
     await cluster.specs.save(volume)
+    replaces = 0
     for stale in cluster.specs.nexuses_of(volume):
+        replaces = replaces or reservation_of(stale)
         await cluster.specs.remove(stale)
     try:
-        await create_target(cluster, volume, target.node, nexus_uuid, target.frontend_nodes)
+        await create_target(
+            cluster, volume, target.node, nexus_uuid, target.frontend_nodes, replaces=replaces
+        )
     except MayastorError:
         await undo_recreate(cluster, volume)
         raise
