@@ -87,7 +87,10 @@ class Cluster:
         for n in (1, 2, 3):
             name = f"node-{n}"
             engine = EngineProcess(
-                name, self.workdir, registration_endpoint=self.core.grpc_endpoint
+                name,
+                self.workdir,
+                registration_endpoint=self.core.grpc_endpoint,
+                disk_allow=[f"{self.workdir.resolve()}/*"],
             )
             engine.start()
             self.engines[name] = engine
@@ -116,7 +119,10 @@ class Cluster:
 
 def direct_floor(workdir: Path, rounds: int) -> list[float]:
     """The same objects as a publish, made by calling three io-engines directly."""
-    engines = [EngineProcess(f"direct-{n}", workdir) for n in (1, 2, 3)]
+    engines = [
+        EngineProcess(f"direct-{n}", workdir, disk_allow=[f"{workdir.resolve()}/*"])
+        for n in (1, 2, 3)
+    ]
     for engine in engines:
         engine.start()
     channels = [grpc.insecure_channel(e.endpoint) for e in engines]

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         disk = Path(tmp) / "disk.img"
         with open(disk, "wb") as fh:
             fh.truncate(1 << 30)
-        engine = EngineProcess("idle-node", Path(tmp))
+        engine = EngineProcess("idle-node", Path(tmp), disk_allow=[f"{Path(tmp).resolve()}/*"])
         engine.start()
         try:
             engine.client("pool", "create", "p1", str(disk), check=True)

@@ -115,7 +115,10 @@ class Cluster:
 
     def __init__(self, workdir: Path, pool_mb: int, disk_scheme: str) -> None:
         self.workdir = workdir
-        self.nodes = [EngineProcess(f"bench-{n}", workdir) for n in ("a", "b", "c")]
+        self.nodes = [
+            EngineProcess(f"bench-{n}", workdir, disk_allow=[f"{workdir.resolve()}/*"])
+            for n in ("a", "b", "c")
+        ]
         self.pool_mb = pool_mb
         self.disk_scheme = disk_scheme
         self.channel: grpc.Channel | None = None

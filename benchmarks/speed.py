@@ -375,7 +375,9 @@ class Cluster:
                     node.start()
             for node in self.nodes:
                 if self.files:
-                    disk = self.workdir / f"{node.node_name}.img"
+                    # under its state folder: an io-engine opens disks there by default
+                    node.state_dir.mkdir(parents=True, exist_ok=True)
+                    disk = node.state_dir / f"{node.node_name}.img"
                     with open(disk, "wb") as fh:
                         fh.truncate(self.pool_mb << 20)
                     self.disks.append(disk)
@@ -519,10 +521,12 @@ def fio_copy(source: Path, dest: Path, size_mb: int) -> float:
 def section_idle(run: Run) -> None:
     for code, path in run.codes():
         workdir = Path(tempfile.mkdtemp(prefix="idle.", dir=run.workdir))
-        disk = workdir / "disk.img"
+        engine = EngineProcess("idle-node", workdir)
+        # under its state folder: an io-engine opens disks there by default (every version)
+        engine.state_dir.mkdir(parents=True, exist_ok=True)
+        disk = engine.state_dir / "disk.img"
         with open(disk, "wb") as fh:
             fh.truncate(1 << 30)
-        engine = EngineProcess("idle-node", workdir)
         with pythonpath(path):
             engine.start()
         try:

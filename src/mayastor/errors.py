@@ -56,6 +56,23 @@ class FailedPrecondition(UsageError):
     """The object is not in a state that allows the operation."""
 
 
+class PermissionDenied(UsageError):
+    """The caller may not do this here (a disk outside the io-engine's --disk-allow)."""
+
+
+class DiskNotBlank(FailedPrecondition):
+    """A pool create found something on the disk (a file system, a partition table,
+    another pool, ...) and was not forced; nothing was written.
+
+    Attributes:
+        found: what was found, for people (``ext4 file system (UUID ...) at byte 1080``).
+    """
+
+    def __init__(self, message: str, found: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.found = found
+
+
 class Superseded(FailedPrecondition):
     """A newer owner has taken over what this writer wrote for: the nexus info of a
     nexus whose volume has a newer target (the nexus is fenced on it)."""
@@ -246,6 +263,16 @@ class ConnectRefused(
     status=_status(StatusCodeType.COMMAND_SPECIFIC, CommandSpecificStatus.CONNECT_INVALID_HOST),
 ):
     """A Fabrics Connect was refused (e.g. our host NQN is not on the allow-list)."""
+
+
+class AuthenticationFailed(
+    ConnectRefused,
+    status=_status(
+        StatusCodeType.COMMAND_SPECIFIC, CommandSpecificStatus.AUTHENTICATION_REQUIRED, True
+    ),
+):
+    """In-band authentication (DH-HMAC-CHAP) did not admit us: the controller asks for
+    it and we hold no secret, it refused our secret, or it did not prove its own."""
 
 
 class ConnectInvalidParameters(

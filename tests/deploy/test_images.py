@@ -114,7 +114,8 @@ def engine_container(images: None, tmp_path: Path) -> Iterator[tuple[str, str]]:
         "mayastor", "--node-name", "in-a-container", "--grpc-endpoint", grpc,
         "--nvmf-address", "127.0.0.1",
         "--replica-port", str(free_port()), "--nexus-port", str(free_port()),
-        "--state-dir", "/data/state", "--pool", "container-pool=/data/disk.img",
+        "--state-dir", "/data/state", "--disk-allow", "/data/*",
+        "--pool", "container-pool=/data/disk.img",
     )  # fmt: skip
     assert started.returncode == 0, started.stderr
     container = started.stdout.strip()

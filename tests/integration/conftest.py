@@ -11,6 +11,11 @@ import pytest
 from mayastor.cluster.processes import EngineProcess
 
 
+def allowed_disks(folder: Path) -> list[str]:
+    """--disk-allow patterns for an io-engine of a test: its folder, and block devices."""
+    return [f"{folder.resolve()}/*", "/dev/*"]
+
+
 def make_sparse_file(path: Path, size: int) -> Path:
     with open(path, "wb") as fh:
         fh.truncate(size)
@@ -40,10 +45,15 @@ def loop_device(tmp_path: Path) -> Iterator[Callable[[int], str]]:
 
 @pytest.fixture
 def engines(tmp_path: Path) -> Iterator[Callable[..., EngineProcess]]:
-    """Factory of started io-engine processes; all are stopped at the end of the test."""
+    """Factory of started io-engine processes; all are stopped at the end of the test.
+
+    They may open disks anywhere under the test's folder and block devices
+    (``--disk-allow``), unless the test passes `disk_allow` itself.
+    """
     started: list[EngineProcess] = []
 
     def start(node_name: str = "node-1", **kwargs: object) -> EngineProcess:
+        kwargs.setdefault("disk_allow", allowed_disks(tmp_path))
         engine = EngineProcess(node_name, tmp_path / "engines", **kwargs)  # type: ignore[arg-type]
         started.append(engine)
         engine.start()

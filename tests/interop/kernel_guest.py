@@ -10,6 +10,7 @@ io-engine, say). The guest reaches the host's 127.0.0.1 as 10.0.2.2.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,10 @@ RUN_GUEST = HERE / "kernel_initiator" / "run-guest"
 GUEST_SCRIPT = HERE / "guest" / "check_target.sh"
 GUEST_LIB = HERE / "guest" / "lib.sh"
 """The helpers every guest script sources, as /harness/files/lib.sh."""
+AUTH_KERNEL = os.environ.get("MAYASTOR_AUTH_KERNEL", "linux-image-6.12.95+deb12-amd64")
+"""A kernel with NVMe in-band authentication (CONFIG_NVME_HOST_AUTH), for the tests that
+need it; Debian's 6.1 has none. Set MAYASTOR_AUTH_KERNEL when backports moved on."""
+AUTH_KERNEL_SUITE = "bookworm-backports"
 
 
 class ControllerWatcher:
@@ -106,6 +111,8 @@ def run_guest_checks(
     shares: Sequence[tuple[Path, str]] = (),
     files: Sequence[tuple[Path, str]] = (),
     on_marker: Mapping[str, Callable[[], None]] | None = None,
+    kernel_package: str | None = None,
+    kernel_suite: str | None = None,
     readonly_shares: Sequence[tuple[Path, str]] = (),
     hostfwd: Sequence[tuple[int, int]] = (),
 ) -> GuestRun:
@@ -122,6 +129,8 @@ def run_guest_checks(
         shares: (host directory, guest mount point) pairs shared read-write over 9p.
         files: (host file, guest path) pairs copied into the guest (extra tools).
         on_marker: marker line -> callback.
+        kernel_package, kernel_suite: boot this Debian kernel package (from this apt
+            suite) instead of the default 6.1; it gets a cache of its own.
         readonly_shares: (host directory, guest mount point) pairs shared read-only.
         hostfwd: (host port, guest port) pairs: the host's 127.0.0.1:PORT reaches the
             guest's port (TCP).
@@ -144,6 +153,10 @@ def run_guest_checks(
         "--file",
         str(GUEST_LIB),
     ]
+    if kernel_package:
+        argv += ["--kernel-package", kernel_package]
+    if kernel_suite:
+        argv += ["--kernel-suite", kernel_suite]
     for key, value in env.items():
         argv += ["--env", f"{key}={value}"]
     for host_dir, guest_dir in shares:

@@ -44,7 +44,7 @@ class Session:
 def session(tmp_path_factory: pytest.TempPathFactory) -> Session:
     workdir = tmp_path_factory.mktemp("interop")
     disk = make_sparse_file(workdir / "pool.img", 128 << 20)
-    engine = EngineProcess("interop-node", workdir)
+    engine = EngineProcess("interop-node", workdir, disk_allow=[f"{workdir.resolve()}/*"])
     engine.start()
     try:
         engine.client("pool", "create", "pool1", str(disk), check=True)

@@ -93,7 +93,8 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Session:
     share = workdir / "handshake"
     share.mkdir()
     nodes = [
-        EngineProcess(name, workdir) for name in ("nexus-node", "replica-node-1", "replica-node-2")
+        EngineProcess(name, workdir, disk_allow=[f"{workdir.resolve()}/*"])
+        for name in ("nexus-node", "replica-node-1", "replica-node-2")
     ]
     result = Session()
     try:

@@ -53,7 +53,7 @@ async def report(engine: EngineProcess) -> ReservationStatus:
 def session(tmp_path_factory: pytest.TempPathFactory) -> Session:
     workdir = tmp_path_factory.mktemp("interop-resv")
     disk = make_sparse_file(workdir / "pool.img", 128 << 20)
-    engine = EngineProcess("resv-node", workdir)
+    engine = EngineProcess("resv-node", workdir, disk_allow=[f"{workdir.resolve()}/*"])
     engine.start()
     try:
         engine.client("pool", "create", "pool1", str(disk), check=True)

@@ -150,6 +150,7 @@ class TestCluster:
             self.workdir,
             registration_endpoint=self.core.grpc_endpoint,
             extra_args=flags,
+            disk_allow=[f"{self.workdir.resolve()}/*"],
             host=host,
             netns=netns,
         )

@@ -2,8 +2,8 @@
 
 Public surface:
 
-* the contract: `BlockDevice`, `IoStats`, `Buffer`, `BLOCK_SIZES`, and for callers and
-  drivers of callback I/O `IoDone` and `IoRequest`;
+* the contract: `BlockDevice`, `IoStats`, `SpaceBelow`, `Buffer`, `BLOCK_SIZES`, and
+  for callers and drivers of callback I/O `IoDone` and `IoRequest`;
 * URIs: `parse_bdev_uri` and what it returns (`BdevUri`, `MallocUri`, `FileUri`,
   `NvmfUri`, `LoopbackUri`);
 * running an I/O coroutine inline, in the caller's frame: `run_inline`, and
@@ -21,7 +21,15 @@ Public surface:
 
 from mayastor.bdev._inline import finish_in_task, run_inline
 from mayastor.bdev.aio import DEFAULT_AIO_THREADS, AioDevice
-from mayastor.bdev.device import BLOCK_SIZES, BlockDevice, Buffer, IoDone, IoRequest, IoStats
+from mayastor.bdev.device import (
+    BLOCK_SIZES,
+    BlockDevice,
+    Buffer,
+    IoDone,
+    IoRequest,
+    IoStats,
+    SpaceBelow,
+)
 from mayastor.bdev.malloc import MallocDevice
 from mayastor.bdev.nvmf import NvmfDevice, register_nvmf
 from mayastor.bdev.opener import DeviceOpener, OpenFn
@@ -75,6 +83,7 @@ __all__ = [
     "ReservationState",
     "ReservationStatus",
     "ReservationType",
+    "SpaceBelow",
     "UringDevice",
     "finish_in_task",
     "parse_bdev_uri",

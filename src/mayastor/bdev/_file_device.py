@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import abc
 import ctypes
+import os
 import uuid as uuid_mod
 from sys import getrefcount
 
 from mayastor.bdev._backing import (
+    FALLOC_FL_KEEP_SIZE,
     FALLOCATE_REFUSED,
     PUNCH_HOLE,
     ZERO_RANGE,
@@ -31,7 +33,7 @@ from mayastor.bdev._backing import (
     device_error,
 )
 from mayastor.bdev._buffers import PAGE_SIZE, aligned_buffer, pinned_address
-from mayastor.bdev.device import BlockDevice, Buffer
+from mayastor.bdev.device import BlockDevice, Buffer, SpaceBelow
 
 _ZERO_CHUNK = 1 << 20
 _SLAB_BYTES = 256 << 10
@@ -240,6 +242,34 @@ class FileBackedDevice(BlockDevice):
         """
         self.num_blocks = self.backing.num_blocks()
         return self.num_blocks
+
+    async def reserve_space(self, lba: int, nblocks: int) -> bool:
+        """Allocate the range's blocks in the file (fallocate, keeping size and
+        contents); a block device, or a file system that cannot, has nothing to do.
+
+        Raises:
+            NoSpace: the file system under the file is full.
+            DeviceError: another error of the file system.
+        """
+        if self.backing.block_device or not nblocks:
+            return False
+        bs = self.block_size
+        try:
+            await self._fallocate(FALLOC_FL_KEEP_SIZE, lba * bs, nblocks * bs)
+        except OSError as exc:
+            if exc.errno in FALLOCATE_REFUSED:
+                return False
+            raise device_error(exc, "reserve", self.name, lba, nblocks) from exc
+        return True
+
+    def space_below(self) -> SpaceBelow | None:
+        """The file's size, what it takes in its file system and what is free there;
+        None for a block device."""
+        if self.backing.block_device or self.backing.fd < 0:
+            return None
+        st = os.fstat(self.backing.fd)
+        fs = os.fstatvfs(self.backing.fd)
+        return SpaceBelow(st.st_size, st.st_blocks * 512, fs.f_bavail * fs.f_frsize)
 
     # ------------------------------------------------------------ internals
 

@@ -96,6 +96,26 @@ the read's bytes, None for a write), ``done(ctx, None, error)`` on failure."""
 BLOCK_SIZES = (512, 4096)
 
 
+@dataclass(frozen=True, slots=True)
+class SpaceBelow:
+    """The room under a device backed by a file in a file system.
+
+    Attributes:
+        size: bytes of the device (the file's length).
+        allocated: bytes the file takes in its file system now.
+        free: bytes still free in that file system (for an unprivileged writer).
+    """
+
+    size: int
+    allocated: int
+    free: int
+
+    @property
+    def shortfall(self) -> int:
+        """Bytes the device could not get if all of it were written now (0: none)."""
+        return max(0, self.size - self.allocated - self.free)
+
+
 @dataclass(slots=True)
 class IoStats:
     """I/O counters of one device; latencies are in nanoseconds."""
@@ -362,6 +382,27 @@ class BlockDevice(abc.ABC):
             the number of blocks now.
         """
         return self.num_blocks
+
+    async def reserve_space(self, lba: int, nblocks: int) -> bool:
+        """Make sure writes to the range will not fail for want of space below the
+        device (a sparse backing file gets its blocks allocated now); contents stay as
+        they are.
+
+        The default is for devices whose every block is already backed.
+
+        Returns:
+            True when space was reserved, False when the device had nothing to do.
+
+        Raises:
+            NoSpace: the space below the device ran out (part of the range may have
+                been allocated; the contents are unchanged).
+        """
+        return False
+
+    def space_below(self) -> SpaceBelow | None:
+        """How much room the storage under the device has, when that can run out
+        before the device is full (a sparse file); None for devices that cannot."""
+        return None
 
     async def close(self) -> None:
         """Refuse new I/O, wait for the I/O in flight, then release the device."""

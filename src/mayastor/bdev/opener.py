@@ -50,6 +50,9 @@ class DeviceOpener:
         defaults: register the malloc, aio and uring openers.
         aio_threads: worker threads of each aio device (its queue depth).
         uring_entries: submission queue entries of each uring device.
+        check_path: called with the path of every file or block device before it is
+            opened (aio, uring, a bare path); it raises to refuse the path (the
+            io-engine's --disk-allow). None: every path may be opened.
     """
 
     def __init__(
@@ -58,9 +61,11 @@ class DeviceOpener:
         defaults: bool = True,
         aio_threads: int = DEFAULT_AIO_THREADS,
         uring_entries: int = DEFAULT_URING_ENTRIES,
+        check_path: Callable[[str], None] | None = None,
     ) -> None:
         self.aio_threads = aio_threads
         self.uring_entries = uring_entries
+        self.check_path = check_path
         self.uring_refused: str | None = None
         """Why bare paths open with aio here (io_uring refused), once that was found."""
         self._openers: dict[str, OpenFn] = {}
@@ -140,6 +145,8 @@ class DeviceOpener:
 
     async def _open_aio(self, parsed: BdevUri, name: str) -> BlockDevice:
         assert isinstance(parsed, FileUri)
+        if self.check_path is not None:
+            self.check_path(parsed.path)
         if parsed.uri == parsed.path and self.uring_refused is None:
             try:
                 return await UringDevice.open(
@@ -161,6 +168,8 @@ class DeviceOpener:
 
     async def _open_uring(self, parsed: BdevUri, name: str) -> BlockDevice:
         assert isinstance(parsed, FileUri)
+        if self.check_path is not None:
+            self.check_path(parsed.path)
         return await UringDevice.open(
             parsed.path,
             name=name,

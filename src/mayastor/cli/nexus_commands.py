@@ -19,6 +19,7 @@ from google.protobuf.wrappers_pb2 import StringValue
 
 from mayastor.api.v1 import common_pb2, nexus_pb2
 from mayastor.cli.context import CommandError, Context
+from mayastor.cli.host_secrets import add_host_secret_argument
 from mayastor.cli.sizes import format_size, parse_size
 
 
@@ -153,7 +154,10 @@ def children(ctx: Context, args: argparse.Namespace) -> None:
 
 def publish(ctx: Context, args: argparse.Namespace) -> None:
     request = nexus_pb2.PublishNexusRequest(
-        uuid=args.uuid, share=common_pb2.NVMF, allowed_hosts=args.allowed_host
+        uuid=args.uuid,
+        share=common_pb2.NVMF,
+        allowed_hosts=args.allowed_host,
+        host_secrets=args.host_secret,
     )
     nexus = ctx.call(ctx.nexus.PublishNexus, request).nexus
     ctx.printer.message(nexus, nexus.device_uri)
@@ -314,6 +318,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     p = sub.add_parser("publish", help="export a nexus over NVMe/TCP; prints its URI")
     p.add_argument("uuid")
     p.add_argument("--allowed-host", action="append", default=[], metavar="NQN")
+    add_host_secret_argument(p)
     p.set_defaults(handler=publish)
 
     p = sub.add_parser("add", help="add a child: it joins the write path, then is rebuilt")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from google.protobuf.wrappers_pb2 import StringValue
 
@@ -31,8 +32,12 @@ def create(ctx: Context, args: argparse.Namespace) -> None:
         request.cluster_size = args.cluster_size
     if args.max_expansion:
         request.md_args.max_expansion = args.max_expansion
+    request.force = args.force
     pool = ctx.call(ctx.pools.CreatePool, request)
     ctx.printer.message(pool, None)
+    if not ctx.printer.json:
+        for warning in pool.warnings:
+            print(f"warning: pool {pool.name}: {warning}", file=sys.stderr)
 
 
 def destroy(ctx: Context, args: argparse.Namespace) -> None:
@@ -76,6 +81,10 @@ def list_(ctx: Context, args: argparse.Namespace) -> None:
         ],
         "No pools have been created",
     )
+    if not ctx.printer.json:
+        for pool in pools:
+            for warning in pool.warnings:
+                print(f"warning: pool {pool.name}: {warning}", file=ctx.printer.out)
 
 
 def _cluster_size(text: str) -> int:
@@ -96,6 +105,12 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         help="allocation unit, a multiple of 1MiB (default 4MiB; bare numbers are bytes)",
     )
     p.add_argument("--max-expansion", help="how far the pool may grow later: 4x, or 2TiB")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="create even on a disk that holds a file system, partition table, LVM, RAID, "
+        "LUKS, swap or another pool: what it holds is overwritten",
+    )
     p.set_defaults(handler=create)
 
     p = sub.add_parser("destroy", help="destroy a pool and wipe its metadata")

@@ -12,6 +12,7 @@ from google.protobuf.wrappers_pb2 import StringValue
 
 from mayastor.api.v1 import common_pb2, replica_pb2
 from mayastor.cli.context import CommandError, Context
+from mayastor.cli.host_secrets import add_host_secret_argument
 from mayastor.cli.sizes import format_size, parse_size
 
 _SHARE = {"none": common_pb2.NONE, "nvmf": common_pb2.NVMF}
@@ -40,6 +41,7 @@ def create(ctx: Context, args: argparse.Namespace) -> None:
         thin=args.thin,
         share=_SHARE[args.share],
         allowed_hosts=args.allowed_host,
+        host_secrets=args.host_secret,
     )
     if args.entity_id:
         request.entity_id = args.entity_id
@@ -90,7 +92,10 @@ def resize(ctx: Context, args: argparse.Namespace) -> None:
 def share(ctx: Context, args: argparse.Namespace) -> None:
     replica = find_replica(ctx, args.pool, args.name)
     request = replica_pb2.ShareReplicaRequest(
-        uuid=replica.uuid, share=common_pb2.NVMF, allowed_hosts=args.allowed_host
+        uuid=replica.uuid,
+        share=common_pb2.NVMF,
+        allowed_hosts=args.allowed_host,
+        host_secrets=args.host_secret,
     )
     shared = ctx.call(ctx.replicas.ShareReplica, request)
     ctx.printer.message(shared, shared.uri)
@@ -121,6 +126,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--share", choices=sorted(_SHARE), default="none", help="export it at once")
     p.add_argument("--allowed-host", action="append", default=[], metavar="NQN")
     p.add_argument("--entity-id", help="the control plane's volume id")
+    add_host_secret_argument(p)
     p.set_defaults(handler=create)
 
     p = sub.add_parser("destroy", help="destroy a replica and free its space")
@@ -149,6 +155,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         metavar="NQN",
         help="host NQN allowed to connect; repeatable (default: the io-engines' own)",
     )
+    add_host_secret_argument(p)
     p.set_defaults(handler=share)
 
     p = sub.add_parser("unshare", help="stop exporting a replica")

@@ -232,6 +232,7 @@ class OneMachineCluster:
             replica_port=node.replica_port,
             nexus_port=node.nexus_port,
             registration_endpoint=layout.registration_endpoint,
+            disk_allow=[f"{Path(node.disk).resolve().parent}/*"],
             tls=self.security().certificate(node.name) if layout.secure else None,
         )
         engine.state_dir = self.folder / "nodes" / node.name

@@ -166,6 +166,8 @@ class EngineProcess(ChildProcess):
         netns: the network namespace (``ip netns add NAME``) it runs in; `host` must be
             an address of that namespace.
         tls: its certificate for TLS on gRPC (served, and shown when we call it).
+        disk_allow: its --disk-allow patterns: the files and block devices it may
+            open as disks (default: the io-engine's own, /dev/* and its state folder).
     """
 
     def __init__(
@@ -183,9 +185,12 @@ class EngineProcess(ChildProcess):
         host: str = "127.0.0.1",
         netns: str | None = None,
         tls: IssuedCertificate | None = None,
+        disk_allow: Sequence[str] = (),
     ) -> None:
         super().__init__(workdir, f"{node_name}.log")
         self.tls = tls
+        self.disk_allow = list(disk_allow)
+        """--disk-allow patterns (empty: the io-engine's default, /dev/* and its state)."""
         self.name = f"io-engine {node_name}"
         self.node_name = node_name
         self.registration_endpoint = registration_endpoint
@@ -230,6 +235,8 @@ class EngineProcess(ChildProcess):
             argv += ["--pool", pool]
         if self.registration_endpoint:
             argv += ["--registration-endpoint", self.registration_endpoint]
+        for pattern in self.disk_allow:
+            argv += ["--disk-allow", pattern]
         if self.tls is not None:
             argv += self.tls.flags("--grpc-tls")
         return argv + self.extra_args

@@ -7,14 +7,27 @@ Every port and path is a flag, so several io-engines run side by side on one mac
 from __future__ import annotations
 
 import argparse
+import enum
 import logging
 import socket
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from mayastor.api.store_keys import parse_etcd_url
 from mayastor.credentials import grpc_tls
 from mayastor.credentials.grpc_tls import GrpcTls
+from mayastor.engine.disk_allow import default_patterns
+from mayastor.engine.target_flags import add_target_flags, target_config_from_args
 from mayastor.errors import InvalidArgument
+from mayastor.nvmf.auth import (
+    DEFAULT_DHGROUPS,
+    DEFAULT_HASHES,
+    DhchapSecret,
+    DhGroupId,
+    HashId,
+    SecretError,
+)
+from mayastor.target import TargetConfig
 
 DEFAULT_GRPC_ENDPOINT = "127.0.0.1:10124"
 DEFAULT_REPLICA_PORT = 8420
@@ -46,6 +59,19 @@ class EngineConfig:
     registration_interval: float = 5.0
     ps_endpoint: str = ""
     metrics_endpoint: str = ""
+    dhchap_secret_file: str = ""
+    dhchap_hashes: tuple[HashId, ...] = DEFAULT_HASHES
+    dhchap_dhgroups: tuple[DhGroupId, ...] = DEFAULT_DHGROUPS
+    nvmf_limits: TargetConfig = field(default_factory=TargetConfig)
+    disk_allow: tuple[str, ...] = ()
+    """--disk-allow patterns as given; empty: the default (see `disk_patterns`)."""
+
+    @property
+    def disk_patterns(self) -> tuple[str, ...]:
+        """The paths this io-engine may open as disks: --disk-allow, else block
+        devices and files under the state directory."""
+        return self.disk_allow or default_patterns(self.state_path)
+
     tls: GrpcTls | None = None
     """TLS of its gRPC server and of its calls to the core agent (None: plain)."""
 
@@ -149,6 +175,16 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: /var/lib/mayastor/NODE-NAME)",
     )
     parser.add_argument(
+        "--disk-allow",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="a file or block device this io-engine may open as a disk (pool, bdev, nexus "
+        "child): an absolute glob, e.g. '/dev/disk/by-id/nvme-*' or '/srv/pools/*' ('*' "
+        "spans folders); repeatable; any other path is refused (default: /dev/* and files "
+        "under --state-dir)",
+    )
+    parser.add_argument(
         "--child-io-timeout",
         type=float,
         default=5.0,
@@ -189,12 +225,36 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: off; Mayastor's exporter uses port 9502)",
     )
     parser.add_argument(
+        "--dhchap-secret-file",
+        default="",
+        metavar="PATH",
+        help="a file holding this io-engine's DH-HMAC-CHAP secret (DHHC-1:...), proven "
+        "to other io-engines whose replicas ask for in-band authentication (default: none)",
+    )
+    parser.add_argument(
+        "--dhchap-hashes",
+        type=_hashes,
+        default=DEFAULT_HASHES,
+        metavar="LIST",
+        help="hash functions DH-HMAC-CHAP may use on shares with secrets, most preferred "
+        "first (default: sha256,sha384,sha512)",
+    )
+    parser.add_argument(
+        "--dhchap-dhgroups",
+        type=_dhgroups,
+        default=DEFAULT_DHGROUPS,
+        metavar="LIST",
+        help="DH groups it may use, most preferred first; larger groups cost more CPU per "
+        "queue (default: ffdhe2048,ffdhe3072,ffdhe4096,ffdhe6144,ffdhe8192,null)",
+    )
+    parser.add_argument(
         "-l",
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
         help="log level (default: %(default)s)",
     )
+    add_target_flags(parser)
     grpc_tls.add_flags(parser, "grpc_tls", " of the gRPC API and of the calls to the core agent")
     return parser
 
@@ -231,6 +291,18 @@ def config_from_args(argv: list[str] | None = None) -> EngineConfig:
             parse_etcd_url(args.ps_endpoint)
         except ValueError as exc:
             parser.error(f"--ps-endpoint: {exc}")
+    if args.dhchap_secret_file:
+        try:
+            read_dhchap_secret(args.dhchap_secret_file)
+        except (OSError, SecretError) as exc:
+            parser.error(f"--dhchap-secret-file: {exc}")
+    try:
+        nvmf_limits = target_config_from_args(args)
+    except InvalidArgument as exc:
+        parser.error(str(exc))
+    for pattern in args.disk_allow:
+        if not pattern.startswith("/"):
+            parser.error(f"--disk-allow {pattern!r}: a pattern is an absolute path (/dev/sd*)")
     names = [p.name for p in args.pool]
     if len(names) != len(set(names)):
         parser.error("each --pool name may be given once")
@@ -253,8 +325,45 @@ def config_from_args(argv: list[str] | None = None) -> EngineConfig:
         registration_interval=args.registration_interval,
         ps_endpoint=args.ps_endpoint,
         metrics_endpoint=args.metrics_endpoint,
+        dhchap_secret_file=args.dhchap_secret_file,
+        dhchap_hashes=args.dhchap_hashes,
+        dhchap_dhgroups=args.dhchap_dhgroups,
+        nvmf_limits=nvmf_limits,
+        disk_allow=tuple(args.disk_allow),
         tls=tls,
     )
+
+
+_E = TypeVar("_E", bound=enum.Enum)
+
+
+def _named_list(text: str, kind: type[_E], what: str) -> tuple[_E, ...]:
+    names = [name.strip().upper() for name in text.split(",") if name.strip()]
+    known = {m.name: m for m in kind}
+    unknown = [n.lower() for n in names if n not in known]
+    if unknown or not names:
+        choices = ",".join(m.name.lower() for m in kind)
+        raise argparse.ArgumentTypeError(f"{what} {','.join(unknown)!r} not among {choices}")
+    return tuple(dict.fromkeys(known[n] for n in names))
+
+
+def _hashes(text: str) -> tuple[HashId, ...]:
+    return _named_list(text, HashId, "hash")
+
+
+def _dhgroups(text: str) -> tuple[DhGroupId, ...]:
+    return _named_list(text, DhGroupId, "DH group")
+
+
+def read_dhchap_secret(path: str) -> DhchapSecret:
+    """The secret in the file `path` (its first line).
+
+    Raises:
+        OSError: the file cannot be read.
+        SecretError: it holds no valid DHHC-1 secret.
+    """
+    with open(path, encoding="ascii", errors="replace") as fh:
+        return DhchapSecret.parse(fh.readline().strip())
 
 
 def configure_logging(level: str) -> None:

@@ -7,6 +7,7 @@ stops it cleanly: the gRPC server stops taking requests and every pool is export
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from errno import EADDRNOTAVAIL
 from pathlib import Path
@@ -24,7 +25,9 @@ from mayastor.api.v1 import (
 from mayastor.bdev import DeviceOpener, register_nvmf
 from mayastor.credentials import grpc_tls
 from mayastor.engine.cluster_nexus_info import CoreNexusInfoStore, EtcdNexusInfoStore
-from mayastor.engine.config import EngineConfig, parse_endpoint
+from mayastor.engine.config import EngineConfig, parse_endpoint, read_dhchap_secret
+from mayastor.engine.disk_allow import DiskAllowList
+from mayastor.engine.host_secrets import ShareSecrets
 from mayastor.engine.metrics import EngineCollector, MetricsServer
 from mayastor.engine.nexuses import Nexuses
 from mayastor.engine.registration import Registrar
@@ -35,6 +38,7 @@ from mayastor.engine.services.nexus import NexusService
 from mayastor.engine.services.pool import PoolService
 from mayastor.engine.services.replica import ReplicaService
 from mayastor.engine.services.stats import StatsService
+from mayastor.engine.target_flags import describe
 from mayastor.errors import MayastorError, Unavailable
 from mayastor.nexus import FileNexusInfoStore, NexusInfoStore
 from mayastor.nvmf.host import ControllerOptions
@@ -48,7 +52,8 @@ class IoEngine:
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
-        self.opener = DeviceOpener()
+        self.disk_allow = DiskAllowList(config.disk_patterns)
+        self.opener = DeviceOpener(check_path=self.disk_allow.check)
         register_nvmf(
             self.opener,
             hostnqn=config.hostnqn,
@@ -56,10 +61,26 @@ class IoEngine:
                 io_timeout=config.child_io_timeout,
                 fast_io_fail_timeout=0.0,
                 disable_sq_flow_control=True,
+                dhchap_secret=(
+                    read_dhchap_secret(config.dhchap_secret_file)
+                    if config.dhchap_secret_file
+                    else None
+                ),
             ),
         )
-        self.target = NvmfTarget(config.nvmf_address)
-        self.registry = Registry(self.opener, self.target, config.replica_port)
+        target_config = dataclasses.replace(
+            config.nvmf_limits,
+            dhchap_hashes=config.dhchap_hashes,
+            dhchap_dhgroups=config.dhchap_dhgroups,
+        )
+        self.target = NvmfTarget(config.nvmf_address, config=target_config)
+        log.info("NVMe/TCP target bounds: %s", describe(config.nvmf_limits))
+        self.registry = Registry(
+            self.opener,
+            self.target,
+            config.replica_port,
+            ShareSecrets(Path(config.state_path) / "dhchap-secrets.json"),
+        )
         store: NexusInfoStore
         self.registrar: Registrar | None = None
         self._cluster_store: CoreNexusInfoStore | EtcdNexusInfoStore | None = None
@@ -96,7 +117,12 @@ class IoEngine:
             Unavailable: a port cannot be bound (e.g. another io-engine has it).
         """
         cfg = self.config
-        log.info("io-engine %s starting; state in %s", cfg.node_name, cfg.state_path)
+        log.info(
+            "io-engine %s starting; state in %s; disks allowed: %s",
+            cfg.node_name,
+            cfg.state_path,
+            " ".join(self.disk_allow.patterns),
+        )
         for port in (cfg.replica_port, cfg.nexus_port):
             try:
                 await self.target.listen(port)

@@ -16,6 +16,7 @@ import uuid as uuid_mod
 from collections.abc import Sequence
 
 from mayastor.bdev import DeviceOpener
+from mayastor.engine.host_secrets import HostKeys
 from mayastor.engine.registry import Registry
 from mayastor.errors import AlreadyExists, InvalidArgument, MayastorError, NotFound
 from mayastor.nexus import ChildStatus, Nexus, NexusInfoStore, ReservationPolicy
@@ -218,6 +219,13 @@ class Nexuses:
             return self.target.share_uri(nqn)
         return ""
 
+    def authenticates(self, nexus: Nexus) -> bool:
+        """True while the nexus is published with DH-HMAC-CHAP secrets."""
+        nqn = self.nqn(nexus)
+        return any(
+            sub.nqn == nqn and sub.requires_authentication for sub in self.target.subsystems()
+        )
+
     def allowed_hosts(self, nexus: Nexus) -> list[str]:
         nqn = self.nqn(nexus)
         for sub in self.target.subsystems():
@@ -225,19 +233,28 @@ class Nexuses:
                 return sorted(sub.allowed_hosts or ())
         return []
 
-    async def publish(self, nexus_uuid: str, allowed_hosts: Sequence[str]) -> Nexus:
+    async def publish(
+        self,
+        nexus_uuid: str,
+        allowed_hosts: Sequence[str],
+        host_keys: HostKeys | None = None,
+    ) -> Nexus:
         """Export the nexus over NVMe/TCP on the nexus port, I/O paused meanwhile.
 
         With no allowed hosts any host may connect (the application node's NQN is the
-        control plane's to give). Publishing a published nexus again replaces its
-        allow-list.
+        control plane's to give). With `host_keys`, only the hosts they name are
+        admitted, each after proving its DH-HMAC-CHAP secret. Publishing a published
+        nexus again replaces its allow-list and its secrets.
         """
         async with self.registry.lock:
             nexus = self.find(nexus_uuid)
             nqn = self.nqn(nexus)
             hosts = tuple(allowed_hosts) or None
+            keys = dict(host_keys or {})
+            self.registry.secrets.set(nqn, keys)
             if self.published_uri(nexus):
                 self.target.set_allowed_hosts(nqn, hosts)
+                self.target.set_host_keys(nqn, keys)
                 return nexus
             cntlids = self.cntlid_ranges.get(str(nexus.uuid), (1, 0xFFEF))
             await nexus.pause()
@@ -249,6 +266,7 @@ class Nexuses:
                     allowed_hosts=hosts,
                     cntlid_range=cntlids,
                     ana_state=AnaState.INACCESSIBLE if nexus.fenced else AnaState.OPTIMIZED,
+                    host_keys=keys,
                     namespace_uuid=namespace_uuid(nexus),
                 )
             finally:
@@ -274,6 +292,7 @@ class Nexuses:
                 await self.target.remove_subsystem(self.nqn(nexus))
             finally:
                 nexus.resume()
+            self.registry.secrets.forget(self.nqn(nexus))
             log.info("nexus %s unpublished", nexus.name)
 
     async def close(self) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from mayastor.bdev import BdevUri, BlockDevice, DeviceOpener, LoopbackUri, parse_bdev_uri
 from mayastor.bdev.loopback import LoopbackDevice
+from mayastor.engine.host_secrets import HostKeys, ShareSecrets
 from mayastor.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -54,10 +55,18 @@ def replica_bdev_uri(replica: Replica) -> str:
 class Registry:
     """Bdevs, pools and replicas of one io-engine, and the operations on them."""
 
-    def __init__(self, opener: DeviceOpener, target: NvmfTarget, replica_port: int) -> None:
+    def __init__(
+        self,
+        opener: DeviceOpener,
+        target: NvmfTarget,
+        replica_port: int,
+        secrets: ShareSecrets | None = None,
+    ) -> None:
         self.opener = opener
         self.target = target
         self.replica_port = replica_port
+        self.secrets = secrets or ShareSecrets()
+        """DH-HMAC-CHAP secrets of shared replicas (and published nexuses), by NQN."""
         self.bdevs: dict[str, BdevEntry] = {}
         self.pools: dict[str, Pool] = {}
         self.replica_users: dict[uuid_mod.UUID, str] = {}
@@ -180,13 +189,18 @@ class Registry:
         uuid: str | None = None,
         cluster_size: int | None = None,
         max_expansion: str | None = None,
+        force: bool = False,
     ) -> Pool:
         """Create a pool on a disk, or import it when the disk already holds this pool.
 
+        The disk is read before anything is written: one that holds a known signature
+        (a file system, a partition table, another pool, ...) is refused unless `force`.
+
         Raises:
             InvalidArgument: not exactly one disk; a bad cluster size or uuid.
+            PermissionDenied: the disk is outside the io-engine's --disk-allow patterns.
             AlreadyExists: a pool of that name exists on another disk.
-            FailedPrecondition: the disk holds another pool.
+            DiskNotBlank: the disk holds something (named) and not `force`.
         """
         disk = self._one_disk(disks)
         pool_uuid = _parse_uuid(uuid, "pool uuid")
@@ -205,12 +219,23 @@ class Registry:
                     uuid=pool_uuid,
                     cluster_size=cluster_size or DEFAULT_CLUSTER_SIZE,
                     max_expansion=max_expansion,
+                    force=force,
                 )
             except BaseException:
                 await self._release_bdev(entry.device)
                 raise
             self.pools[name] = pool
             self._serve_shared_replicas(pool)
+            if pool.overwritten:
+                log.warning(
+                    "pool %s created with force on %s over what it held: %s",
+                    name,
+                    disk,
+                    "; ".join(pool.overwritten),
+                )
+            warning = pool.space_warning()
+            if warning:
+                log.warning("pool %s: %s", name, warning)
             log.info(
                 "pool %s (%s) online on %s: capacity %d bytes, %d replicas",
                 name,
@@ -244,6 +269,9 @@ class Registry:
             self.pools[name] = pool
             self._serve_shared_replicas(pool)
             log.info("pool %s (%s) imported from %s", name, pool.uuid, disk)
+            warning = pool.space_warning()
+            if warning:
+                log.warning("pool %s: %s", name, warning)
             return pool
 
     async def export_pool(self, name_or_uuid: str) -> None:
@@ -393,6 +421,7 @@ class Registry:
                 )
             await self._stop_serving([replica])
             await replica.pool.destroy_lvol(replica)
+            self.secrets.forget(openebs_nqn(replica.uuid))
             log.info("replica %s (%s) destroyed", replica.name, replica.uuid)
 
     async def resize_replica(self, replica: Replica, size: int) -> Replica:
@@ -420,22 +449,37 @@ class Registry:
             return f"{self.target.share_uri(openebs_nqn(replica.uuid))}?uuid={replica.uuid}"
         return replica_bdev_uri(replica)
 
-    async def share_replica(self, replica: Replica, allowed_hosts: list[str]) -> Replica:
+    async def share_replica(
+        self,
+        replica: Replica,
+        allowed_hosts: list[str],
+        host_keys: HostKeys | None = None,
+    ) -> Replica:
         """Export a replica over NVMe/TCP and record that (and its allow-list) in its pool.
 
         With no allowed hosts, only io-engines (host NQN
-        ``nqn.2019-05.io.openebs:node-name:*``) may connect. Sharing a shared replica
-        again replaces its allow-list (for new connections).
+        ``nqn.2019-05.io.openebs:node-name:*``) may connect. With `host_keys`, only the
+        hosts they name are admitted, each after proving its DH-HMAC-CHAP secret (the
+        secrets are kept in the io-engine's own file, not in the pool). Sharing a
+        shared replica again replaces its allow-list and its secrets (for new
+        connections).
         """
         async with self.lock:
             hosts = tuple(allowed_hosts)
+            keys = dict(host_keys or {})
             nqn = openebs_nqn(replica.uuid)
             if self.is_served(replica):
                 self.target.set_allowed_hosts(nqn, hosts or IO_ENGINE_HOSTS)
+                self.target.set_host_keys(nqn, keys)
             else:
                 self.target.add_subsystem(
-                    nqn, replica, port=self.replica_port, allowed_hosts=hosts or IO_ENGINE_HOSTS
+                    nqn,
+                    replica,
+                    port=self.replica_port,
+                    allowed_hosts=hosts or IO_ENGINE_HOSTS,
+                    host_keys=keys,
                 )
+            self.secrets.set(nqn, keys)
             properties = dataclasses.replace(
                 replica.properties, share=ShareProtocol.NVMF, allowed_hosts=hosts
             )
@@ -450,12 +494,15 @@ class Registry:
                 self.target.share_uri(nqn),
                 ", ".join(hosts) if hosts else "io-engines only",
             )
+            if keys:
+                log.info("replica %s admits only hosts with DH-HMAC-CHAP secrets", replica.name)
             return replica
 
     async def unshare_replica(self, replica: Replica) -> Replica:
         """Stop exporting a replica: its hosts are disconnected, its pool records it."""
         async with self.lock:
             await self._stop_serving([replica])
+            self.secrets.forget(openebs_nqn(replica.uuid))
             properties = dataclasses.replace(replica.properties, share=ShareProtocol.NONE)
             await replica.pool.set_lvol_properties(replica, properties)
             log.info("replica %s unshared", replica.name)
@@ -466,7 +513,13 @@ class Registry:
             if lvol.properties.share is ShareProtocol.NVMF and not self.is_served(lvol):
                 hosts = lvol.properties.allowed_hosts or IO_ENGINE_HOSTS
                 nqn = openebs_nqn(lvol.uuid)
-                self.target.add_subsystem(nqn, lvol, port=self.replica_port, allowed_hosts=hosts)
+                self.target.add_subsystem(
+                    nqn,
+                    lvol,
+                    port=self.replica_port,
+                    allowed_hosts=hosts,
+                    host_keys=self.secrets.keys(nqn),
+                )
                 log.info("replica %s shared again as %s", lvol.name, self.target.share_uri(nqn))
 
     async def _stop_serving(self, replicas: list[Replica]) -> None:

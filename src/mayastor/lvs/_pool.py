@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import logging
 import re
 import secrets
 import uuid as uuid_mod
@@ -34,11 +35,12 @@ from array import array
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
-from mayastor.bdev import BlockDevice, IoStats, ReservationState
+from mayastor.bdev import BlockDevice, IoStats, ReservationState, SpaceBelow
 from mayastor.errors import (
     AlreadyExists,
     CorruptMetadata,
     DeviceError,
+    DiskNotBlank,
     FailedPrecondition,
     InternalDeviceError,
     InvalidArgument,
@@ -48,6 +50,7 @@ from mayastor.errors import (
     ResourceExhausted,
 )
 from mayastor.lvs._catalog import Catalog, LvolMeta
+from mayastor.lvs._disk_claim import probe_disk, wipe_signatures
 from mayastor.lvs._lvol import DataPath, Lvol
 from mayastor.lvs._properties import (
     DEFAULT_CLUSTER_SIZE,
@@ -80,6 +83,8 @@ from mayastor.lvs.format import (
     encode_superblock,
     record_size,
 )
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_EXPANSION = 10
 """Metadata is sized for the disk growing to this many times its size at create."""
@@ -160,6 +165,8 @@ class Pool:
         self._ops = 0
         self._ops_done: asyncio.Event | None = None
         self._closed: str | None = None
+        self.overwritten: tuple[str, ...] = ()
+        """What a forced create found on the disk and wiped (empty otherwise)."""
         store.on_failure = self._on_metadata_failure
 
     def __repr__(self) -> str:
@@ -190,6 +197,21 @@ class Pool:
     def disk_capacity(self) -> int:
         """Bytes of the base device now (more than the pool uses before a grow)."""
         return self.base.size
+
+    def space_warning(self) -> str | None:
+        """What to tell an operator when the disk is a sparse file larger than the room
+        left under it (some of the pool can then never be written), else None.
+
+        Read afresh on each call: the file system under the disk changes."""
+        space: SpaceBelow | None = self.base.space_below()
+        if space is None or not space.shortfall:
+            return None
+        return (
+            f"disk {self.disk} is a sparse file of {_human(space.size)} that takes "
+            f"{_human(space.allocated)}, and its file system has {_human(space.free)} free: "
+            f"{_human(space.shortfall)} of the pool cannot be written (thick replicas and "
+            "thin writes beyond the room left fail with no space)"
+        )
 
     @property
     def max_expandable_size(self) -> int:
@@ -252,8 +274,16 @@ class Pool:
         uuid: uuid_mod.UUID | None = None,
         cluster_size: int = DEFAULT_CLUSTER_SIZE,
         max_expansion: str | int | None = None,
+        force: bool = False,
     ) -> Pool:
         """Make a new, empty pool on `base`.
+
+        The disk is read first (head and tail, from the disk itself): when it holds a
+        known signature (a file system, a partition table, LVM, md RAID, LUKS, swap,
+        another pool; see `mayastor.lvs.signatures`) the create is refused and nothing
+        is written, unless `force`, which wipes those signatures' magic and goes on.
+        Room for the metadata is then reserved below the disk (`MetadataStore.reserve_room`),
+        so that metadata writes never meet a full file system under a sparse disk file.
 
         Args:
             base: the disk; the pool owns it once this returns.
@@ -263,27 +293,41 @@ class Pool:
             cluster_size: bytes per cluster, a multiple of 1 MiB (at most 1 GiB).
             max_expansion: how large the disk may grow: a factor ("4x"), a size
                 ("2TiB", "500GB") or bytes; default ten times its size now.
+            force: overwrite whatever the disk holds.
 
         Raises:
             InvalidArgument: a bad name, uuid, cluster size or max_expansion, or a
                 disk too small for the metadata and one cluster.
-            FailedPrecondition: the disk already holds a pool (named in the message).
+            DiskNotBlank: the disk holds a known signature (another pool among them;
+                named in the message) and `force` is False.
             CorruptMetadata: the disk holds pool metadata that cannot be read (it is
-                not overwritten).
-            DeviceError: writing the new metadata failed.
+                not overwritten unless `force`).
+            ResourceExhausted: the file system under a disk file has no room for the
+                pool's metadata.
+            DeviceError: reading the disk or writing the new metadata failed.
         """
         check_name(name, "pool")
         pool_uuid = _check_uuid(uuid, "pool uuid") or uuid_mod.uuid4()
         _check_cluster_size(cluster_size)
         max_disk = _max_disk_bytes(base.size, max_expansion, cluster_size)
-        found = await _read_superblock(base, disk)
-        if found is not None:
+        found = await _read_superblock(base, disk, forced=force)
+        if found is not None and not force:
             sb = found[0]
-            raise FailedPrecondition(
+            raise DiskNotBlank(
                 f"disk {disk} already holds pool {sb.name!r} ({sb.pool_uuid}); import it, "
-                "or destroy it first"
+                "destroy it first, or create with force to overwrite it",
+                (f"Mayastor pool {sb.name!r} ({sb.pool_uuid})",),
             )
         layout = compute_layout(base.size, cluster_size, max_disk)
+        signatures = await probe_disk(base)
+        if signatures and not force:
+            listed = tuple(str(sig) for sig in signatures)
+            raise DiskNotBlank(
+                f"disk {disk} is not blank: it holds {'; '.join(listed)}. Nothing was "
+                "written; if what it holds may be lost, create the pool with force "
+                "(mayastor-client pool create --force)",
+                listed,
+            )
         sb = Superblock(
             pool_uuid=pool_uuid,
             name=name,
@@ -302,13 +346,24 @@ class Pool:
             layout.max_data_clusters,
             layout.slot_pages * PAGE_SIZE,
         )
-        store = await MetadataStore.format(base, sb, catalog)
+        store = MetadataStore.new(base, sb, catalog)
+        try:
+            await store.reserve_room()
+        except NoSpace as exc:
+            raise ResourceExhausted(
+                f"disk {disk}: the file system under it has no room for the pool's "
+                f"metadata ({exc}); nothing was written"
+            ) from exc
+        await wipe_signatures(base, signatures)
+        await store.checkpoint()
         page = encode_superblock(sb)
         bpp = PAGE_SIZE // base.block_size
         for copy in (0, 1):
             await base.write(copy * bpp, page)
             await base.flush()
-        return cls(base, disk, sb, store)
+        pool = cls(base, disk, sb, store)
+        pool.overwritten = tuple(str(sig) for sig in signatures)
+        return pool
 
     @classmethod
     async def import_(
@@ -354,6 +409,16 @@ class Pool:
         if base.size < sb.metadata_pages * PAGE_SIZE:
             raise CorruptMetadata(f"disk {disk} is smaller than pool {sb.name!r}'s metadata")
         store, disagree = await MetadataStore.load(base, sb)
+        try:
+            await store.reserve_room()
+        except NoSpace as exc:
+            log.warning(
+                "pool %s imported, but the file system under %s has no room for its metadata "
+                "(%s): changes are refused until it has",
+                sb.name,
+                disk,
+                exc,
+            )
         needed = sb.data_offset + store.catalog.data_clusters * sb.cluster_size
         if base.size < needed:
             raise CorruptMetadata(
@@ -378,17 +443,23 @@ class Pool:
         uuid: uuid_mod.UUID | None = None,
         cluster_size: int = DEFAULT_CLUSTER_SIZE,
         max_expansion: str | int | None = None,
+        force: bool = False,
     ) -> Pool:
         """Create the pool, or import it when the disk already holds this very pool.
 
+        With `force`, a disk that holds another pool (or damaged pool metadata) gets a
+        new pool instead; this very pool is still imported.
+
         Raises:
-            FailedPrecondition: the disk holds another pool (other name, or other uuid
-                when one is given).
+            DiskNotBlank: the disk holds another pool (other name, or other uuid when
+                one is given), or something else `create` refuses, and not `force`.
             and what `create` and `import_` raise.
         """
         check_name(name, "pool")
-        found = await _read_superblock(base, disk)
-        if found is None:
+        found = await _read_superblock(base, disk, forced=force)
+        wanted = _check_uuid(uuid, "pool uuid")
+        same = found is not None and found[0].name == name and wanted in (None, found[0].pool_uuid)
+        if found is None or (force and not same):
             return await cls.create(
                 base,
                 name,
@@ -396,6 +467,15 @@ class Pool:
                 uuid=uuid,
                 cluster_size=cluster_size,
                 max_expansion=max_expansion,
+                force=force,
+            )
+        if not same:
+            sb = found[0]
+            raise DiskNotBlank(
+                f"disk {disk} holds pool {sb.name!r} ({sb.pool_uuid}), not "
+                f"{name!r}{f' ({wanted})' if wanted else ''}; import it under its own name, "
+                "or create with force to overwrite it",
+                (f"Mayastor pool {sb.name!r} ({sb.pool_uuid})",),
             )
         return await cls.import_(base, disk=disk, name=name, uuid=uuid)
 
@@ -528,6 +608,10 @@ class Pool:
                 if runs:
                     records.append(ExtentsRecord(lvol_id, _extents(0, runs)))
                 await self._commit_allocating(records, runs)
+            except NoSpace as exc:
+                if self._store.failure is not None:
+                    raise
+                raise self._out_of_space(f"thick lvol {name!r}", nclusters, exc) from exc
             finally:
                 self._reserved_names.discard(name)
                 self._reserved_uuids.discard(lvol_uuid)
@@ -602,7 +686,13 @@ class Pool:
             def after() -> None:
                 lvol.num_blocks = size // lvol.block_size
 
-            await self._commit_allocating(records, runs, after=after, data_flush=zeroed)
+            try:
+                await self._commit_allocating(records, runs, after=after, data_flush=zeroed)
+            except NoSpace as exc:
+                if self._store.failure is not None:
+                    raise
+                grown = f"growing thick lvol {meta.name!r}"
+                raise self._out_of_space(grown, new_n - old_n, exc) from exc
 
     async def set_lvol_properties(self, lvol: Lvol, properties: LvolProperties) -> None:
         """Replace an lvol's properties, atomically and durably.
@@ -734,6 +824,13 @@ class Pool:
                 f"({catalog.record_bytes} of {catalog.record_budget} bytes used)"
             )
 
+    def _out_of_space(self, what: str, clusters: int, exc: NoSpace) -> ResourceExhausted:
+        return ResourceExhausted(
+            f"pool {self.name!r}: {what} needs {clusters * self.cluster_size} bytes, but the "
+            f"storage under disk {self.disk} ran out of space ({exc}); what it had "
+            "allocated was given back and the pool is unchanged"
+        )
+
     def _reserve(self, count: int, what: str) -> list[tuple[int, int]]:
         runs = self._catalog.reserve(count)
         if runs is None:
@@ -752,14 +849,24 @@ class Pool:
         after: Callable[[], None] | None = None,
         data_flush: bool = False,
     ) -> None:
-        """Zero newly reserved clusters, then commit `records` (which map them)."""
+        """Zero newly reserved clusters, then commit `records` (which map them).
+
+        When the storage under the disk runs out of space while zeroing (`NoSpace`:
+        a sparse disk file whose file system is full), the clusters' blocks are given
+        back (unmapped) before the error is raised, so the failure leaves the file
+        system as it found it.
+        """
         catalog = self._catalog
         applied = False
         try:
             if runs:
                 bpc = self._data.bpc
-                for start, count in runs:
-                    await self._data_io_zero(start * bpc, count * bpc)
+                try:
+                    for start, count in runs:
+                        await self._data_io_zero(start * bpc, count * bpc)
+                except NoSpace:
+                    await self._give_back(runs)
+                    raise
 
             def on_durable() -> None:
                 nonlocal applied
@@ -772,17 +879,37 @@ class Pool:
                     after()
 
             await self._store.commit(records, on_durable, data_flush=data_flush or bool(runs))
-        except BaseException:
+        except BaseException as exc:
             if runs and not applied and self._store.failure is None:
+                if isinstance(exc, ResourceExhausted):
+                    await self._give_back(runs)
                 catalog.unreserve(runs)
             raise
 
     async def _data_io_zero(self, rel_lba: int, nblocks: int) -> None:
         try:
             await self.base.write_zeroes(self._data.data_lba + rel_lba, nblocks)
+        except NoSpace:
+            raise  # the storage below is full; the disk itself is fine
         except DeviceError as exc:
             self._on_data_error(exc)
             raise
+
+    async def _give_back(self, runs: list[tuple[int, int]]) -> None:
+        """Unmap reserved (still free) clusters: a sparse disk file gets its blocks back."""
+        bpc = self._data.bpc
+        for start, count in runs:
+            try:
+                await self.base.unmap(self._data.data_lba + start * bpc, count * bpc)
+            except DeviceError as exc:
+                log.warning(
+                    "pool %s: clusters %d..%d could not be given back after running out of "
+                    "space: %s",
+                    self.name,
+                    start,
+                    start + count - 1,
+                    exc,
+                )
 
     async def _zero_tail(self, meta: LvolMeta, new_size: int) -> bool:
         """Zero what lies past the old end in the old last cluster, if it is allocated."""
@@ -851,6 +978,8 @@ class Pool:
         record = ExtentsRecord(meta.lvol_id, array("I", (cluster, pc, 1)))
         try:
             await self._commit_allocating([record], [(pc, 1)])
+        except ResourceExhausted as exc:
+            raise NoSpace(f"{meta.name}: {exc}", device=meta.name) from exc
         except FailedPrecondition as exc:
             raise InternalDeviceError(
                 f"{meta.name}: pool {self.name!r} cannot allocate: {exc}", device=meta.name
@@ -888,6 +1017,13 @@ def _extents(first_lvol_cluster: int, runs: list[tuple[int, int]]) -> array[int]
         out.extend((lc, start, count))
         lc += count
     return out
+
+
+def _human(nbytes: int) -> str:
+    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if nbytes >= 1 << shift:
+            return f"{nbytes / (1 << shift):.1f} {unit}"
+    return f"{nbytes} bytes"
 
 
 def _check_uuid(value: object, what: str) -> uuid_mod.UUID | None:
@@ -953,13 +1089,24 @@ def _max_disk_bytes(disk_bytes: int, max_expansion: object, cluster_size: int) -
     return wanted
 
 
-async def _read_superblock(base: BlockDevice, disk: str) -> tuple[Superblock, int | None] | None:
+async def _read_superblock(
+    base: BlockDevice, disk: str, *, forced: bool = False
+) -> tuple[Superblock, int | None] | None:
     """The pool superblock on `base` and the copy to repair (None: both fine), or None.
 
+    Args:
+        forced: a forced create asks: damaged superblocks count as none.
+
     Raises:
-        CorruptMetadata: superblocks are there but none is intact, or they disagree.
+        CorruptMetadata: superblocks are there but none is intact, or they disagree
+            (not when `forced`).
         FailedPrecondition: an intact superblock of an unknown format version.
     """
+    if forced:
+        try:
+            return await _read_superblock(base, disk)
+        except CorruptMetadata:
+            return None
     bpp = PAGE_SIZE // base.block_size
     if base.num_blocks < 2 * bpp:
         return None

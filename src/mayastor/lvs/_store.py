@@ -29,6 +29,16 @@ without an error; damage anywhere before it is detected.
 Any failure to write or flush metadata is final for this store (`failure`): the pool
 becomes faulted, pending and later changes are refused, nothing half-written is
 trusted. This module knows the BlockDevice contract and the format; not lvols.
+
+Room below the disk (a sparse disk file in a file system that can fill up): every
+metadata write lands in blocks reserved beforehand (`BlockDevice.reserve_space`), so
+it never meets ENOSPC. `reserve_room` reserves the superblocks, both journals and a
+prefix of both checkpoint slots; before each transaction is written the prefix is
+grown to cover an upper bound of the next checkpoint (the last checkpoint plus twice
+the payload journaled since: a record adds at most its own size, plus a few header
+bytes, to a checkpoint), doubling with at least 1 MiB of headroom. When the file
+system cannot give that room, the transaction is refused with `ResourceExhausted`
+before anything is written, and the store stays healthy.
 """
 
 from __future__ import annotations
@@ -39,9 +49,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mayastor.bdev import BlockDevice
-from mayastor.errors import CorruptMetadata, FailedPrecondition
+from mayastor.errors import CorruptMetadata, FailedPrecondition, NoSpace, ResourceExhausted
 from mayastor.lvs._catalog import Catalog
 from mayastor.lvs.format import (
+    CHECKPOINT_HEADER_SIZE,
     PAGE_END,
     PAGE_SIZE,
     CheckpointHeader,
@@ -111,6 +122,15 @@ class MetadataStore:
         self._queue: list[_Pending] = []
         self._task: asyncio.Task[None] | None = None
         self._where = f"pool {sb.name!r}"
+        self._bound = CHECKPOINT_HEADER_SIZE
+        """Bytes the next checkpoint may take at most (see the module docstring)."""
+        self._reserving = True
+        """Room must be reserved below the disk (until its device says it has nothing
+        to do: every block backed)."""
+        self._room_ok = False
+        """Every write the invariant needs is reserved (not yet, or a reserve failed)."""
+        self.reserved_slot_pages = 0
+        """Pages of each checkpoint slot reserved below the disk."""
 
     @property
     def slot_bytes(self) -> int:
@@ -119,11 +139,74 @@ class MetadataStore:
     # ------------------------------------------------------------------ create / load
 
     @classmethod
+    def new(cls, base: BlockDevice, sb: Superblock, catalog: Catalog) -> MetadataStore:
+        """The store of a new pool, before anything is written: `reserve_room`, then
+        `checkpoint` writes the first checkpoint into both copies (not the superblock)."""
+        return cls(base, sb, catalog, generation=0, source_copy=0, journal_pos=0, prev_crc=0)
+
+    @classmethod
     async def format(cls, base: BlockDevice, sb: Superblock, catalog: Catalog) -> MetadataStore:
-        """Write the first checkpoint of a new pool into both copies (not the superblock)."""
-        store = cls(base, sb, catalog, generation=0, source_copy=0, journal_pos=0, prev_crc=0)
+        """Reserve room and write the first checkpoint of a new pool (not the superblock).
+
+        Raises:
+            NoSpace: the file system under the disk has no room for the metadata.
+        """
+        store = cls.new(base, sb, catalog)
+        await store.reserve_room()
         await store.checkpoint()
         return store
+
+    # ------------------------------------------------------------------ room below
+
+    async def reserve_room(self) -> None:
+        """Reserve the superblocks, both journals and enough of both checkpoint slots
+        below the disk (see the module docstring); nothing to do on a device whose
+        blocks are all backed.
+
+        Raises:
+            NoSpace: the file system under the disk is full; changes are refused
+                (`ResourceExhausted`) until a later attempt succeeds.
+        """
+        sb = self.sb
+        self._room_ok = False
+        self._reserving = await self._reserve_pages(0, 2)
+        if not self._reserving:
+            self._room_ok = True
+            return
+        for copy in (0, 1):
+            await self._reserve_pages(sb.journal_page(copy), sb.journal_pages)
+        await self._grow_reservation(self._bound)
+        self._room_ok = True
+
+    async def _reserve_pages(self, first: int, count: int) -> bool:
+        return await self.base.reserve_space(first * self._bpp, count * self._bpp)
+
+    async def _grow_reservation(self, bound: int) -> None:
+        """Make the reserved prefix of both slots cover `bound` bytes (with headroom)."""
+        want = -(-bound // PAGE_SIZE)
+        have = self.reserved_slot_pages
+        if not self._reserving or want <= have:
+            return
+        target = min(self.sb.slot_pages, want + max(256, want))
+        for copy in (0, 1):
+            await self._reserve_pages(self.sb.copy_pages[copy] + have, target - have)
+        self.reserved_slot_pages = target
+
+    async def _make_room(self, payload_bytes: int) -> None:
+        """Room for a transaction of `payload_bytes` and what it adds to a checkpoint.
+
+        Raises:
+            ResourceExhausted: the file system under the disk cannot give it.
+        """
+        try:
+            if not self._room_ok:
+                await self.reserve_room()
+            await self._grow_reservation(self._bound + 2 * payload_bytes)
+        except NoSpace as exc:
+            raise ResourceExhausted(
+                f"{self._where}: no room below its disk for the metadata of this change "
+                f"({exc}); nothing was written"
+            ) from exc
 
     @classmethod
     async def load(cls, base: BlockDevice, sb: Superblock) -> tuple[MetadataStore, bool]:
@@ -198,6 +281,8 @@ class MetadataStore:
             journal_pos=best.tail,
             prev_crc=best.prev_crc,
         )
+        loaded = next(h for c, h, _b in intact if c == best.copy)
+        store._bound = (loaded.pages + 2 * best.tail) * PAGE_SIZE
         store._highest_generation = max(h.generation for _c, h, _b in intact)
         return store, disagree
 
@@ -219,6 +304,7 @@ class MetadataStore:
 
         Raises:
             FailedPrecondition: the store failed earlier (pool faulted).
+            ResourceExhausted: no room below the disk for it; nothing was written.
             DeviceError: writing or flushing the metadata failed now.
         """
         payload = b"".join(encode_record(r) for r in records)
@@ -260,10 +346,18 @@ class MetadataStore:
         while self._queue:
             batch, self._queue = self._queue, []
             changes = [p for p in batch if not p.checkpoint]
+            checkpoint = len(changes) != len(batch)
+            if changes and self._reserving:
+                try:
+                    await self._make_room(sum(len(p.payload) for p in changes))
+                except ResourceExhausted as refusal:
+                    for pending in changes:
+                        pending.future.set_exception(refusal)
+                    changes = []
             try:
                 if changes:
                     await self._write_batch(changes)
-                if len(changes) != len(batch):
+                if checkpoint:
                     await self.checkpoint()
             except BaseException as exc:
                 self._fail(exc)
@@ -279,6 +373,7 @@ class MetadataStore:
     async def _write_batch(self, batch: list[_Pending]) -> None:
         payload = b"".join(p.payload for p in batch)
         data_flush = any(p.data_flush for p in batch)
+        self._bound += 2 * len(payload)
         npages = pages_for_payload(len(payload))
         if npages > self.sb.journal_pages:
             # Larger than the whole journal: apply, then make it durable as a checkpoint.
@@ -371,6 +466,7 @@ class MetadataStore:
         self.generation = self._highest_generation = generation
         self.journal_pos = 0
         self._prev_crc = crc
+        self._bound = len(blob)
         self.checkpoints_written += 1
 
     # ------------------------------------------------------------------ destroy

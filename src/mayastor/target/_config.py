@@ -1,8 +1,10 @@
-"""The tunable limits of a target: queue sizes, data sizes, timers.
+"""The tunable limits of a target: queue sizes, data sizes, resource bounds, timers.
 
 One frozen `TargetConfig` per target; the identify data, the IC exchange and the
 command checks all read their limits from it, so what the host is told and what
-the target enforces cannot drift apart.
+the target enforces cannot drift apart. The resource bounds (connections, controllers,
+write data asked for and not yet received, the time a connection may take to start)
+keep what one host can make the target hold within a known size, whatever it sends.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 
 from mayastor import __version__
 from mayastor.errors import InvalidArgument
+from mayastor.nvmf.auth import DEFAULT_DHGROUPS, DEFAULT_HASHES, DhGroupId, HashId
 
 MEMORY_PAGE_SIZE = 4096
 """CAP.MPSMIN: the page size MDTS counts in."""
@@ -41,6 +44,26 @@ class TargetConfig:
         drain_timeout: seconds a closing connection waits for its I/O in flight
             before cancelling it.
         firmware_revision: FR of Identify Controller (8 ASCII characters at most).
+        dhchap_hashes: the hash functions DH-HMAC-CHAP may use, most preferred first.
+        dhchap_dhgroups: the DH groups it may use, most preferred first (each costs the
+            event loop a modular exponentiation per queue: ffdhe8192 some 100 ms).
+        authentication_timeout: seconds the host of a new controller has to
+            authenticate its admin queue, in place of the keep-alive timer (which
+            starts once it did); then the controller is freed.
+        max_connections: TCP connections one listener (port) holds at once; at the
+            limit, the oldest connection that has not finished its Fabrics Connect is
+            closed to make room, or the new one when every connection is associated.
+        max_controllers: controllers one subsystem has at once (the discovery
+            subsystem too); a Connect beyond is refused with Controller Busy.
+        max_pending_write_bytes: bytes of host data one connection has asked for by
+            R2T and not yet received; commands beyond wait for their R2Ts until data
+            comes in. At least `max_data_transfer`.
+        max_pending_write_bytes_total: the same, over every connection of the target.
+        ic_timeout: seconds a new connection may take to send its ICReq.
+        connect_timeout: seconds a connection may take from its ICReq to a successful
+            Fabrics Connect.
+        write_data_timeout: seconds a connection that owes data asked for by R2T may
+            go without sending any; then it is closed and its claim released.
     """
 
     max_queue_entries: int = 128
@@ -55,6 +78,16 @@ class TargetConfig:
     keep_alive_check_interval: float = 0.2
     drain_timeout: float = 30.0
     firmware_revision: str = __version__
+    dhchap_hashes: tuple[HashId, ...] = DEFAULT_HASHES
+    dhchap_dhgroups: tuple[DhGroupId, ...] = DEFAULT_DHGROUPS
+    authentication_timeout: float = 120.0
+    max_connections: int = 2048
+    max_controllers: int = 128
+    max_pending_write_bytes: int = 8 << 20
+    max_pending_write_bytes_total: int = 256 << 20
+    ic_timeout: float = 10.0
+    connect_timeout: float = 10.0
+    write_data_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         checks = (
@@ -83,9 +116,31 @@ class TargetConfig:
             (self.discovery_keep_alive_ms >= 0, "discovery_keep_alive_ms must be >= 0"),
             (self.keep_alive_check_interval > 0, "keep_alive_check_interval must be > 0"),
             (self.drain_timeout >= 0, "drain_timeout must be >= 0"),
+            (self.authentication_timeout > 0, "authentication_timeout must be > 0"),
+            (1 <= self.max_connections <= 1_000_000, "max_connections must be 1..1000000"),
+            (1 <= self.max_controllers <= 0xFFEF, "max_controllers must be 1..65519"),
+            (
+                self.max_data_transfer
+                <= self.max_pending_write_bytes
+                <= self.max_pending_write_bytes_total,
+                "max_pending_write_bytes must be at least max_data_transfer and at most "
+                "max_pending_write_bytes_total",
+            ),
+            (self.ic_timeout > 0, "ic_timeout must be > 0"),
+            (self.connect_timeout > 0, "connect_timeout must be > 0"),
+            (self.write_data_timeout > 0, "write_data_timeout must be > 0"),
             (
                 len(self.firmware_revision) <= 8 and self.firmware_revision.isascii(),
                 "firmware_revision must be at most 8 ASCII characters",
+            ),
+            (
+                bool(self.dhchap_hashes) and all(isinstance(h, HashId) for h in self.dhchap_hashes),
+                "dhchap_hashes must name at least one HashId",
+            ),
+            (
+                bool(self.dhchap_dhgroups)
+                and all(isinstance(g, DhGroupId) for g in self.dhchap_dhgroups),
+                "dhchap_dhgroups must name at least one DhGroupId",
             ),
         )
         for ok, message in checks:

@@ -7,7 +7,8 @@ first completion of an iteration), so completions of many I/Os share one system
 call. Device work runs as callbacks the queue pair counts, or as tasks the connection
 keeps (finished ones are dropped in batches), so that closing waits for it.
 When the kernel's send buffer is full, reading pauses: a host cannot pile up
-commands faster than it takes their answers.
+commands faster than it takes their answers. Until the host has connected, one timer
+asks the queue pair whether its ICReq or Connect deadline has passed.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class Connection(asyncio.Protocol):
 
     def __init__(self, registry: SubsystemRegistry, on_close: Callable[[Connection], None]) -> None:
         self._registry = registry
+        self._timer: asyncio.TimerHandle | None = None
+        self._refused = False
         self._on_close = on_close
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
@@ -58,6 +61,10 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
+        if self._refused:
+            self._closing = True
+            self._transport.abort()
+            return
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -69,7 +76,9 @@ class Connection(asyncio.Protocol):
             self,
             port=local[1] if local else 0,
             peer=f"{peer[0]}:{peer[1]}" if peer else "",
+            now=self._loop.time(),
         )
+        self._watch_deadline()
 
     def data_received(self, data: bytes) -> None:
         queue_pair = self.queue_pair
@@ -91,6 +100,9 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._out.clear()
         if self.queue_pair is not None:
             self.queue_pair.transport_closed()
@@ -131,6 +143,30 @@ class Connection(asyncio.Protocol):
         if len(tasks) >= self._prune_at:
             self._tasks = {task for task in tasks if not task.done()}
             self._prune_at = max(_PRUNE_AT, 2 * len(self._tasks))
+
+    # ------------------------------------------------------------------ limits
+
+    @property
+    def associated(self) -> bool:
+        """True once the host's Connect succeeded (or the connection is closing)."""
+        queue_pair = self.queue_pair
+        return self._closing or (queue_pair is not None and queue_pair.deadline() is None)
+
+    def refuse(self) -> None:
+        """Close the connection as soon as it is made (a limit was hit)."""
+        self._refused = True
+        if self._transport is not None:
+            self.close()
+
+    def _watch_deadline(self) -> None:
+        queue_pair = self.queue_pair
+        if queue_pair is None:
+            return
+        deadline = queue_pair.expire(self._loop.time())
+        if deadline is None:
+            self._timer = None
+        else:
+            self._timer = self._loop.call_at(deadline, self._watch_deadline)
 
     # ------------------------------------------------------------------ internals
 

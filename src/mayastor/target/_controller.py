@@ -110,11 +110,16 @@ class Controller:
         self.state = ControllerState.DISABLED
         self.cc = 0
         self.keep_alive = KeepAlive(kato_ms, now)
+        self.authentication_deadline: float | None = None
+        """While the admin queue's host still has to authenticate: by when it must, in
+        place of the keep-alive timer (a host sends no Keep Alive before it is in, and
+        its DH computation may take longer than KATO)."""
         self.admin: QueueLink | None = admin
         self.io_queues: dict[int, QueueLink] = {}
         self.granted_io_queues = config.max_io_queues
         self.event_config = 0
         self.write_cache = True
+        self.shutdowns = 0  # shutdown notifications so far: only the newest one's flush reports
         self.changed_nsids: set[int] = set()
         self.peer = ""
         self.digests = (False, False)
@@ -245,6 +250,22 @@ class Controller:
             raise OverflowError("too many Asynchronous Event Requests outstanding")
         self._held_aers.append(cid)
         return None
+
+    def drop_async_event(self, cid: int) -> bool:
+        """Forget the held Asynchronous Event Request `cid`, without completing it.
+
+        A host that gave up its requests on its side (SPDK's, when it detaches) sends
+        new admin commands with their command IDs; answering the old request now would
+        complete the new command in the host's eyes, so it is dropped silently.
+
+        Returns:
+            True when a request with that ID was held.
+        """
+        try:
+            self._held_aers.remove(cid)
+        except ValueError:
+            return False
+        return True
 
     def post_event(self, event: AsyncEventInfo) -> None:
         """Tell the host about `event` if it enabled it and has read the last one.

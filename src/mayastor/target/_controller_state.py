@@ -2,7 +2,8 @@
 
 The host drives a controller through CC (Property Set): CC.EN 0 -> 1 makes it ready
 (CSTS.RDY), CC.EN 1 -> 0 resets it (its I/O queues go), CC.SHN asks for a shutdown,
-which completes (CSTS.SHST) once the device's volatile cache is flushed. A controller
+which completes (CSTS.SHST) once the device's volatile cache is flushed; a flush that
+fails reports a controller fatal status (CSTS.CFS) instead, never a clean shutdown. A controller
 is freed when its Keep Alive timeout expires, when its admin queue's connection is
 lost, or when its subsystem is removed.
 
@@ -23,7 +24,7 @@ class ControllerState(enum.Enum):
 
     DISABLED = "disabled"  # CC.EN 0, CSTS.RDY 0: only Fabrics commands are served
     READY = "ready"  # CC.EN 1, CSTS.RDY 1: every command is served
-    FAILED = "failed"  # enabled with a configuration we cannot run: CSTS.CFS 1
+    FAILED = "failed"  # a configuration we cannot run, or a failed shutdown: CSTS.CFS 1
     SHUTTING_DOWN = "shutting down"  # CC.SHN set, the flush is running: SHST 01b
     SHUT_DOWN = "shut down"  # the flush is done: SHST 10b
     FREED = "freed"  # gone: its queues are closed and its ID is free again
@@ -37,6 +38,7 @@ class ControllerEvent(enum.Enum):
     DISABLE = "disable"  # CC written with EN 0 (and no SHN)
     SHUTDOWN = "shutdown"  # CC written with SHN normal or abrupt
     SHUTDOWN_DONE = "shutdown done"  # the shutdown flush finished
+    SHUTDOWN_FAILED = "shutdown failed"  # the shutdown flush failed: not a clean shutdown
     KEEP_ALIVE_EXPIRED = "keep alive expired"  # KATO passed without a sign of the host
     ADMIN_QUEUE_LOST = "admin queue lost"  # the admin queue's connection closed
     DELETE = "delete"  # the subsystem is being removed, or the target closed
@@ -64,6 +66,13 @@ CONTROLLER_TRANSITIONS: dict[
     (_S.DISABLED, _E.DISABLE): (_A.NONE, _S.DISABLED),
     (_S.DISABLED, _E.SHUTDOWN): (_A.FLUSH, _S.SHUTTING_DOWN),
     (_S.DISABLED, _E.SHUTDOWN_DONE): (_A.NONE, _S.DISABLED),  # a reset overtook the flush
+    (_S.DISABLED, _E.SHUTDOWN_FAILED): (_A.NONE, _S.DISABLED),
+    # A reset and a new enable overtook the flush: its news is stale.
+    **{
+        (state, event): (_A.NONE, state)
+        for state in (_S.READY, _S.FAILED)
+        for event in (_E.SHUTDOWN_DONE, _E.SHUTDOWN_FAILED)
+    },
     (_S.READY, _E.ENABLE): (_A.NONE, _S.READY),
     (_S.READY, _E.DISABLE): (_A.RESET, _S.DISABLED),
     (_S.READY, _E.SHUTDOWN): (_A.FLUSH, _S.SHUTTING_DOWN),
@@ -73,12 +82,16 @@ CONTROLLER_TRANSITIONS: dict[
     (_S.FAILED, _E.SHUTDOWN): (_A.FLUSH, _S.SHUTTING_DOWN),
     (_S.SHUTTING_DOWN, _E.SHUTDOWN): (_A.NONE, _S.SHUTTING_DOWN),
     (_S.SHUTTING_DOWN, _E.SHUTDOWN_DONE): (_A.NONE, _S.SHUT_DOWN),
+    (_S.SHUTTING_DOWN, _E.SHUTDOWN_FAILED): (_A.NONE, _S.FAILED),
     (_S.SHUTTING_DOWN, _E.DISABLE): (_A.RESET, _S.DISABLED),
     (_S.SHUT_DOWN, _E.SHUTDOWN): (_A.NONE, _S.SHUT_DOWN),
     (_S.SHUT_DOWN, _E.DISABLE): (_A.RESET, _S.DISABLED),
     **{(state, event): (_A.FREE, _S.FREED) for state in _LIVE for event in _ENDINGS},
     # A freed controller hears late news (a queue closing, a flush ending) and stays freed.
-    **{(_S.FREED, event): (_A.NONE, _S.FREED) for event in (*_ENDINGS, _E.SHUTDOWN_DONE)},
+    **{
+        (_S.FREED, event): (_A.NONE, _S.FREED)
+        for event in (*_ENDINGS, _E.SHUTDOWN_DONE, _E.SHUTDOWN_FAILED)
+    },
 }
 """(state, event) -> (action, next state); a pair not here is a command sequence error."""
 

@@ -15,8 +15,17 @@ ends with the C2HData SUCCESS flag instead of a CapsuleResp.
 
 Write data that does not fit in the capsule is asked for with R2Ts of at most
 MAXH2CDATA bytes, never more outstanding for one command than the host's MAXR2T
-allows. A PDU that breaks the protocol gets a C2HTermReq and the connection is
-closed; no other connection is touched.
+allows. A command's whole transfer is reserved against the connection's and the
+target's write-data budgets before its first R2T; a command that does not fit waits
+(in order) until data comes in, and a connection that owes data and sends none for
+`write_data_timeout` is closed. A connection that sends no ICReq, or no successful
+Connect, in time is closed too (`expire`). A PDU that breaks the protocol gets a
+C2HTermReq and the connection is closed; no other connection is touched.
+
+A new admin command whose command ID is that of an Asynchronous Event Request the
+controller still holds retires that request silently: the host has given it up
+(SPDK's host does so when it detaches, then reads CC, sets CC.SHN and polls CSTS
+with the freed IDs). A command ID in flight on an I/O queue is a conflict.
 """
 
 from __future__ import annotations
@@ -29,6 +38,11 @@ from typing import Any, Protocol
 
 from mayastor.bdev import BlockDevice, Buffer, ReservationCell
 from mayastor.errors import DeviceError
+from mayastor.nvmf.auth import (
+    SECP_DHCHAP,
+    SPSP_DHCHAP,
+    ControllerAuthentication,
+)
 from mayastor.nvmf.pdu import (
     CapsuleCmd,
     DataDigestError,
@@ -47,6 +61,7 @@ from mayastor.nvmf.spec import (
     DSM_RANGE_SIZE,
     DYNAMIC_CNTLID,
     NSID_ALL,
+    Authentication,
     Command,
     Connect,
     ConnectData,
@@ -62,8 +77,10 @@ from mayastor.target._admin import execute_admin, execute_fabrics
 from mayastor.target._config import ADMIN_IN_CAPSULE_DATA
 from mayastor.target._controller import Controller, release_controller
 from mayastor.target._controller_state import ControllerAction, ControllerEvent
+from mayastor.target._owed_writes import OwedWrites
 from mayastor.target._queue_state import QUEUE_TABLE, QueueAction, QueueEvent, QueueState
 from mayastor.target._reply import (
+    AUTHENTICATION_REQUIRED,
     COMMAND_ID_CONFLICT,
     COMMAND_SEQUENCE_ERROR,
     CONNECT_CONTROLLER_BUSY,
@@ -119,6 +136,10 @@ _DSM_DEALLOCATE = 1 << 2
 _DSM_MAX_RANGES = 256
 _WRITE_OPCODE = int(IoOpcode.WRITE)
 _DSM_OPCODE = int(IoOpcode.DATASET_MANAGEMENT)
+_AUTH_COMMANDS = (FabricsCommandType.AUTHENTICATION_SEND, FabricsCommandType.AUTHENTICATION_RECEIVE)
+_AUTHENTICATING = (QueueState.AUTH_ADMIN, QueueState.AUTH_IO)
+_MAX_AUTH_MESSAGE = 4096
+"""Largest DH-HMAC-CHAP message we take or hold room for (an FFDHE8192 reply is 1168)."""
 _NO_RESERVATIONS = ReservationCell()
 """The cell of a queue that serves no namespace (yet): never holds a reservation."""
 _MAX_R2T = 16
@@ -192,10 +213,17 @@ class QueuePair(ReservationQueue):
         link: the I/O shell's side (send, close, spawn).
         port: the local port the connection came in on.
         peer: the host's address, ``host:port``, for listings.
+        now: the time the connection was accepted, in seconds (the ICReq timeout).
     """
 
     def __init__(
-        self, registry: SubsystemRegistry, link: Link, *, port: int, peer: str = ""
+        self,
+        registry: SubsystemRegistry,
+        link: Link,
+        *,
+        port: int,
+        peer: str = "",
+        now: float = 0.0,
     ) -> None:
         config = registry.config
         self._registry = registry
@@ -210,9 +238,22 @@ class QueuePair(ReservationQueue):
         self.controller: Controller | None = None
         self.header_digest = False
         self.data_digest = False
-        self._reader = PduReader(Role.CONTROLLER, max_data_length=config.max_pdu_data)
+        # Until a Connect succeeds nothing larger than an admin capsule's data is
+        # legitimate, so a connection that never connects buffers little.
+        self._reader = PduReader(Role.CONTROLLER, max_data_length=ADMIN_IN_CAPSULE_DATA)
         self._writer = PduWriter(Role.CONTROLLER)
-        self._now = 0.0
+        self._now = now
+        self._born = now
+        self._ic_at = now
+        self._limits = registry.limits
+        self._owed: OwedWrites[_Transfer] = OwedWrites(
+            config,
+            registry.write_budget,
+            registry.limits,
+            peer=peer,
+            start=self._send_r2ts,
+            stalled=functools.partial(self._step, QueueEvent.TIMEOUT),
+        )
         self._device: BlockDevice | None = None
         self._queue_size = config.max_admin_queue_entries
         self._in_capsule_limit = max(config.in_capsule_data_size, ADMIN_IN_CAPSULE_DATA)
@@ -245,6 +286,7 @@ class QueuePair(ReservationQueue):
         self._resv = _NO_RESERVATIONS  # the namespace's, once an I/O queue is connected
         self._host = NO_HOST
         self._resv_cids: set[int] = set()
+        self._auth: ControllerAuthentication | None = None
 
     def __repr__(self) -> str:
         return f"<QueuePair {self.peer} port={self.port} qid={self.qid} {self.state.value}>"
@@ -309,6 +351,47 @@ class QueuePair(ReservationQueue):
         """Our controller was freed or reset: close this connection."""
         self._step(QueueEvent.CONTROLLER_GONE)
 
+    def deadline(self) -> float | None:
+        """When this connection is closed unless it makes progress: the ICReq timeout
+        before the ICReq, the Connect timeout after it; None once connected."""
+        if self.state is QueueState.AWAIT_IC_REQ:
+            return self._born + self._config.ic_timeout
+        if self.state is QueueState.AWAIT_CONNECT:
+            return self._ic_at + self._config.connect_timeout
+        return None
+
+    def expire(self, now: float) -> float | None:
+        """Close the connection if its `deadline` has passed at `now`.
+
+        Returns:
+            the deadline still ahead, or None (closed, or connected: no deadline).
+        """
+        deadline = self.deadline()
+        if deadline is None or now < deadline:
+            return deadline
+        if self.state is QueueState.AWAIT_IC_REQ:
+            self._limits.hit(
+                "ic_timeout", now, "%s sent no ICReq in %s s; closed",
+                self.peer, self._config.ic_timeout,
+            )  # fmt: skip
+        else:
+            self._limits.hit(
+                "connect_timeout", now, "%s sent no successful Connect in %s s; closed",
+                self.peer, self._config.connect_timeout,
+            )  # fmt: skip
+        self._step(QueueEvent.TIMEOUT)
+        return None
+
+    @property
+    def pending_write_bytes(self) -> int:
+        """Write data asked for by R2T (or reserved for it) and not yet received."""
+        return self._owed.reserved
+
+    @property
+    def waiting_transfers(self) -> int:
+        """Commands whose data is not asked for yet: they wait for write-data budget."""
+        return self._owed.waiting
+
     # ------------------------------------------------------------------ state
 
     def _step(self, event: QueueEvent, error: PduError | None = None) -> None:
@@ -325,6 +408,8 @@ class QueuePair(ReservationQueue):
         for window in self._windows.values():
             self._inflight.pop(window.transfer.cid, None)  # their data will never come
         self._windows.clear()
+        for transfer in self._owed.end():
+            self._inflight.pop(transfer.cid, None)
         self._leave_controller()
         if action is not QueueAction.DETACH:
             self._link.close()
@@ -343,6 +428,7 @@ class QueuePair(ReservationQueue):
 
     def _on_ic_req(self, pdu: ICReq) -> None:
         self._step(QueueEvent.IC_REQ)
+        self._ic_at = self._now
         hdgst, ddgst = pdu.hdgst_enable, pdu.ddgst_enable
         self._send(
             self._writer.encode_ic_resp(
@@ -387,8 +473,12 @@ class QueuePair(ReservationQueue):
         if self._sq_flow_control:
             self._sqhd = (self._sqhd + 1) % self._queue_size
         if cid in self._inflight:
-            self._respond(cid, _CID_CONFLICT)
-            return False
+            ctrl = self.controller
+            if ctrl is None or ctrl.admin is not self or not ctrl.drop_async_event(cid):
+                self._respond(cid, _CID_CONFLICT)
+                return False
+            del self._inflight[cid]
+            log.debug("%s reused the ID %d of a held Async Event Request", self.peer, cid)
         if len(self._inflight) >= self._queue_size:
             raise PduError(
                 FatalErrorStatus.PDU_SEQUENCE_ERROR,
@@ -412,6 +502,12 @@ class QueuePair(ReservationQueue):
                 (ConnectData.layout.size, ConnectData.layout.size),
                 lambda payload: self._connect(cmd, payload),
             )
+            return
+        if cmd.is_fabrics and cmd.fctype in _AUTH_COMMANDS:
+            self._authentication(cmd, data)
+            return
+        if self.state in _AUTHENTICATING:
+            self._complete(cmd.cid, AUTHENTICATION_REQUIRED.field)
             return
         ctrl = self.controller
         if self.state is not QueueState.ADMIN or ctrl is None:
@@ -451,7 +547,8 @@ class QueuePair(ReservationQueue):
             for queue in list(ctrl.io_queues.values()):
                 queue.controller_gone()
         elif action is ControllerAction.FLUSH:
-            self._spawn(_shutdown_flush(ctrl))
+            ctrl.shutdowns += 1
+            self._spawn(_shutdown_flush(ctrl, ctrl.shutdowns))
 
     def complete_async_event(self, cid: int, dw0: int) -> None:
         """Complete a held Asynchronous Event Request with an event."""
@@ -483,9 +580,19 @@ class QueuePair(ReservationQueue):
         except SpecError:
             self._complete(cid, _INVALID_PARAMETERS, dw0=_in_data_field("hostnqn"))
             return
-        if not sub.allows(params.hostnqn):
+        keys = sub.keys_for(params.hostnqn) if sub.requires_authentication else None
+        if not sub.allows(params.hostnqn) or (sub.requires_authentication and keys is None):
             self._complete(cid, CONNECT_INVALID_HOST.field, dw0=_in_data_field("hostnqn"))
             return
+        if keys is not None:
+            self._auth = ControllerAuthentication(
+                keys,
+                hostnqn=params.hostnqn,
+                subnqn=sub.nqn,
+                seqnums=self._registry.auth_seqnums,
+                hashes=self._config.dhchap_hashes,
+                dhgroups=self._config.dhchap_dhgroups,
+            )
         if connect.qid == 0:
             self._connect_admin(cid, connect, params, sub)
         else:
@@ -500,6 +607,13 @@ class QueuePair(ReservationQueue):
             return
         if params.cntlid != DYNAMIC_CNTLID:
             self._complete(cid, _INVALID_PARAMETERS, dw0=_in_data_field("cntlid"))
+            return
+        if len(sub.controllers) >= config.max_controllers:
+            self._limits.hit(
+                "max_controllers", self._now, "%s has %d controllers; Connect of %s refused",
+                sub.nqn, len(sub.controllers), params.hostnqn,
+            )  # fmt: skip
+            self._complete(cid, CONNECT_CONTROLLER_BUSY.field)
             return
         cntlid = sub.allocate_cntlid()
         if cntlid is None:
@@ -523,8 +637,11 @@ class QueuePair(ReservationQueue):
         sub.controllers[cntlid] = ctrl
         self.controller = ctrl
         self._joined(0, connect)
-        self._step(QueueEvent.CONNECT_ADMIN)
-        self._complete(cid, 0, connect_success_dw0(cntlid))
+        auth = self._auth is not None
+        if auth:
+            ctrl.authentication_deadline = self._now + self._config.authentication_timeout
+        self._step(QueueEvent.CONNECT_ADMIN_AUTH if auth else QueueEvent.CONNECT_ADMIN)
+        self._complete(cid, 0, connect_success_dw0(cntlid, authenticate=auth))
 
     def _connect_io(self, cid: int, connect: Connect, params: ConnectData, sub: Subsystem) -> None:
         ctrl = sub.controllers.get(params.cntlid)
@@ -532,12 +649,21 @@ class QueuePair(ReservationQueue):
             self._complete(cid, _INVALID_PARAMETERS, dw0=_in_data_field("cntlid"))
             return
         if sub.is_discovery or connect.qid > ctrl.granted_io_queues:
+            self._limits.hit(
+                "max_io_queues", self._now, "controller %d of %s has %d I/O queues; "
+                "Connect of queue %d refused", ctrl.cntlid, sub.nqn, ctrl.granted_io_queues,
+                connect.qid,
+            )  # fmt: skip
             self._complete(cid, _INVALID_PARAMETERS, dw0=_in_sqe(Connect.QID_OFFSET))
             return
         if not ctrl.ready or connect.qid in ctrl.io_queues:
             self._complete(cid, COMMAND_SEQUENCE_ERROR.field)
             return
         if not 1 <= connect.sqsize < self._config.max_queue_entries:
+            self._limits.hit(
+                "max_queue_entries", self._now, "%s asked for %d entries, %d allowed; "
+                "Connect refused", self.peer, connect.sqsize + 1, self._config.max_queue_entries,
+            )  # fmt: skip
             self._complete(cid, _INVALID_PARAMETERS, dw0=_in_sqe(Connect.SQSIZE_OFFSET))
             return
         ctrl.io_queues[connect.qid] = self
@@ -548,10 +674,73 @@ class QueuePair(ReservationQueue):
         sub.reservations.attach(self)
         self._in_capsule_limit = self._config.in_capsule_data_size
         self._joined(connect.qid, connect)
-        self._step(QueueEvent.CONNECT_IO)
-        self._complete(cid, 0, connect_success_dw0(ctrl.cntlid))
+        auth = self._auth is not None
+        self._step(QueueEvent.CONNECT_IO_AUTH if auth else QueueEvent.CONNECT_IO)
+        self._complete(cid, 0, connect_success_dw0(ctrl.cntlid, authenticate=auth))
+
+    # ------------------------------------------------------------------ authentication
+
+    def _authentication(self, cmd: Command, data: Buffer) -> None:
+        """Authentication Send or Receive: one DH-HMAC-CHAP message in or out."""
+        auth = self._auth
+        if auth is None:
+            self._complete(cmd.cid, COMMAND_SEQUENCE_ERROR.field)
+            return
+        req = Authentication.from_command(cmd)
+        if (
+            req.secp != SECP_DHCHAP
+            or req.spsp0 != SPSP_DHCHAP
+            or req.spsp1 != SPSP_DHCHAP
+            or not 0 < req.length <= (_MAX_AUTH_MESSAGE if req.send else 0xFFFF)
+        ):
+            self._complete(cmd.cid, _INVALID_FIELD)
+            return
+        if req.send:
+            sgl = cmd.sgl
+            self._host_data(
+                cmd.cid,
+                (sgl.identifier, sgl.address, sgl.length),
+                data,
+                (req.length, req.length),
+                lambda payload: self._auth_sent(auth, cmd.cid, bytes(payload)),
+            )
+            return
+        if data:
+            self._complete(cmd.cid, _SGL_LENGTH_INVALID)
+            return
+        message = auth.receive()
+        if len(message) > req.length:
+            self._complete(cmd.cid, _INVALID_FIELD)
+            self._step(QueueEvent.AUTH_FAILED)
+            return
+        self._answer(cmd, Reply(data=message + bytes(req.length - len(message))))
+        self._auth_moved(auth)
+
+    def _auth_sent(self, auth: ControllerAuthentication, cid: int, payload: bytes) -> None:
+        auth.send(payload)
+        self._complete(cid, 0)
+        self._auth_moved(auth)
+
+    def _auth_moved(self, auth: ControllerAuthentication) -> None:
+        if auth.over:
+            ctrl = self.controller
+            log.warning(
+                "host %s failed DH-HMAC-CHAP on queue %d of %s (%s): closing the connection",
+                ctrl.hostnqn if ctrl else "?",
+                self.qid,
+                ctrl.subsystem.nqn if ctrl else "?",
+                auth.failure.name if auth.failure else "failed",
+            )
+            self._step(QueueEvent.AUTH_FAILED)
+        elif auth.authenticated and self.state in _AUTHENTICATING:
+            ctrl = self.controller
+            if ctrl is not None and self.qid == 0:
+                ctrl.authentication_deadline = None
+                ctrl.keep_alive.touch(self._now)
+            self._step(QueueEvent.AUTHENTICATED)
 
     def _joined(self, qid: int, connect: Connect) -> None:
+        self._reader.max_data_length = self._config.max_pdu_data
         self.qid = qid
         self._queue_size = connect.queue_depth
         self._sq_flow_control = not connect.sq_flow_control_disabled
@@ -594,7 +783,9 @@ class QueuePair(ReservationQueue):
             self._complete(cid, _SGL_TYPE_INVALID)
 
     def _start_transfer(self, cid: int, length: int, on_data: Callable[[Buffer], None]) -> None:
-        transfer = _Transfer(cid, length, on_data)
+        self._owed.begin(_Transfer(cid, length, on_data), self._now)
+
+    def _send_r2ts(self, transfer: _Transfer) -> None:
         for _ in range(self._max_r2t):
             if not self._ask_for_data(transfer):
                 break
@@ -626,6 +817,7 @@ class QueuePair(ReservationQueue):
             )
         payload = pdu.data
         size = len(payload)
+        self._owed.arrived(self._now)
         if pdu.offset != window.next or pdu.offset + size > window.end:
             raise PduError(
                 FatalErrorStatus.DATA_OUT_OF_RANGE,
@@ -646,6 +838,7 @@ class QueuePair(ReservationQueue):
             del self._windows[pdu.ttag]
             self._ask_for_data(transfer)
         if transfer.received == transfer.length:
+            self._owed.received(transfer.length)
             if transfer.corrupt:
                 self._complete(transfer.cid, _TRANSIENT, nsid=NSID)
             else:
@@ -948,12 +1141,24 @@ def _in_sqe(offset: int) -> int:
     return connect_invalid_parameter_dw0(offset, in_data=False)
 
 
-async def _shutdown_flush(ctrl: Controller) -> None:
-    """Flush the device for a shutdown notification, then report the shutdown done."""
+async def _shutdown_flush(ctrl: Controller, serial: int) -> None:
+    """Flush the device for shutdown notification `serial`, then report the shutdown
+    done, or failed (CSTS.CFS, never SHST complete) when the flush fails. The flush of
+    a notification that a reset and a newer one overtook reports nothing: only the
+    newest flush covers every write before the shutdown the host waits for."""
     device = ctrl.subsystem.device
     if device is not None:
         try:
             await device.flush()
         except DeviceError as exc:
-            log.warning("flush for the shutdown of controller %d failed: %s", ctrl.cntlid, exc)
-    ctrl.handle(ControllerEvent.SHUTDOWN_DONE)
+            if ctrl.shutdowns != serial:
+                return
+            log.warning(
+                "flush for the shutdown of controller %d of %s failed: %s; CSTS reports a "
+                "controller fatal status, not a clean shutdown",
+                ctrl.cntlid, ctrl.subsystem.nqn, exc,
+            )  # fmt: skip
+            ctrl.handle(ControllerEvent.SHUTDOWN_FAILED)
+            return
+    if ctrl.shutdowns == serial:
+        ctrl.handle(ControllerEvent.SHUTDOWN_DONE)

@@ -45,6 +45,7 @@ CONNECT_INVALID_PARAMETERS = NvmeStatus(
     _C, CommandSpecificStatus.CONNECT_INVALID_PARAMETERS, dnr=True
 )
 CONNECT_INVALID_HOST = NvmeStatus(_C, CommandSpecificStatus.CONNECT_INVALID_HOST, dnr=True)
+AUTHENTICATION_REQUIRED = NvmeStatus(_C, CommandSpecificStatus.AUTHENTICATION_REQUIRED, dnr=True)
 
 
 @dataclass(frozen=True, slots=True)

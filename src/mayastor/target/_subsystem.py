@@ -12,13 +12,16 @@ before they reach these classes.
 
 from __future__ import annotations
 
+import os
 import uuid as uuid_mod
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mayastor.bdev import BlockDevice, ReservationCell
+from mayastor.nvmf.auth import ControllerKeys, SequenceNumbers
 from mayastor.nvmf.spec import DISCOVERY_NQN, AnaState, AsyncEvent
+from mayastor.target._limits import LimitLog, WriteBudget
 
 if TYPE_CHECKING:
     from mayastor.target._config import TargetConfig
@@ -49,6 +52,9 @@ class Subsystem:
         model: Identify Controller MN (40 ASCII characters at most).
         cntlid_range: the controller IDs it hands out, inclusive.
         ana_state: the ANA state of its namespace's group.
+        host_keys: DH-HMAC-CHAP secrets by host NQN (an entry ending in ``*`` matches
+            as in the allow-list); when there are any, only a host that has one and
+            proves it is admitted. None or empty: no authentication.
         namespace_uuid: the namespace's UUID and NGUID; None for the device's uuid.
 
     Attributes:
@@ -68,9 +74,11 @@ class Subsystem:
         model: str,
         cntlid_range: tuple[int, int],
         ana_state: AnaState = AnaState.OPTIMIZED,
+        host_keys: Mapping[str, ControllerKeys] | None = None,
         namespace_uuid: uuid_mod.UUID | None = None,
     ) -> None:
         self.nqn = nqn
+        self.host_keys: dict[str, ControllerKeys] = dict(host_keys or {})
         self.device = device
         self.port = port
         self.allowed_hosts: frozenset[str] | None = (
@@ -110,6 +118,20 @@ class Subsystem:
         if hosts is None or hostnqn in hosts:
             return True
         return any(h.endswith("*") and hostnqn.startswith(h[:-1]) for h in hosts)
+
+    @property
+    def requires_authentication(self) -> bool:
+        return bool(self.host_keys)
+
+    def keys_for(self, hostnqn: str) -> ControllerKeys | None:
+        """The secrets `hostnqn` must prove: its own entry, else the longest matching
+        ``prefix*`` entry; None when it has none."""
+        keys = self.host_keys
+        found = keys.get(hostnqn)
+        if found is not None:
+            return found
+        patterns = [h for h in keys if h.endswith("*") and hostnqn.startswith(h[:-1])]
+        return keys[max(patterns, key=len)] if patterns else None
 
     def allocate_cntlid(self) -> int | None:
         """The next free controller ID of the range, round robin; None when all are taken."""
@@ -165,7 +187,8 @@ class ControllerInfo:
 
 
 class SubsystemRegistry:
-    """The subsystems of one target, by NQN, and the ports it listens on.
+    """The subsystems of one target, by NQN, and the ports it listens on; with the
+    write-data budget its connections share and the log of limits hit.
 
     Args:
         address: the address the target listens on (for discovery log entries).
@@ -179,6 +202,10 @@ class SubsystemRegistry:
         self.subsystems: dict[str, Subsystem] = {}
         self.ports: set[int] = set()
         self.generation = 0
+        self.auth_seqnums = SequenceNumbers(os.urandom)
+        """S1 of the DH-HMAC-CHAP challenges of every queue of this target."""
+        self.write_budget = WriteBudget(config.max_pending_write_bytes_total)
+        self.limits = LimitLog()
         self.discovery: Subsystem | None = (
             Subsystem(
                 DISCOVERY_NQN,

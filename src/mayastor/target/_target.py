@@ -1,19 +1,21 @@
 """`NvmfTarget`: the NVMe/TCP target of one io-engine (listeners, subsystems, timers).
 
 The public face of the package. It checks arguments, keeps the subsystem registry,
-opens listeners (one `asyncio` server per port, on the target's address), runs the
-keep-alive check of every controller, and closes connections when a subsystem is
-removed or the target closes, waiting for their I/O in flight so that the caller
-may close the devices afterwards.
+opens listeners (one `asyncio` server per port, on the target's address, holding at
+most `max_connections`), runs the keep-alive check of every controller and the
+write-data check of every connection that owes data, and closes connections when a
+subsystem is removed or the target closes, waiting for their I/O in flight so that
+the caller may close the devices afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import uuid as uuid_mod
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from mayastor.bdev import BlockDevice
 from mayastor.errors import (
@@ -22,6 +24,7 @@ from mayastor.errors import (
     InvalidArgument,
     NotFound,
 )
+from mayastor.nvmf.auth import ControllerKeys
 from mayastor.nvmf.spec import DISCOVERY_NQN, AnaState, SpecError, validate_nqn
 from mayastor.target._config import TargetConfig
 from mayastor.target._connection import Connection
@@ -42,8 +45,20 @@ REPLICA_PORT = 8420
 NEXUS_PORT = 4421
 """Where an io-engine serves its nexuses."""
 OPENEBS_NQN_PREFIX = "nqn.2019-05.io.openebs:"
+LISTEN_BACKLOG = 1024
+"""Connections the kernel queues for accepting: a burst of hosts is not refused."""
 MAX_CNTLID = 0xFFEF
 """The highest controller ID a subsystem may give out (FFF0h and up are reserved)."""
+
+
+class _Listener:
+    """The connections accepted on one port, oldest first."""
+
+    __slots__ = ("connections", "port")
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.connections: dict[Connection, None] = {}
 
 
 def openebs_nqn(name: object) -> str:
@@ -66,6 +81,19 @@ def _check_hosts(hosts: Iterable[str] | None) -> frozenset[str] | None:
     if isinstance(hosts, str | bytes):
         raise InvalidArgument("allowed hosts must be a collection of host NQNs, not one string")
     return frozenset(_check_host_entry(host) for host in hosts)
+
+
+def _check_host_keys(keys: Mapping[str, ControllerKeys] | None) -> dict[str, ControllerKeys]:
+    if keys is None:
+        return {}
+    if not isinstance(keys, Mapping):
+        raise InvalidArgument(f"host keys {keys!r} are not a mapping of host NQN to keys")
+    checked: dict[str, ControllerKeys] = {}
+    for host, value in keys.items():
+        if not isinstance(value, ControllerKeys):
+            raise InvalidArgument(f"host keys of {host!r} are not ControllerKeys")
+        checked[_check_host_entry(host)] = value
+    return checked
 
 
 def _check_host_entry(host: object) -> str:
@@ -121,6 +149,7 @@ class NvmfTarget:
         self._config = config or TargetConfig()
         self._registry = SubsystemRegistry(address, self._config, discovery=discovery)
         self._servers: dict[int, asyncio.Server] = {}
+        self._listeners: dict[int, _Listener] = {}
         self._connections: set[Connection] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
@@ -160,16 +189,20 @@ class NvmfTarget:
         if port in self._servers:
             raise AlreadyExists(f"already listening on {self.address}:{port}")
         loop = asyncio.get_running_loop()
+        listener = _Listener()
         try:
             server = await loop.create_server(
-                self._new_connection,
+                functools.partial(self._new_connection, listener),
                 self.address,
                 port,
                 reuse_address=True,
+                backlog=LISTEN_BACKLOG,
             )
         except OSError as exc:
             raise FailedPrecondition(f"cannot listen on {self.address}:{port}: {exc}") from exc
         actual = int(server.sockets[0].getsockname()[1])
+        listener.port = actual
+        self._listeners[actual] = listener
         self._servers[actual] = server
         self._registry.ports.add(actual)
         self._registry.changed()
@@ -191,6 +224,7 @@ class NvmfTarget:
         model: str = DEFAULT_MODEL,
         cntlid_range: tuple[int, int] = (1, MAX_CNTLID),
         ana_state: AnaState | int = AnaState.OPTIMIZED,
+        host_keys: Mapping[str, ControllerKeys] | None = None,
         namespace_uuid: uuid_mod.UUID | None = None,
     ) -> Subsystem:
         """Serve `device` as the one namespace (NSID 1) of subsystem `nqn` on `port`.
@@ -208,6 +242,8 @@ class NvmfTarget:
             model: MN of Identify Controller.
             cntlid_range: the controller IDs handed out, inclusive, within 1..FFEFh.
             ana_state: the ANA state reported for the namespace.
+            host_keys: DH-HMAC-CHAP secrets by host NQN; with any, a host is admitted
+                only after it proves its own (see `Subsystem`).
             namespace_uuid: the namespace's UUID and NGUID (default: the device's).
 
         Returns:
@@ -225,6 +261,7 @@ class NvmfTarget:
             raise InvalidArgument(f"subsystem {nqn}: {device!r} is not a BlockDevice")
         _check_port(port, allow_zero=False)
         hosts = _check_hosts(allowed_hosts)
+        keys = _check_host_keys(host_keys)
         serial = _check_text(
             default_serial(namespace_uuid or device.uuid) if serial is None else serial,
             "serial",
@@ -253,6 +290,7 @@ class NvmfTarget:
             model=model,
             cntlid_range=cntlid_range,
             ana_state=state,
+            host_keys=keys,
             namespace_uuid=namespace_uuid,
         )
         self._registry.subsystems[nqn] = sub
@@ -285,6 +323,17 @@ class NvmfTarget:
         sub = self.subsystem(nqn)
         sub.allowed_hosts = _check_hosts(hosts)
         self._registry.changed()
+
+    def set_host_keys(self, nqn: str, host_keys: Mapping[str, ControllerKeys] | None) -> None:
+        """Replace the DH-HMAC-CHAP secrets of `nqn`; they apply to queues connected
+        from now on (queues that authenticated stay).
+
+        Raises:
+            NotFound: no such subsystem.
+            InvalidArgument: a malformed host NQN or something that is not keys.
+        """
+        sub = self.subsystem(nqn)
+        sub.host_keys = _check_host_keys(host_keys)
 
     def set_ana_state(self, nqn: str, state: AnaState | int) -> None:
         """Report a new ANA state for the namespace of `nqn` (with an ANA change event).
@@ -370,10 +419,38 @@ class NvmfTarget:
 
     # ------------------------------------------------------------------ internals
 
-    def _new_connection(self) -> Connection:
-        conn = Connection(self._registry, self._connections.discard)
+    def connection_count(self, port: int) -> int:
+        """Connections held on `port` (0 when not listening there)."""
+        listener = self._listeners.get(port)
+        return len(listener.connections) if listener is not None else 0
+
+    def _new_connection(self, listener: _Listener) -> Connection:
+        conn = Connection(self._registry, functools.partial(self._connection_gone, listener))
         self._connections.add(conn)
+        held = listener.connections
+        limit = self._config.max_connections
+        if len(held) >= limit:
+            now = asyncio.get_running_loop().time()
+            victim = next((c for c in held if not c.associated), None)
+            if victim is None:
+                self._registry.limits.hit(
+                    "max_connections", now, "port %d holds %d connected hosts; a new "
+                    "connection is closed", listener.port, limit,
+                )  # fmt: skip
+                conn.refuse()
+                return conn
+            self._registry.limits.hit(
+                "max_connections", now, "port %d holds %d connections; the oldest that has "
+                "not connected a queue is closed", listener.port, limit,
+            )  # fmt: skip
+            del held[victim]
+            victim.refuse()
+        held[conn] = None
         return conn
+
+    def _connection_gone(self, listener: _Listener, conn: Connection) -> None:
+        self._connections.discard(conn)
+        listener.connections.pop(conn, None)
 
     def _connections_of(self, sub: Subsystem) -> list[Connection]:
         return [
@@ -397,7 +474,19 @@ class NvmfTarget:
 
     def _check_keep_alive(self) -> None:
         now = asyncio.get_running_loop().time()
+        self._registry.write_budget.check(now)
         for ctrl in self._registry.all_controllers():
+            deadline = ctrl.authentication_deadline
+            if deadline is not None:
+                if now > deadline:
+                    log.warning(
+                        "controller %d of %s (host %s) did not authenticate in time",
+                        ctrl.cntlid,
+                        ctrl.subsystem.nqn,
+                        ctrl.hostnqn,
+                    )
+                    free_controller(ctrl, ControllerEvent.KEEP_ALIVE_EXPIRED)
+                continue
             if ctrl.keep_alive.expired(now):
                 log.warning(
                     "controller %d of %s (host %s): keep-alive timeout of %d ms expired",

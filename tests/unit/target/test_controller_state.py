@@ -30,6 +30,11 @@ EXPECTED: dict[Pair, tuple[ControllerAction, ControllerState]] = {
     (S.DISABLED, E.DISABLE): (A.NONE, S.DISABLED),
     (S.DISABLED, E.SHUTDOWN): (A.FLUSH, S.SHUTTING_DOWN),
     (S.DISABLED, E.SHUTDOWN_DONE): (A.NONE, S.DISABLED),
+    (S.DISABLED, E.SHUTDOWN_FAILED): (A.NONE, S.DISABLED),
+    (S.READY, E.SHUTDOWN_DONE): (A.NONE, S.READY),
+    (S.READY, E.SHUTDOWN_FAILED): (A.NONE, S.READY),
+    (S.FAILED, E.SHUTDOWN_DONE): (A.NONE, S.FAILED),
+    (S.FAILED, E.SHUTDOWN_FAILED): (A.NONE, S.FAILED),
     (S.READY, E.ENABLE): (A.NONE, S.READY),
     (S.READY, E.DISABLE): (A.RESET, S.DISABLED),
     (S.READY, E.SHUTDOWN): (A.FLUSH, S.SHUTTING_DOWN),
@@ -39,11 +44,16 @@ EXPECTED: dict[Pair, tuple[ControllerAction, ControllerState]] = {
     (S.FAILED, E.SHUTDOWN): (A.FLUSH, S.SHUTTING_DOWN),
     (S.SHUTTING_DOWN, E.SHUTDOWN): (A.NONE, S.SHUTTING_DOWN),
     (S.SHUTTING_DOWN, E.SHUTDOWN_DONE): (A.NONE, S.SHUT_DOWN),
+    # A shutdown whose flush failed is not clean: CSTS.CFS, SHST not complete.
+    (S.SHUTTING_DOWN, E.SHUTDOWN_FAILED): (A.NONE, S.FAILED),
     (S.SHUTTING_DOWN, E.DISABLE): (A.RESET, S.DISABLED),
     (S.SHUT_DOWN, E.SHUTDOWN): (A.NONE, S.SHUT_DOWN),
     (S.SHUT_DOWN, E.DISABLE): (A.RESET, S.DISABLED),
     **{(state, event): (A.FREE, S.FREED) for state in LIVE for event in ENDINGS},
-    **{(S.FREED, event): (A.NONE, S.FREED) for event in (*ENDINGS, E.SHUTDOWN_DONE)},
+    **{
+        (S.FREED, event): (A.NONE, S.FREED)
+        for event in (*ENDINGS, E.SHUTDOWN_DONE, E.SHUTDOWN_FAILED)
+    },
 }
 
 

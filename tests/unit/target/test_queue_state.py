@@ -39,10 +39,41 @@ EXPECTED: dict[tuple[QueueState, QueueEvent], tuple[QueueAction, QueueState]] = 
     (S.IO, E.PROTOCOL_ERROR): (A.TERMINATE, S.CLOSED),
     (S.IO, E.CONTROLLER_GONE): (A.CLOSE, S.CLOSED),
     (S.IO, E.TRANSPORT_CLOSED): (A.DETACH, S.CLOSED),
+    # In-band authentication (NVMe Base 2.0): a queue whose host must authenticate
+    # waits in an authenticating state, serves commands (only Authentication
+    # Send/Receive get through), becomes admin or I/O once authenticated, and is
+    # closed when the transaction fails; a queue that already passed may do it again.
+    (S.AWAIT_CONNECT, E.CONNECT_ADMIN_AUTH): (A.NONE, S.AUTH_ADMIN),
+    (S.AWAIT_CONNECT, E.CONNECT_IO_AUTH): (A.NONE, S.AUTH_IO),
+    (S.AUTH_ADMIN, E.AUTHENTICATED): (A.NONE, S.ADMIN),
+    (S.AUTH_IO, E.AUTHENTICATED): (A.NONE, S.IO),
+    (S.ADMIN, E.AUTHENTICATED): (A.NONE, S.ADMIN),
+    (S.IO, E.AUTHENTICATED): (A.NONE, S.IO),
+    **{
+        (state, event): result
+        for state in (S.ADMIN, S.IO, S.AUTH_ADMIN, S.AUTH_IO)
+        for event, result in (
+            (E.AUTH_FAILED, (A.CLOSE, S.CLOSED)),
+            (E.COMMAND, (A.NONE, state)),
+            (E.DATA, (A.NONE, state)),
+            (E.TERMINATE, (A.CLOSE, S.CLOSED)),
+            (E.PROTOCOL_ERROR, (A.TERMINATE, S.CLOSED)),
+            (E.CONTROLLER_GONE, (A.CLOSE, S.CLOSED)),
+            (E.TRANSPORT_CLOSED, (A.DETACH, S.CLOSED)),
+        )
+    },
     (S.CLOSED, E.TERMINATE): (A.NONE, S.CLOSED),
     (S.CLOSED, E.PROTOCOL_ERROR): (A.NONE, S.CLOSED),
     (S.CLOSED, E.CONTROLLER_GONE): (A.NONE, S.CLOSED),
     (S.CLOSED, E.TRANSPORT_CLOSED): (A.NONE, S.CLOSED),
+    # Timeouts (no ICReq or Connect in time, owed write data that stopped) just close.
+    (S.AWAIT_IC_REQ, E.TIMEOUT): (A.CLOSE, S.CLOSED),
+    (S.AWAIT_CONNECT, E.TIMEOUT): (A.CLOSE, S.CLOSED),
+    (S.ADMIN, E.TIMEOUT): (A.CLOSE, S.CLOSED),
+    (S.IO, E.TIMEOUT): (A.CLOSE, S.CLOSED),
+    (S.AUTH_ADMIN, E.TIMEOUT): (A.CLOSE, S.CLOSED),
+    (S.AUTH_IO, E.TIMEOUT): (A.CLOSE, S.CLOSED),
+    (S.CLOSED, E.TIMEOUT): (A.NONE, S.CLOSED),
 }
 
 ALL_PAIRS = list(itertools.product(QueueState, QueueEvent))
@@ -67,7 +98,7 @@ def test_the_table_has_no_pair_the_protocol_does_not_name() -> None:
 
 
 def test_a_second_icreq_is_refused_in_every_later_state() -> None:
-    for state in (S.AWAIT_CONNECT, S.ADMIN, S.IO, S.CLOSED):
+    for state in (S.AWAIT_CONNECT, S.ADMIN, S.IO, S.AUTH_ADMIN, S.AUTH_IO, S.CLOSED):
         with pytest.raises(TransitionError):
             QUEUE_TABLE.step(state, E.IC_REQ)
 

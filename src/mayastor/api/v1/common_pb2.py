@@ -24,13 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmayastor/api/v1/common.proto\x12\x0bmayastor.v1*#\n\rShareProtocol\x12\x08\n\x04NONE\x10\x00\x12\x08\n\x04NVMF\x10\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmayastor/api/v1/common.proto\x12\x0bmayastor.v1\"C\n\nHostSecret\x12\x10\n\x08host_nqn\x18\x01 \x01(\t\x12\x0e\n\x06secret\x18\x02 \x01(\t\x12\x13\n\x0b\x63trl_secret\x18\x03 \x01(\t*#\n\rShareProtocol\x12\x08\n\x04NONE\x10\x00\x12\x08\n\x04NVMF\x10\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mayastor.api.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SHAREPROTOCOL']._serialized_start=45
-  _globals['_SHAREPROTOCOL']._serialized_end=80
+  _globals['_SHAREPROTOCOL']._serialized_start=114
+  _globals['_SHAREPROTOCOL']._serialized_end=149
+  _globals['_HOSTSECRET']._serialized_start=45
+  _globals['_HOSTSECRET']._serialized_end=112
 # @@protoc_insertion_point(module_scope)

@@ -4,15 +4,16 @@ isort:skip_file
 Types shared by the io-engine services."""
 
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
 
-if sys.version_info >= (3, 10):
-    from typing import TypeAlias as _TypeAlias
+if sys.version_info >= (3, 11):
+    from typing import TypeAlias as _TypeAlias, Never as _Never
 else:
-    from typing_extensions import TypeAlias as _TypeAlias
+    from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -35,3 +36,36 @@ NONE: ShareProtocol.ValueType  # 0
 NVMF: ShareProtocol.ValueType  # 1
 """NVMe over TCP"""
 Global___ShareProtocol: _TypeAlias = ShareProtocol  # noqa: Y015
+
+@_typing.final
+class HostSecret(_message.Message):
+    """A DH-HMAC-CHAP secret for one host of a shared replica or published nexus (NVMe
+    in-band authentication). Secrets are in the DHHC-1:XX:<base64>: form of
+    `nvme gen-dhchap-key`. They are never returned by any call.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOST_NQN_FIELD_NUMBER: _builtins.int
+    SECRET_FIELD_NUMBER: _builtins.int
+    CTRL_SECRET_FIELD_NUMBER: _builtins.int
+    host_nqn: _builtins.str
+    """the host NQN (an entry ending in * matches a prefix)"""
+    secret: _builtins.str
+    """the host's secret: the host must prove it"""
+    ctrl_secret: _builtins.str
+    """optional: the controller's secret, for bidirectional authentication"""
+    def __init__(
+        self,
+        *,
+        host_nqn: _builtins.str = ...,
+        secret: _builtins.str = ...,
+        ctrl_secret: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ctrl_secret", b"ctrl_secret", "host_nqn", b"host_nqn", "secret", b"secret"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HostSecret: _TypeAlias = HostSecret  # noqa: Y015

@@ -357,6 +357,7 @@ class Nexus(_message.Message):
     ALLOWED_HOSTS_FIELD_NUMBER: _builtins.int
     FENCED_FIELD_NUMBER: _builtins.int
     FENCE_REASON_FIELD_NUMBER: _builtins.int
+    HOST_AUTHENTICATION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     uuid: _builtins.str
     size: _builtins.int
@@ -372,6 +373,8 @@ class Nexus(_message.Message):
     serves no I/O again (state NEXUS_FAULTED) until it is destroyed; fence_reason says why.
     """
     fence_reason: _builtins.str
+    host_authentication: _builtins.bool
+    """published with DH-HMAC-CHAP secrets"""
     @_builtins.property
     def children(self) -> _containers.RepeatedCompositeFieldContainer[Global___Child]: ...
     @_builtins.property
@@ -390,10 +393,11 @@ class Nexus(_message.Message):
         allowed_hosts: _abc.Iterable[_builtins.str] | None = ...,
         fenced: _builtins.bool = ...,
         fence_reason: _builtins.str = ...,
+        host_authentication: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_ana_state", b"_ana_state", "ana_state", b"ana_state"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ana_state", b"_ana_state", "allowed_hosts", b"allowed_hosts", "ana_state", b"ana_state", "children", b"children", "device_uri", b"device_uri", "fence_reason", b"fence_reason", "fenced", b"fenced", "name", b"name", "rebuilds", b"rebuilds", "size", b"size", "state", b"state", "uuid", b"uuid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ana_state", b"_ana_state", "allowed_hosts", b"allowed_hosts", "ana_state", b"ana_state", "children", b"children", "device_uri", b"device_uri", "fence_reason", b"fence_reason", "fenced", b"fenced", "host_authentication", b"host_authentication", "name", b"name", "rebuilds", b"rebuilds", "size", b"size", "state", b"state", "uuid", b"uuid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__ana_state: _TypeAlias = _typing.Literal["ana_state"]  # noqa: Y015
     _WhichOneofArgType__ana_state: _TypeAlias = _typing.Literal["_ana_state", b"_ana_state"]  # noqa: Y015
@@ -797,6 +801,7 @@ class PublishNexusRequest(_message.Message):
     KEY_FIELD_NUMBER: _builtins.int
     SHARE_FIELD_NUMBER: _builtins.int
     ALLOWED_HOSTS_FIELD_NUMBER: _builtins.int
+    HOST_SECRETS_FIELD_NUMBER: _builtins.int
     uuid: _builtins.str
     key: _builtins.str
     """not used (no encryption)"""
@@ -806,6 +811,10 @@ class PublishNexusRequest(_message.Message):
     def allowed_hosts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """host NQNs; empty: any host"""
 
+    @_builtins.property
+    def host_secrets(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.HostSecret]:
+        """With any, only these hosts are admitted, each after proving its secret."""
+
     def __init__(
         self,
         *,
@@ -813,10 +822,11 @@ class PublishNexusRequest(_message.Message):
         key: _builtins.str = ...,
         share: _common_pb2.ShareProtocol.ValueType = ...,
         allowed_hosts: _abc.Iterable[_builtins.str] | None = ...,
+        host_secrets: _abc.Iterable[_common_pb2.HostSecret] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_hosts", b"allowed_hosts", "key", b"key", "share", b"share", "uuid", b"uuid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_hosts", b"allowed_hosts", "host_secrets", b"host_secrets", "key", b"key", "share", b"share", "uuid", b"uuid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -26,41 +26,41 @@ from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import wrappers_pb2 as google_dot_protobuf_dot_wrappers__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1amayastor/api/v1/pool.proto\x12\x0bmayastor.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1egoogle/protobuf/wrappers.proto\"5\n\rPoolTypeValue\x12$\n\x05value\x18\x01 \x01(\x0e\x32\x15.mayastor.v1.PoolType\"@\n\x10PoolMetadataArgs\x12\x1a\n\rmax_expansion\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\x10\n\x0e_max_expansion\"\xf2\x01\n\x11\x43reatePoolRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x04uuid\x18\x02 \x01(\x0b\x32\x1c.google.protobuf.StringValue\x12\r\n\x05\x64isks\x18\x03 \x03(\t\x12\'\n\x08pooltype\x18\x04 \x01(\x0e\x32\x15.mayastor.v1.PoolType\x12\x19\n\x0c\x63luster_size\x18\x05 \x01(\rH\x00\x88\x01\x01\x12\x33\n\x07md_args\x18\x06 \x01(\x0b\x32\x1d.mayastor.v1.PoolMetadataArgsH\x01\x88\x01\x01\x42\x0f\n\r_cluster_sizeB\n\n\x08_md_args\"\x85\x01\n\x11ImportPoolRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x04uuid\x18\x02 \x01(\x0b\x32\x1c.google.protobuf.StringValue\x12\r\n\x05\x64isks\x18\x03 \x03(\t\x12\'\n\x08pooltype\x18\x04 \x01(\x0e\x32\x15.mayastor.v1.PoolType\"Q\n\x10PoolMetadataInfo\x12\x14\n\x0cmd_page_size\x18\x01 \x01(\r\x12\x10\n\x08md_pages\x18\x02 \x01(\x04\x12\x15\n\rmd_used_pages\x18\x03 \x01(\x04\"\x82\x03\n\x04Pool\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x64isks\x18\x03 \x03(\t\x12%\n\x05state\x18\x04 \x01(\x0e\x32\x16.mayastor.v1.PoolState\x12\x10\n\x08\x63\x61pacity\x18\x05 \x01(\x04\x12\x0c\n\x04used\x18\x06 \x01(\x04\x12\'\n\x08pooltype\x18\x07 \x01(\x0e\x32\x15.mayastor.v1.PoolType\x12\x11\n\tcommitted\x18\x08 \x01(\x04\x12\x14\n\x0c\x63luster_size\x18\t \x01(\r\x12\x16\n\tpage_size\x18\n \x01(\rH\x00\x88\x01\x01\x12\x15\n\rdisk_capacity\x18\x0b \x01(\x04\x12\x33\n\x07md_info\x18\x0c \x01(\x0b\x32\x1d.mayastor.v1.PoolMetadataInfoH\x01\x88\x01\x01\x12 \n\x13max_expandable_size\x18\x0e \x01(\x04H\x02\x88\x01\x01\x42\x0c\n\n_page_sizeB\n\n\x08_md_infoB\x16\n\x14_max_expandable_size\"N\n\x12\x44\x65stroyPoolRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x04uuid\x18\x02 \x01(\x0b\x32\x1c.google.protobuf.StringValue\"M\n\x11\x45xportPoolRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x04uuid\x18\x02 \x01(\x0b\x32\x1c.google.protobuf.StringValue\"5\n\x11ListPoolsResponse\x12 \n\x05pools\x18\x01 \x03(\x0b\x32\x11.mayastor.v1.Pool\"\x97\x01\n\x0fListPoolOptions\x12*\n\x04name\x18\x01 \x01(\x0b\x32\x1c.google.protobuf.StringValue\x12,\n\x08pooltype\x18\x02 \x01(\x0b\x32\x1a.mayastor.v1.PoolTypeValue\x12*\n\x04uuid\x18\x03 \x01(\x0b\x32\x1c.google.protobuf.StringValue\"K\n\x0fGrowPoolRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x04uuid\x18\x02 \x01(\x0b\x32\x1c.google.protobuf.StringValue\"e\n\x10GrowPoolResponse\x12(\n\rprevious_pool\x18\x01 \x01(\x0b\x32\x11.mayastor.v1.Pool\x12\'\n\x0c\x63urrent_pool\x18\x02 \x01(\x0b\x32\x11.mayastor.v1.Pool*\x13\n\x08PoolType\x12\x07\n\x03Lvs\x10\x00*S\n\tPoolState\x12\x10\n\x0cPOOL_UNKNOWN\x10\x00\x12\x0f\n\x0bPOOL_ONLINE\x10\x01\x12\x11\n\rPOOL_DEGRADED\x10\x02\x12\x10\n\x0cPOOL_FAULTED\x10\x03\x32\xb9\x03\n\x07PoolRpc\x12\x41\n\nCreatePool\x12\x1e.mayastor.v1.CreatePoolRequest\x1a\x11.mayastor.v1.Pool\"\x00\x12H\n\x0b\x44\x65stroyPool\x12\x1f.mayastor.v1.DestroyPoolRequest\x1a\x16.google.protobuf.Empty\"\x00\x12\x46\n\nExportPool\x12\x1e.mayastor.v1.ExportPoolRequest\x1a\x16.google.protobuf.Empty\"\x00\x12\x41\n\nImportPool\x12\x1e.mayastor.v1.ImportPoolRequest\x1a\x11.mayastor.v1.Pool\"\x00\x12K\n\tListPools\x12\x1c.mayastor.v1.ListPoolOptions\x1a\x1e.mayastor.v1.ListPoolsResponse\"\x00\x12I\n\x08GrowPool\x12\x1c.mayastor.v1.GrowPoolRequest\x1a\x1d.mayastor.v1.GrowPoolResponse\"\x00\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1amayastor/api/v1/pool.proto\x12\x0bmayastor.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1egoogle/protobuf/wrappers.proto\"5\n\rPoolTypeValue\x12$\n\x05value\x18\x01 \x01(\x0e\x32\x15.mayastor.v1.PoolType\"@\n\x10PoolMetadataArgs\x12\x1a\n\rmax_expansion\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\x10\n\x0e_max_expansion\"\x81\x02\n\x11\x43reatePoolRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x04uuid\x18\x02 \x01(\x0b\x32\x1c.google.protobuf.StringValue\x12\r\n\x05\x64isks\x18\x03 \x03(\t\x12\'\n\x08pooltype\x18\x04 \x01(\x0e\x32\x15.mayastor.v1.PoolType\x12\x19\n\x0c\x63luster_size\x18\x05 \x01(\rH\x00\x88\x01\x01\x12\x33\n\x07md_args\x18\x06 \x01(\x0b\x32\x1d.mayastor.v1.PoolMetadataArgsH\x01\x88\x01\x01\x12\r\n\x05\x66orce\x18\x14 \x01(\x08\x42\x0f\n\r_cluster_sizeB\n\n\x08_md_args\"\x85\x01\n\x11ImportPoolRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x04uuid\x18\x02 \x01(\x0b\x32\x1c.google.protobuf.StringValue\x12\r\n\x05\x64isks\x18\x03 \x03(\t\x12\'\n\x08pooltype\x18\x04 \x01(\x0e\x32\x15.mayastor.v1.PoolType\"Q\n\x10PoolMetadataInfo\x12\x14\n\x0cmd_page_size\x18\x01 \x01(\r\x12\x10\n\x08md_pages\x18\x02 \x01(\x04\x12\x15\n\rmd_used_pages\x18\x03 \x01(\x04\"\x94\x03\n\x04Pool\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x64isks\x18\x03 \x03(\t\x12%\n\x05state\x18\x04 \x01(\x0e\x32\x16.mayastor.v1.PoolState\x12\x10\n\x08\x63\x61pacity\x18\x05 \x01(\x04\x12\x0c\n\x04used\x18\x06 \x01(\x04\x12\'\n\x08pooltype\x18\x07 \x01(\x0e\x32\x15.mayastor.v1.PoolType\x12\x11\n\tcommitted\x18\x08 \x01(\x04\x12\x14\n\x0c\x63luster_size\x18\t \x01(\r\x12\x16\n\tpage_size\x18\n \x01(\rH\x00\x88\x01\x01\x12\x15\n\rdisk_capacity\x18\x0b \x01(\x04\x12\x33\n\x07md_info\x18\x0c \x01(\x0b\x32\x1d.mayastor.v1.PoolMetadataInfoH\x01\x88\x01\x01\x12 \n\x13max_expandable_size\x18\x0e \x01(\x04H\x02\x88\x01\x01\x12\x10\n\x08warnings\x18\x14 \x03(\tB\x0c\n\n_page_sizeB\n\n\x08_md_infoB\x16\n\x14_max_expandable_size\"N\n\x12\x44\x65stroyPoolRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x04uuid\x18\x02 \x01(\x0b\x32\x1c.google.protobuf.StringValue\"M\n\x11\x45xportPoolRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x04uuid\x18\x02 \x01(\x0b\x32\x1c.google.protobuf.StringValue\"5\n\x11ListPoolsResponse\x12 \n\x05pools\x18\x01 \x03(\x0b\x32\x11.mayastor.v1.Pool\"\x97\x01\n\x0fListPoolOptions\x12*\n\x04name\x18\x01 \x01(\x0b\x32\x1c.google.protobuf.StringValue\x12,\n\x08pooltype\x18\x02 \x01(\x0b\x32\x1a.mayastor.v1.PoolTypeValue\x12*\n\x04uuid\x18\x03 \x01(\x0b\x32\x1c.google.protobuf.StringValue\"K\n\x0fGrowPoolRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x04uuid\x18\x02 \x01(\x0b\x32\x1c.google.protobuf.StringValue\"e\n\x10GrowPoolResponse\x12(\n\rprevious_pool\x18\x01 \x01(\x0b\x32\x11.mayastor.v1.Pool\x12\'\n\x0c\x63urrent_pool\x18\x02 \x01(\x0b\x32\x11.mayastor.v1.Pool*\x13\n\x08PoolType\x12\x07\n\x03Lvs\x10\x00*S\n\tPoolState\x12\x10\n\x0cPOOL_UNKNOWN\x10\x00\x12\x0f\n\x0bPOOL_ONLINE\x10\x01\x12\x11\n\rPOOL_DEGRADED\x10\x02\x12\x10\n\x0cPOOL_FAULTED\x10\x03\x32\xb9\x03\n\x07PoolRpc\x12\x41\n\nCreatePool\x12\x1e.mayastor.v1.CreatePoolRequest\x1a\x11.mayastor.v1.Pool\"\x00\x12H\n\x0b\x44\x65stroyPool\x12\x1f.mayastor.v1.DestroyPoolRequest\x1a\x16.google.protobuf.Empty\"\x00\x12\x46\n\nExportPool\x12\x1e.mayastor.v1.ExportPoolRequest\x1a\x16.google.protobuf.Empty\"\x00\x12\x41\n\nImportPool\x12\x1e.mayastor.v1.ImportPoolRequest\x1a\x11.mayastor.v1.Pool\"\x00\x12K\n\tListPools\x12\x1c.mayastor.v1.ListPoolOptions\x1a\x1e.mayastor.v1.ListPoolsResponse\"\x00\x12I\n\x08GrowPool\x12\x1c.mayastor.v1.GrowPoolRequest\x1a\x1d.mayastor.v1.GrowPoolResponse\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mayastor.api.v1.pool_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_POOLTYPE']._serialized_start=1626
-  _globals['_POOLTYPE']._serialized_end=1645
-  _globals['_POOLSTATE']._serialized_start=1647
-  _globals['_POOLSTATE']._serialized_end=1730
+  _globals['_POOLTYPE']._serialized_start=1659
+  _globals['_POOLTYPE']._serialized_end=1678
+  _globals['_POOLSTATE']._serialized_start=1680
+  _globals['_POOLSTATE']._serialized_end=1763
   _globals['_POOLTYPEVALUE']._serialized_start=104
   _globals['_POOLTYPEVALUE']._serialized_end=157
   _globals['_POOLMETADATAARGS']._serialized_start=159
   _globals['_POOLMETADATAARGS']._serialized_end=223
   _globals['_CREATEPOOLREQUEST']._serialized_start=226
-  _globals['_CREATEPOOLREQUEST']._serialized_end=468
-  _globals['_IMPORTPOOLREQUEST']._serialized_start=471
-  _globals['_IMPORTPOOLREQUEST']._serialized_end=604
-  _globals['_POOLMETADATAINFO']._serialized_start=606
-  _globals['_POOLMETADATAINFO']._serialized_end=687
-  _globals['_POOL']._serialized_start=690
-  _globals['_POOL']._serialized_end=1076
-  _globals['_DESTROYPOOLREQUEST']._serialized_start=1078
-  _globals['_DESTROYPOOLREQUEST']._serialized_end=1156
-  _globals['_EXPORTPOOLREQUEST']._serialized_start=1158
-  _globals['_EXPORTPOOLREQUEST']._serialized_end=1235
-  _globals['_LISTPOOLSRESPONSE']._serialized_start=1237
-  _globals['_LISTPOOLSRESPONSE']._serialized_end=1290
-  _globals['_LISTPOOLOPTIONS']._serialized_start=1293
-  _globals['_LISTPOOLOPTIONS']._serialized_end=1444
-  _globals['_GROWPOOLREQUEST']._serialized_start=1446
-  _globals['_GROWPOOLREQUEST']._serialized_end=1521
-  _globals['_GROWPOOLRESPONSE']._serialized_start=1523
-  _globals['_GROWPOOLRESPONSE']._serialized_end=1624
-  _globals['_POOLRPC']._serialized_start=1733
-  _globals['_POOLRPC']._serialized_end=2174
+  _globals['_CREATEPOOLREQUEST']._serialized_end=483
+  _globals['_IMPORTPOOLREQUEST']._serialized_start=486
+  _globals['_IMPORTPOOLREQUEST']._serialized_end=619
+  _globals['_POOLMETADATAINFO']._serialized_start=621
+  _globals['_POOLMETADATAINFO']._serialized_end=702
+  _globals['_POOL']._serialized_start=705
+  _globals['_POOL']._serialized_end=1109
+  _globals['_DESTROYPOOLREQUEST']._serialized_start=1111
+  _globals['_DESTROYPOOLREQUEST']._serialized_end=1189
+  _globals['_EXPORTPOOLREQUEST']._serialized_start=1191
+  _globals['_EXPORTPOOLREQUEST']._serialized_end=1268
+  _globals['_LISTPOOLSRESPONSE']._serialized_start=1270
+  _globals['_LISTPOOLSRESPONSE']._serialized_end=1323
+  _globals['_LISTPOOLOPTIONS']._serialized_start=1326
+  _globals['_LISTPOOLOPTIONS']._serialized_end=1477
+  _globals['_GROWPOOLREQUEST']._serialized_start=1479
+  _globals['_GROWPOOLREQUEST']._serialized_end=1554
+  _globals['_GROWPOOLRESPONSE']._serialized_start=1556
+  _globals['_GROWPOOLRESPONSE']._serialized_end=1657
+  _globals['_POOLRPC']._serialized_start=1766
+  _globals['_POOLRPC']._serialized_end=2207
 # @@protoc_insertion_point(module_scope)

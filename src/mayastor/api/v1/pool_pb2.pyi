@@ -111,10 +111,13 @@ class CreatePoolRequest(_message.Message):
     POOLTYPE_FIELD_NUMBER: _builtins.int
     CLUSTER_SIZE_FIELD_NUMBER: _builtins.int
     MD_ARGS_FIELD_NUMBER: _builtins.int
+    FORCE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     pooltype: Global___PoolType.ValueType
     cluster_size: _builtins.int
     """bytes, a multiple of 1 MiB; default 4 MiB"""
+    force: _builtins.bool
+    """create even on a disk that holds a known"""
     @_builtins.property
     def uuid(self) -> _wrappers_pb2.StringValue: ...
     @_builtins.property
@@ -132,10 +135,11 @@ class CreatePoolRequest(_message.Message):
         pooltype: Global___PoolType.ValueType = ...,
         cluster_size: _builtins.int | None = ...,
         md_args: Global___PoolMetadataArgs | None = ...,
+        force: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_cluster_size", b"_cluster_size", "_md_args", b"_md_args", "cluster_size", b"cluster_size", "md_args", b"md_args", "uuid", b"uuid"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cluster_size", b"_cluster_size", "_md_args", b"_md_args", "cluster_size", b"cluster_size", "disks", b"disks", "md_args", b"md_args", "name", b"name", "pooltype", b"pooltype", "uuid", b"uuid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cluster_size", b"_cluster_size", "_md_args", b"_md_args", "cluster_size", b"cluster_size", "disks", b"disks", "force", b"force", "md_args", b"md_args", "name", b"name", "pooltype", b"pooltype", "uuid", b"uuid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__cluster_size: _TypeAlias = _typing.Literal["cluster_size"]  # noqa: Y015
     _WhichOneofArgType__cluster_size: _TypeAlias = _typing.Literal["_cluster_size", b"_cluster_size"]  # noqa: Y015
@@ -220,6 +224,7 @@ class Pool(_message.Message):
     DISK_CAPACITY_FIELD_NUMBER: _builtins.int
     MD_INFO_FIELD_NUMBER: _builtins.int
     MAX_EXPANDABLE_SIZE_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
     uuid: _builtins.str
     name: _builtins.str
     state: Global___PoolState.ValueType
@@ -239,6 +244,10 @@ class Pool(_message.Message):
     def disks(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def md_info(self) -> Global___PoolMetadataInfo: ...
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """e.g. a sparse disk file larger than the room under it"""
+
     def __init__(
         self,
         *,
@@ -255,10 +264,11 @@ class Pool(_message.Message):
         disk_capacity: _builtins.int = ...,
         md_info: Global___PoolMetadataInfo | None = ...,
         max_expandable_size: _builtins.int | None = ...,
+        warnings: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_max_expandable_size", b"_max_expandable_size", "_md_info", b"_md_info", "_page_size", b"_page_size", "max_expandable_size", b"max_expandable_size", "md_info", b"md_info", "page_size", b"page_size"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_expandable_size", b"_max_expandable_size", "_md_info", b"_md_info", "_page_size", b"_page_size", "capacity", b"capacity", "cluster_size", b"cluster_size", "committed", b"committed", "disk_capacity", b"disk_capacity", "disks", b"disks", "max_expandable_size", b"max_expandable_size", "md_info", b"md_info", "name", b"name", "page_size", b"page_size", "pooltype", b"pooltype", "state", b"state", "used", b"used", "uuid", b"uuid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_expandable_size", b"_max_expandable_size", "_md_info", b"_md_info", "_page_size", b"_page_size", "capacity", b"capacity", "cluster_size", b"cluster_size", "committed", b"committed", "disk_capacity", b"disk_capacity", "disks", b"disks", "max_expandable_size", b"max_expandable_size", "md_info", b"md_info", "name", b"name", "page_size", b"page_size", "pooltype", b"pooltype", "state", b"state", "used", b"used", "uuid", b"uuid", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_expandable_size: _TypeAlias = _typing.Literal["max_expandable_size"]  # noqa: Y015
     _WhichOneofArgType__max_expandable_size: _TypeAlias = _typing.Literal["_max_expandable_size", b"_max_expandable_size"]  # noqa: Y015

@@ -27,7 +27,7 @@ from google.protobuf import wrappers_pb2 as google_dot_protobuf_dot_wrappers__pb
 from mayastor.api.v1 import common_pb2 as mayastor_dot_api_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dmayastor/api/v1/replica.proto\x12\x0bmayastor.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1egoogle/protobuf/wrappers.proto\x1a\x1cmayastor/api/v1/common.proto\"\x90\x01\n\x11ReplicaSpaceUsage\x12\x16\n\x0e\x63\x61pacity_bytes\x18\x01 \x01(\x04\x12\x17\n\x0f\x61llocated_bytes\x18\x02 \x01(\x04\x12\x14\n\x0c\x63luster_size\x18\x03 \x01(\x04\x12\x14\n\x0cnum_clusters\x18\x04 \x01(\x04\x12\x1e\n\x16num_allocated_clusters\x18\x05 \x01(\x04\"\x89\x02\n\x07Replica\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04uuid\x18\x02 \x01(\t\x12\x10\n\x08pooluuid\x18\x03 \x01(\t\x12\x0c\n\x04size\x18\x04 \x01(\x04\x12\x0c\n\x04thin\x18\x05 \x01(\x08\x12)\n\x05share\x18\x06 \x01(\x0e\x32\x1a.mayastor.v1.ShareProtocol\x12\x0b\n\x03uri\x18\x07 \x01(\t\x12\x10\n\x08poolname\x18\x08 \x01(\t\x12-\n\x05usage\x18\t \x01(\x0b\x32\x1e.mayastor.v1.ReplicaSpaceUsage\x12\x15\n\rallowed_hosts\x18\n \x03(\t\x12\x16\n\tentity_id\x18\x0e \x01(\tH\x00\x88\x01\x01\x42\x0c\n\n_entity_id\"\xc8\x01\n\x14\x43reateReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04uuid\x18\x02 \x01(\t\x12\x10\n\x08pooluuid\x18\x03 \x01(\t\x12\x0c\n\x04size\x18\x04 \x01(\x04\x12\x0c\n\x04thin\x18\x05 \x01(\x08\x12)\n\x05share\x18\x06 \x01(\x0e\x32\x1a.mayastor.v1.ShareProtocol\x12\x15\n\rallowed_hosts\x18\x07 \x03(\t\x12\x16\n\tentity_id\x18\x08 \x01(\tH\x00\x88\x01\x01\x42\x0c\n\n_entity_id\"s\n\x15\x44\x65stroyReplicaRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\x13\n\tpool_name\x18\x02 \x01(\tH\x00\x12\x13\n\tpool_uuid\x18\x03 \x01(\tH\x00\x12\x11\n\x04name\x18\x04 \x01(\tH\x01\x88\x01\x01\x42\x06\n\x04poolB\x07\n\x05_name\"e\n\x13ShareReplicaRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12)\n\x05share\x18\x02 \x01(\x0e\x32\x1a.mayastor.v1.ShareProtocol\x12\x15\n\rallowed_hosts\x18\x03 \x03(\t\"%\n\x15UnshareReplicaRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\"<\n\x14ResizeReplicaRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\x16\n\x0erequested_size\x18\x02 \x01(\x04\"<\n\x19SetReplicaEntityIdRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\x11\n\tentity_id\x18\x02 \x01(\t\">\n\x14ListReplicasResponse\x12&\n\x08replicas\x18\x01 \x03(\x0b\x32\x14.mayastor.v1.Replica\"\xcc\x01\n\x12ListReplicaOptions\x12*\n\x04name\x18\x01 \x01(\x0b\x32\x1c.google.protobuf.StringValue\x12.\n\x08poolname\x18\x02 \x01(\x0b\x32\x1c.google.protobuf.StringValue\x12*\n\x04uuid\x18\x03 \x01(\x0b\x32\x1c.google.protobuf.StringValue\x12.\n\x08pooluuid\x18\x04 \x01(\x0b\x32\x1c.google.protobuf.StringValue2\xb8\x04\n\nReplicaRpc\x12J\n\rCreateReplica\x12!.mayastor.v1.CreateReplicaRequest\x1a\x14.mayastor.v1.Replica\"\x00\x12N\n\x0e\x44\x65stroyReplica\x12\".mayastor.v1.DestroyReplicaRequest\x1a\x16.google.protobuf.Empty\"\x00\x12T\n\x0cListReplicas\x12\x1f.mayastor.v1.ListReplicaOptions\x1a!.mayastor.v1.ListReplicasResponse\"\x00\x12H\n\x0cShareReplica\x12 .mayastor.v1.ShareReplicaRequest\x1a\x14.mayastor.v1.Replica\"\x00\x12L\n\x0eUnshareReplica\x12\".mayastor.v1.UnshareReplicaRequest\x1a\x14.mayastor.v1.Replica\"\x00\x12J\n\rResizeReplica\x12!.mayastor.v1.ResizeReplicaRequest\x1a\x14.mayastor.v1.Replica\"\x00\x12T\n\x12SetReplicaEntityId\x12&.mayastor.v1.SetReplicaEntityIdRequest\x1a\x14.mayastor.v1.Replica\"\x00\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dmayastor/api/v1/replica.proto\x12\x0bmayastor.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1egoogle/protobuf/wrappers.proto\x1a\x1cmayastor/api/v1/common.proto\"\x90\x01\n\x11ReplicaSpaceUsage\x12\x16\n\x0e\x63\x61pacity_bytes\x18\x01 \x01(\x04\x12\x17\n\x0f\x61llocated_bytes\x18\x02 \x01(\x04\x12\x14\n\x0c\x63luster_size\x18\x03 \x01(\x04\x12\x14\n\x0cnum_clusters\x18\x04 \x01(\x04\x12\x1e\n\x16num_allocated_clusters\x18\x05 \x01(\x04\"\xa6\x02\n\x07Replica\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04uuid\x18\x02 \x01(\t\x12\x10\n\x08pooluuid\x18\x03 \x01(\t\x12\x0c\n\x04size\x18\x04 \x01(\x04\x12\x0c\n\x04thin\x18\x05 \x01(\x08\x12)\n\x05share\x18\x06 \x01(\x0e\x32\x1a.mayastor.v1.ShareProtocol\x12\x0b\n\x03uri\x18\x07 \x01(\t\x12\x10\n\x08poolname\x18\x08 \x01(\t\x12-\n\x05usage\x18\t \x01(\x0b\x32\x1e.mayastor.v1.ReplicaSpaceUsage\x12\x15\n\rallowed_hosts\x18\n \x03(\t\x12\x16\n\tentity_id\x18\x0e \x01(\tH\x00\x88\x01\x01\x12\x1b\n\x13host_authentication\x18\x0f \x01(\x08\x42\x0c\n\n_entity_id\"\xf7\x01\n\x14\x43reateReplicaRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04uuid\x18\x02 \x01(\t\x12\x10\n\x08pooluuid\x18\x03 \x01(\t\x12\x0c\n\x04size\x18\x04 \x01(\x04\x12\x0c\n\x04thin\x18\x05 \x01(\x08\x12)\n\x05share\x18\x06 \x01(\x0e\x32\x1a.mayastor.v1.ShareProtocol\x12\x15\n\rallowed_hosts\x18\x07 \x03(\t\x12\x16\n\tentity_id\x18\x08 \x01(\tH\x00\x88\x01\x01\x12-\n\x0chost_secrets\x18\t \x03(\x0b\x32\x17.mayastor.v1.HostSecretB\x0c\n\n_entity_id\"s\n\x15\x44\x65stroyReplicaRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\x13\n\tpool_name\x18\x02 \x01(\tH\x00\x12\x13\n\tpool_uuid\x18\x03 \x01(\tH\x00\x12\x11\n\x04name\x18\x04 \x01(\tH\x01\x88\x01\x01\x42\x06\n\x04poolB\x07\n\x05_name\"\x94\x01\n\x13ShareReplicaRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12)\n\x05share\x18\x02 \x01(\x0e\x32\x1a.mayastor.v1.ShareProtocol\x12\x15\n\rallowed_hosts\x18\x03 \x03(\t\x12-\n\x0chost_secrets\x18\x04 \x03(\x0b\x32\x17.mayastor.v1.HostSecret\"%\n\x15UnshareReplicaRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\"<\n\x14ResizeReplicaRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\x16\n\x0erequested_size\x18\x02 \x01(\x04\"<\n\x19SetReplicaEntityIdRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\x11\n\tentity_id\x18\x02 \x01(\t\">\n\x14ListReplicasResponse\x12&\n\x08replicas\x18\x01 \x03(\x0b\x32\x14.mayastor.v1.Replica\"\xcc\x01\n\x12ListReplicaOptions\x12*\n\x04name\x18\x01 \x01(\x0b\x32\x1c.google.protobuf.StringValue\x12.\n\x08poolname\x18\x02 \x01(\x0b\x32\x1c.google.protobuf.StringValue\x12*\n\x04uuid\x18\x03 \x01(\x0b\x32\x1c.google.protobuf.StringValue\x12.\n\x08pooluuid\x18\x04 \x01(\x0b\x32\x1c.google.protobuf.StringValue2\xb8\x04\n\nReplicaRpc\x12J\n\rCreateReplica\x12!.mayastor.v1.CreateReplicaRequest\x1a\x14.mayastor.v1.Replica\"\x00\x12N\n\x0e\x44\x65stroyReplica\x12\".mayastor.v1.DestroyReplicaRequest\x1a\x16.google.protobuf.Empty\"\x00\x12T\n\x0cListReplicas\x12\x1f.mayastor.v1.ListReplicaOptions\x1a!.mayastor.v1.ListReplicasResponse\"\x00\x12H\n\x0cShareReplica\x12 .mayastor.v1.ShareReplicaRequest\x1a\x14.mayastor.v1.Replica\"\x00\x12L\n\x0eUnshareReplica\x12\".mayastor.v1.UnshareReplicaRequest\x1a\x14.mayastor.v1.Replica\"\x00\x12J\n\rResizeReplica\x12!.mayastor.v1.ResizeReplicaRequest\x1a\x14.mayastor.v1.Replica\"\x00\x12T\n\x12SetReplicaEntityId\x12&.mayastor.v1.SetReplicaEntityIdRequest\x1a\x14.mayastor.v1.Replica\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,23 +37,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REPLICASPACEUSAGE']._serialized_start=138
   _globals['_REPLICASPACEUSAGE']._serialized_end=282
   _globals['_REPLICA']._serialized_start=285
-  _globals['_REPLICA']._serialized_end=550
-  _globals['_CREATEREPLICAREQUEST']._serialized_start=553
-  _globals['_CREATEREPLICAREQUEST']._serialized_end=753
-  _globals['_DESTROYREPLICAREQUEST']._serialized_start=755
-  _globals['_DESTROYREPLICAREQUEST']._serialized_end=870
-  _globals['_SHAREREPLICAREQUEST']._serialized_start=872
-  _globals['_SHAREREPLICAREQUEST']._serialized_end=973
-  _globals['_UNSHAREREPLICAREQUEST']._serialized_start=975
-  _globals['_UNSHAREREPLICAREQUEST']._serialized_end=1012
-  _globals['_RESIZEREPLICAREQUEST']._serialized_start=1014
-  _globals['_RESIZEREPLICAREQUEST']._serialized_end=1074
-  _globals['_SETREPLICAENTITYIDREQUEST']._serialized_start=1076
-  _globals['_SETREPLICAENTITYIDREQUEST']._serialized_end=1136
-  _globals['_LISTREPLICASRESPONSE']._serialized_start=1138
-  _globals['_LISTREPLICASRESPONSE']._serialized_end=1200
-  _globals['_LISTREPLICAOPTIONS']._serialized_start=1203
-  _globals['_LISTREPLICAOPTIONS']._serialized_end=1407
-  _globals['_REPLICARPC']._serialized_start=1410
-  _globals['_REPLICARPC']._serialized_end=1978
+  _globals['_REPLICA']._serialized_end=579
+  _globals['_CREATEREPLICAREQUEST']._serialized_start=582
+  _globals['_CREATEREPLICAREQUEST']._serialized_end=829
+  _globals['_DESTROYREPLICAREQUEST']._serialized_start=831
+  _globals['_DESTROYREPLICAREQUEST']._serialized_end=946
+  _globals['_SHAREREPLICAREQUEST']._serialized_start=949
+  _globals['_SHAREREPLICAREQUEST']._serialized_end=1097
+  _globals['_UNSHAREREPLICAREQUEST']._serialized_start=1099
+  _globals['_UNSHAREREPLICAREQUEST']._serialized_end=1136
+  _globals['_RESIZEREPLICAREQUEST']._serialized_start=1138
+  _globals['_RESIZEREPLICAREQUEST']._serialized_end=1198
+  _globals['_SETREPLICAENTITYIDREQUEST']._serialized_start=1200
+  _globals['_SETREPLICAENTITYIDREQUEST']._serialized_end=1260
+  _globals['_LISTREPLICASRESPONSE']._serialized_start=1262
+  _globals['_LISTREPLICASRESPONSE']._serialized_end=1324
+  _globals['_LISTREPLICAOPTIONS']._serialized_start=1327
+  _globals['_LISTREPLICAOPTIONS']._serialized_end=1531
+  _globals['_REPLICARPC']._serialized_start=1534
+  _globals['_REPLICARPC']._serialized_end=2102
 # @@protoc_insertion_point(module_scope)

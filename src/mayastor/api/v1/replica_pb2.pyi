@@ -66,6 +66,7 @@ class Replica(_message.Message):
     USAGE_FIELD_NUMBER: _builtins.int
     ALLOWED_HOSTS_FIELD_NUMBER: _builtins.int
     ENTITY_ID_FIELD_NUMBER: _builtins.int
+    HOST_AUTHENTICATION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     uuid: _builtins.str
     pooluuid: _builtins.str
@@ -76,6 +77,8 @@ class Replica(_message.Message):
     """bdev:///<uuid> when not shared, nvmf://... when shared"""
     poolname: _builtins.str
     entity_id: _builtins.str
+    host_authentication: _builtins.bool
+    """shared with DH-HMAC-CHAP secrets"""
     @_builtins.property
     def usage(self) -> Global___ReplicaSpaceUsage: ...
     @_builtins.property
@@ -94,10 +97,11 @@ class Replica(_message.Message):
         usage: Global___ReplicaSpaceUsage | None = ...,
         allowed_hosts: _abc.Iterable[_builtins.str] | None = ...,
         entity_id: _builtins.str | None = ...,
+        host_authentication: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_entity_id", b"_entity_id", "entity_id", b"entity_id", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_entity_id", b"_entity_id", "allowed_hosts", b"allowed_hosts", "entity_id", b"entity_id", "name", b"name", "poolname", b"poolname", "pooluuid", b"pooluuid", "share", b"share", "size", b"size", "thin", b"thin", "uri", b"uri", "usage", b"usage", "uuid", b"uuid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_entity_id", b"_entity_id", "allowed_hosts", b"allowed_hosts", "entity_id", b"entity_id", "host_authentication", b"host_authentication", "name", b"name", "poolname", b"poolname", "pooluuid", b"pooluuid", "share", b"share", "size", b"size", "thin", b"thin", "uri", b"uri", "usage", b"usage", "uuid", b"uuid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__entity_id: _TypeAlias = _typing.Literal["entity_id"]  # noqa: Y015
     _WhichOneofArgType__entity_id: _TypeAlias = _typing.Literal["_entity_id", b"_entity_id"]  # noqa: Y015
@@ -117,6 +121,7 @@ class CreateReplicaRequest(_message.Message):
     SHARE_FIELD_NUMBER: _builtins.int
     ALLOWED_HOSTS_FIELD_NUMBER: _builtins.int
     ENTITY_ID_FIELD_NUMBER: _builtins.int
+    HOST_SECRETS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     uuid: _builtins.str
     """generated when empty"""
@@ -129,6 +134,10 @@ class CreateReplicaRequest(_message.Message):
     entity_id: _builtins.str
     @_builtins.property
     def allowed_hosts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def host_secrets(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.HostSecret]:
+        """With any, only these hosts are admitted, each after proving its secret."""
+
     def __init__(
         self,
         *,
@@ -140,10 +149,11 @@ class CreateReplicaRequest(_message.Message):
         share: _common_pb2.ShareProtocol.ValueType = ...,
         allowed_hosts: _abc.Iterable[_builtins.str] | None = ...,
         entity_id: _builtins.str | None = ...,
+        host_secrets: _abc.Iterable[_common_pb2.HostSecret] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_entity_id", b"_entity_id", "entity_id", b"entity_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_entity_id", b"_entity_id", "allowed_hosts", b"allowed_hosts", "entity_id", b"entity_id", "name", b"name", "pooluuid", b"pooluuid", "share", b"share", "size", b"size", "thin", b"thin", "uuid", b"uuid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_entity_id", b"_entity_id", "allowed_hosts", b"allowed_hosts", "entity_id", b"entity_id", "host_secrets", b"host_secrets", "name", b"name", "pooluuid", b"pooluuid", "share", b"share", "size", b"size", "thin", b"thin", "uuid", b"uuid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__entity_id: _TypeAlias = _typing.Literal["entity_id"]  # noqa: Y015
     _WhichOneofArgType__entity_id: _TypeAlias = _typing.Literal["_entity_id", b"_entity_id"]  # noqa: Y015
@@ -194,20 +204,28 @@ class ShareReplicaRequest(_message.Message):
     UUID_FIELD_NUMBER: _builtins.int
     SHARE_FIELD_NUMBER: _builtins.int
     ALLOWED_HOSTS_FIELD_NUMBER: _builtins.int
+    HOST_SECRETS_FIELD_NUMBER: _builtins.int
     uuid: _builtins.str
     share: _common_pb2.ShareProtocol.ValueType
     @_builtins.property
     def allowed_hosts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def host_secrets(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.HostSecret]:
+        """With any, only these hosts are admitted, each after proving its secret; sharing
+        again without them turns authentication off, as allowed_hosts are replaced.
+        """
+
     def __init__(
         self,
         *,
         uuid: _builtins.str = ...,
         share: _common_pb2.ShareProtocol.ValueType = ...,
         allowed_hosts: _abc.Iterable[_builtins.str] | None = ...,
+        host_secrets: _abc.Iterable[_common_pb2.HostSecret] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_hosts", b"allowed_hosts", "share", b"share", "uuid", b"uuid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_hosts", b"allowed_hosts", "host_secrets", b"host_secrets", "share", b"share", "uuid", b"uuid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

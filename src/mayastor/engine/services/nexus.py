@@ -9,6 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from mayastor.api.v1 import common_pb2, nexus_pb2, nexus_pb2_grpc
 from mayastor.bdev import ReservationType
 from mayastor.engine.grpc_errors import ErrorMappingServicer
+from mayastor.engine.host_secrets import host_keys_from
 from mayastor.engine.nexuses import Nexuses
 from mayastor.errors import InvalidArgument
 from mayastor.nexus import (
@@ -102,6 +103,7 @@ def nexus_message(
     device_uri: str = "",
     allowed_hosts: list[str] | None = None,
     ana_state: int | None = None,
+    host_authentication: bool = False,
 ) -> nexus_pb2.Nexus:
     children = nexus.children
     return nexus_pb2.Nexus(
@@ -127,6 +129,7 @@ def nexus_message(
         ana_state=None if ana_state is None else nexus_pb2.NvmeAnaState.ValueType(ana_state),
         fenced=nexus.fenced is not None,
         fence_reason=nexus.fenced or "",
+        host_authentication=host_authentication,
     )
 
 
@@ -141,6 +144,7 @@ class NexusService(ErrorMappingServicer, nexus_pb2_grpc.NexusRpcServicer):
             self.nexuses.published_uri(nexus),
             self.nexuses.allowed_hosts(nexus),
             None if ana is None else int(ana),
+            self.nexuses.authenticates(nexus),
         )
 
     async def CreateNexus(
@@ -304,7 +308,8 @@ class NexusService(ErrorMappingServicer, nexus_pb2_grpc.NexusRpcServicer):
     ) -> nexus_pb2.PublishNexusResponse:
         if request.share not in (common_pb2.NVMF, common_pb2.NONE):
             raise InvalidArgument("a nexus is published over NVMe/TCP only (share=NVMF)")
-        nexus = await self.nexuses.publish(request.uuid, list(request.allowed_hosts))
+        keys = host_keys_from(request.host_secrets)
+        nexus = await self.nexuses.publish(request.uuid, list(request.allowed_hosts), keys)
         return nexus_pb2.PublishNexusResponse(nexus=self.message(nexus))
 
     async def UnpublishNexus(

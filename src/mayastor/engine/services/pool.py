@@ -35,6 +35,7 @@ def pool_message(pool: Pool) -> pool_pb2.Pool:
             md_page_size=md.page_size, md_pages=md.pages, md_used_pages=md.used_pages
         ),
         max_expandable_size=pool.max_expandable_size,
+        warnings=[w for w in (pool.space_warning(),) if w],
     )
 
 
@@ -55,6 +56,7 @@ class PoolService(ErrorMappingServicer, pool_pb2_grpc.PoolRpcServicer):
                 if request.HasField("md_args") and request.md_args.HasField("max_expansion")
                 else None
             ),
+            force=request.force,
         )
         return pool_message(pool)
 

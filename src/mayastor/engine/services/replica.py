@@ -9,9 +9,11 @@ from google.protobuf.empty_pb2 import Empty
 
 from mayastor.api.v1 import common_pb2, replica_pb2, replica_pb2_grpc
 from mayastor.engine.grpc_errors import ErrorMappingServicer
+from mayastor.engine.host_secrets import host_keys_from
 from mayastor.engine.registry import Registry
 from mayastor.errors import InvalidArgument
 from mayastor.lvs import Lvol, LvolProperties, ShareProtocol
+from mayastor.target import openebs_nqn
 
 _SHARE = {ShareProtocol.NONE: common_pb2.NONE, ShareProtocol.NVMF: common_pb2.NVMF}
 
@@ -39,6 +41,7 @@ class ReplicaService(ErrorMappingServicer, replica_pb2_grpc.ReplicaRpcServicer):
                 num_allocated_clusters=lvol.num_allocated_clusters,
             ),
             allowed_hosts=list(props.allowed_hosts),
+            host_authentication=bool(self.registry.secrets.keys(openebs_nqn(lvol.uuid))),
         )
         if props.entity_id is not None:
             message.entity_id = props.entity_id
@@ -47,6 +50,9 @@ class ReplicaService(ErrorMappingServicer, replica_pb2_grpc.ReplicaRpcServicer):
     async def CreateReplica(
         self, request: replica_pb2.CreateReplicaRequest, context: grpc.aio.ServicerContext
     ) -> replica_pb2.Replica:
+        keys = host_keys_from(request.host_secrets)
+        if keys and request.share != common_pb2.NVMF:
+            raise InvalidArgument("host secrets are for a replica shared over NVMe/TCP")
         properties = LvolProperties(
             allowed_hosts=tuple(request.allowed_hosts),
             entity_id=request.entity_id if request.HasField("entity_id") else None,
@@ -60,7 +66,7 @@ class ReplicaService(ErrorMappingServicer, replica_pb2_grpc.ReplicaRpcServicer):
             properties=properties,
         )
         if request.share == common_pb2.NVMF:
-            await self.registry.share_replica(lvol, list(request.allowed_hosts))
+            await self.registry.share_replica(lvol, list(request.allowed_hosts), keys)
         return self.replica_message(lvol)
 
     async def DestroyReplica(
@@ -114,8 +120,9 @@ class ReplicaService(ErrorMappingServicer, replica_pb2_grpc.ReplicaRpcServicer):
     ) -> replica_pb2.Replica:
         if request.share != common_pb2.NVMF:
             raise InvalidArgument("replicas are shared over NVMe/TCP only (share=NVMF)")
+        keys = host_keys_from(request.host_secrets)
         replica = self.registry.find_replica(uuid=request.uuid)
-        await self.registry.share_replica(replica, list(request.allowed_hosts))
+        await self.registry.share_replica(replica, list(request.allowed_hosts), keys)
         return self.replica_message(replica)
 
     async def UnshareReplica(

@@ -30,10 +30,11 @@ from mayastor.errors import (
     PathLost,
     Unavailable,
 )
+from mayastor.nvmf.host._authenticate import HostSecrets, authenticate
 from mayastor.nvmf.host._errors import ConnectionClosed, TransportError
 from mayastor.nvmf.host._queue import HostQueue, QueueState
 from mayastor.nvmf.pdu import Buffer
-from mayastor.nvmf.spec import Command, NvmeStatus
+from mayastor.nvmf.spec import CONNECT_AUTHREQ_ATR, Command, NvmeStatus
 
 Result = tuple[int, int, int, Buffer | None]
 """What a command gives back: (status field, 0 for success; DW0; DW1; read data)."""
@@ -98,8 +99,10 @@ class QueueConnection(asyncio.Protocol):
         in_capsule_size: int,
         io_timeout: float,
         name: str,
+        secrets: HostSecrets | None = None,
     ) -> QueueConnection:
-        """Connect queue `qid` of a controller: TCP, ICReq/ICResp, Fabrics Connect.
+        """Connect queue `qid` of a controller: TCP, ICReq/ICResp, Fabrics Connect, and
+        DH-HMAC-CHAP when the controller asks for it.
 
         The caller bounds the time this takes (``asyncio.timeout``); whatever fails
         or is cancelled, nothing is left open.
@@ -116,6 +119,7 @@ class QueueConnection(asyncio.Protocol):
             in_capsule_size: write data up to this size goes in the capsule.
             io_timeout: seconds a command may take.
             name: for messages.
+            secrets: our DH-HMAC-CHAP secrets for this subsystem, if any.
 
         Returns:
             the live connection (`cntlid` holds the controller ID).
@@ -124,6 +128,7 @@ class QueueConnection(asyncio.Protocol):
             Unavailable: the target cannot be reached, hangs up or breaks the protocol.
             ConnectRefused, ConnectInvalidParameters, DeviceError: the Fabrics Connect
                 failed with that status.
+            AuthenticationFailed: authentication was needed and did not admit us.
         """
         core = HostQueue(
             qid,
@@ -151,7 +156,7 @@ class QueueConnection(asyncio.Protocol):
                 token=done,
             )
             conn._flush()
-            status, _, _, _ = await done
+            status, dw0, _, _ = await done
             if status:
                 nvme_status = NvmeStatus.from_field(status)
                 raise DeviceError.from_status(
@@ -159,6 +164,14 @@ class QueueConnection(asyncio.Protocol):
                     f"{name}: Fabrics Connect to {subnqn} refused: {nvme_status.describe()}",
                     device=name,
                 )
+            await authenticate(
+                conn,
+                secrets,
+                required=bool(dw0 & CONNECT_AUTHREQ_ATR),
+                hostnqn=hostnqn,
+                subnqn=subnqn,
+                name=name,
+            )
         except BaseException as exc:
             await conn.close(abort=True)
             if isinstance(exc, OSError | PathError):

@@ -334,6 +334,7 @@ class Controller(ReservationCommands):
             in_capsule_size=ADMIN_IN_CAPSULE_SIZE,
             io_timeout=opts.io_timeout,
             name=f"{self.name} q0",
+            secrets=opts.secrets,
         )
         opened.append(admin)
         cntlid = admin.cntlid
@@ -375,6 +376,7 @@ class Controller(ReservationCommands):
                         in_capsule_size=in_capsule,
                         io_timeout=opts.io_timeout,
                         name=f"{self.name} q{qid}",
+                        secrets=opts.secrets,
                     )
                 )
                 for qid in range(1, min(wanted, granted) + 1)

@@ -12,6 +12,8 @@ import uuid as uuid_mod
 from dataclasses import dataclass, field
 
 from mayastor.errors import InvalidArgument
+from mayastor.nvmf.auth import DhchapSecret
+from mayastor.nvmf.host._authenticate import HostSecrets
 from mayastor.nvmf.spec import SpecError, validate_nqn
 
 DEFAULT_HOSTNQN = "nqn.2019-05.io.openebs:node-name:unknown"
@@ -60,6 +62,11 @@ class ControllerOptions:
             track the submission queue head; it may then complete a read with its
             last C2HData PDU (SUCCESS), without a CapsuleResp. Only for targets
             whose discovery entry says they support it (TREQ bit 2), as Linux does.
+        dhchap_secret: our DH-HMAC-CHAP secret, proven to a controller that asks for
+            in-band authentication (every queue authenticates); None: we have none,
+            and such a controller is refused with `AuthenticationFailed`.
+        dhchap_ctrl_secret: the controller must prove this secret (bidirectional);
+            needs `dhchap_secret`.
     """
 
     hostnqn: str = DEFAULT_HOSTNQN
@@ -75,6 +82,8 @@ class ControllerOptions:
     ctrl_loss_timeout: float | None = 60.0
     fast_io_fail_timeout: float | None = 5.0
     disable_sq_flow_control: bool = False
+    dhchap_secret: DhchapSecret | None = field(default=None, repr=False)
+    dhchap_ctrl_secret: DhchapSecret | None = field(default=None, repr=False)
     _hostid: uuid_mod.UUID = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -101,6 +110,17 @@ class ControllerOptions:
         if self.fast_io_fail_timeout is not None:
             _non_negative("fast_io_fail_timeout", self.fast_io_fail_timeout)
         object.__setattr__(self, "_hostid", self.hostid or hostid_for(self.hostnqn))
+        if self.dhchap_ctrl_secret is not None and self.dhchap_secret is None:
+            raise InvalidArgument("dhchap_ctrl_secret needs dhchap_secret")
+        if self.dhchap_secret is not None:
+            HostSecrets(self.dhchap_secret, self.dhchap_ctrl_secret)
+
+    @property
+    def secrets(self) -> HostSecrets | None:
+        """Our DH-HMAC-CHAP secrets, when we have any."""
+        if self.dhchap_secret is None:
+            return None
+        return HostSecrets(self.dhchap_secret, self.dhchap_ctrl_secret)
 
     @property
     def host_identifier(self) -> uuid_mod.UUID:

@@ -33,12 +33,15 @@ from mayastor.nvmf.spec._command import (
 from mayastor.nvmf.spec._completion import CQE_SIZE, Completion, encode_completion
 from mayastor.nvmf.spec._errors import SpecError
 from mayastor.nvmf.spec._fabrics import (
+    CONNECT_AUTHREQ_ASCR,
+    CONNECT_AUTHREQ_ATR,
     CONNECT_DATA_LAYOUT,
     CONNECT_DATA_SIZE,
     DYNAMIC_CNTLID,
     PROPERTY_SIZE_4,
     PROPERTY_SIZE_8,
     RECFMT_1_0,
+    Authentication,
     Connect,
     ConnectData,
     PropertyGet,
@@ -175,6 +178,8 @@ from mayastor.nvmf.spec.status import (
 __all__ = [
     "ANA_RGO",
     "CHANGED_NAMESPACE_LIST_SIZE",
+    "CONNECT_AUTHREQ_ASCR",
+    "CONNECT_AUTHREQ_ATR",
     "CONNECT_DATA_LAYOUT",
     "CONNECT_DATA_SIZE",
     "CQE_SIZE",
@@ -226,6 +231,7 @@ __all__ = [
     "AsyncEventNotice",
     "AsyncEventType",
     "AsyncEventsSupported",
+    "Authentication",
     "ChangePtpl",
     "Cns",
     "Command",

@@ -3,7 +3,8 @@ Get and Property Set.
 
 A Fabrics command has opcode 7Fh and FCTYPE in byte 4; its own fields start at byte 40
 (CDW10): Connect has RECFMT, QID, SQSIZE, CATTR and KATO there; the property commands
-the attribute (size), offset and value.
+the attribute (size), offset and value; Authentication Send and Receive (NVMe Base 2.0)
+the security protocol and its specific fields, and the transfer or allocation length.
 """
 
 from __future__ import annotations
@@ -134,9 +135,64 @@ class ConnectData(FixedStruct):
     layout: ClassVar[Layout] = CONNECT_DATA_LAYOUT
 
 
-def connect_success_dw0(cntlid: int) -> int:
-    """Completion DW0 of a successful Connect: the controller ID in bits 15:0."""
-    return cntlid & 0xFFFF
+CONNECT_AUTHREQ_ATR = 1 << 17
+"""Connect completion DW0: authentication transaction required (AUTHREQ.ATR)."""
+CONNECT_AUTHREQ_ASCR = 1 << 18
+"""Connect completion DW0: authentication with secure channel required (AUTHREQ.ASCR)."""
+
+
+def connect_success_dw0(cntlid: int, *, authenticate: bool = False) -> int:
+    """Completion DW0 of a successful Connect: the controller ID in bits 15:0, and ATR
+    when the host must authenticate before any other command."""
+    return (cntlid & 0xFFFF) | (CONNECT_AUTHREQ_ATR if authenticate else 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Authentication:
+    """Authentication Send (FCTYPE 05h) or Receive (06h): one message of an in-band
+    authentication protocol, as the command's data.
+
+    Attributes:
+        send: True for Authentication Send (host to controller data).
+        length: TL (Send) or AL (Receive), CDW11: bytes of the message or of room for it.
+        secp: SECP, CDW10 bits 31:24 (E9h: NVMe in-band authentication).
+        spsp0: SPSP0, CDW10 bits 15:8.
+        spsp1: SPSP1, CDW10 bits 23:16.
+    """
+
+    send: bool
+    length: int
+    secp: int = 0xE9
+    spsp0: int = 0x01
+    spsp1: int = 0x01
+
+    @classmethod
+    def from_command(cls, cmd: Command) -> Authentication:
+        return cls(
+            cmd.fctype == FabricsCommandType.AUTHENTICATION_SEND,
+            cmd.cdw11,
+            cmd.cdw10 >> 24,
+            (cmd.cdw10 >> 8) & 0xFF,
+            (cmd.cdw10 >> 16) & 0xFF,
+        )
+
+    def to_command(self, cid: int, sgl: SglDescriptor) -> Command:
+        """The command (SpecError when a field does not fit)."""
+        _check_range("length", self.length, 0xFFFF_FFFF)
+        for name, value in (("SECP", self.secp), ("SPSP0", self.spsp0), ("SPSP1", self.spsp1)):
+            _check_range(name, value, 0xFF)
+        fctype = (
+            FabricsCommandType.AUTHENTICATION_SEND
+            if self.send
+            else FabricsCommandType.AUTHENTICATION_RECEIVE
+        )
+        return _fabrics_command(
+            fctype,
+            cid,
+            sgl,
+            cdw10=self.spsp0 << 8 | self.spsp1 << 16 | self.secp << 24,
+            cdw11=self.length,
+        )
 
 
 def connect_invalid_parameter_dw0(offset: int, *, in_data: bool) -> int:

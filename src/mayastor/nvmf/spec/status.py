@@ -68,6 +68,8 @@ class CommandSpecificStatus(enum.IntEnum):
     CONNECT_INVALID_PARAMETERS = 0x82
     CONNECT_RESTART_DISCOVERY = 0x83
     CONNECT_INVALID_HOST = 0x84
+    # Fabrics in-band authentication (NVMe Base 2.0)
+    AUTHENTICATION_REQUIRED = 0x91
 
 
 class MediaStatus(enum.IntEnum):
