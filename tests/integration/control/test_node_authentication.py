@@ -18,9 +18,11 @@ import pytest
 
 from mayastor.bdev.nvmf import NvmfDevice
 from mayastor.control.specs import node_nqn
+from mayastor.csi._dhchap import RestDhchapSecret
 from mayastor.errors import ConnectRefused
 from mayastor.nvmf.auth import DhchapSecret
 from mayastor.nvmf.host import ControllerOptions
+from mayastor.restclient import AsyncRestClient
 from tests.support.cluster import FAST_CORE_FLAGS, TestCluster
 
 APP_NODE = "app-1"
@@ -65,6 +67,16 @@ def write_and_read(uri: str, options: ControllerOptions) -> bytes:
     return asyncio.run(run())
 
 
+def csi_secret(cluster: TestCluster) -> str | None:
+    """What the CSI node plugin (and the ha-node agent) of app-1 would connect with."""
+
+    async def ask() -> str | None:
+        async with AsyncRestClient(cluster.core.rest_url) as rest:
+            return await RestDhchapSecret(rest, APP_NODE)()
+
+    return asyncio.run(ask())
+
+
 def test_the_remote_replica_is_shared_with_a_secret(
     secured: tuple[TestCluster, str, str],
 ) -> None:
@@ -107,6 +119,13 @@ def test_the_app_node_without_its_secret_is_refused(
         write_and_read(uri, options)
 
 
+def test_the_csi_node_plugin_gets_the_app_nodes_secret_from_rest(
+    secured: tuple[TestCluster, str, str],
+) -> None:
+    cluster, _, _ = secured
+    assert csi_secret(cluster) == app_node_secret(cluster).format()
+
+
 def test_the_secret_is_the_same_when_asked_again(
     secured: tuple[TestCluster, str, str],
 ) -> None:
@@ -123,5 +142,6 @@ def test_without_dhchap_shares_carry_no_secret_and_none_is_given(
     assert remote["host_authentication"] is False
     status, body = cluster.rest.call("POST", f"/app-nodes/{APP_NODE}/dhchap-secret")
     assert status == 412, body
+    assert csi_secret(cluster) is None
     assert cluster.volume_status(volume) == "Online"
     assert write_and_read(uri, ControllerOptions(hostnqn=node_nqn(APP_NODE))) == b"\x5a" * 4096
