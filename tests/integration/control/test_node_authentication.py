@@ -133,6 +133,16 @@ def test_the_secret_is_the_same_when_asked_again(
     assert app_node_secret(cluster) == app_node_secret(cluster)
 
 
+def test_the_secrets_outlive_a_restart_of_the_core_agent(
+    make_cluster: Callable[..., TestCluster],
+) -> None:
+    cluster = make_cluster(nodes=1, core_flags=(*FAST_CORE_FLAGS, "--dhchap"))
+    before = app_node_secret(cluster)
+    cluster.core.stop()
+    cluster.core.start()
+    assert app_node_secret(cluster) == before
+
+
 def test_without_dhchap_shares_carry_no_secret_and_none_is_given(
     make_cluster: Callable[..., TestCluster],
 ) -> None:
