@@ -11,7 +11,7 @@ and shares carry no secrets, as before.
 How a node learns its secret: an io-engine in the reply to its registration (the core's
 gRPC; over TLS when configured, else in clear, which is sound only on loopback or a
 trusted network); an app node's CSI plugin asks the REST API for it with an admin
-token (`GET /v0/app-nodes/{id}/dhchap-secret`).
+token (`POST /v0/app-nodes/{id}/dhchap-secret`).
 """
 
 from __future__ import annotations
