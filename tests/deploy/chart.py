@@ -35,6 +35,7 @@ MATRIX: dict[str, dict[str, str]] = {
     "nats-on": {"nats.enabled": "true"},
     "metrics-on": {"metrics.enabled": "true", "metrics.serviceMonitor.enabled": "true"},
     "two-csi-controllers": {"csi.controller.replicas": "2"},
+    "dhchap-off": {"security.dhchap.enabled": "false"},
 }
 """Values the chart must render validly with (``--set`` pairs)."""
 

@@ -156,6 +156,11 @@ def test_each_value_set_changes_what_it_names() -> None:
     engine = _args(find(metrics, "DaemonSet", "mayastor-io-engine"), "io-engine")
     assert "--metrics-endpoint=$(MY_POD_IP):9502" in engine
 
+    for objects, on in ((render(), True), (render(MATRIX["dhchap-off"]), False)):
+        assert ("--dhchap" in _args(find(objects, "Deployment", core), "agent-core")) is on
+        plugin = _args(find(objects, "DaemonSet", "mayastor-csi-node"), "csi-node")
+        assert any(a.startswith("--rest-endpoint=http://") for a in plugin) is on
+
     two = render(MATRIX["two-csi-controllers"])
     provisioner = _args(find(two, "Deployment", "mayastor-csi-controller"), "csi-provisioner")
     assert "--leader-election" in provisioner

@@ -30,12 +30,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid as uuid_mod
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from mayastor.bdev.device import BLOCK_SIZES, BlockDevice, Buffer, IoRequest
 from mayastor.bdev.opener import DeviceOpener
 from mayastor.bdev.uri import BdevUri, NvmfUri, parse_bdev_uri
 from mayastor.errors import DeviceError, InvalidArgument, InvalidNamespace, NotFound
+from mayastor.nvmf.auth import DhchapSecret
 from mayastor.nvmf.host import (
     MAX_BLOCKS_PER_COMMAND,
     MAX_DSM_RANGES,
@@ -384,6 +385,7 @@ def register_nvmf(
     hostnqn: str,
     options: ControllerOptions | None = None,
     replace: bool = False,
+    dhchap_secret: Callable[[], Awaitable[DhchapSecret | None]] | None = None,
 ) -> None:
     """Make `opener` open ``nvmf://`` URIs as `NvmfDevice`s.
 
@@ -393,6 +395,9 @@ def register_nvmf(
             ``nqn.2019-05.io.openebs:node-name:<node>``); a URI's ``hostnqn`` wins.
         options: queues, digests and timeouts for every device opened.
         replace: replace an nvmf opener registered before.
+        dhchap_secret: asked before each open for the DH-HMAC-CHAP secret to prove
+            (None: the one of `options`): the io-engine's secret comes from the core
+            agent when it registers, and may arrive after the opener is made.
 
     Raises:
         InvalidArgument: `hostnqn` is not an NQN.
@@ -403,6 +408,11 @@ def register_nvmf(
     async def open_nvmf(parsed: BdevUri, name: str) -> BlockDevice:
         if not isinstance(parsed, NvmfUri):
             raise InvalidArgument(f"{parsed.uri!r} is not an nvmf:// URI")
-        return await NvmfDevice.open(parsed, name=name, options=base)
+        options = base
+        if dhchap_secret is not None:
+            secret = await dhchap_secret()
+            if secret is not None:
+                options = dataclasses.replace(base, dhchap_secret=secret)
+        return await NvmfDevice.open(parsed, name=name, options=options)
 
     opener.register("nvmf", open_nvmf, replace=replace)

@@ -75,6 +75,8 @@ class AgentConfig:
     """HTTPS for REST, with client certificates when it names a client CA."""
     rest_tokens: TokenTable | None = None
     """The bearer tokens REST requires (None: none)."""
+    dhchap: bool = False
+    """Share every replica and nexus with per-node DH-HMAC-CHAP secrets."""
 
     @property
     def grpc_endpoint(self) -> str:
@@ -170,6 +172,7 @@ class CoreAgent:
             limits=CommitmentLimits(cfg.pool_commitment, cfg.volume_commitment_initial),
             locks=ResourceLocks(),
             events=events,
+            dhchap=cfg.dhchap,
         )
         self.cluster = cluster
         self.reconciler = self._new_reconciler(cluster)

@@ -115,6 +115,9 @@ class Cluster:
     """Where events go (None: logged only, as in tests of one operation)."""
     reconcile_soon: Callable[[], None] = lambda: None
     """Asks the reconciler for a pass now (a request it serves was accepted, a drain)."""
+    dhchap: bool = False
+    """Every replica and nexus is shared with the DH-HMAC-CHAP secrets of the nodes that
+    connect to it (`mayastor.control.node_secrets`)."""
 
     def emit(
         self,

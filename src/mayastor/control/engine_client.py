@@ -201,9 +201,19 @@ class EngineClient:
             lambda: self.replicas.DestroyReplica(request, timeout=self.timeout),
         )
 
-    async def share_replica(self, uuid: str, allowed_hosts: Sequence[str]) -> replica_pb2.Replica:
+    async def share_replica(
+        self,
+        uuid: str,
+        allowed_hosts: Sequence[str],
+        host_secrets: Sequence[common_pb2.HostSecret] = (),
+    ) -> replica_pb2.Replica:
+        """Share over NVMe/TCP for `allowed_hosts`; with `host_secrets` each host must
+        prove its DH-HMAC-CHAP secret (sharing again replaces both)."""
         request = replica_pb2.ShareReplicaRequest(
-            uuid=uuid, share=common_pb2.NVMF, allowed_hosts=list(allowed_hosts)
+            uuid=uuid,
+            share=common_pb2.NVMF,
+            allowed_hosts=list(allowed_hosts),
+            host_secrets=list(host_secrets),
         )
         return await self._call(
             f"share replica {uuid}",
@@ -280,9 +290,19 @@ class EngineClient:
         nexus: nexus_pb2.Nexus = reply.nexus
         return nexus
 
-    async def publish_nexus(self, uuid: str, allowed_hosts: Sequence[str]) -> nexus_pb2.Nexus:
+    async def publish_nexus(
+        self,
+        uuid: str,
+        allowed_hosts: Sequence[str],
+        host_secrets: Sequence[common_pb2.HostSecret] = (),
+    ) -> nexus_pb2.Nexus:
+        """Publish over NVMe/TCP for `allowed_hosts` (and `host_secrets`, as for
+        `share_replica`)."""
         request = nexus_pb2.PublishNexusRequest(
-            uuid=uuid, share=common_pb2.NVMF, allowed_hosts=list(allowed_hosts)
+            uuid=uuid,
+            share=common_pb2.NVMF,
+            allowed_hosts=list(allowed_hosts),
+            host_secrets=list(host_secrets),
         )
         reply = await self._call(
             f"publish nexus {uuid}", lambda: self.nexus.PublishNexus(request, timeout=self.timeout)

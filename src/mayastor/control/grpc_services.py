@@ -15,6 +15,7 @@ from google.protobuf.empty_pb2 import Empty
 
 from mayastor.api.v1 import registration_pb2, registration_pb2_grpc
 from mayastor.control.cluster import Cluster, NexusHealth, is_superseded
+from mayastor.control.node_secrets import node_secret
 from mayastor.control.operations.nodes import record_node
 from mayastor.errors import (
     CorruptMetadata,
@@ -79,8 +80,13 @@ class RegistrationService(registration_pb2_grpc.RegistrationServicer):
         if instance != request.instance_uuid:
             await self.on_change()
         keys = self.cluster.keys
+        try:
+            secret = await node_secret(self.cluster, request.id)
+        except MayastorError as exc:
+            log.warning("node %s: its DH-HMAC-CHAP secret is sent later: %s", request.id, exc)
+            secret = None
         return registration_pb2.RegisterNodeResponse(
-            cluster_id=keys.cluster_id, namespace=keys.namespace
+            cluster_id=keys.cluster_id, namespace=keys.namespace, dhchap_secret=secret or ""
         )
 
     async def Deregister(

@@ -158,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
         "reports are still served",
     )
     parser.add_argument(
+        "--dhchap",
+        action="store_true",
+        help="NVMe in-band authentication: give every node a DH-HMAC-CHAP secret of its "
+        "own (kept in the store) and share every replica and nexus only with the secrets "
+        "of the nodes that connect to it; io-engines get theirs when they register",
+    )
+    parser.add_argument(
         "--switch-over-wait",
         type=parse_duration,
         default=5.0,
@@ -248,6 +255,7 @@ def config_from_args(argv: list[str] | None = None) -> AgentConfig:
         grpc_tls=tls,
         rest_tls=https,
         rest_tokens=tokens,
+        dhchap=args.dhchap,
     )
 
 

@@ -450,6 +450,14 @@ class FailedPath(ApiModel):
     address: Annotated[StrictStr, Field(pattern=ADDRESS_PATTERN)] | None = None
 
 
+class NodeDhchapSecret(ApiModel):
+    """A node's DH-HMAC-CHAP secret: what its kernel proves with ``nvme connect
+    --dhchap-secret`` to the volumes published for it."""
+
+    host_nqn: str
+    secret: str
+
+
 class ReplacementPath(ApiModel):
     """Where the volume's target is now: the path the app node should connect."""
 

@@ -18,6 +18,7 @@ from mayastor.control.specs import (
     SPEC_KINDS,
     AppNodeSpec,
     NexusSpec,
+    NodeSecretSpec,
     NodeSpec,
     PoolSpec,
     ReplicaSpec,
@@ -35,7 +36,7 @@ _S = TypeVar("_S", bound=SpecModel)
 
 def spec_id(spec: SpecModel) -> str:
     """The id a spec is stored under: a node's, pool's or app node's id, else its uuid."""
-    if isinstance(spec, NodeSpec | PoolSpec | AppNodeSpec):
+    if isinstance(spec, NodeSpec | PoolSpec | AppNodeSpec | NodeSecretSpec):
         return spec.id
     if isinstance(spec, ReplicaSpec | NexusSpec | VolumeSpec):
         return str(spec.uuid)

@@ -350,6 +350,24 @@ class AppNodeSpec(SpecModel):
     labels: dict[str, str] = Field(default_factory=dict)
 
 
+# ============================================================================ secrets
+
+
+class NodeSecretSpec(SpecModel):
+    """The DH-HMAC-CHAP secret of a node (an io-engine node or an app node), made by the
+    core agent started with ``--dhchap``: what the node proves when it connects to a
+    replica or a nexus. Never shown by the REST listings.
+
+    Attributes:
+        id: the node's name (its host NQN is `node_nqn` of it).
+        secret: the secret in the ``DHHC-1:00:<base64>:`` form.
+    """
+
+    kind: ClassVar[str] = "NodeSecret"
+    id: str
+    secret: str
+
+
 SPEC_KINDS: tuple[type[SpecModel], ...] = (
     NodeSpec,
     PoolSpec,
@@ -357,4 +375,5 @@ SPEC_KINDS: tuple[type[SpecModel], ...] = (
     NexusSpec,
     VolumeSpec,
     AppNodeSpec,
+    NodeSecretSpec,
 )

@@ -42,13 +42,18 @@ def add_node_name_flag(parser: argparse.ArgumentParser, help: str) -> None:
     )
 
 
-def add_rest_flag(parser: argparse.ArgumentParser) -> None:
+def add_rest_flag(
+    parser: argparse.ArgumentParser,
+    *,
+    required: bool = True,
+    purpose: str = "",
+) -> None:
     """``--rest-endpoint`` and the credentials shown to it (token, CA, certificate)."""
     parser.add_argument(
         "--rest-endpoint",
-        required=True,
+        required=required,
         metavar="URL",
-        help="the core agent's REST API, e.g. http://127.0.0.1:8081",
+        help=f"the core agent's REST API, e.g. http://127.0.0.1:8081{purpose}",
     )
     rest_client.add_flags(parser.add_argument_group("REST credentials"))
 

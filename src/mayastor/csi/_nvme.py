@@ -25,6 +25,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from mayastor.csi._commands import run
+from mayastor.csi._dhchap import DhchapSecretSource
 from mayastor.csi._parameters import NvmeSettings
 from mayastor.csi.errors import FailedPrecondition, InvalidArgument, Unavailable
 
@@ -324,12 +325,22 @@ class NvmeInitiator:
             targets admit only the host NQNs their volume is published to.
         sysfs: where to read what the kernel has.
         device_timeout: seconds to wait for a namespace to appear after a connect.
+        dhchap_secret: asked before each connect for the node's DH-HMAC-CHAP secret
+            (`mayastor.csi._dhchap`); None, or an answer of None: connect without one.
     """
 
-    def __init__(self, hostnqn: str, sysfs: Sysfs, *, device_timeout: float = 15.0) -> None:
+    def __init__(
+        self,
+        hostnqn: str,
+        sysfs: Sysfs,
+        *,
+        device_timeout: float = 15.0,
+        dhchap_secret: DhchapSecretSource | None = None,
+    ) -> None:
         self.hostnqn = hostnqn
         self.sysfs = sysfs
         self.device_timeout = device_timeout
+        self.dhchap_secret = dhchap_secret
 
     async def connect(
         self, target: Target, settings: NvmeSettings, *, volume: str
@@ -339,8 +350,8 @@ class NvmeInitiator:
         caller deals with stale connections first (`is_stale`).
 
         Raises:
-            Unavailable: nvme connect failed (unreachable, or this host NQN refused),
-                or no namespace showed up.
+            Unavailable: nvme connect failed (unreachable, or this host NQN or its
+                secret refused), no namespace showed up, or the secret could not be had.
         """
         subsystem = self.sysfs.subsystem(target.nqn)
         if subsystem is None or not any(
@@ -361,6 +372,9 @@ class NvmeInitiator:
                 argv.append(f"--ctrl-loss-tmo={settings.ctrl_loss_tmo}")
             if settings.keep_alive_tmo is not None:
                 argv.append(f"--keep-alive-tmo={settings.keep_alive_tmo}")
+            secret = await self.dhchap_secret() if self.dhchap_secret is not None else None
+            if secret is not None:
+                argv.append(f"--dhchap-secret={secret}")
             result = await run(argv, volume=volume, error=Unavailable, check=False)
             if result.returncode != 0 and "already connected" not in result.output:
                 raise Unavailable(

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mayastor.csi._dhchap import RestDhchapSecret
 from mayastor.csi._nvme import LIVE, Controller, NvmeInitiator, Subsystem, Sysfs, Target
 from mayastor.csi._parameters import NvmeSettings
 from mayastor.csi.errors import CsiError
@@ -187,6 +188,8 @@ class HaNodeAgent:
     ) -> None:
         self.node_name = node_name
         self.rest = rest
+        self.dhchap_secret = RestDhchapSecret(rest, node_name)
+        """The node's secret for the paths it connects anew (a core with --dhchap)."""
         self.sysfs = sysfs
         self.endpoint = endpoint
         self.address_map = address_map or AddressMap()
@@ -274,7 +277,7 @@ class HaNodeAgent:
                 "%s: the target is still at %s; the kernel keeps reconnecting", report.nqn, address
             )
             return
-        initiator = NvmeInitiator(ctrl.hostnqn, self.sysfs)
+        initiator = NvmeInitiator(ctrl.hostnqn, self.sysfs, dhchap_secret=self.dhchap_secret)
         attributes = self.sysfs.root / "class" / "nvme" / ctrl.name
         settings = NvmeSettings(
             ctrl_loss_tmo=_seconds_attribute(attributes / "ctrl_loss_tmo"),

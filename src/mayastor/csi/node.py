@@ -30,6 +30,7 @@ from mayastor.api.csi.v1 import csi_pb2, csi_pb2_grpc
 from mayastor.csi import _capabilities as caps
 from mayastor.csi import _filesystems as filesystems
 from mayastor.csi._commands import find_tool
+from mayastor.csi._dhchap import DhchapSecretSource
 from mayastor.csi._locks import VolumeLocks
 from mayastor.csi._mounts import (
     Mount,
@@ -74,12 +75,15 @@ class NodeConfig:
         max_volumes: what NodeGetInfo reports (0: no limit).
         sysfs: where to read the kernel's NVMe subsystems and block devices.
         mount_table: this process's mount table.
+        dhchap_secret: where the node's DH-HMAC-CHAP secret comes from (None: the
+            kernel connects without one).
     """
 
     node_name: str
     max_volumes: int = 0
     sysfs: Sysfs = field(default_factory=Sysfs)
     mount_table: MountTable = field(default_factory=MountTable)
+    dhchap_secret: DhchapSecretSource | None = None
 
     @property
     def hostnqn(self) -> str:
@@ -158,7 +162,9 @@ class NodeService(csi_pb2_grpc.NodeServicer, CsiServicer):
         self.config = config
         self.sysfs = config.sysfs
         self.mounts = config.mount_table
-        self.initiator = NvmeInitiator(config.hostnqn, config.sysfs)
+        self.initiator = NvmeInitiator(
+            config.hostnqn, config.sysfs, dhchap_secret=config.dhchap_secret
+        )
         self.locks = VolumeLocks()
 
     def missing(self) -> list[str]:

@@ -54,6 +54,17 @@ class IoEngine:
         self.config = config
         self.disk_allow = DiskAllowList(config.disk_patterns)
         self.opener = DeviceOpener(check_path=self.disk_allow.check)
+        own_secret = (
+            read_dhchap_secret(config.dhchap_secret_file) if config.dhchap_secret_file else None
+        )
+        self.registrar: Registrar | None = None
+        if config.registration_endpoint:
+            self.registrar = Registrar(
+                config,
+                config.registration_endpoint,
+                config.registration_interval,
+                dhchap_secret=own_secret,
+            )
         register_nvmf(
             self.opener,
             hostnqn=config.hostnqn,
@@ -61,12 +72,9 @@ class IoEngine:
                 io_timeout=config.child_io_timeout,
                 fast_io_fail_timeout=0.0,
                 disable_sq_flow_control=True,
-                dhchap_secret=(
-                    read_dhchap_secret(config.dhchap_secret_file)
-                    if config.dhchap_secret_file
-                    else None
-                ),
+                dhchap_secret=own_secret,
             ),
+            dhchap_secret=self.registrar.initiator_secret if self.registrar else None,
         )
         target_config = dataclasses.replace(
             config.nvmf_limits,
@@ -82,12 +90,8 @@ class IoEngine:
             ShareSecrets(Path(config.state_path) / "dhchap-secrets.json"),
         )
         store: NexusInfoStore
-        self.registrar: Registrar | None = None
         self._cluster_store: CoreNexusInfoStore | EtcdNexusInfoStore | None = None
-        if config.registration_endpoint:
-            registrar = self.registrar = Registrar(
-                config, config.registration_endpoint, config.registration_interval
-            )
+        if (registrar := self.registrar) is not None:
             if config.ps_endpoint:
                 store = self._cluster_store = EtcdNexusInfoStore(
                     config.ps_endpoint, lambda: registrar.keys

@@ -274,6 +274,12 @@ class ApiOperations(abc.ABC, Generic[R]):
         path = api_path("app-nodes", app_node_id, "failed-paths")
         return self._send(ApiCall("POST", path, body=body))
 
+    def app_node_dhchap_secret(self, app_node_id: str) -> R:
+        """The app node's DH-HMAC-CHAP secret, made on first need: ``{"host_nqn",
+        "secret"}``; `PreconditionFailed` when the core agent runs without ``--dhchap``.
+        Needs an admin token."""
+        return self._send(ApiCall("POST", api_path("app-nodes", app_node_id, "dhchap-secret")))
+
     def get_specs(self) -> R:
         """Every spec the store holds: ``Specs`` (nexuses, pools, replicas, volumes)."""
         return self._send(ApiCall("GET", "/specs"))

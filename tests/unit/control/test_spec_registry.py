@@ -27,6 +27,7 @@ from mayastor.control.specs import (
     LabelledTopology,
     NexusSpec,
     NodeAccessInfo,
+    NodeSecretSpec,
     NodeSpec,
     NodeTopology,
     OperationRecord,
@@ -229,6 +230,7 @@ def every_kind() -> list[SpecModel]:
             target_generation=4,
         ),
         AppNodeSpec(id="app-1", endpoint="10.0.0.9:50055", labels={"zone": "east"}),
+        NodeSecretSpec(id="app-1", secret="DHHC-1:00:" + "A" * 48 + ":"),
     ]
 
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"mayastor/api/v1/registration.proto\x12\x0bmayastor.v1\x1a\x1bgoogle/protobuf/empty.proto\"\xb1\x01\n\x13RegisterNodeRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rgrpc_endpoint\x18\x02 \x01(\t\x12\x0f\n\x07hostnqn\x18\x03 \x01(\t\x12\x15\n\rinstance_uuid\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\x14\n\x0cnvmf_address\x18\x06 \x01(\t\x12\x14\n\x0creplica_port\x18\x07 \x01(\r\x12\x12\n\nnexus_port\x18\x08 \x01(\r\"=\n\x14RegisterNodeResponse\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\":\n\x15\x44\x65registerNodeRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rinstance_uuid\x18\x02 \x01(\t\"\"\n\x0cNexusInfoKey\x12\x12\n\nnexus_uuid\x18\x01 \x01(\t\"-\n\x0eNexusInfoValue\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x0c\n\x04json\x18\x02 \x01(\x0c\"7\n\x13PutNexusInfoRequest\x12\x12\n\nnexus_uuid\x18\x01 \x01(\t\x12\x0c\n\x04json\x18\x02 \x01(\x0c\x32\xad\x01\n\x0cRegistration\x12Q\n\x08Register\x12 .mayastor.v1.RegisterNodeRequest\x1a!.mayastor.v1.RegisterNodeResponse\"\x00\x12J\n\nDeregister\x12\".mayastor.v1.DeregisterNodeRequest\x1a\x16.google.protobuf.Empty\"\x00\x32\xa6\x01\n\x0eNexusInfoStore\x12H\n\x0cGetNexusInfo\x12\x19.mayastor.v1.NexusInfoKey\x1a\x1b.mayastor.v1.NexusInfoValue\"\x00\x12J\n\x0cPutNexusInfo\x12 .mayastor.v1.PutNexusInfoRequest\x1a\x16.google.protobuf.Empty\"\x00\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"mayastor/api/v1/registration.proto\x12\x0bmayastor.v1\x1a\x1bgoogle/protobuf/empty.proto\"\xb1\x01\n\x13RegisterNodeRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rgrpc_endpoint\x18\x02 \x01(\t\x12\x0f\n\x07hostnqn\x18\x03 \x01(\t\x12\x15\n\rinstance_uuid\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\x14\n\x0cnvmf_address\x18\x06 \x01(\t\x12\x14\n\x0creplica_port\x18\x07 \x01(\r\x12\x12\n\nnexus_port\x18\x08 \x01(\r\"T\n\x14RegisterNodeResponse\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x15\n\rdhchap_secret\x18\x03 \x01(\t\":\n\x15\x44\x65registerNodeRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rinstance_uuid\x18\x02 \x01(\t\"\"\n\x0cNexusInfoKey\x12\x12\n\nnexus_uuid\x18\x01 \x01(\t\"-\n\x0eNexusInfoValue\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x0c\n\x04json\x18\x02 \x01(\x0c\"7\n\x13PutNexusInfoRequest\x12\x12\n\nnexus_uuid\x18\x01 \x01(\t\x12\x0c\n\x04json\x18\x02 \x01(\x0c\x32\xad\x01\n\x0cRegistration\x12Q\n\x08Register\x12 .mayastor.v1.RegisterNodeRequest\x1a!.mayastor.v1.RegisterNodeResponse\"\x00\x12J\n\nDeregister\x12\".mayastor.v1.DeregisterNodeRequest\x1a\x16.google.protobuf.Empty\"\x00\x32\xa6\x01\n\x0eNexusInfoStore\x12H\n\x0cGetNexusInfo\x12\x19.mayastor.v1.NexusInfoKey\x1a\x1b.mayastor.v1.NexusInfoValue\"\x00\x12J\n\x0cPutNexusInfo\x12 .mayastor.v1.PutNexusInfoRequest\x1a\x16.google.protobuf.Empty\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,17 +35,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTERNODEREQUEST']._serialized_start=81
   _globals['_REGISTERNODEREQUEST']._serialized_end=258
   _globals['_REGISTERNODERESPONSE']._serialized_start=260
-  _globals['_REGISTERNODERESPONSE']._serialized_end=321
-  _globals['_DEREGISTERNODEREQUEST']._serialized_start=323
-  _globals['_DEREGISTERNODEREQUEST']._serialized_end=381
-  _globals['_NEXUSINFOKEY']._serialized_start=383
-  _globals['_NEXUSINFOKEY']._serialized_end=417
-  _globals['_NEXUSINFOVALUE']._serialized_start=419
-  _globals['_NEXUSINFOVALUE']._serialized_end=464
-  _globals['_PUTNEXUSINFOREQUEST']._serialized_start=466
-  _globals['_PUTNEXUSINFOREQUEST']._serialized_end=521
-  _globals['_REGISTRATION']._serialized_start=524
-  _globals['_REGISTRATION']._serialized_end=697
-  _globals['_NEXUSINFOSTORE']._serialized_start=700
-  _globals['_NEXUSINFOSTORE']._serialized_end=866
+  _globals['_REGISTERNODERESPONSE']._serialized_end=344
+  _globals['_DEREGISTERNODEREQUEST']._serialized_start=346
+  _globals['_DEREGISTERNODEREQUEST']._serialized_end=404
+  _globals['_NEXUSINFOKEY']._serialized_start=406
+  _globals['_NEXUSINFOKEY']._serialized_end=440
+  _globals['_NEXUSINFOVALUE']._serialized_start=442
+  _globals['_NEXUSINFOVALUE']._serialized_end=487
+  _globals['_PUTNEXUSINFOREQUEST']._serialized_start=489
+  _globals['_PUTNEXUSINFOREQUEST']._serialized_end=544
+  _globals['_REGISTRATION']._serialized_start=547
+  _globals['_REGISTRATION']._serialized_end=720
+  _globals['_NEXUSINFOSTORE']._serialized_start=723
+  _globals['_NEXUSINFOSTORE']._serialized_end=889
 # @@protoc_insertion_point(module_scope)

@@ -67,18 +67,25 @@ class RegisterNodeResponse(_message.Message):
 
     CLUSTER_ID_FIELD_NUMBER: _builtins.int
     NAMESPACE_FIELD_NUMBER: _builtins.int
+    DHCHAP_SECRET_FIELD_NUMBER: _builtins.int
     cluster_id: _builtins.str
     namespace: _builtins.str
     """with cluster_id: where nexus info goes in the store"""
+    dhchap_secret: _builtins.str
+    """With the core's --dhchap: the node's DH-HMAC-CHAP secret (DHHC-1 form), which its
+    io-engine proves when its nexuses connect to replicas. Over TLS when the core's
+    gRPC serves TLS; else in clear (loopback or a trusted network only).
+    """
     def __init__(
         self,
         *,
         cluster_id: _builtins.str = ...,
         namespace: _builtins.str = ...,
+        dhchap_secret: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_id", b"cluster_id", "namespace", b"namespace"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_id", b"cluster_id", "dhchap_secret", b"dhchap_secret", "namespace", b"namespace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

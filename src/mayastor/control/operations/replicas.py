@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 from mayastor.api.v1 import common_pb2, pool_pb2
 from mayastor.control.cluster import Cluster
+from mayastor.control.node_secrets import host_secrets
 from mayastor.control.placement import PoolView, place_replicas
 from mayastor.control.specs import (
     NodeSpec,
@@ -180,13 +181,15 @@ async def destroy_replicas(cluster: Cluster, specs: Iterable[ReplicaSpec]) -> No
 
 async def child_uri(cluster: Cluster, replica: ReplicaSpec, target_node: str) -> str:
     """How a nexus on `target_node` reaches `replica`: in-process when local, else over
-    NVMe/TCP, shared only with `target_node`'s host NQN."""
+    NVMe/TCP, shared only with `target_node`'s host NQN (and, with ``--dhchap``, its
+    secret)."""
     if replica.node == target_node:
         if replica.share is not Protocol.NONE:
             await unshare_replica(cluster, replica)
         return cluster.local_uri(replica)
     host = node_nqn(target_node)
-    shared = await cluster.engine(replica.node).share_replica(str(replica.uuid), [host])
+    secrets = await host_secrets(cluster, [target_node])
+    shared = await cluster.engine(replica.node).share_replica(str(replica.uuid), [host], secrets)
     if replica.share is not Protocol.NVMF or replica.allowed_hosts != [host]:
         replica.share = Protocol.NVMF
         replica.allowed_hosts = [host]

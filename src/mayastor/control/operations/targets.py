@@ -42,6 +42,7 @@ from mayastor.control.cluster import Cluster, NexusHealth
 from mayastor.control.engine_client import NexusReservation
 from mayastor.control.events import EventCategory
 from mayastor.control.models import PublishVolumeBody
+from mayastor.control.node_secrets import host_secrets
 from mayastor.control.operations.replicas import affinity_peers, child_uri, unshare_replica
 from mayastor.control.placement import NodeView, choose_target_node
 from mayastor.control.specs import (
@@ -236,7 +237,9 @@ async def create_target(
             replica.uuid,
             nexus_uuid,
         )
-    await engine.publish_nexus(str(nexus_uuid), nexus.allowed_hosts)
+    await engine.publish_nexus(
+        str(nexus_uuid), nexus.allowed_hosts, await host_secrets(cluster, _names(frontends))
+    )
     await cluster.nodes.poll(node)
     check_usable(volume, cluster.engine_nexus(node, nexus_uuid))
     nexus.status = SpecStatus.CREATED
@@ -390,6 +393,10 @@ async def publish_volume(
     return volume
 
 
+def _names(frontends: list[NodeAccessInfo]) -> list[str]:
+    return [f.name for f in frontends]
+
+
 async def _change_frontends(
     cluster: Cluster, volume: VolumeSpec, frontends: list[NodeAccessInfo]
 ) -> None:
@@ -397,7 +404,8 @@ async def _change_frontends(
     assert target is not None
     assert target.nexus is not None
     hosts = [f.nqn for f in frontends]
-    await cluster.engine(target.node).publish_nexus(str(target.nexus), hosts)
+    secrets = await host_secrets(cluster, _names(frontends))
+    await cluster.engine(target.node).publish_nexus(str(target.nexus), hosts, secrets)
     nexus = cluster.specs.get(NexusSpec, str(target.nexus))
     if nexus is not None:
         nexus.allowed_hosts = hosts

@@ -13,15 +13,17 @@ from mayastor.control.models import (
     AppNodeState,
     AppNodeStatus,
     FailedPath,
+    NodeDhchapSecret,
     RegisterAppNode,
     ReplacementPath,
 )
 from mayastor.control.names import NAME_PATTERN
+from mayastor.control.node_secrets import node_secret
 from mayastor.control.rest._deps import cluster_of
 from mayastor.control.rest.app import ERROR_RESPONSES
-from mayastor.control.specs import AppNodeSpec
+from mayastor.control.specs import AppNodeSpec, node_nqn
 from mayastor.control.switch_over import TargetSwitchOver
-from mayastor.errors import NotFound
+from mayastor.errors import FailedPrecondition, NotFound
 
 router = APIRouter(tags=["AppNodes"], responses=ERROR_RESPONSES)
 ClusterDep = Annotated[Cluster, Depends(cluster_of)]
@@ -95,3 +97,27 @@ async def report_failed_path(
         app_node_id, body.target_nqn, body.address or ""
     )
     return ReplacementPath(target_nqn=body.target_nqn, uri=uri)
+
+
+@router.post(
+    "/app-nodes/{app_node_id}/dhchap-secret",
+    operation_id="get_app_node_dhchap_secret",
+    response_model_exclude_none=True,
+)
+async def get_app_node_dhchap_secret(
+    cluster: ClusterDep, app_node_id: AppNodeId
+) -> NodeDhchapSecret:
+    """The app node's DH-HMAC-CHAP secret (made on first need), for its CSI node plugin.
+
+    A POST, although it mostly reads: with REST tokens only an admin token may make it
+    (a read-only token reads listings, never a secret). The CSI node plugin asks here
+    rather than through CSI: CSI's secrets come from one Kubernetes Secret per
+    StorageClass, not one per node, and a publish context is copied into the
+    VolumeAttachment's status, where anyone who may read attachments sees it.
+    """
+    secret = await node_secret(cluster, app_node_id)
+    if secret is None:
+        raise FailedPrecondition(
+            "the core agent does not authenticate hosts (start it with --dhchap)"
+        )
+    return NodeDhchapSecret(host_nqn=node_nqn(app_node_id), secret=secret)
