@@ -65,12 +65,14 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Session:
     wrong = _gen_key("--hmac=0")
     workdir = tmp_path_factory.mktemp("interop-auth")
     host_secret = f"{HOSTNQN}={secret},{ctrl_secret}"
-    engine = EngineProcess("interop-auth", workdir)
+    disks = [f"{workdir.resolve()}/*"]
+    engine = EngineProcess("interop-auth", workdir, disk_allow=disks)
     others = [
         EngineProcess(
             f"interop-auth-{hash_name}-{group}",
             workdir,
             extra_args=["--dhchap-hashes", hash_name, "--dhchap-dhgroups", group],
+            disk_allow=disks,
         )
         for hash_name, group in MORE
     ]

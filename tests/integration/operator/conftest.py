@@ -86,8 +86,9 @@ class OperatorEnv:
     rest: Rest
 
     def disk(self, name: str, size: int = 64 << 20) -> Path:
-        """A new sparse file to make a pool on."""
-        path = self.workdir / f"{name}.img"
+        """A new sparse file to make a pool on, in the cluster's folder (which its
+        io-engines may open: --disk-allow)."""
+        path = self.cluster.workdir / f"{name}.img"
         with open(path, "wb") as fh:
             fh.truncate(size)
         return path

@@ -130,7 +130,7 @@ def test_deletion_is_refused_while_a_volume_has_a_replica_on_the_pool_and_ends_o
 def test_a_missing_disk_is_an_event_and_a_status_and_creates_nothing_until_the_disk_is_there(
     env: OperatorEnv,
 ) -> None:
-    disk = env.workdir / "dp-later.img"
+    disk = env.cluster.workdir / "dp-later.img"
     env.create(env.diskpool("dp-later", "node-2", [str(disk)]))
 
     wait_for(lambda: env.events("dp-later", "CreateFailed"), "a CreateFailed Event", 30)
