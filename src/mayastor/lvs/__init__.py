@@ -12,7 +12,8 @@ The on-disk format is documented (and encoded) in `mayastor.lvs.format`.
 """
 
 from mayastor.lvs._lvol import Lvol
-from mayastor.lvs._pool import DEFAULT_MAX_EXPANSION, Pool, PoolMetadataInfo
+from mayastor.lvs._pool import Pool, PoolMetadataInfo
+from mayastor.lvs._pool_options import DEFAULT_MAX_EXPANSION
 from mayastor.lvs._properties import DEFAULT_CLUSTER_SIZE, LvolProperties, PoolState, ShareProtocol
 
 __all__ = [

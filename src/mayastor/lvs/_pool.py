@@ -5,6 +5,9 @@ create or import leaves the device to the caller). Metadata changes go through t
 pool's `MetadataStore` (group commit, crash safe); everything a change needs is
 checked and reserved synchronously first (names, uuids, clusters, metadata space), so
 refusals change nothing on disk and concurrent changes cannot both take one thing.
+Clusters are taken by the pool's `ClusterAllocator` (`mayastor.lvs._clusters`), the
+superblock copies read and written by `mayastor.lvs._superblocks`, and the options
+of a create checked by `mayastor.lvs._pool_options`.
 
 Decisions (the brief left them open):
 
@@ -26,13 +29,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import logging
-import re
 import secrets
 import uuid as uuid_mod
-from array import array
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from mayastor.bdev import BlockDevice, IoStats, ReservationState, SpaceBelow
@@ -42,16 +42,16 @@ from mayastor.errors import (
     DeviceError,
     DiskNotBlank,
     FailedPrecondition,
-    InternalDeviceError,
     InvalidArgument,
-    LbaOutOfRange,
     NoSpace,
     NotFound,
     ResourceExhausted,
 )
 from mayastor.lvs._catalog import Catalog, LvolMeta
+from mayastor.lvs._clusters import ClusterAllocator, extents
 from mayastor.lvs._disk_claim import probe_disk, wipe_signatures
 from mayastor.lvs._lvol import DataPath, Lvol
+from mayastor.lvs._pool_options import check_cluster_size, check_uuid, max_disk_bytes
 from mayastor.lvs._properties import (
     DEFAULT_CLUSTER_SIZE,
     POOL_STATE_TABLE,
@@ -62,12 +62,12 @@ from mayastor.lvs._properties import (
     check_properties,
 )
 from mayastor.lvs._store import MetadataStore
+from mayastor.lvs._superblocks import read_superblock, write_superblock
 from mayastor.lvs.format import (
     CHECKPOINT_HEADER_SIZE,
     EXTENT_BYTES,
     INCOMPAT_RESERVATIONS,
     MAX_CLUSTERS,
-    MIB,
     PAGE_SIZE,
     DestroyRecord,
     ExtentsRecord,
@@ -79,38 +79,12 @@ from mayastor.lvs.format import (
     ResizeRecord,
     Superblock,
     compute_layout,
-    decode_superblock,
-    encode_superblock,
     record_size,
 )
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_EXPANSION = 10
-"""Metadata is sized for the disk growing to this many times its size at create."""
-MAX_CLUSTER_SIZE = 1 << 30
-
 _EXTENTS_HEADER_BYTES = 9
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1 << 10,
-    "kib": 1 << 10,
-    "kb": 1000,
-    "m": 1 << 20,
-    "mib": 1 << 20,
-    "mb": 1000**2,
-    "g": 1 << 30,
-    "gib": 1 << 30,
-    "gb": 1000**3,
-    "t": 1 << 40,
-    "tib": 1 << 40,
-    "tb": 1000**4,
-    "p": 1 << 50,
-    "pib": 1 << 50,
-    "pb": 1000**5,
-}
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$")
 
 
 @dataclass(frozen=True)
@@ -148,13 +122,13 @@ class Pool:
         self._store = store
         self._catalog = store.catalog
         self._state = PoolState.ONLINE
+        self._clusters = ClusterAllocator(sb.name, disk, base, sb, store, self._on_data_error)
         self._data = DataPath(
-            base, sb.data_offset, sb.cluster_size, self._allocate, self._on_data_error
+            base, sb.data_offset, sb.cluster_size, self._clusters.allocate, self._on_data_error
         )
         self._lvols: dict[int, Lvol] = {
             lvol_id: Lvol(self, meta, self._data) for lvol_id, meta in self._catalog.lvols.items()
         }
-        self._allocating: dict[tuple[int, int], asyncio.Task[int]] = {}
         self._lvol_locks: dict[int, asyncio.Lock] = {}
         self._grow_lock = asyncio.Lock()
         self._feature_lock = asyncio.Lock()
@@ -307,10 +281,10 @@ class Pool:
             DeviceError: reading the disk or writing the new metadata failed.
         """
         check_name(name, "pool")
-        pool_uuid = _check_uuid(uuid, "pool uuid") or uuid_mod.uuid4()
-        _check_cluster_size(cluster_size)
-        max_disk = _max_disk_bytes(base.size, max_expansion, cluster_size)
-        found = await _read_superblock(base, disk, forced=force)
+        pool_uuid = check_uuid(uuid, "pool uuid") or uuid_mod.uuid4()
+        check_cluster_size(cluster_size)
+        max_disk = max_disk_bytes(base.size, max_expansion, cluster_size)
+        found = await read_superblock(base, disk, forced=force)
         if found is not None and not force:
             sb = found[0]
             raise DiskNotBlank(
@@ -356,11 +330,7 @@ class Pool:
             ) from exc
         await wipe_signatures(base, signatures)
         await store.checkpoint()
-        page = encode_superblock(sb)
-        bpp = PAGE_SIZE // base.block_size
-        for copy in (0, 1):
-            await base.write(copy * bpp, page)
-            await base.flush()
+        await write_superblock(base, sb)
         pool = cls(base, disk, sb, store)
         pool.overwritten = tuple(str(sig) for sig in signatures)
         return pool
@@ -389,8 +359,8 @@ class Pool:
                 themselves (a cluster of two lvols, a cluster outside the pool, ...).
             DeviceError: reading the disk (or repairing one copy) failed.
         """
-        pool_uuid = _check_uuid(uuid, "pool uuid")
-        found = await _read_superblock(base, disk)
+        pool_uuid = check_uuid(uuid, "pool uuid")
+        found = await read_superblock(base, disk)
         if found is None:
             raise NotFound(f"disk {disk} holds no pool")
         sb, repair_copy = found
@@ -426,9 +396,7 @@ class Pool:
                 "the disk shrank"
             )
         if repair_copy is not None:
-            bpp = PAGE_SIZE // base.block_size
-            await base.write(repair_copy * bpp, encode_superblock(sb))
-            await base.flush()
+            await write_superblock(base, sb, (repair_copy,))
         if disagree:
             await store.request_checkpoint()
         return cls(base, disk, sb, store)
@@ -456,8 +424,8 @@ class Pool:
             and what `create` and `import_` raise.
         """
         check_name(name, "pool")
-        found = await _read_superblock(base, disk, forced=force)
-        wanted = _check_uuid(uuid, "pool uuid")
+        found = await read_superblock(base, disk, forced=force)
+        wanted = check_uuid(uuid, "pool uuid")
         same = found is not None and found[0].name == name and wanted in (None, found[0].pool_uuid)
         if found is None or (force and not same):
             return await cls.create(
@@ -574,7 +542,7 @@ class Pool:
         """
         async with self._op("create an lvol"):
             check_name(name, "lvol")
-            lvol_uuid = _check_uuid(uuid, "lvol uuid") or uuid_mod.uuid4()
+            lvol_uuid = check_uuid(uuid, "lvol uuid") or uuid_mod.uuid4()
             size = self._check_size(size, name)
             check_properties(properties)
             if not isinstance(thin, bool):
@@ -598,7 +566,7 @@ class Pool:
             nbytes = record_size(record) + _EXTENTS_HEADER_BYTES
             self._check_metadata_room(nbytes, f"lvol {name!r}")
             nclusters = -(-size // self.cluster_size)
-            runs = None if thin else self._reserve(nclusters, f"thick lvol {name!r}")
+            runs = None if thin else self._clusters.reserve(nclusters, f"thick lvol {name!r}")
             self._next_id += 1
             self._reserved_names.add(name)
             self._reserved_uuids.add(lvol_uuid)
@@ -606,12 +574,12 @@ class Pool:
             try:
                 records: list[Record] = [record]
                 if runs:
-                    records.append(ExtentsRecord(lvol_id, _extents(0, runs)))
-                await self._commit_allocating(records, runs)
+                    records.append(ExtentsRecord(lvol_id, extents(0, runs)))
+                await self._clusters.commit(records, runs)
             except NoSpace as exc:
                 if self._store.failure is not None:
                     raise
-                raise self._out_of_space(f"thick lvol {name!r}", nclusters, exc) from exc
+                raise self._clusters.out_of_space(f"thick lvol {name!r}", nclusters, exc) from exc
             finally:
                 self._reserved_names.discard(name)
                 self._reserved_uuids.discard(lvol_uuid)
@@ -630,7 +598,7 @@ class Pool:
         """
         async with self._op("destroy an lvol"), self._lvol_lock(lvol) as meta:
             await lvol.close()
-            await self._wait_allocations(meta.lvol_id)
+            await self._clusters.wait(meta.lvol_id)
             record = DestroyRecord(meta.lvol_id)
 
             def on_durable() -> None:
@@ -667,17 +635,17 @@ class Pool:
                         f"{highest} (bytes {highest * cs}..{(highest + 1) * cs - 1}) is "
                         "allocated and would be lost"
                     )
-                if any(k[0] == meta.lvol_id and k[1] >= new_n for k in self._allocating):
+                if self._clusters.allocating_from(meta.lvol_id, new_n):
                     raise FailedPrecondition(
                         f"cannot shrink lvol {meta.name!r} now: writes beyond the new end "
                         "are allocating clusters"
                     )
                 meta.alloc_limit = new_n
             elif new_n > old_n and not meta.thin:
-                runs = self._reserve(new_n - old_n, f"growing thick lvol {meta.name!r}")
-                records.append(ExtentsRecord(meta.lvol_id, _extents(old_n, runs)))
+                runs = self._clusters.reserve(new_n - old_n, f"growing thick lvol {meta.name!r}")
+                records.append(ExtentsRecord(meta.lvol_id, extents(old_n, runs)))
             try:
-                zeroed = await self._zero_tail(meta, size) if size > meta.size else False
+                zeroed = await self._clusters.zero_tail(meta, size) if size > meta.size else False
             except BaseException:
                 if runs:
                     self._catalog.unreserve(runs)
@@ -687,12 +655,12 @@ class Pool:
                 lvol.num_blocks = size // lvol.block_size
 
             try:
-                await self._commit_allocating(records, runs, after=after, data_flush=zeroed)
+                await self._clusters.commit(records, runs, after=after, data_flush=zeroed)
             except NoSpace as exc:
                 if self._store.failure is not None:
                     raise
                 grown = f"growing thick lvol {meta.name!r}"
-                raise self._out_of_space(grown, new_n - old_n, exc) from exc
+                raise self._clusters.out_of_space(grown, new_n - old_n, exc) from exc
 
     async def set_lvol_properties(self, lvol: Lvol, properties: LvolProperties) -> None:
         """Replace an lvol's properties, atomically and durably.
@@ -765,11 +733,7 @@ class Pool:
             if self._sb.incompat_features & flags == flags:
                 return
             sb = dataclasses.replace(self._sb, incompat_features=self._sb.incompat_features | flags)
-            page = encode_superblock(sb)
-            bpp = PAGE_SIZE // self.base.block_size
-            for copy in (0, 1):
-                await self.base.write(copy * bpp, page)
-                await self.base.flush()
+            await write_superblock(self.base, sb)
             self._sb = sb
 
     # ------------------------------------------------------------------ internals
@@ -824,179 +788,12 @@ class Pool:
                 f"({catalog.record_bytes} of {catalog.record_budget} bytes used)"
             )
 
-    def _out_of_space(self, what: str, clusters: int, exc: NoSpace) -> ResourceExhausted:
-        return ResourceExhausted(
-            f"pool {self.name!r}: {what} needs {clusters * self.cluster_size} bytes, but the "
-            f"storage under disk {self.disk} ran out of space ({exc}); what it had "
-            "allocated was given back and the pool is unchanged"
-        )
-
-    def _reserve(self, count: int, what: str) -> list[tuple[int, int]]:
-        runs = self._catalog.reserve(count)
-        if runs is None:
-            free = self._catalog.free_clusters
-            raise ResourceExhausted(
-                f"pool {self.name!r}: {what} needs {count} clusters of {self.cluster_size} "
-                f"bytes; only {free} are free ({free * self.cluster_size} bytes)"
-            )
-        return runs
-
-    async def _commit_allocating(
-        self,
-        records: list[Record],
-        runs: list[tuple[int, int]] | None,
-        *,
-        after: Callable[[], None] | None = None,
-        data_flush: bool = False,
-    ) -> None:
-        """Zero newly reserved clusters, then commit `records` (which map them).
-
-        When the storage under the disk runs out of space while zeroing (`NoSpace`:
-        a sparse disk file whose file system is full), the clusters' blocks are given
-        back (unmapped) before the error is raised, so the failure leaves the file
-        system as it found it.
-        """
-        catalog = self._catalog
-        applied = False
-        try:
-            if runs:
-                bpc = self._data.bpc
-                try:
-                    for start, count in runs:
-                        await self._data_io_zero(start * bpc, count * bpc)
-                except NoSpace:
-                    await self._give_back(runs)
-                    raise
-
-            def on_durable() -> None:
-                nonlocal applied
-                applied = True
-                if runs:
-                    catalog.unreserve(runs)
-                for record in records:
-                    catalog.apply(record)
-                if after is not None:
-                    after()
-
-            await self._store.commit(records, on_durable, data_flush=data_flush or bool(runs))
-        except BaseException as exc:
-            if runs and not applied and self._store.failure is None:
-                if isinstance(exc, ResourceExhausted):
-                    await self._give_back(runs)
-                catalog.unreserve(runs)
-            raise
-
-    async def _data_io_zero(self, rel_lba: int, nblocks: int) -> None:
-        try:
-            await self.base.write_zeroes(self._data.data_lba + rel_lba, nblocks)
-        except NoSpace:
-            raise  # the storage below is full; the disk itself is fine
-        except DeviceError as exc:
-            self._on_data_error(exc)
-            raise
-
-    async def _give_back(self, runs: list[tuple[int, int]]) -> None:
-        """Unmap reserved (still free) clusters: a sparse disk file gets its blocks back."""
-        bpc = self._data.bpc
-        for start, count in runs:
-            try:
-                await self.base.unmap(self._data.data_lba + start * bpc, count * bpc)
-            except DeviceError as exc:
-                log.warning(
-                    "pool %s: clusters %d..%d could not be given back after running out of "
-                    "space: %s",
-                    self.name,
-                    start,
-                    start + count - 1,
-                    exc,
-                )
-
-    async def _zero_tail(self, meta: LvolMeta, new_size: int) -> bool:
-        """Zero what lies past the old end in the old last cluster, if it is allocated."""
-        bs = self.base.block_size
-        cs = self.cluster_size
-        old = meta.size
-        last = (old - 1) // cs
-        end = min(new_size, (last + 1) * cs)
-        pc = meta.lookup(last)
-        if pc < 0 or end <= old:
-            return False
-        offset_in_cluster = old - last * cs
-        await self._data_io_zero((pc * cs + offset_in_cluster) // bs, (end - old) // bs)
-        return True
-
-    async def _allocate(self, meta: LvolMeta, clusters: Sequence[int]) -> list[int]:
-        """The pool clusters for a thin lvol's first writes to `clusters`: all or none.
-
-        The clusters that no allocation in flight is taking are reserved together,
-        before anything is awaited, so a write that cannot get all its clusters takes
-        none of them and changes nothing on disk (one allocation per cluster, however
-        many writes want it).
-        """
-        allocating = self._allocating
-        wanted = [c for c in dict.fromkeys(clusters) if (meta.lvol_id, c) not in allocating]
-        if wanted:
-            if self._store.failure is not None:
-                raise InternalDeviceError(
-                    f"{meta.name}: pool {self.name!r} is faulted", device=meta.name
-                )
-            beyond = [c for c in wanted if c >= meta.alloc_limit]
-            if beyond:
-                raise LbaOutOfRange(
-                    f"{meta.name}: cluster {beyond[0]} is past the end of the lvol",
-                    device=meta.name,
-                )
-            runs = self._catalog.reserve(len(wanted))
-            if runs is None:
-                free = self._catalog.free_clusters
-                raise NoSpace(
-                    f"{meta.name}: pool {self.name!r} has no free cluster left for this write"
-                    if not free
-                    else f"{meta.name}: this write needs {len(wanted)} new clusters; pool "
-                    f"{self.name!r} has {free} free",
-                    device=meta.name,
-                )
-            pcs = [pc for start, count in runs for pc in range(start, start + count)]
-            loop = asyncio.get_running_loop()
-            for cluster, pc in zip(wanted, pcs, strict=True):
-                key = (meta.lvol_id, cluster)
-                task = loop.create_task(self._allocate_cluster(meta, cluster, pc))
-                allocating[key] = task
-                task.add_done_callback(functools.partial(self._allocation_done, key))
-        tasks = [allocating[(meta.lvol_id, c)] for c in clusters]
-        if len(tasks) == 1:
-            return [await asyncio.shield(tasks[0])]
-        return list(await asyncio.shield(asyncio.gather(*tasks)))
-
-    def _allocation_done(self, key: tuple[int, int], task: asyncio.Task[int]) -> None:
-        if self._allocating.get(key) is task:
-            del self._allocating[key]
-        if not task.cancelled():
-            task.exception()
-
-    async def _allocate_cluster(self, meta: LvolMeta, cluster: int, pc: int) -> int:
-        record = ExtentsRecord(meta.lvol_id, array("I", (cluster, pc, 1)))
-        try:
-            await self._commit_allocating([record], [(pc, 1)])
-        except ResourceExhausted as exc:
-            raise NoSpace(f"{meta.name}: {exc}", device=meta.name) from exc
-        except FailedPrecondition as exc:
-            raise InternalDeviceError(
-                f"{meta.name}: pool {self.name!r} cannot allocate: {exc}", device=meta.name
-            ) from exc
-        return pc
-
-    async def _wait_allocations(self, lvol_id: int | None = None) -> None:
-        tasks = [t for k, t in self._allocating.items() if lvol_id is None or k[0] == lvol_id]
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-
     async def _quiesce(self) -> None:
         while self._ops:
             self._ops_done = asyncio.Event()
             await self._ops_done.wait()
         await asyncio.gather(*(lvol.close() for lvol in self._lvols.values()))
-        await self._wait_allocations()
+        await self._clusters.wait()
         await self._store.drain()
 
     def _on_data_error(self, exc: DeviceError) -> None:
@@ -1010,148 +807,8 @@ class Pool:
 # ---------------------------------------------------------------------- helpers
 
 
-def _extents(first_lvol_cluster: int, runs: list[tuple[int, int]]) -> array[int]:
-    out = array("I")
-    lc = first_lvol_cluster
-    for start, count in runs:
-        out.extend((lc, start, count))
-        lc += count
-    return out
-
-
 def _human(nbytes: int) -> str:
     for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
         if nbytes >= 1 << shift:
             return f"{nbytes / (1 << shift):.1f} {unit}"
     return f"{nbytes} bytes"
-
-
-def _check_uuid(value: object, what: str) -> uuid_mod.UUID | None:
-    if value is None:
-        return None
-    if isinstance(value, uuid_mod.UUID):
-        return value
-    if isinstance(value, str):
-        try:
-            return uuid_mod.UUID(value)
-        except ValueError:
-            pass
-    raise InvalidArgument(f"{what} {value!r} is not a UUID")
-
-
-def _check_cluster_size(cluster_size: object) -> None:
-    if (
-        isinstance(cluster_size, bool)
-        or not isinstance(cluster_size, int)
-        or cluster_size <= 0
-        or cluster_size % MIB
-        or cluster_size > MAX_CLUSTER_SIZE
-    ):
-        raise InvalidArgument(
-            f"cluster size {cluster_size!r} is not a multiple of 1 MiB between 1 MiB and 1 GiB"
-        )
-
-
-def _max_disk_bytes(disk_bytes: int, max_expansion: object, cluster_size: int) -> int:
-    """The largest disk the metadata is sized for (see `Pool.create`)."""
-    if max_expansion is None:
-        wanted = disk_bytes * DEFAULT_MAX_EXPANSION
-        return min(wanted, MAX_CLUSTERS * cluster_size)
-    if isinstance(max_expansion, bool):
-        raise InvalidArgument(f"max_expansion {max_expansion!r} is neither a factor nor a size")
-    if isinstance(max_expansion, int):
-        wanted = max_expansion
-    elif isinstance(max_expansion, str):
-        text = max_expansion.strip().lower()
-        if text.endswith("x"):
-            try:
-                factor = float(text[:-1])
-            except ValueError:
-                raise InvalidArgument(f"max_expansion {max_expansion!r} is not a factor") from None
-            if not factor >= 1:
-                raise InvalidArgument(f"max_expansion factor {max_expansion!r} is below 1")
-            wanted = int(disk_bytes * factor)
-        else:
-            match = _SIZE_RE.match(text)
-            if not match or match.group(2) not in _UNITS:
-                raise InvalidArgument(
-                    f"max_expansion {max_expansion!r} is neither a factor ('4x') nor a size "
-                    "('2TiB', '500GB', bytes)"
-                )
-            wanted = int(float(match.group(1)) * _UNITS[match.group(2)])
-    else:
-        raise InvalidArgument(f"max_expansion {max_expansion!r} is neither a factor nor a size")
-    if wanted < disk_bytes:
-        raise InvalidArgument(
-            f"max_expansion {max_expansion!r} ({wanted} bytes) is smaller than the disk "
-            f"({disk_bytes} bytes)"
-        )
-    return wanted
-
-
-async def _read_superblock(
-    base: BlockDevice, disk: str, *, forced: bool = False
-) -> tuple[Superblock, int | None] | None:
-    """The pool superblock on `base` and the copy to repair (None: both fine), or None.
-
-    Args:
-        forced: a forced create asks: damaged superblocks count as none.
-
-    Raises:
-        CorruptMetadata: superblocks are there but none is intact, or they disagree
-            (not when `forced`).
-        FailedPrecondition: an intact superblock of an unknown format version.
-    """
-    if forced:
-        try:
-            return await _read_superblock(base, disk)
-        except CorruptMetadata:
-            return None
-    bpp = PAGE_SIZE // base.block_size
-    if base.num_blocks < 2 * bpp:
-        return None
-    data = memoryview(await base.read(0, 2 * bpp))
-    found: list[tuple[int, Superblock]] = []
-    damaged: list[CorruptMetadata] = []
-    for copy in (0, 1):
-        page = data[copy * PAGE_SIZE : (copy + 1) * PAGE_SIZE]
-        where = f"disk {disk} (superblock copy {'AB'[copy]})"
-        try:
-            sb = decode_superblock(page, where=where)
-        except CorruptMetadata as exc:
-            damaged.append(exc)
-            continue
-        if sb is not None:
-            found.append((copy, sb))
-    if not found:
-        if damaged:
-            raise CorruptMetadata(
-                f"disk {disk} holds pool metadata but both superblock copies are damaged: "
-                + "; ".join(str(e) for e in damaged)
-            )
-        return None
-    if len(found) == 2:
-        (_, a), (_, b) = found
-        if a == b:
-            return a, None
-        # A crash between the two writes that set a feature: the copy with the features
-        # wins, and the other is repaired. Anything else is not ours to guess at.
-        same = dataclasses.replace(b, incompat_features=0, compat_features=0) == (
-            dataclasses.replace(a, incompat_features=0, compat_features=0)
-        )
-        if same:
-            if _has_features_of(a, b):
-                return a, 1
-            if _has_features_of(b, a):
-                return b, 0
-        raise CorruptMetadata(f"disk {disk}: the two superblock copies disagree")
-    copy, sb = found[0]
-    return sb, 1 - copy
-
-
-def _has_features_of(sb: Superblock, other: Superblock) -> bool:
-    """True when `sb` has every feature flag `other` has."""
-    return (
-        sb.incompat_features | other.incompat_features == sb.incompat_features
-        and sb.compat_features | other.compat_features == sb.compat_features
-    )
