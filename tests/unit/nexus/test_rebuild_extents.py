@@ -36,8 +36,9 @@ class Pair:
         await self.source.inner.write(0, pattern(self.num_blocks * BS, seed=1))
 
     def job(
-        self, *, tasks: int = 4, extent: int = 4, segments: SegmentMap | None = None
+        self, *, tasks: int = 4, extent: int | None = 4, segments: SegmentMap | None = None
     ) -> RebuildJob:
+        """A job over the pair; `extent` None leaves the extent size to the job."""
         return RebuildJob(
             source=self.source,
             destination=self.destination,
@@ -210,3 +211,13 @@ async def test_a_stopped_job_abandons_its_extents_in_flight_and_frees_their_lock
     await spin()
     assert pair.destination.count("write") == 3
     assert job.stats().blocks_recovered == 0
+
+
+async def test_an_extent_holds_as_many_segments_as_fit_in_a_mebibyte_by_default() -> None:
+    pair = Pair(3 * 256 * SEG // 2)  # one and a half MiB of 4 KiB segments
+    await pair.fill()
+    job = pair.job(tasks=1, extent=None)
+    job.start()
+    assert await job.wait() is RebuildState.COMPLETED
+    assert pair.reads() == [(0, 256 * SEG), (256 * SEG, 128 * SEG)]
+    assert await pair.same()
