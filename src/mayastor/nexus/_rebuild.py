@@ -2,7 +2,7 @@
 
 The destination already takes every front-end write (it joined the write path before
 the job started). The job copies the source into it in extents (consecutive segments
-to copy, `DEFAULT_EXTENT_SEGMENTS` at most: 1 MiB of 64 KiB segments), several extents
+to copy, `EXTENT_BYTES` at most: 16 segments of 64 KiB, 256 of 4 KiB), several extents
 in flight, each under exclusive range locks on its segments so that a front-end write
 to the extent and its copy never interleave (see `_range_lock`). An extent takes only
 the segments it can lock at once: it ends before one that a front-end write holds, and
@@ -40,8 +40,10 @@ DEFAULT_SEGMENT_SIZE = 64 * 1024
 """Bytes copied per segment (Mayastor's rebuild segment)."""
 DEFAULT_REBUILD_TASKS = 16
 """Extents in flight at once."""
-DEFAULT_EXTENT_SEGMENTS = 16
-"""Segments copied at most by one read and one write (an extent)."""
+EXTENT_BYTES = 1 << 20
+"""Bytes copied at most by one read and one write (an extent), whatever the segment
+size: the largest transfer of our target (larger writes are split into commands of
+this size) and the largest I/O whose buffer a file device reuses."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +122,8 @@ class RebuildJob:
         range_lock: the lock front-end writes to the nexus hold.
         segments: the segments to copy for a partial rebuild; None copies all.
         clock: wall-clock time in seconds, for start and end times.
-        extent_segments: segments one extent copies at most.
+        extent_segments: segments one extent copies at most; default as many as fit
+            in `EXTENT_BYTES` (at least one).
 
     Raises:
         InvalidArgument: a segment size or task count below 1, or children whose block
@@ -140,7 +143,7 @@ class RebuildJob:
         range_lock: RangeLock,
         segments: SegmentMap | None = None,
         clock: Callable[[], float] = time.time,
-        extent_segments: int = DEFAULT_EXTENT_SEGMENTS,
+        extent_segments: int | None = None,
     ) -> None:
         if segment_blocks < 1 or tasks < 1:
             raise InvalidArgument(
@@ -158,6 +161,8 @@ class RebuildJob:
         self.destination_uri = destination_uri
         self.num_blocks = num_blocks
         self.segment_blocks = segment_blocks
+        if extent_segments is None:
+            extent_segments = EXTENT_BYTES // (segment_blocks * destination.block_size)
         self.extent_segments = max(1, extent_segments)
         self.tasks = tasks
         self.is_partial = segments is not None
