@@ -2,6 +2,11 @@
 
 Used for tests and for scratch volumes; its contents die with the process. Submitted
 reads and writes complete inline, before `submit_read` / `submit_write` return.
+
+A submitted read hands out a read-only view of the device's own memory, not a copy:
+a target sends it to the host as it is. It shows the blocks as they are when it is
+looked at, so it reflects a later write of the same blocks; a caller that keeps read
+data past other I/O to those blocks copies it (`read` returns a copy).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ class MallocDevice(BlockDevice):
         super().__init__(name, uuid or uuid_mod.uuid4(), block_size, num_blocks)
         self._data = bytearray(num_blocks * block_size)
         self._view = memoryview(self._data)
+        self._readonly = self._view.toreadonly()
 
     async def _read(self, lba: int, nblocks: int) -> Buffer:
         bs = self.block_size
@@ -40,7 +46,7 @@ class MallocDevice(BlockDevice):
 
     def _submit_read(self, lba: int, nblocks: int, request: IoRequest) -> None:
         bs = self.block_size
-        request.finish(bytes(self._view[lba * bs : (lba + nblocks) * bs]), None)
+        request.finish(self._readonly[lba * bs : (lba + nblocks) * bs], None)
 
     def _submit_write(self, lba: int, data: Buffer, request: IoRequest) -> None:
         start = lba * self.block_size
@@ -60,5 +66,6 @@ class MallocDevice(BlockDevice):
         self._view[lba * bs : (lba + nblocks) * bs] = bytes(nblocks * bs)
 
     async def _close(self) -> None:
+        self._readonly.release()
         self._view.release()
         self._data = bytearray()

@@ -37,6 +37,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from mayastor.bdev import BlockDevice, Buffer, ReservationCell
+from mayastor.bdev._buffers import aligned_buffer
 from mayastor.errors import DeviceError
 from mayastor.nvmf.auth import (
     SECP_DHCHAP,
@@ -112,6 +113,17 @@ log = logging.getLogger(__name__)
 _IO_SQE = struct.Struct("<BxHI16xQI3xBIII12x")
 """The fields of an I/O SQE: opcode, CID, NSID, SGL address, length and identifier,
 CDW10-12."""
+_CAPSULE = struct.Struct("<BBBBIBxHI16xQI3xBIII")
+"""A CapsuleCmd's common header (type, flags, HLEN, PDO, PLEN), then the I/O SQE fields."""
+_H2C = struct.Struct("<BBBBIHHII")
+"""An H2CData header without digests: type, flags, HLEN, PDO, PLEN, CCCID, TTAG, DATAO,
+DATAL."""
+_CAPSULE_TYPE = 0x04
+_CAPSULE_HLEN = 72
+_H2C_TYPE = 0x06
+_H2C_HLEN = 24
+_H2C_LAST = int(PduFlags.LAST_PDU)
+_EMPTY = memoryview(b"")
 _CQE = struct.Struct("<IIHHHH")
 """A CQE: DW0, DW1, SQHD, SQID, CID, status field << 1."""
 _RESP = struct.Struct("<8sIIHHHH")
@@ -135,6 +147,7 @@ _DEAC = 1 << 25
 _DSM_DEALLOCATE = 1 << 2
 _DSM_MAX_RANGES = 256
 _WRITE_OPCODE = int(IoOpcode.WRITE)
+_READ_OPCODE = int(IoOpcode.READ)
 _DSM_OPCODE = int(IoOpcode.DATASET_MANAGEMENT)
 _AUTH_COMMANDS = (FabricsCommandType.AUTHENTICATION_SEND, FabricsCommandType.AUTHENTICATION_RECEIVE)
 _AUTHENTICATING = (QueueState.AUTH_ADMIN, QueueState.AUTH_IO)
@@ -189,7 +202,7 @@ class _Transfer:
         self.on_data = on_data
         self.offered = 0  # bytes asked for by R2Ts so far
         self.received = 0
-        self.buffer: bytearray | None = None
+        self.buffer: memoryview | None = None  # page-aligned: O_DIRECT takes it as it is
         self.whole: Buffer | None = None
         self.corrupt = False  # a data digest failed: the command ends in an error
 
@@ -268,6 +281,11 @@ class QueuePair(ReservationQueue):
         self.when_idle: Callable[[], None] | None = None
         self._windows: dict[int, _Window] = {}
         self._next_ttag = 0
+        self._no_digests = False
+        self._sink: memoryview | None = None
+        self._sink_window: _Window | None = None
+        self._sink_ttag = 0
+        self._sink_size = 0
         self._handlers: dict[type, Callable[[Any], None]] = {
             ICReq: self._on_ic_req,
             CapsuleCmd: self._on_capsule,
@@ -311,37 +329,174 @@ class QueuePair(ReservationQueue):
     def receive(self, data: bytes, now: float) -> None:
         """Take bytes from the host and act on every whole PDU in them.
 
+        On an I/O queue without digests, I/O capsules and H2CData PDUs are decoded
+        straight from `data` (the codec's checks, for the shapes a host sends; any
+        other PDU goes through the codec), and the part of a large H2CData payload
+        still to come becomes the `sink`. A PDU split across receives is finished
+        through the codec, and decoding goes on in place after it.
+
         Args:
             data: the next bytes of the stream.
             now: the time, in seconds (keep-alive).
         """
-        if self.state is QueueState.CLOSED:
+        if self.state is _CLOSED:
             return
         ctrl = self.controller
         if ctrl is not None:
             ctrl.keep_alive.traffic = True
         self._now = now
+        start = 0
+        if self._sink is not None:
+            start = self._fill_sink(data)
+            if self._sink is not None or start == len(data):
+                return
         reader = self._reader
-        reader.feed(data)
+        if self.state is _IO and self._no_digests:
+            while reader.buffered and start < len(data):
+                need = reader.needed
+                if not need:
+                    break
+                end = min(start + need, len(data))
+                reader.feed(data[start:end])
+                start = end
+                if not self._drain_reader():
+                    return
+            if start == len(data):
+                return
+            if not reader.buffered and self.state is _IO:
+                start = self._take_io(data, start)
+                if start == len(data) or self.state is _CLOSED:
+                    return
+        reader.feed(data, start)
+        self._drain_reader()
+
+    @property
+    def sink(self) -> memoryview | None:
+        """Where the next bytes of the stream belong (the rest of an H2CData payload
+        being received), or None: the I/O shell may receive straight into it and
+        report with `sunk`, instead of passing the bytes to `receive`."""
+        return self._sink
+
+    def sunk(self, count: int, now: float) -> None:
+        """`count` bytes were received into the start of `sink`."""
+        sink = self._sink
+        if sink is None or self.state is _CLOSED:
+            return
+        self._now = now
+        ctrl = self.controller
+        if ctrl is not None:
+            ctrl.keep_alive.traffic = True
+        try:
+            self._sunk(sink, count)
+        except PduError as err:
+            self._step(QueueEvent.PROTOCOL_ERROR, err)
+
+    def _fill_sink(self, data: bytes) -> int:
+        """Copy the start of `data` into the sink; returns the bytes taken."""
+        sink = self._sink
+        assert sink is not None
+        count = min(len(sink), len(data))
+        sink[:count] = memoryview(data)[:count]
+        try:
+            self._sunk(sink, count)
+        except PduError as err:
+            self._step(QueueEvent.PROTOCOL_ERROR, err)
+            return len(data)
+        return count
+
+    def _sunk(self, sink: memoryview, count: int) -> None:
+        self._owed.arrived(self._now)
+        if count < len(sink):
+            self._sink = sink[count:]
+            return
+        window = self._sink_window
+        assert window is not None
+        self._sink = self._sink_window = None
+        self._h2c_landed(window, self._sink_ttag, self._sink_size)
+
+    def _take_io(self, data: bytes, pos: int) -> int:
+        """Act on the I/O capsules and H2CData PDUs at `data[pos:]`, decoded in place.
+
+        Stops at anything else, at a PDU not wholly in `data` (but an H2CData whose
+        header is in: its payload goes to the sink) and when the queue closes.
+
+        Returns:
+            the offset of the first byte not consumed.
+        """
+        end = len(data)
+        view = memoryview(data)
+        max_data = self._reader.max_data_length
+        unpack_capsule = _CAPSULE.unpack_from
+        io_command = self._io_command
+        try:
+            while end - pos >= _H2C_HLEN and self.state is _IO:
+                ptype = data[pos]
+                if ptype == _CAPSULE_TYPE:
+                    if end - pos < _CAPSULE_HLEN:
+                        break
+                    _, flags, hlen, pdo, plen, opcode, cid, nsid, addr, sgl_len, sgl_id, cdw10, \
+                        cdw11, cdw12 = unpack_capsule(data, pos)  # fmt: skip
+                    if flags or hlen != _CAPSULE_HLEN or opcode == _FABRICS:
+                        break
+                    if plen == _CAPSULE_HLEN and not pdo:
+                        payload = _EMPTY
+                    elif pdo == _CAPSULE_HLEN and _CAPSULE_HLEN < plen <= _CAPSULE_HLEN + max_data:
+                        if end - pos < plen:
+                            break
+                        payload = view[pos + _CAPSULE_HLEN : pos + plen]
+                    else:
+                        break
+                    pos += plen
+                    io_command(opcode, cid, nsid, addr, sgl_len, sgl_id, cdw10 | cdw11 << 32,
+                               cdw12, payload)  # fmt: skip
+                elif ptype == _H2C_TYPE:
+                    _, flags, hlen, pdo, plen, cccid, ttag, offset, size = _H2C.unpack_from(
+                        data, pos
+                    )
+                    if (
+                        flags & ~_H2C_LAST
+                        or hlen != _H2C_HLEN
+                        or pdo != _H2C_HLEN
+                        or plen != _H2C_HLEN + size
+                        or not 0 < size <= max_data
+                    ):
+                        break
+                    pos += _H2C_HLEN
+                    if end - pos >= size:
+                        self._h2c(cccid, ttag, offset, view[pos : pos + size], False)
+                        pos += size
+                    else:
+                        self._h2c_sink(cccid, ttag, offset, size, view[pos:])
+                        return end
+                else:
+                    break
+        except PduError as err:
+            self._step(QueueEvent.PROTOCOL_ERROR, err)
+            return end
+        return pos
+
+    def _drain_reader(self) -> bool:
+        """Act on every whole PDU the codec holds; False once the queue closed."""
+        reader = self._reader
         handlers = self._handlers
         while True:
             try:
                 pdu = reader.next_pdu()
                 if pdu is None:
-                    return
+                    return True
                 if type(pdu) is CapsuleCmd and self.state is _IO:
                     sqe = pdu.sqe
                     if sqe[0] != _FABRICS:
-                        self._io_command(sqe, pdu.data)
+                        self._io_sqe(sqe, pdu.data)
                         continue
                 handlers[type(pdu)](pdu)
             except PduError as err:
                 self._step(QueueEvent.PROTOCOL_ERROR, err)
-                return
+                return False
             except DataDigestError as err:
                 self._data_digest_error(err)
             if self.state is _CLOSED:
-                return
+                return False
 
     def transport_closed(self) -> None:
         """The TCP connection is gone (closed by either side)."""
@@ -408,6 +563,7 @@ class QueuePair(ReservationQueue):
         for window in self._windows.values():
             self._inflight.pop(window.transfer.cid, None)  # their data will never come
         self._windows.clear()
+        self._sink = self._sink_window = None
         for transfer in self._owed.end():
             self._inflight.pop(transfer.cid, None)
         self._leave_controller()
@@ -441,6 +597,7 @@ class QueuePair(ReservationQueue):
         self._reader.configure(header_digest=hdgst, data_digest=ddgst, pda=0)
         self._writer.configure(header_digest=hdgst, data_digest=ddgst, pda=pdu.hpda)
         self.header_digest, self.data_digest = hdgst, ddgst
+        self._no_digests = not hdgst and not ddgst
         self._resp_header = None
         if not hdgst:
             # Without a header digest every CapsuleResp is the same common header and
@@ -462,7 +619,7 @@ class QueuePair(ReservationQueue):
         if self.state is QueueState.IO:
             sqe = pdu.sqe
             if sqe[0] != _FABRICS:
-                self._io_command(sqe, pdu.data)
+                self._io_sqe(sqe, pdu.data)
                 return
         else:
             self._step(QueueEvent.COMMAND)
@@ -808,34 +965,62 @@ class QueuePair(ReservationQueue):
     def _on_h2c_data(self, pdu: H2CData, corrupt: bool = False) -> None:
         if self.state is not QueueState.IO:
             self._step(QueueEvent.DATA)
-        window = self._windows.get(pdu.ttag)
-        if window is None or window.transfer.cid != pdu.cccid:
+        self._h2c(pdu.cccid, pdu.ttag, pdu.offset, pdu.data, corrupt)
+
+    def _h2c_window(self, cccid: int, ttag: int, offset: int, size: int) -> _Window:
+        """The R2T window an H2CData PDU's data belongs to, checked."""
+        window = self._windows.get(ttag)
+        if window is None or window.transfer.cid != cccid:
             raise PduError(
                 FatalErrorStatus.INVALID_HEADER_FIELD,
-                f"H2CData for CID {pdu.cccid} with unknown TTAG {pdu.ttag}",
+                f"H2CData for CID {cccid} with unknown TTAG {ttag}",
                 fei=_FEI_TTAG,
             )
-        payload = pdu.data
-        size = len(payload)
         self._owed.arrived(self._now)
-        if pdu.offset != window.next or pdu.offset + size > window.end:
+        if offset != window.next or offset + size > window.end:
             raise PduError(
                 FatalErrorStatus.DATA_OUT_OF_RANGE,
-                f"H2CData bytes {pdu.offset}..{pdu.offset + size} outside the R2T window "
+                f"H2CData bytes {offset}..{offset + size} outside the R2T window "
                 f"{window.next}..{window.end}",
             )
+        return window
+
+    def _h2c(self, cccid: int, ttag: int, offset: int, payload: Buffer, corrupt: bool) -> None:
+        """An H2CData PDU with all its data."""
+        size = len(payload)
+        window = self._h2c_window(cccid, ttag, offset, size)
         transfer = window.transfer
         transfer.corrupt |= corrupt
         if size == transfer.length:
             transfer.whole = payload
         else:
-            if transfer.buffer is None:
-                transfer.buffer = bytearray(transfer.length)
-            transfer.buffer[pdu.offset : pdu.offset + size] = payload
+            buffer = transfer.buffer
+            if buffer is None:
+                buffer = transfer.buffer = aligned_buffer(transfer.length)[0]
+            buffer[offset : offset + size] = payload
+        self._h2c_landed(window, ttag, size)
+
+    def _h2c_sink(self, cccid: int, ttag: int, offset: int, size: int, head: memoryview) -> None:
+        """An H2CData PDU whose data has come up to `head`: the rest becomes the sink."""
+        window = self._h2c_window(cccid, ttag, offset, size)
+        transfer = window.transfer
+        buffer = transfer.buffer
+        if buffer is None:
+            buffer = transfer.buffer = aligned_buffer(transfer.length)[0]
+        have = len(head)
+        buffer[offset : offset + have] = head
+        self._sink = buffer[offset + have : offset + size]
+        self._sink_window = window
+        self._sink_ttag = ttag
+        self._sink_size = size
+
+    def _h2c_landed(self, window: _Window, ttag: int, size: int) -> None:
+        """`size` bytes of data are in their place for `window`."""
+        transfer = window.transfer
         window.next += size
         transfer.received += size
         if window.next == window.end:
-            del self._windows[pdu.ttag]
+            del self._windows[ttag]
             self._ask_for_data(transfer)
         if transfer.received == transfer.length:
             self._owed.received(transfer.length)
@@ -879,8 +1064,24 @@ class QueuePair(ReservationQueue):
 
     # ------------------------------------------------------------------ I/O commands
 
-    def _io_command(self, sqe: Buffer, data: Buffer) -> None:
+    def _io_sqe(self, sqe: Buffer, data: Buffer) -> None:
         opcode, cid, nsid, sgl_addr, sgl_len, sgl_id, cdw10, cdw11, cdw12 = _IO_SQE.unpack(sqe)
+        self._io_command(opcode, cid, nsid, sgl_addr, sgl_len, sgl_id, cdw10 | cdw11 << 32,
+                         cdw12, data)  # fmt: skip
+
+    def _io_command(
+        self,
+        opcode: int,
+        cid: int,
+        nsid: int,
+        sgl_addr: int,
+        sgl_len: int,
+        sgl_id: int,
+        cdws: int,
+        cdw12: int,
+        data: Buffer,
+    ) -> None:
+        """An I/O command's SQE fields (CDW10 | CDW11 << 32 as `cdws`) and capsule data."""
         if self._sq_flow_control:
             self._sqhd = (self._sqhd + 1) % self._queue_size
         inflight = self._inflight
@@ -901,9 +1102,26 @@ class QueuePair(ReservationQueue):
             return
         resv = self._resv
         if resv.rtype and not resv.allows(self._host, opcode):
-            self._complete(cid, _RESERVATION_CONFLICT, lba=cdw10 | cdw11 << 32, nsid=nsid)
+            self._complete(cid, _RESERVATION_CONFLICT, lba=cdws, nsid=nsid)
             return
-        handler(cid, sgl_addr, sgl_len, sgl_id, cdw10 | cdw11 << 32, cdw12, data)
+        if opcode == _READ_OPCODE:
+            # The read path inline: it is most of the traffic.
+            device = self._device
+            assert device is not None
+            nblocks = (cdw12 & 0xFFFF) + 1
+            length = nblocks * device.block_size
+            if (
+                sgl_id == _TRANSPORT_SGL
+                and not data
+                and sgl_len == length
+                and length <= self._max_transfer
+                and cdws + nblocks <= device.num_blocks
+            ):
+                inflight[cid] = cdws
+                self._device_io += 1
+                device.submit_read(cdws, nblocks, self._read_done, cid)
+                return
+        handler(cid, sgl_addr, sgl_len, sgl_id, cdws, cdw12, data)
 
     def _check_range(self, cid: int, slba: int, nblocks: int, device: BlockDevice) -> bool:
         if slba + nblocks > device.num_blocks:
@@ -935,7 +1153,9 @@ class QueuePair(ReservationQueue):
             self.when_idle()
 
     def _read_done(self, cid: int, data: Buffer | None, error: DeviceError | None) -> None:
-        self._device_io_ended()
+        self._device_io -= 1
+        if not self._device_io and self.when_idle is not None:
+            self.when_idle()
         if error is not None:
             self._complete(cid, error.status.field, lba=self._inflight.get(cid, 0), nsid=NSID)
             return
@@ -945,6 +1165,10 @@ class QueuePair(ReservationQueue):
             parts = self._c2h_data(cid, data, _C2H_LAST)
             parts += self._capsule_resp(cid, 0)
             self._send(parts)
+        elif self._plain_c2h:
+            size = data.nbytes if type(data) is memoryview else len(data)
+            self._send([_C2H.pack(_C2H_TYPE, _C2H_LAST_SUCCESS, _C2H.size, _C2H.size,
+                                  _C2H.size + size, cid, 0, size), data])  # fmt: skip
         else:
             self._send(self._c2h_data(cid, data, _C2H_LAST_SUCCESS))
 
