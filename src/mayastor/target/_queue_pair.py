@@ -1121,6 +1121,27 @@ class QueuePair(ReservationQueue):
                 self._device_io += 1
                 device.submit_read(cdws, nblocks, self._read_done, cid)
                 return
+        elif opcode == _WRITE_OPCODE and sgl_id == _IN_CAPSULE_SGL:
+            # So is an in-capsule write to the write cache.
+            device = self._device
+            assert device is not None
+            nblocks = (cdw12 & 0xFFFF) + 1
+            length = nblocks * device.block_size
+            ctrl = self.controller
+            if (
+                sgl_len == length
+                and len(data) == length
+                and not sgl_addr
+                and length <= self._in_capsule_limit
+                and length <= self._max_transfer
+                and cdws + nblocks <= device.num_blocks
+                and not cdw12 & _FUA
+                and (ctrl is None or ctrl.write_cache)
+            ):
+                inflight[cid] = cdws
+                self._device_io += 1
+                device.submit_write(cdws, data, self._write_done, cid)
+                return
         handler(cid, sgl_addr, sgl_len, sgl_id, cdws, cdw12, data)
 
     def _check_range(self, cid: int, slba: int, nblocks: int, device: BlockDevice) -> bool:
@@ -1233,11 +1254,18 @@ class QueuePair(ReservationQueue):
         device.submit_write(slba, data, self._write_done, cid)
 
     def _write_done(self, cid: int, data: Buffer | None, error: DeviceError | None) -> None:
-        self._device_io_ended()
+        self._device_io -= 1
+        if not self._device_io and self.when_idle is not None:
+            self.when_idle()
         if error is not None:
             self._complete(cid, error.status.field, lba=self._inflight.get(cid, 0), nsid=NSID)
+            return
+        self._inflight.pop(cid, None)
+        header = self._resp_header
+        if header is not None:
+            self._send([_RESP.pack(header, 0, 0, self._sqhd, self.qid, cid, 0)])
         else:
-            self._complete(cid, 0)
+            self._respond(cid, 0)
 
     async def _run_write(
         self, cid: int, device: BlockDevice, slba: int, data: Buffer, fua: bool
