@@ -468,7 +468,10 @@ class IoUring:
         ops = self._ops
         for user_data, res, _flags in done:
             callback, ctx, _pin = ops.pop(user_data)
-            self._release_slot()
+            if self._backlog or self._waiters or self._in_flight == 1:
+                self._release_slot()
+            else:
+                self._in_flight -= 1  # nobody waits for the slot and some stay in flight
             callback(ctx, res)
 
     def _fail_unsubmitted(self, exc: OSError) -> None:

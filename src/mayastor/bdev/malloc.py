@@ -1,14 +1,22 @@
 """Malloc disk: a BlockDevice held in memory (`malloc:///name?size_mb=N&blk_size=B`).
 
 Used for tests and for scratch volumes; its contents die with the process. Submitted
-reads and writes complete inline, before `submit_read` / `submit_write` return.
+reads and writes complete inline, before `submit_read` / `submit_write` return, and
+are counted and answered in that one call (no request object on their way).
+
+A submitted read hands out a read-only view of the device's own memory, not a copy:
+a target sends it to the host as it is. It shows the blocks as they are when it is
+looked at, so it reflects a later write of the same blocks; a caller that keeps read
+data past other I/O to those blocks copies it (`read` returns a copy).
 """
 
 from __future__ import annotations
 
 import uuid as uuid_mod
+from time import perf_counter_ns
+from typing import Any
 
-from mayastor.bdev.device import BlockDevice, Buffer, IoRequest
+from mayastor.bdev.device import BlockDevice, Buffer, IoDone, IoRequest
 
 
 class MallocDevice(BlockDevice):
@@ -28,6 +36,43 @@ class MallocDevice(BlockDevice):
         super().__init__(name, uuid or uuid_mod.uuid4(), block_size, num_blocks)
         self._data = bytearray(num_blocks * block_size)
         self._view = memoryview(self._data)
+        self._readonly = self._view.toreadonly()
+
+    def submit_read(self, lba: int, nblocks: int, done: IoDone, ctx: Any) -> None:
+        # A read in range of an open device, counted and answered in one call; the
+        # general path for the rest (its checks and errors).
+        if (
+            type(self)._submit_read is not _SUBMIT_READ  # a subclass's hooks: general path
+            or self._closed
+            or lba < 0
+            or nblocks <= 0
+            or lba + nblocks > self.num_blocks
+        ):
+            super().submit_read(lba, nblocks, done, ctx)
+            return
+        start = perf_counter_ns()
+        bs = self.block_size
+        data = self._readonly[lba * bs : (lba + nblocks) * bs]
+        self.stats.count_read(nblocks * bs, perf_counter_ns() - start)
+        done(ctx, data, None)
+
+    def submit_write(self, lba: int, data: Buffer, done: IoDone, ctx: Any) -> None:
+        # As `submit_read`: whole blocks in range of an open device, in one call.
+        if type(self)._submit_write is not _SUBMIT_WRITE:
+            super().submit_write(lba, data, done, ctx)
+            return
+        if type(data) is memoryview and data.format != "B":
+            data = data.cast("B")
+        bs = self.block_size
+        nbytes = len(data)
+        end = lba * bs + nbytes
+        if self._closed or lba < 0 or not nbytes or nbytes % bs or end > len(self._data):
+            super().submit_write(lba, data, done, ctx)
+            return
+        start = perf_counter_ns()
+        self._view[lba * bs : end] = data
+        self.stats.count_write(nbytes, perf_counter_ns() - start)
+        done(ctx, None, None)
 
     async def _read(self, lba: int, nblocks: int) -> Buffer:
         bs = self.block_size
@@ -40,7 +85,7 @@ class MallocDevice(BlockDevice):
 
     def _submit_read(self, lba: int, nblocks: int, request: IoRequest) -> None:
         bs = self.block_size
-        request.finish(bytes(self._view[lba * bs : (lba + nblocks) * bs]), None)
+        request.finish(self._readonly[lba * bs : (lba + nblocks) * bs], None)
 
     def _submit_write(self, lba: int, data: Buffer, request: IoRequest) -> None:
         start = lba * self.block_size
@@ -60,5 +105,10 @@ class MallocDevice(BlockDevice):
         self._view[lba * bs : (lba + nblocks) * bs] = bytes(nblocks * bs)
 
     async def _close(self) -> None:
+        self._readonly.release()
         self._view.release()
         self._data = bytearray()
+
+
+_SUBMIT_READ = MallocDevice._submit_read
+_SUBMIT_WRITE = MallocDevice._submit_write

@@ -1,14 +1,19 @@
-"""The I/O shell of one NVMe/TCP connection: an `asyncio.Protocol` around a `QueuePair`.
+"""The I/O shell of one NVMe/TCP connection: an asyncio protocol around a `QueuePair`.
 
-Bytes in from `data_received` go straight to the queue pair with the loop's time;
-what it sends is collected and written with one `transport.writelines` per event
-loop iteration (at the end of `data_received`, or from a callback scheduled by the
-first completion of an iteration), so completions of many I/Os share one system
-call. Device work runs as callbacks the queue pair counts, or as tasks the connection
-keeps (finished ones are dropped in batches), so that closing waits for it.
-When the kernel's send buffer is full, reading pauses: a host cannot pile up
-commands faster than it takes their answers. Until the host has connected, one timer
-asks the queue pair whether its ICReq or Connect deadline has passed.
+The connection is a buffered protocol: the loop receives into a buffer the connection
+names. Usually that is the receive buffer its target shares among its connections
+(bytes are taken out of it before the next receive, so one per event loop does); while
+the queue pair has a `sink` (the rest of a large H2CData payload), the loop receives
+straight into the command's own data buffer, so write data is copied once, by the
+kernel. The queue pair gets the bytes with the loop's time; what it sends is
+collected and written with one `transport.writelines` per event loop iteration (at
+the end of `buffer_updated`, or from a callback scheduled by the first completion of
+an iteration), so completions of many I/Os share one system call. Device work runs as
+callbacks the queue pair counts, or as tasks the connection keeps (finished ones are
+dropped in batches), so that closing waits for it. When the kernel's send buffer is
+full, reading pauses: a host cannot pile up commands faster than it takes their
+answers. Until the host has connected, one timer asks the queue pair whether its
+ICReq or Connect deadline has passed.
 """
 
 from __future__ import annotations
@@ -28,17 +33,33 @@ log = logging.getLogger(__name__)
 
 _PRUNE_AT = 256
 """Tasks kept (finished ones included) before the finished are dropped."""
+RECEIVE_BUFFER_SIZE = 256 * 1024
+"""Bytes one receive may bring (as much as uvloop's own buffer)."""
 
 
-class Connection(asyncio.Protocol):
+def new_receive_buffer() -> memoryview:
+    """A receive buffer for the connections of one event loop."""
+    return memoryview(bytearray(RECEIVE_BUFFER_SIZE))
+
+
+class Connection(asyncio.BufferedProtocol):
     """One accepted TCP connection.
 
     Args:
         registry: the target's subsystems, for the queue pair.
         on_close: called once the connection is gone, with the connection.
+        receive_buffer: where the loop receives (a connection's own one by default);
+            connections of one event loop may share it.
     """
 
-    def __init__(self, registry: SubsystemRegistry, on_close: Callable[[Connection], None]) -> None:
+    def __init__(
+        self,
+        registry: SubsystemRegistry,
+        on_close: Callable[[Connection], None],
+        receive_buffer: memoryview | None = None,
+    ) -> None:
+        self._buffer = receive_buffer if receive_buffer is not None else new_receive_buffer()
+        self._sinking = False
         self._registry = registry
         self._timer: asyncio.TimerHandle | None = None
         self._refused = False
@@ -80,13 +101,26 @@ class Connection(asyncio.Protocol):
         )
         self._watch_deadline()
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        queue_pair = self.queue_pair
+        if queue_pair is not None:
+            sink = queue_pair.sink
+            if sink is not None:
+                self._sinking = True
+                return sink
+        self._sinking = False
+        return self._buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
         queue_pair = self.queue_pair
         if queue_pair is None or self._closing:
             return
         self._receiving = True
         try:
-            queue_pair.receive(data, self._loop.time())
+            if self._sinking:
+                queue_pair.sunk(nbytes, self._loop.time())
+            else:
+                queue_pair.receive(self._buffer[:nbytes].tobytes(), self._loop.time())
         except Exception:
             log.exception("connection %s: bug while handling input; closing it", queue_pair.peer)
             queue_pair.transport_closed()

@@ -7,11 +7,13 @@ Connect that creates a controller (admin queue) or joins one (I/O queue), then
 commands. What goes back to the host leaves through `Link.send` as lists of buffers
 for `transport.writelines`; work that waits for a device runs through `Link.spawn`.
 
-The I/O path is kept short: an I/O command's SQE is unpacked with one precompiled
-struct, in-capsule write data and single-PDU R2T data reach `device.write` as the
-read-only memoryviews the codec made (no copy), read data goes from the device's
-buffer straight into the C2HData parts, and with SQ flow control disabled a read
-ends with the C2HData SUCCESS flag instead of a CapsuleResp.
+The I/O path is kept short: on an I/O queue without digests, I/O capsules and
+H2CData PDUs are decoded in place from each receive (the codec's checks for the
+shapes hosts send; anything else goes through the codec), in-capsule write data and
+single-PDU R2T data reach the device as read-only memoryviews of the received bytes
+(no copy), and the part of a large H2CData payload not yet received is the `sink`
+the I/O shell receives straight into; that input side is `DataTransfer`
+(`_transfer`), and the I/O commands run in `IoCommands` (`_io_commands`).
 
 Write data that does not fit in the capsule is asked for with R2Ts of at most
 MAXH2CDATA bytes, never more outstanding for one command than the host's MAXR2T
@@ -32,7 +34,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import struct
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
@@ -45,22 +46,18 @@ from mayastor.nvmf.auth import (
 )
 from mayastor.nvmf.pdu import (
     CapsuleCmd,
-    DataDigestError,
     FatalErrorStatus,
     H2CData,
     H2CTermReq,
     ICReq,
     Parts,
     PduError,
-    PduFlags,
     PduReader,
     PduWriter,
     Role,
 )
 from mayastor.nvmf.spec import (
-    DSM_RANGE_SIZE,
     DYNAMIC_CNTLID,
-    NSID_ALL,
     Authentication,
     Command,
     Connect,
@@ -70,13 +67,16 @@ from mayastor.nvmf.spec import (
     SpecError,
     connect_invalid_parameter_dw0,
     connect_success_dw0,
-    decode_dsm_ranges,
     validate_nqn,
 )
 from mayastor.target._admin import execute_admin, execute_fabrics
 from mayastor.target._config import ADMIN_IN_CAPSULE_DATA
 from mayastor.target._controller import Controller, release_controller
 from mayastor.target._controller_state import ControllerAction, ControllerEvent
+from mayastor.target._io_commands import (
+    C2H_HEADER,
+    CQE,
+)
 from mayastor.target._owed_writes import OwedWrites
 from mayastor.target._queue_state import QUEUE_TABLE, QueueAction, QueueEvent, QueueState
 from mayastor.target._reply import (
@@ -87,55 +87,23 @@ from mayastor.target._reply import (
     CONNECT_INCOMPATIBLE_FORMAT,
     CONNECT_INVALID_HOST,
     CONNECT_INVALID_PARAMETERS,
-    INTERNAL_ERROR,
     INVALID_FIELD,
-    INVALID_NAMESPACE,
     INVALID_OPCODE,
-    LBA_OUT_OF_RANGE,
     SGL_LENGTH_INVALID,
-    SGL_OFFSET_INVALID,
-    SGL_TYPE_INVALID,
-    TRANSIENT_TRANSPORT_ERROR,
     Reply,
 )
 from mayastor.target._reservations import (
     NO_HOST,
-    RESERVATION_CONFLICT,
     RESERVATION_OPCODES,
-    ReservationQueue,
 )
-from mayastor.target._subsystem import NSID, Subsystem, SubsystemRegistry
+from mayastor.target._subsystem import Subsystem, SubsystemRegistry
 from mayastor.target._table import TransitionError
+from mayastor.target._transfer import DataTransfer, Transfer, Window
 
 log = logging.getLogger(__name__)
 
-_IO_SQE = struct.Struct("<BxHI16xQI3xBIII12x")
-"""The fields of an I/O SQE: opcode, CID, NSID, SGL address, length and identifier,
-CDW10-12."""
-_CQE = struct.Struct("<IIHHHH")
-"""A CQE: DW0, DW1, SQHD, SQID, CID, status field << 1."""
-_RESP = struct.Struct("<8sIIHHHH")
-"""A whole CapsuleResp without header digest: its common header, then the CQE."""
-_C2H = struct.Struct("<BBBBIH2xII4x")
-"""A C2HData header without digests or padding: type, flags, HLEN, PDO, PLEN, CID,
-DATAO, DATAL."""
-_C2H_TYPE = 0x07
-_C2H_LAST = int(PduFlags.LAST_PDU)
-_C2H_LAST_SUCCESS = int(PduFlags.LAST_PDU | PduFlags.SUCCESS)
 _COMMON_HEADER_LEN = 8
-_TRANSPORT_SGL = 0x5A
-"""SGL identifier of a Transport Data Block (data by R2T/H2CData or C2HData)."""
-_IN_CAPSULE_SGL = 0x01
-"""SGL identifier of a Data Block with the Offset subtype (in-capsule data)."""
 _FABRICS = 0x7F
-_CLOSED = QueueState.CLOSED
-_IO = QueueState.IO
-_FUA = 1 << 30
-_DEAC = 1 << 25
-_DSM_DEALLOCATE = 1 << 2
-_DSM_MAX_RANGES = 256
-_WRITE_OPCODE = int(IoOpcode.WRITE)
-_DSM_OPCODE = int(IoOpcode.DATASET_MANAGEMENT)
 _AUTH_COMMANDS = (FabricsCommandType.AUTHENTICATION_SEND, FabricsCommandType.AUTHENTICATION_RECEIVE)
 _AUTHENTICATING = (QueueState.AUTH_ADMIN, QueueState.AUTH_IO)
 _MAX_AUTH_MESSAGE = 4096
@@ -144,19 +112,9 @@ _NO_RESERVATIONS = ReservationCell()
 """The cell of a queue that serves no namespace (yet): never holds a reservation."""
 _MAX_R2T = 16
 """R2Ts we keep outstanding for one command at most, whatever more the host allows."""
-_FEI_TTAG = 10
-"""Byte offset of TTAG in an H2CData header, for a termination's FEI."""
 
-_INVALID_OPCODE = INVALID_OPCODE.field
 _INVALID_FIELD = INVALID_FIELD.field
-_INVALID_NAMESPACE = INVALID_NAMESPACE.field
-_LBA_OUT_OF_RANGE = LBA_OUT_OF_RANGE.field
 _SGL_LENGTH_INVALID = SGL_LENGTH_INVALID.field
-_SGL_TYPE_INVALID = SGL_TYPE_INVALID.field
-_SGL_OFFSET_INVALID = SGL_OFFSET_INVALID.field
-_INTERNAL_ERROR = INTERNAL_ERROR.field
-_RESERVATION_CONFLICT = RESERVATION_CONFLICT.field
-_TRANSIENT = TRANSIENT_TRANSPORT_ERROR.field
 _CID_CONFLICT = COMMAND_ID_CONFLICT.field
 _INVALID_PARAMETERS = CONNECT_INVALID_PARAMETERS.field
 
@@ -174,38 +132,7 @@ class Link(Protocol):
         """Run `work` concurrently (device I/O); the shell waits for it before it goes."""
 
 
-class _Transfer:
-    """Host data a command is waiting for, asked for with R2Ts.
-
-    The data goes into one buffer, unless a single H2CData PDU carries all of it, whose
-    payload is then used as it is.
-    """
-
-    __slots__ = ("buffer", "cid", "corrupt", "length", "offered", "on_data", "received", "whole")
-
-    def __init__(self, cid: int, length: int, on_data: Callable[[Buffer], None]) -> None:
-        self.cid = cid
-        self.length = length
-        self.on_data = on_data
-        self.offered = 0  # bytes asked for by R2Ts so far
-        self.received = 0
-        self.buffer: bytearray | None = None
-        self.whole: Buffer | None = None
-        self.corrupt = False  # a data digest failed: the command ends in an error
-
-
-class _Window:
-    """One outstanding R2T: where its data goes and how much has come."""
-
-    __slots__ = ("end", "next", "transfer")
-
-    def __init__(self, transfer: _Transfer, start: int, end: int) -> None:
-        self.transfer = transfer
-        self.next = start
-        self.end = end
-
-
-class QueuePair(ReservationQueue):
+class QueuePair(DataTransfer):
     """The protocol state of one connection; see the module docstring.
 
     Args:
@@ -246,7 +173,7 @@ class QueuePair(ReservationQueue):
         self._born = now
         self._ic_at = now
         self._limits = registry.limits
-        self._owed: OwedWrites[_Transfer] = OwedWrites(
+        self._owed: OwedWrites[Transfer] = OwedWrites(
             config,
             registry.write_budget,
             registry.limits,
@@ -266,8 +193,13 @@ class QueuePair(ReservationQueue):
         self._inflight: dict[int, int] = {}  # CID -> SLBA (0 without one)
         self._device_io = 0
         self.when_idle: Callable[[], None] | None = None
-        self._windows: dict[int, _Window] = {}
+        self._windows: dict[int, Window] = {}
         self._next_ttag = 0
+        self._no_digests = False
+        self._sink: memoryview | None = None
+        self._sink_window: Window | None = None
+        self._sink_ttag = 0
+        self._sink_size = 0
         self._handlers: dict[type, Callable[[Any], None]] = {
             ICReq: self._on_ic_req,
             CapsuleCmd: self._on_capsule,
@@ -306,42 +238,7 @@ class QueuePair(ReservationQueue):
         is called each time this drops to 0."""
         return self._device_io
 
-    # ------------------------------------------------------------------ input
-
-    def receive(self, data: bytes, now: float) -> None:
-        """Take bytes from the host and act on every whole PDU in them.
-
-        Args:
-            data: the next bytes of the stream.
-            now: the time, in seconds (keep-alive).
-        """
-        if self.state is QueueState.CLOSED:
-            return
-        ctrl = self.controller
-        if ctrl is not None:
-            ctrl.keep_alive.traffic = True
-        self._now = now
-        reader = self._reader
-        reader.feed(data)
-        handlers = self._handlers
-        while True:
-            try:
-                pdu = reader.next_pdu()
-                if pdu is None:
-                    return
-                if type(pdu) is CapsuleCmd and self.state is _IO:
-                    sqe = pdu.sqe
-                    if sqe[0] != _FABRICS:
-                        self._io_command(sqe, pdu.data)
-                        continue
-                handlers[type(pdu)](pdu)
-            except PduError as err:
-                self._step(QueueEvent.PROTOCOL_ERROR, err)
-                return
-            except DataDigestError as err:
-                self._data_digest_error(err)
-            if self.state is _CLOSED:
-                return
+    # ------------------------------------------------------------------ lifetime
 
     def transport_closed(self) -> None:
         """The TCP connection is gone (closed by either side)."""
@@ -408,6 +305,7 @@ class QueuePair(ReservationQueue):
         for window in self._windows.values():
             self._inflight.pop(window.transfer.cid, None)  # their data will never come
         self._windows.clear()
+        self._sink = self._sink_window = None
         for transfer in self._owed.end():
             self._inflight.pop(transfer.cid, None)
         self._leave_controller()
@@ -441,16 +339,17 @@ class QueuePair(ReservationQueue):
         self._reader.configure(header_digest=hdgst, data_digest=ddgst, pda=0)
         self._writer.configure(header_digest=hdgst, data_digest=ddgst, pda=pdu.hpda)
         self.header_digest, self.data_digest = hdgst, ddgst
+        self._no_digests = not hdgst and not ddgst
         self._resp_header = None
         if not hdgst:
             # Without a header digest every CapsuleResp is the same common header and
             # then the CQE: take the header from the codec once, pack the rest per I/O.
-            (frame,) = self._writer.encode_capsule_resp(bytes(_CQE.size))
+            (frame,) = self._writer.encode_capsule_resp(bytes(CQE.size))
             self._resp_header = bytes(frame[:_COMMON_HEADER_LEN])
         # Likewise a C2HData header is packed here when the codec would add no digest
         # and no padding (the host's alignment is met by the 24-byte header).
         header = self._writer.encode_c2h_data(0, 0, b"\0")[0]
-        self._plain_c2h = not hdgst and not ddgst and len(header) == _C2H.size
+        self._plain_c2h = not hdgst and not ddgst and len(header) == C2H_HEADER.size
         self._max_r2t = min(pdu.maxr2t + 1, _MAX_R2T)
 
     def _on_term_req(self, pdu: H2CTermReq) -> None:
@@ -462,7 +361,7 @@ class QueuePair(ReservationQueue):
         if self.state is QueueState.IO:
             sqe = pdu.sqe
             if sqe[0] != _FABRICS:
-                self._io_command(sqe, pdu.data)
+                self._io_sqe(sqe, pdu.data)
                 return
         else:
             self._step(QueueEvent.COMMAND)
@@ -745,388 +644,6 @@ class QueuePair(ReservationQueue):
         self._queue_size = connect.queue_depth
         self._sq_flow_control = not connect.sq_flow_control_disabled
         self._sqhd = 1 % self._queue_size if self._sq_flow_control else 0
-
-    # ------------------------------------------------------------------ host data
-
-    def _host_data(
-        self,
-        cid: int,
-        sgl: tuple[int, int, int],
-        data: Buffer,
-        need: tuple[int, int],
-        then: Callable[[Buffer], None],
-    ) -> None:
-        """Get a command's host data, in the capsule or by R2T.
-
-        Args:
-            cid: the command.
-            sgl: its SGL descriptor's identifier, address and length.
-            data: the capsule's data.
-            need: the least and the most bytes the SGL may describe (all of them are
-                fetched).
-            then: called with the data once it is all there.
-        """
-        sgl_id, address, sgl_len = sgl
-        if not need[0] <= sgl_len <= need[1]:
-            self._complete(cid, _SGL_LENGTH_INVALID)
-        elif sgl_id == _IN_CAPSULE_SGL:
-            if address:
-                self._complete(cid, _SGL_OFFSET_INVALID)
-            elif len(data) != sgl_len:
-                self._complete(cid, _SGL_LENGTH_INVALID)
-            else:
-                then(data)
-        elif sgl_id == _TRANSPORT_SGL and not data:
-            self._inflight[cid] = 0
-            self._start_transfer(cid, sgl_len, then)
-        else:
-            self._complete(cid, _SGL_TYPE_INVALID)
-
-    def _start_transfer(self, cid: int, length: int, on_data: Callable[[Buffer], None]) -> None:
-        self._owed.begin(_Transfer(cid, length, on_data), self._now)
-
-    def _send_r2ts(self, transfer: _Transfer) -> None:
-        for _ in range(self._max_r2t):
-            if not self._ask_for_data(transfer):
-                break
-
-    def _ask_for_data(self, transfer: _Transfer) -> bool:
-        """Send the next R2T of `transfer`; False when all of it has been asked for."""
-        start = transfer.offered
-        if start >= transfer.length:
-            return False
-        size = min(transfer.length - start, self._config.max_h2c_data)
-        ttag = self._next_ttag
-        while ttag in self._windows:
-            ttag = (ttag + 1) & 0xFFFF
-        self._next_ttag = (ttag + 1) & 0xFFFF
-        self._windows[ttag] = _Window(transfer, start, start + size)
-        transfer.offered = start + size
-        self._send(self._writer.encode_r2t(transfer.cid, ttag, start, size))
-        return True
-
-    def _on_h2c_data(self, pdu: H2CData, corrupt: bool = False) -> None:
-        if self.state is not QueueState.IO:
-            self._step(QueueEvent.DATA)
-        window = self._windows.get(pdu.ttag)
-        if window is None or window.transfer.cid != pdu.cccid:
-            raise PduError(
-                FatalErrorStatus.INVALID_HEADER_FIELD,
-                f"H2CData for CID {pdu.cccid} with unknown TTAG {pdu.ttag}",
-                fei=_FEI_TTAG,
-            )
-        payload = pdu.data
-        size = len(payload)
-        self._owed.arrived(self._now)
-        if pdu.offset != window.next or pdu.offset + size > window.end:
-            raise PduError(
-                FatalErrorStatus.DATA_OUT_OF_RANGE,
-                f"H2CData bytes {pdu.offset}..{pdu.offset + size} outside the R2T window "
-                f"{window.next}..{window.end}",
-            )
-        transfer = window.transfer
-        transfer.corrupt |= corrupt
-        if size == transfer.length:
-            transfer.whole = payload
-        else:
-            if transfer.buffer is None:
-                transfer.buffer = bytearray(transfer.length)
-            transfer.buffer[pdu.offset : pdu.offset + size] = payload
-        window.next += size
-        transfer.received += size
-        if window.next == window.end:
-            del self._windows[pdu.ttag]
-            self._ask_for_data(transfer)
-        if transfer.received == transfer.length:
-            self._owed.received(transfer.length)
-            if transfer.corrupt:
-                self._complete(transfer.cid, _TRANSIENT, nsid=NSID)
-            else:
-                data = transfer.whole if transfer.whole is not None else transfer.buffer
-                assert data is not None
-                transfer.on_data(data)
-
-    def _data_digest_error(self, err: DataDigestError) -> None:
-        pdu = err.pdu
-        if isinstance(pdu, H2CData):
-            self._on_h2c_data(pdu, corrupt=True)
-        elif isinstance(pdu, CapsuleCmd):
-            cid = int.from_bytes(pdu.sqe[2:4], "little")
-            self._complete(cid, _TRANSIENT)
-
-    # ------------------------------------------------------------------ completions
-
-    def _respond(self, cid: int, status: int, dw0: int = 0, dw1: int = 0) -> None:
-        self._send(self._capsule_resp(cid, status, dw0, dw1))
-
-    def _capsule_resp(self, cid: int, status: int, dw0: int = 0, dw1: int = 0) -> Parts:
-        header = self._resp_header
-        if header is not None:
-            return [_RESP.pack(header, dw0, dw1, self._sqhd, self.qid, cid, status << 1)]
-        cqe = _CQE.pack(dw0, dw1, self._sqhd, self.qid, cid, status << 1)
-        return self._writer.encode_capsule_resp(cqe)
-
-    def _complete(
-        self, cid: int, status: int = 0, dw0: int = 0, dw1: int = 0, *, lba: int = 0, nsid: int = 0
-    ) -> None:
-        """Complete a command: it leaves the in-flight set; an error goes to the error log."""
-        self._inflight.pop(cid, None)
-        self._respond(cid, status, dw0, dw1)
-        if status:
-            ctrl = self.controller
-            if ctrl is not None:
-                ctrl.record_error(self.qid, cid, status, lba=lba, nsid=nsid)
-
-    # ------------------------------------------------------------------ I/O commands
-
-    def _io_command(self, sqe: Buffer, data: Buffer) -> None:
-        opcode, cid, nsid, sgl_addr, sgl_len, sgl_id, cdw10, cdw11, cdw12 = _IO_SQE.unpack(sqe)
-        if self._sq_flow_control:
-            self._sqhd = (self._sqhd + 1) % self._queue_size
-        inflight = self._inflight
-        if cid in inflight:
-            self._respond(cid, _CID_CONFLICT)
-            return
-        if len(inflight) >= self._queue_size:
-            raise PduError(
-                FatalErrorStatus.PDU_SEQUENCE_ERROR,
-                f"more than {self._queue_size} commands outstanding on queue {self.qid}",
-            )
-        handler = self._io_handlers.get(opcode)
-        if handler is None:
-            self._complete(cid, _INVALID_OPCODE, nsid=nsid)
-            return
-        if nsid != NSID and not (opcode == IoOpcode.FLUSH and nsid == NSID_ALL):
-            self._complete(cid, _INVALID_NAMESPACE, nsid=nsid)
-            return
-        resv = self._resv
-        if resv.rtype and not resv.allows(self._host, opcode):
-            self._complete(cid, _RESERVATION_CONFLICT, lba=cdw10 | cdw11 << 32, nsid=nsid)
-            return
-        handler(cid, sgl_addr, sgl_len, sgl_id, cdw10 | cdw11 << 32, cdw12, data)
-
-    def _check_range(self, cid: int, slba: int, nblocks: int, device: BlockDevice) -> bool:
-        if slba + nblocks > device.num_blocks:
-            self._complete(cid, _LBA_OUT_OF_RANGE, lba=slba, nsid=NSID)
-            return False
-        return True
-
-    def _read(
-        self, cid: int, addr: int, sgl_len: int, sgl_id: int, slba: int, cdw12: int, data: Buffer
-    ) -> None:
-        device = self._device
-        assert device is not None
-        nblocks = (cdw12 & 0xFFFF) + 1
-        length = nblocks * device.block_size
-        if sgl_id != _TRANSPORT_SGL or data:
-            self._complete(cid, _SGL_TYPE_INVALID, nsid=NSID)
-        elif sgl_len != length:
-            self._complete(cid, _SGL_LENGTH_INVALID, nsid=NSID)
-        elif length > self._max_transfer:
-            self._complete(cid, _INVALID_FIELD, nsid=NSID)
-        elif self._check_range(cid, slba, nblocks, device):
-            self._inflight[cid] = slba
-            self._device_io += 1
-            device.submit_read(slba, nblocks, self._read_done, cid)
-
-    def _device_io_ended(self) -> None:
-        self._device_io -= 1
-        if not self._device_io and self.when_idle is not None:
-            self.when_idle()
-
-    def _read_done(self, cid: int, data: Buffer | None, error: DeviceError | None) -> None:
-        self._device_io_ended()
-        if error is not None:
-            self._complete(cid, error.status.field, lba=self._inflight.get(cid, 0), nsid=NSID)
-            return
-        assert data is not None
-        del self._inflight[cid]
-        if self._sq_flow_control:
-            parts = self._c2h_data(cid, data, _C2H_LAST)
-            parts += self._capsule_resp(cid, 0)
-            self._send(parts)
-        else:
-            self._send(self._c2h_data(cid, data, _C2H_LAST_SUCCESS))
-
-    def _c2h_data(self, cid: int, data: Buffer, flags: int) -> Parts:
-        """The one C2HData PDU of a read: `flags` is LAST_PDU, maybe with SUCCESS."""
-        if self._plain_c2h:
-            size = data.nbytes if type(data) is memoryview else len(data)
-            return [
-                _C2H.pack(_C2H_TYPE, flags, _C2H.size, _C2H.size, _C2H.size + size, cid, 0, size),
-                data,
-            ]
-        return self._writer.encode_c2h_data(cid, 0, data, success=flags == _C2H_LAST_SUCCESS)
-
-    def _write(
-        self, cid: int, addr: int, sgl_len: int, sgl_id: int, slba: int, cdw12: int, data: Buffer
-    ) -> None:
-        device = self._device
-        assert device is not None
-        nblocks = (cdw12 & 0xFFFF) + 1
-        length = nblocks * device.block_size
-        fua = bool(cdw12 & _FUA)
-        if sgl_len != length:
-            self._complete(cid, _SGL_LENGTH_INVALID, nsid=NSID)
-        elif length > self._max_transfer:
-            self._complete(cid, _INVALID_FIELD, nsid=NSID)
-        elif not self._check_range(cid, slba, nblocks, device):
-            pass
-        elif sgl_id == _IN_CAPSULE_SGL:
-            if addr:
-                self._complete(cid, _SGL_OFFSET_INVALID, nsid=NSID)
-            elif len(data) != length:
-                self._complete(cid, _SGL_LENGTH_INVALID, nsid=NSID)
-            elif length > self._in_capsule_limit:
-                raise PduError(
-                    FatalErrorStatus.DATA_LIMIT_EXCEEDED,
-                    f"{length} bytes of in-capsule data, limit {self._in_capsule_limit}",
-                )
-            else:
-                self._inflight[cid] = slba
-                self._start_write(cid, device, slba, data, fua)
-        elif sgl_id == _TRANSPORT_SGL and not data:
-            self._inflight[cid] = slba
-            self._start_transfer(
-                cid, length, lambda payload: self._start_write(cid, device, slba, payload, fua)
-            )
-        else:
-            self._complete(cid, _SGL_TYPE_INVALID, nsid=NSID)
-
-    def _start_write(
-        self, cid: int, device: BlockDevice, slba: int, data: Buffer, fua: bool
-    ) -> None:
-        resv = self._resv
-        if resv.rtype and not resv.allows(self._host, _WRITE_OPCODE):
-            # A reservation taken while the data was on its way.
-            self._complete(cid, _RESERVATION_CONFLICT, lba=slba, nsid=NSID)
-            return
-        ctrl = self.controller
-        if fua or (ctrl is not None and not ctrl.write_cache):
-            self._spawn(self._run_write(cid, device, slba, data, fua))
-            return
-        self._device_io += 1
-        device.submit_write(slba, data, self._write_done, cid)
-
-    def _write_done(self, cid: int, data: Buffer | None, error: DeviceError | None) -> None:
-        self._device_io_ended()
-        if error is not None:
-            self._complete(cid, error.status.field, lba=self._inflight.get(cid, 0), nsid=NSID)
-        else:
-            self._complete(cid, 0)
-
-    async def _run_write(
-        self, cid: int, device: BlockDevice, slba: int, data: Buffer, fua: bool
-    ) -> None:
-        try:
-            await device.write(slba, data)
-            ctrl = self.controller
-            if fua or (ctrl is not None and not ctrl.write_cache):
-                await device.flush()
-        except DeviceError as exc:
-            self._complete(cid, exc.status.field, lba=slba, nsid=NSID)
-            return
-        except Exception:
-            log.exception("write of %d bytes at %d on %s failed", len(data), slba, device.name)
-            self._complete(cid, _INTERNAL_ERROR, lba=slba, nsid=NSID)
-            return
-        self._complete(cid, 0)
-
-    def _flush(
-        self, cid: int, addr: int, sgl_len: int, sgl_id: int, slba: int, cdw12: int, data: Buffer
-    ) -> None:
-        device = self._device
-        assert device is not None
-        self._inflight[cid] = 0
-        self._spawn(self._run(cid, device.flush()))
-
-    def _write_zeroes(
-        self, cid: int, addr: int, sgl_len: int, sgl_id: int, slba: int, cdw12: int, data: Buffer
-    ) -> None:
-        device = self._device
-        assert device is not None
-        nblocks = (cdw12 & 0xFFFF) + 1
-        if data:
-            self._complete(cid, _SGL_LENGTH_INVALID, nsid=NSID)
-        elif self._check_range(cid, slba, nblocks, device):
-            self._inflight[cid] = 0
-            self._spawn(
-                self._run_write_zeroes(cid, device, slba, nblocks, cdw12 & _DEAC, cdw12 & _FUA)
-            )
-
-    async def _run_write_zeroes(
-        self, cid: int, device: BlockDevice, slba: int, nblocks: int, deac: int, fua: int
-    ) -> None:
-        if deac:
-            await self._run(cid, device.unmap(slba, nblocks), slba, flush=bool(fua))
-        else:
-            await self._run(cid, device.write_zeroes(slba, nblocks), slba, flush=bool(fua))
-
-    def _dataset_management(
-        self, cid: int, addr: int, sgl_len: int, sgl_id: int, cdws: int, cdw12: int, data: Buffer
-    ) -> None:
-        # `cdws` is CDW10 | CDW11 << 32: NR in bits 7:0, the attributes from bit 32. The
-        # buffer may be longer than NR + 1 ranges (Linux always sends room for 256).
-        count = (cdws & 0xFF) + 1
-        deallocate = bool((cdws >> 32) & _DSM_DEALLOCATE)
-        self._host_data(
-            cid,
-            (sgl_id, addr, sgl_len),
-            data,
-            (count * DSM_RANGE_SIZE, _DSM_MAX_RANGES * DSM_RANGE_SIZE),
-            lambda payload: self._deallocate(cid, payload, count, deallocate),
-        )
-
-    def _deallocate(self, cid: int, payload: Buffer, count: int, deallocate: bool) -> None:
-        device = self._device
-        assert device is not None
-        self._inflight[cid] = 0
-        resv = self._resv
-        if resv.rtype and not resv.allows(self._host, _DSM_OPCODE):
-            self._complete(cid, _RESERVATION_CONFLICT, nsid=NSID)
-            return
-        if not deallocate:
-            self._complete(cid, 0)
-            return
-        ranges = [r for r in decode_dsm_ranges(payload, count) if r.nblocks]
-        for r in ranges:
-            if r.slba + r.nblocks > device.num_blocks:
-                self._complete(cid, _LBA_OUT_OF_RANGE, lba=r.slba, nsid=NSID)
-                return
-        self._spawn(self._run_unmaps(cid, device, [(r.slba, r.nblocks) for r in ranges]))
-
-    async def _run_unmaps(
-        self, cid: int, device: BlockDevice, ranges: list[tuple[int, int]]
-    ) -> None:
-        for slba, nblocks in ranges:
-            try:
-                await device.unmap(slba, nblocks)
-            except DeviceError as exc:
-                self._complete(cid, exc.status.field, lba=slba, nsid=NSID)
-                return
-            except Exception:
-                log.exception("unmap of %d blocks at %d on %s failed", nblocks, slba, device.name)
-                self._complete(cid, _INTERNAL_ERROR, lba=slba, nsid=NSID)
-                return
-        self._complete(cid, 0)
-
-    async def _run(
-        self, cid: int, work: Coroutine[Any, Any, None], lba: int = 0, *, flush: bool = False
-    ) -> None:
-        device = self._device
-        assert device is not None
-        try:
-            await work
-            if flush:
-                await device.flush()
-        except DeviceError as exc:
-            self._complete(cid, exc.status.field, lba=lba, nsid=NSID)
-            return
-        except Exception:
-            log.exception("I/O command %d on %s failed", cid, device.name)
-            self._complete(cid, _INTERNAL_ERROR, lba=lba, nsid=NSID)
-            return
-        self._complete(cid, 0)
 
 
 def _in_data(offset: int) -> int:

@@ -27,7 +27,7 @@ from mayastor.errors import (
 from mayastor.nvmf.auth import ControllerKeys
 from mayastor.nvmf.spec import DISCOVERY_NQN, AnaState, SpecError, validate_nqn
 from mayastor.target._config import TargetConfig
-from mayastor.target._connection import Connection
+from mayastor.target._connection import Connection, new_receive_buffer
 from mayastor.target._controller import free_controller
 from mayastor.target._controller_state import ControllerEvent
 from mayastor.target._subsystem import (
@@ -151,6 +151,7 @@ class NvmfTarget:
         self._servers: dict[int, asyncio.Server] = {}
         self._listeners: dict[int, _Listener] = {}
         self._connections: set[Connection] = set()
+        self._receive_buffer = new_receive_buffer()
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
 
@@ -425,7 +426,11 @@ class NvmfTarget:
         return len(listener.connections) if listener is not None else 0
 
     def _new_connection(self, listener: _Listener) -> Connection:
-        conn = Connection(self._registry, functools.partial(self._connection_gone, listener))
+        conn = Connection(
+            self._registry,
+            functools.partial(self._connection_gone, listener),
+            self._receive_buffer,
+        )
         self._connections.add(conn)
         held = listener.connections
         limit = self._config.max_connections

@@ -413,19 +413,51 @@ class PduReader:
         """True once the peer has sent a termination PDU."""
         return self._state is _State.CLOSED
 
-    def feed(self, data: Buffer) -> None:
-        """Add received bytes.
+    @property
+    def needed(self) -> int:
+        """Bytes still missing from the PDU begun in the buffer: to its common header
+        while fewer than 8 bytes are in, then to its end (once `next_pdu` has seen its
+        header); 0 when nothing is buffered.
 
-        `bytes` are kept as they are; any other bytes-like object is copied once,
-        because payloads handed out later must not change under the caller. Input
-        after a protocol error or a termination PDU is dropped.
+        A caller that decodes whole PDUs itself while the buffer is empty feeds just
+        this many bytes to finish the split one, then goes on in its own chunk.
+        """
+        size = self._size
+        if not size:
+            return 0
+        lay = self._pending
+        if lay is not None:
+            return max(0, lay.plen - size)
+        return max(0, COMMON_HEADER_LEN - size)
+
+    def feed(self, data: Buffer, start: int = 0) -> None:
+        """Add received bytes: `data` from offset `start` on.
+
+        `bytes` are kept as they are (from `start` without a copy when nothing else is
+        buffered); any other bytes-like object is copied once, because payloads
+        handed out later must not change under the caller. Input after a protocol
+        error or a termination PDU is dropped.
 
         Args:
             data: the next bytes of the stream, of any length.
+            start: where in `data` the stream goes on (what comes before was consumed).
         """
         if self._state is _State.CLOSED or self._error is not None:
             return
-        chunk = data if type(data) is bytes else bytes(data)
+        if type(data) is bytes:
+            chunk = data
+            if start:
+                if self._size:
+                    chunk = data[start:]
+                elif start < len(data):
+                    self._chunks.append(data)
+                    self._pos = start
+                    self._size = len(data) - start
+                    return
+                else:
+                    return
+        else:
+            chunk = bytes(memoryview(data)[start:]) if start else bytes(data)
         if chunk:
             self._chunks.append(chunk)
             self._size += len(chunk)
