@@ -10,12 +10,15 @@ benchmark (e.g. the target's) can run this as its client:
      "seconds": 5.0, "ops": ..., "iops": ..., "mb_per_s": ..., "lat_p50_us": ...,
      "lat_p99_us": ..., "cpu_us_per_io": ..., "errors": 0, ...}
 
+SQ flow control is off unless `--sq-flow-control` is given, as the io-engine connects to
+a nexus child (and as the lean client does): a read then ends with one C2HData PDU.
+
 `cpu_us_per_io` is this process's CPU time (user + system) per I/O: the initiator's
 cost, independent of how fast the target is.
 
 Usage: ``.venv/bin/python benchmarks/nvmf_initiator.py nvmf://127.0.0.1:8420/nqn...
 [--workload randread|randwrite|seqread|seqwrite] [--bs 4096] [--qd 32] [--queues 2]
-[--seconds 5] [--size-mb N] [--digests] [--no-sq-flow-control] [--hostnqn NQN]
+[--seconds 5] [--size-mb N] [--digests] [--sq-flow-control] [--hostnqn NQN]
 [--loop uvloop|asyncio] [--api await|submit] [--label TEXT] [--output FILE.json]``
 (``--output`` appends the result to that file's list).
 """
@@ -205,11 +208,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--size-mb", type=int, default=0, help="use the first N MiB only")
     parser.add_argument("--digests", action="store_true", help="header and data digests")
-    parser.add_argument(
-        "--no-sq-flow-control",
-        action="store_true",
-        help="disable SQ flow control (reads may complete with C2HData SUCCESS)",
+    flow = parser.add_mutually_exclusive_group()
+    flow.add_argument(
+        "--sq-flow-control",
+        dest="no_sq_flow_control",
+        action="store_false",
+        help="keep SQ flow control (every read then ends with a CapsuleResp of its own)",
     )
+    flow.add_argument(
+        "--no-sq-flow-control",
+        dest="no_sq_flow_control",
+        action="store_true",
+        help="disable SQ flow control, as the io-engine does for a nexus child (the default:"
+        " reads may complete with C2HData SUCCESS)",
+    )
+    parser.set_defaults(no_sq_flow_control=True)
     parser.add_argument("--hostnqn", default="nqn.2019-05.io.openebs:node-name:benchmark")
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     parser.add_argument(

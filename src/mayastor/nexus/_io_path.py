@@ -54,7 +54,9 @@ class IoPath(RebuildControl):
         child = readers[self._next_reader % len(readers)]
         self._next_reader += 1
         self._io_active += 1
-        device_of(child).submit_read(lba, nblocks, self._child_read_done, (request, child))
+        device = child.device
+        assert device is not None, child
+        device.submit_read(lba, nblocks, self._child_read_done, (request, child))
 
     def _child_read_done(
         self,
@@ -353,13 +355,17 @@ class _SubmittedWrite:
     def start(self, data: Buffer) -> None:
         lba, done = self.lba, self.child_done
         for child in self.targets:
-            device_of(child).submit_write(lba, data, done, child)
-        self.child_done(None, None, None)
+            device = child.device
+            assert device is not None, child
+            device.submit_write(lba, data, done, child)
+        self.remaining -= 1
+        if not self.remaining:
+            self.nexus._settle_submitted(self, self.failures)
 
     def child_done(
-        self, child: NexusChild | None, _data: Buffer | None, error: DeviceError | None
+        self, child: NexusChild, _data: Buffer | None, error: DeviceError | None
     ) -> None:
-        if error is not None and child is not None:
+        if error is not None:
             self.failures.append((child, error))
         self.remaining -= 1
         if not self.remaining:

@@ -130,6 +130,44 @@ async def test_a_failed_write_retires_the_child_and_completes_on_the_others(
     assert shelf.handle(C1).count("write") == 1
 
 
+async def test_children_ending_a_write_in_any_order_acknowledge_it_once_after_the_last(
+    make_nexus: MakeNexus, shelf: Shelf
+) -> None:
+    nexus = await make_nexus(3)
+    first, second = shelf.handle(C0).hang("write"), shelf.handle(C2).hang("write")
+    data = pattern(4 * 512, seed=31)
+    write = asyncio.create_task(nexus.write(40, data))
+    await first.reached.wait()
+    await second.reached.wait()
+    second.release()
+    await spin()
+    assert not write.done()
+    first.release()
+    await write
+    for name in ("c0", "c1", "c2"):
+        assert bytes(await shelf.disks[name].read(40, 4)) == data
+    assert [c.state for c in nexus.children] == [ChildState.ONLINE] * 3
+
+
+async def test_a_child_failing_while_another_still_writes_is_retired_and_the_write_waits(
+    make_nexus: MakeNexus, shelf: Shelf
+) -> None:
+    nexus = await make_nexus(3)
+    held = shelf.handle(C0).hang("write")
+    shelf.handle(C1).fail("write", WriteFault("medium failed"))
+    data = pattern(2 * 512, seed=32)
+    write = asyncio.create_task(nexus.write(50, data))
+    await held.reached.wait()
+    await spin()
+    assert not write.done()
+    held.release()
+    await write
+    assert nexus.child(C1).state is ChildState.FAULTED
+    assert [nexus.child(c).state for c in (C0, C2)] == [ChildState.ONLINE] * 2
+    assert bytes(await shelf.disks["c0"].read(50, 2)) == data
+    assert bytes(await shelf.disks["c2"].read(50, 2)) == data
+
+
 async def test_a_write_that_retires_a_child_returns_only_after_the_store_recorded_it(
     make_nexus: MakeNexus, shelf: Shelf, store: RecordingStore
 ) -> None:

@@ -10,7 +10,16 @@ from __future__ import annotations
 import uuid
 
 from mayastor.nvmf.host import HostQueue
-from mayastor.nvmf.pdu import Buffer, CapsuleCmd, ICReq, Pdu, PduReader, PduWriter, Role
+from mayastor.nvmf.pdu import (
+    Buffer,
+    CapsuleCmd,
+    H2CTermReq,
+    ICReq,
+    Pdu,
+    PduReader,
+    PduWriter,
+    Role,
+)
 from mayastor.nvmf.spec import Command, encode_completion
 
 HOSTID = uuid.UUID("00000000-0000-4000-8000-000000000001")
@@ -80,6 +89,13 @@ class TargetSide:
 
     def term_req(self, fes: int, fei: int = 0) -> bytes:
         return wire(self.writer.encode_term_req(fes, fei, b"\x04\x00"))
+
+
+def term_req(queue: HostQueue, target: TargetSide) -> H2CTermReq:
+    """The one PDU the host has queued: its H2CTermReq."""
+    [pdu] = target.received(queue)
+    assert isinstance(pdu, H2CTermReq)
+    return pdu
 
 
 class Token:

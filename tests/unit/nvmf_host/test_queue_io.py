@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from mayastor.errors import InvalidArgument, ResourceExhausted
 from mayastor.nvmf.host import HostQueue, QueueState, TargetProtocolError, TargetTerminated
-from mayastor.nvmf.pdu import CapsuleCmd, FatalErrorStatus, H2CData, H2CTermReq
+from mayastor.nvmf.pdu import CapsuleCmd, FatalErrorStatus, H2CData
 from mayastor.nvmf.spec import (
     Command,
     GenericStatus,
@@ -24,7 +24,7 @@ from mayastor.nvmf.spec import (
     StatusCodeType,
     Write,
 )
-from tests.unit.nvmf_host.peer import TargetSide, Token, live_queue, wire
+from tests.unit.nvmf_host.peer import TargetSide, Token, live_queue, term_req, wire
 
 READ = int(IoOpcode.READ)
 WRITE = int(IoOpcode.WRITE)
@@ -263,12 +263,6 @@ def test_a_success_before_all_write_data_was_asked_for_is_a_data_transfer_error(
 
 
 # ------------------------------------------------------------------ protocol errors
-
-
-def term_req(queue: HostQueue, target: TargetSide) -> H2CTermReq:
-    [pdu] = target.received(queue)
-    assert isinstance(pdu, H2CTermReq)
-    return pdu
 
 
 def test_an_r2t_outside_the_write_is_fatal_and_answered_with_a_term_req() -> None:

@@ -3,8 +3,11 @@
 `QueueConnection` is an `asyncio.Protocol`: bytes from `data_received` go to the
 sans-I/O core, completions resolve the callers' futures (`execute`) or call their
 callbacks (`submit`: no future, no Task), and what the core has to send goes out with
-one `transport.writelines` per event-loop turn (commands submitted in the same turn
-share a write). A timer calls the core's `expire` with the loop's
+one `transport.writelines` per batch: a command submitted while the connection is
+handing out completions goes out with the others at the end of that receive; one
+submitted to an idle queue goes out at once (the QD1 case: no loop turn waited); the
+rest are written once per event-loop turn (commands submitted in the same turn share
+a write). A timer calls the core's `expire` with the loop's
 clock, so a command that takes longer than its timeout fails with `IoTimeout`.
 
 Run state: `open` connects and binds the queue (TCP, ICReq/ICResp, Fabrics Connect),
@@ -69,6 +72,7 @@ class QueueConnection(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._flush_pending = False
+        self._receiving = False
         self._slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._backlog: collections.deque[_Pending] = collections.deque()
         self._error: TransportError | None = None
@@ -252,9 +256,7 @@ class QueueConnection(asyncio.Protocol):
             deadline=loop.time() + (self.io_timeout if timeout is None else timeout),
         )
         self.submitted += 1
-        if not self._flush_pending:
-            self._flush_pending = True
-            loop.call_soon(self._flush)
+        self._send_soon()
         try:
             return await fut
         except asyncio.CancelledError:
@@ -286,15 +288,20 @@ class QueueConnection(asyncio.Protocol):
             done, ctx: the completion.
         """
         core = self._core
-        if core.state is not _LIVE:
-            self._loop.call_soon(done, ctx, 0, None, self._refusal())
-            return
-        if not core.free_slots or self._backlog:
+        if not core.submit_io(
+            opcode, nsid, cdw10, cdw11, cdw12, data_out, read_length, (done, ctx),
+            self._loop.time() + self.io_timeout, not self._backlog,
+        ):  # fmt: skip
+            if core.state is not _LIVE:
+                self._loop.call_soon(done, ctx, 0, None, self._refusal())
+                return
             self._backlog.append(
                 (opcode, nsid, cdw10, cdw11, cdw12, data_out, read_length, done, ctx)
             )
             return
-        self._send(opcode, nsid, cdw10, cdw11, cdw12, data_out, read_length, done, ctx)
+        self.submitted += 1
+        if not self._receiving and not self._flush_pending:
+            self._send_soon()
 
     def _send(
         self,
@@ -315,9 +322,20 @@ class QueueConnection(asyncio.Protocol):
             deadline=loop.time() + self.io_timeout,
         )  # fmt: skip
         self.submitted += 1
-        if not self._flush_pending:
-            self._flush_pending = True
-            loop.call_soon(self._flush)
+        if not self._receiving and not self._flush_pending:
+            self._send_soon()
+
+    def _send_soon(self) -> None:
+        """Write what the core has to send: now if the queue was idle (nothing else can
+        join the write), at the end of the receive that is handing out completions, or
+        once per loop turn."""
+        if self._receiving or self._flush_pending:
+            return
+        if self._core.in_flight == 1:
+            self._flush()
+            return
+        self._flush_pending = True
+        self._loop.call_soon(self._flush)
 
     async def execute_command(
         self,
@@ -388,18 +406,22 @@ class QueueConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         core = self._core
         done = core.receive_data(data)
-        for token, status, dw0, dw1, payload in done:
-            if type(token) is tuple:
-                token[0](token[1], status, payload, None)
-            else:
-                fut = cast("asyncio.Future[Result]", token)
-                if not fut.done():
-                    fut.set_result((status, dw0, dw1, payload))
-        if core.error is not None:
-            self._fail(core.error)
-            return
-        if self._slot_waiters or self._backlog:
-            self._wake_slot_waiters()
+        self._receiving = True
+        try:
+            for token, status, dw0, dw1, payload in done:
+                if type(token) is tuple:
+                    token[0](token[1], status, payload, None)
+                else:
+                    fut = cast("asyncio.Future[Result]", token)
+                    if not fut.done():
+                        fut.set_result((status, dw0, dw1, payload))
+            if core.error is not None:
+                self._fail(core.error)
+                return
+            if self._slot_waiters or self._backlog:
+                self._wake_slot_waiters()
+        finally:
+            self._receiving = False
         out = core.data_to_send()
         if out and self._transport is not None:
             self._transport.writelines(out)

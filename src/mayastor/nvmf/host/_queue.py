@@ -82,6 +82,16 @@ _PLAIN_CMD = struct.Struct("<BBBBIBBHI16xQI3xBIIIIII")
 as `_SQE` packs it."""
 _CAPSULE_CMD = 0x04
 _CMD_HLEN = 72
+_COMMON = struct.Struct("<BBBBI")
+"""PDU type, flags, HLEN, PDO, PLEN (TP 8000 common header)."""
+_C2H_FIELDS = struct.Struct("<H2xII")
+"""C2HData after the common header: CCCID, DATAO, DATAL."""
+_CAPSULE_RESP = 0x05
+_C2H_DATA = 0x07
+_HLEN = 24
+"""HLEN of CapsuleResp and C2HData (and C2HData's PDO when no padding is asked for)."""
+_C2H_LAST = 0x04
+_C2H_LAST_SUCCESS = 0x0C
 _CQE = struct.Struct("<IIHHHH")
 """DW0, DW1, SQHD, SQID, CID, status and phase (NVMe Base 1.4 Figure 121)."""
 _PSDT_SGL = 0x40
@@ -510,6 +520,36 @@ class HostQueue:
         self._out += self._writer.encode_capsule_cmd(sqe)
         return cid
 
+    def submit_io(
+        self,
+        opcode: int,
+        nsid: int,
+        cdw10: int,
+        cdw11: int,
+        cdw12: int,
+        data_out: Buffer | None,
+        read_length: int,
+        token: Token,
+        deadline: float,
+        allowed: bool = True,
+    ) -> bool:
+        """`submit` for the data path: an I/O command on a live queue, or nothing.
+
+        Returns:
+            True if the command went out; False, with nothing done, if `allowed` is
+            false, the queue is not live, or every command identifier is in use.
+
+        Raises:
+            InvalidArgument: as `submit`.
+        """
+        if not allowed or self._state is not _LIVE or not self._free:
+            return False
+        self.submit(
+            opcode, nsid, cdw10, cdw11, cdw12,
+            data_out=data_out, read_length=read_length, token=token, deadline=deadline,
+        )  # fmt: skip
+        return True
+
     def _check_submit(self, opcode: int, nsid: int) -> None:
         allowed = _SUBMITS.get(self._state)
         if allowed != "any" and not (
@@ -632,7 +672,17 @@ class HostQueue:
         if self._state is _FAILED or self._state is _CLOSED:
             return done
         reader = self._reader
-        reader.feed(data)
+        if self._plain and self._state is _LIVE and type(data) is bytes and not reader.buffered:
+            try:
+                at = self._receive_plain(data, done)
+            except _Violation as exc:
+                self._fail_with_term_req(str(exc), exc.fes, exc.fei, b"")
+                return done
+            if at == len(data) or self._state is not _LIVE:
+                return done
+            reader.feed_from(data, at)
+        else:
+            reader.feed(data)
         handlers = self._handlers
         while True:
             try:
@@ -653,6 +703,50 @@ class HostQueue:
             if self._state is _FAILED:
                 break
         return done
+
+    def _receive_plain(self, data: bytes, done: list[Completed]) -> int:
+        """Take the whole CapsuleResp and C2HData PDUs at the start of `data` without
+        the codec: no PDU objects, the header fields read straight from the bytes.
+
+        Only PDUs in exactly the form a live queue without digests expects are taken
+        (HLEN 24, PDO 24, PLEN consistent, known flags, data within the limit);
+        anything else, and a PDU cut off at the end, is left to the codec, which
+        checks it in full.
+
+        Returns:
+            how many bytes were taken.
+        """
+        end = len(data)
+        at = 0
+        limit = self._reader.max_data_length
+        unpack_common = _COMMON.unpack_from
+        view = memoryview(data)
+        while end - at >= _HLEN:
+            ptype, flags, hlen, pdo, plen = unpack_common(data, at)
+            if hlen != _HLEN or at + plen > end:
+                break
+            if ptype == _CAPSULE_RESP:
+                if flags or pdo or plen != _HLEN:
+                    break
+                dw0, dw1, _sqhd, _sqid, cid, status = _CQE.unpack_from(data, at + 8)
+                self._on_cqe(dw0, dw1, cid, status, done)
+            elif ptype == _C2H_DATA:
+                if pdo != _HLEN or not (flags == _C2H_LAST_SUCCESS or flags & ~_C2H_LAST == 0):
+                    break
+                cid, offset, size = _C2H_FIELDS.unpack_from(data, at + 8)
+                if not 0 < size <= limit or plen != _HLEN + size:
+                    break
+                start = at + _HLEN
+                self._on_c2h(
+                    cid, offset, view[start : start + size], size,
+                    flags == _C2H_LAST_SUCCESS, done,
+                )  # fmt: skip
+            else:
+                break
+            at += plen
+            if self._state is not _LIVE:
+                break
+        return at
 
     def _fail(self, error: TransportError) -> None:
         if self.error is None:
@@ -708,6 +802,9 @@ class HostQueue:
 
     def _on_capsule_resp(self, pdu: CapsuleResp, done: list[Completed]) -> None:
         dw0, dw1, _sqhd, _sqid, cid, status = _CQE.unpack(pdu.cqe)
+        self._on_cqe(dw0, dw1, cid, status, done)
+
+    def _on_cqe(self, dw0: int, dw1: int, cid: int, status: int, done: list[Completed]) -> None:
         slot = self._slots[cid] if cid < self.queue_size else None
         if slot is None or not slot.busy:
             slot = self._slot_for(cid, _FEI_CQE_CID)
@@ -746,13 +843,16 @@ class HostQueue:
             self._move(QueueEvent.CONNECTED)
 
     def _on_c2h_data(self, pdu: C2HData, done: list[Completed]) -> None:
-        cid = pdu.cccid
+        data = pdu.data
+        size = data.nbytes if type(data) is memoryview else len(data)
+        self._on_c2h(pdu.cccid, pdu.offset, data, size, pdu.success, done)
+
+    def _on_c2h(
+        self, cid: int, offset: int, data: Buffer, size: int, success: bool, done: list[Completed]
+    ) -> None:
         slot = self._slots[cid] if cid < self.queue_size else None
         if slot is None or not slot.busy:
             slot = self._slot_for(cid, _FEI_CCCID)
-        data = pdu.data
-        size = data.nbytes if type(data) is memoryview else len(data)
-        offset = pdu.offset
         if not slot.read_len or offset != slot.received or offset + size > slot.read_len:
             raise _Violation(
                 f"queue {self.qid}: C2HData for command {cid} at bytes {offset}..{offset + size}"
@@ -768,7 +868,7 @@ class HostQueue:
                     buf = slot.buf = bytearray(slot.read_len)
                 buf[offset : offset + size] = data  # type: ignore[index]
         slot.received = offset + size
-        if pdu.success:
+        if success:
             if slot.received != slot.read_len:
                 raise _Violation(
                     f"queue {self.qid}: C2HData SUCCESS for command {cid} after "

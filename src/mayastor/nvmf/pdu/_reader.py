@@ -462,6 +462,17 @@ class PduReader:
             self._chunks.append(chunk)
             self._size += len(chunk)
 
+    def feed_from(self, data: bytes, start: int) -> None:
+        """`feed` of ``data[start:]``, without copying it when nothing is buffered (the
+        caller has already consumed the first `start` bytes itself)."""
+        if self._size or self._state is _State.CLOSED or self._error is not None:
+            self.feed(data[start:])
+            return
+        if start < len(data):
+            self._chunks.append(data)
+            self._pos = start
+            self._size = len(data) - start
+
     def next_pdu(self) -> Pdu | None:
         """The next whole PDU, or None when more bytes are needed.
 
