@@ -54,7 +54,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,8 +147,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def pin(cpu: int) -> Callable[[], None]:
-    return lambda: os.sched_setaffinity(0, {cpu})
+@contextlib.contextmanager
+def pinned(cpu: int) -> Iterator[None]:
+    """Processes started inside run on `cpu`: the calling thread is pinned while they
+    are forked (a child inherits its affinity) and unpinned after. No preexec_fn: it is
+    not safe in a process with threads (gRPC's), and it once hung a fork here."""
+    saved = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, saved)
 
 
 @contextlib.contextmanager
@@ -179,14 +188,13 @@ def our_target(code_path: str | None, driver: str, file: str) -> Iterator[Server
     """`nvmf_target.py serve` on CPU 0 with the given code; stopped on the way out."""
     argv = [sys.executable, str(HERE / "nvmf_target.py"), "serve", "--driver", driver]
     argv += ["--file", file, "--blocks", str((1 << 30) // 4096)]
-    with pythonpath(code_path) as env:
+    with pythonpath(code_path) as env, pinned(SERVER_CPU):
         proc = subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
             env=env,
-            preexec_fn=pin(SERVER_CPU),
         )
     try:
         assert proc.stdout is not None
@@ -334,11 +342,10 @@ def initiator(
     argv += [f"nvmf://127.0.0.1:{server.port}/{server.nqn}", "--workload", "randread"]
     argv += ["--qd", str(qd), "--queues", "1", "--seconds", str(seconds), "--hostnqn", CLIENT_NQN]
     argv += ["--api", api]
-    with pythonpath(code_path) as env:
+    with pythonpath(code_path) as env, pinned(CLIENT_CPU):
         done = subprocess.run(
-            argv, capture_output=True, text=True, check=True, env=env,
-            preexec_fn=pin(CLIENT_CPU), timeout=seconds + 120,
-        )  # fmt: skip
+            argv, capture_output=True, text=True, check=True, env=env, timeout=seconds + 120
+        )
     result: dict[str, Any] = json.loads(done.stdout)
     return result
 
@@ -363,17 +370,14 @@ class Cluster:
     def __init__(self, run: Run, code_path: str | None, pool_mb: int, files: bool) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="cluster.", dir=run.workdir))
         self.code_path = code_path
-        self.nodes = [
-            EngineProcess(f"bench-{n}", self.workdir, preexec=pin(SERVER_CPU))
-            for n in ("a", "b", "c")
-        ]
+        self.nodes = [EngineProcess(f"bench-{n}", self.workdir) for n in ("a", "b", "c")]
         self.pool_mb = pool_mb
         self.files = files
         self.disks: list[Path] = []
 
     def __enter__(self) -> Cluster:
         try:
-            with pythonpath(self.code_path):
+            with pythonpath(self.code_path), pinned(SERVER_CPU):
                 for node in self.nodes:
                     node.start()
             for node in self.nodes:
