@@ -58,7 +58,7 @@ def missing_tools() -> str:
         import mypyc  # noqa: F401
     except ImportError:
         return "mypyc is not installed (it comes with mypy, in the test extras)"
-    compiler = str(sysconfig.get_config_var("CC") or "cc").split()[0]
+    compiler = (os.environ.get("CC") or str(sysconfig.get_config_var("CC") or "cc")).split()[0]
     if shutil.which(compiler) is None:
         return f"no C compiler ({compiler})"
     include = Path(sysconfig.get_paths()["include"]) / "Python.h"
@@ -114,9 +114,9 @@ def _last_line(path: Path) -> str:
     return (errors or lines or ["no output"])[-1][:200]
 
 
-def main() -> None:
+def main(manifest: Path = MANIFEST) -> None:
     """Build when needed and print one line; never fail the caller's setup."""
-    current = decide(Manifest.read(), {})
+    current = decide(Manifest.read(manifest), {})
     if not current:
         print(f"mayastor: compiled modules up to date ({len(COMPILED)} modules)")
         return
@@ -124,7 +124,11 @@ def main() -> None:
     if why_not:
         print(f"mayastor: compiled modules not built: {why_not}; running pure Python")
         return
-    print(f"mayastor: {build()}")
+    try:
+        done = build()
+    except OSError as exc:
+        done = f"failed ({exc}): running pure Python"
+    print(f"mayastor: {done}")
 
 
 if __name__ == "__main__":

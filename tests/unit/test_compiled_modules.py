@@ -27,7 +27,7 @@ from mayastor.compiled import (
     source_digest,
     source_path,
 )
-from mayastor.compiled_build import missing_tools
+from mayastor.compiled_build import main, missing_tools
 
 PROBE = "mayastor.nvmf.pdu._reader"
 
@@ -185,3 +185,14 @@ def test_this_process_reports_what_it_runs() -> None:
     files = [str(importlib.import_module(m).__file__) for m in COMPILED]
     native = [f for f in files if f.endswith(ext_suffix())]
     assert len(compiled.compiled_modules().modules) == len(native)
+
+
+def test_without_a_c_compiler_the_build_step_says_so_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CC", "/nonexistent/cc")
+    main(tmp_path / "no-manifest.json")
+    assert capsys.readouterr().out == (
+        "mayastor: compiled modules not built: no C compiler (/nonexistent/cc); "
+        "running pure Python\n"
+    )
