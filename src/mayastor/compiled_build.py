@@ -23,6 +23,7 @@ from mayastor.compiled import (
     BUILD_DIR,
     COMPILED,
     MANIFEST,
+    PURE_ENV,
     Manifest,
     decide,
     ext_suffix,
@@ -100,12 +101,45 @@ def build() -> str:
         if not set(COMPILED) <= set(found):
             return f"failed (no binary for {sorted(set(COMPILED) - set(found))}): pure Python"
         Manifest(binaries=found, digests=digests, suffix=ext_suffix()).write(out / MANIFEST.name)
+        broken = _import_error(out / MANIFEST.name)
+        if broken:
+            return f"failed (importing the binaries: {broken}; see {LOG}): running pure Python"
         old = Path(tmp) / "old"
         if BUILD_DIR.exists():
             BUILD_DIR.rename(old)
         out.rename(BUILD_DIR)
     seconds = time.monotonic() - started
     return f"compiled {len(COMPILED)} modules with mypyc in {seconds:.0f} s"
+
+
+def _import_error(manifest: Path) -> str:
+    """The last line of what importing every built module raised ("" when none did): a
+    binary that compiles but fails at import (mypyc has such limits) is not installed."""
+    code = (
+        "import importlib, os, sys\n"
+        "from pathlib import Path\n"
+        "from mayastor import compiled\n"
+        f"os.environ.pop({PURE_ENV!r})\n"
+        "state = compiled.install(Path(sys.argv[1]))\n"
+        "assert not state.reason, state.reason\n"
+        "for name in compiled.COMPILED:\n"
+        "    assert importlib.import_module(name).__file__.startswith(sys.argv[2]), name\n"
+    )
+    with LOG.open("a") as log:
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(manifest), str(manifest.parent)],
+            env=dict(os.environ, **{PURE_ENV: "1"}),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+    return _last_line(LOG) if done.returncode != 0 else ""
+
+
+def discard(manifest: Path) -> None:
+    """Forget a build that cannot be used (its manifest), so that pure Python runs
+    without a warning in every process: the build step's line said why."""
+    manifest.unlink(missing_ok=True)
 
 
 def _last_line(path: Path) -> str:
@@ -122,12 +156,15 @@ def main(manifest: Path = MANIFEST) -> None:
         return
     why_not = missing_tools()
     if why_not:
+        discard(manifest)
         print(f"mayastor: compiled modules not built: {why_not}; running pure Python")
         return
     try:
         done = build()
     except OSError as exc:
         done = f"failed ({exc}): running pure Python"
+    if done.startswith("failed"):
+        discard(manifest)
     print(f"mayastor: {done}")
 
 
