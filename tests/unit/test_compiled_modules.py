@@ -7,6 +7,7 @@ fresh interpreter per case (an import cannot be undone), against the binaries th
 
 from __future__ import annotations
 
+import ast
 import importlib
 import json
 import os
@@ -196,3 +197,25 @@ def test_without_a_c_compiler_the_build_step_says_so_in_one_line(
         "mayastor: compiled modules not built: no C compiler (/nonexistent/cc); "
         "running pure Python\n"
     )
+
+
+def test_no_compiled_function_binds_one_name_to_two_exception_types() -> None:
+    """mypyc gives a name bound by several `except ... as NAME` clauses of one function
+    the first clause's type, so a later clause's exception fails its type check at run
+    time (a TypeError in place of the error handling): each clause needs its own name."""
+    offenders = []
+    for module in COMPILED:
+        tree = ast.parse(source_path(module).read_text())
+        for function in ast.walk(tree):
+            if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            bound: dict[str, set[str]] = {}
+            for node in ast.walk(function):
+                if isinstance(node, ast.ExceptHandler) and node.name and node.type:
+                    bound.setdefault(node.name, set()).add(ast.unparse(node.type))
+            offenders += [
+                f"{module}.{function.name}: {name} is {' and '.join(sorted(types))}"
+                for name, types in bound.items()
+                if len(types) > 1
+            ]
+    assert not offenders, offenders

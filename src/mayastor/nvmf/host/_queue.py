@@ -675,8 +675,10 @@ class HostQueue:
         if self._plain and self._state is _LIVE and type(data) is bytes and not reader.buffered:
             try:
                 at = self._receive_plain(data, done)
-            except _Violation as exc:
-                self._fail_with_term_req(str(exc), exc.fes, exc.fei, b"")
+            except _Violation as plain_violation:
+                self._fail_with_term_req(
+                    str(plain_violation), plain_violation.fes, plain_violation.fei, b""
+                )
                 return done
             if at == len(data) or self._state is not _LIVE:
                 return done
@@ -695,9 +697,12 @@ class HostQueue:
             except _Violation as violation:
                 self._fail_with_term_req(str(violation), violation.fes, violation.fei, b"")
                 break
-            except PduError as exc:
+            except PduError as pdu_error:
                 self._fail_with_term_req(
-                    f"the target broke the protocol: {exc.args[0]}", exc.fes, exc.fei, exc.header
+                    f"the target broke the protocol: {pdu_error.args[0]}",
+                    pdu_error.fes,
+                    pdu_error.fei,
+                    pdu_error.header,
                 )
                 break
             if self._state is _FAILED:
