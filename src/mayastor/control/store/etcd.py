@@ -48,6 +48,24 @@ _FAILURES = (
 )
 
 
+class _CallCancelled(OSError):
+    """gRPC cancelled a call because its channel was closed under it (another call gave
+    the connection up): the call failed; the task that made it was not cancelled."""
+
+
+async def _uncancelled(call: Awaitable[_T]) -> _T:
+    """Await `call`; a CancelledError that is not this task's own cancellation (gRPC
+    raises one in the calls of a channel being closed) becomes `_CallCancelled`, a
+    failure of the call like any other, so that it cannot stop the caller."""
+    try:
+        return await call
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        raise _CallCancelled("the call was cancelled: its connection was closed") from None
+
+
 def _refused(exc: BaseException) -> bool:
     """Whether etcd refused the request itself (an empty key, a value too large, too many
     operations): asking again, or another endpoint, gives the same answer. (A full
@@ -160,7 +178,7 @@ class EtcdStore:
             async with asyncio.timeout(deadline):
                 while True:
                     try:
-                        return await call(client)
+                        return await _uncancelled(call(client))
                     except (RevisionMismatch, NotLeader):
                         raise
                     except _FAILURES as exc:
