@@ -103,9 +103,9 @@ def test_the_environment_variable_forces_pure_python(tmp_path: Path) -> None:
 def test_one_changed_source_makes_the_set_stale_and_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "manifest.json"
     fresh_manifest(path)
-    with_digest(path, "mayastor.target._queue_pair", "0" * 64)
+    with_digest(path, "mayastor.nvmf.host._queue", "0" * 64)
     reason = decide(Manifest.read(path), {})
-    assert str(source_path("mayastor.target._queue_pair")) in reason
+    assert str(source_path("mayastor.nvmf.host._queue")) in reason
     assert "changed since it was built" in reason
 
 
