@@ -112,7 +112,8 @@ class StateWatcher:
                     f"{where} is being rebuilt",
                     node=child.node,
                 )
-            elif state is ChildState.ONLINE and was is ChildState.DEGRADED:
+            elif state is ChildState.ONLINE and was in (ChildState.DEGRADED, ChildState.FAULTED):
+                # From faulted to online: a rebuild began and ended between two looks.
                 self.events.emit(
                     EventCategory.REBUILD,
                     "RebuildFinished",

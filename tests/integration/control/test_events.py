@@ -106,10 +106,12 @@ def test_the_events_of_a_lost_and_healed_replica_reach_nats_in_order(
             60,
         )
     volume_events = subscriber.actions(volume)
-    assert in_order(
-        volume_events,
-        ["ChildFaulted", "Degraded", "Reattaching", "RebuildFinished", "Online"],
-    ), volume_events
+    # The volume may show Degraded (its replica's node is gone) before the nexus
+    # retires the child, or after: both orders are what happened.
+    assert in_order(volume_events, ["ChildFaulted", "Reattaching", "RebuildFinished", "Online"]), (
+        volume_events
+    )
+    assert in_order(volume_events, ["Degraded", "Reattaching"]), volume_events
     assert in_order(subscriber.actions("node-3"), ["Offline", "Restarted"])
     seqs = [e["seq"] for e in subscriber.received]
     assert seqs == sorted(seqs), "published in the order they happened"
