@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import random
 import shutil
 import signal
 import socket
@@ -34,12 +35,41 @@ from mayastor.api.v1 import host_pb2_grpc
 from mayastor.credentials import grpc_tls
 from mayastor.credentials.private_ca import IssuedCertificate
 
+_LOWEST_PORT = 10000
+_given_ports: set[int] = set()
+
+
+def _ephemeral_ports() -> tuple[int, int]:
+    """The kernel's range for the local ports of outgoing connections (and of bind(0))."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that was free a moment ago, for a server started next.
+
+    It lies below the kernel's ephemeral range, where outgoing connections take their
+    local ports, so no connection made in between can take it before the server binds
+    it (a port from bind(0) sometimes was, and an io-engine then failed to start with
+    'address in use'); and this process never gives the same port twice.
+    """
+    low = _ephemeral_ports()[0]
+    for _ in range(1000):
+        port = random.randrange(_LOWEST_PORT, low) if low > _LOWEST_PORT + 1000 else 0
+        if port in _given_ports:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            port = int(sock.getsockname()[1])
+        _given_ports.add(port)
+        return port
+    raise RuntimeError("no free TCP port found on 127.0.0.1")
 
 
 CLONE_NEWNET = 0x40000000
