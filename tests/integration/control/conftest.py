@@ -34,7 +34,11 @@ def cluster(make_cluster: Callable[..., TestCluster]) -> TestCluster:
 
 @pytest.fixture
 def etcd(tmp_path: Path) -> Iterator[EtcdProcess]:
-    """Debian's etcd on loopback ports of its own, for the test."""
+    """Debian's etcd on loopback ports of its own, for the test.
+
+    A test asks for it before `make_cluster`, so that etcd stops after the cluster:
+    a stopping io-engine records its nexuses' clean shutdown in the store and, with
+    no store to answer, would try for its full deadline (15 s) first."""
     process = EtcdProcess(tmp_path / "etcd")
     process.start()
     yield process

@@ -28,7 +28,7 @@ def pool_status(cluster: TestCluster, pool: str) -> str | None:
 
 
 def test_io_engines_register_and_a_killed_one_is_offline_within_the_deadline(
-    make_cluster: Callable[..., TestCluster], etcd: EtcdProcess
+    etcd: EtcdProcess, make_cluster: Callable[..., TestCluster]
 ) -> None:
     cluster = make_cluster(store=etcd.url)
     nodes = cluster.rest.get("/nodes")
@@ -46,7 +46,7 @@ def test_io_engines_register_and_a_killed_one_is_offline_within_the_deadline(
 
 
 def test_a_restarted_io_engine_is_online_again_with_its_pool(
-    make_cluster: Callable[..., TestCluster], etcd: EtcdProcess
+    etcd: EtcdProcess, make_cluster: Callable[..., TestCluster]
 ) -> None:
     cluster = make_cluster(store=etcd.url)
     cluster.rest.put(
