@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import logging
 import struct
+import uuid as uuid_mod
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from mayastor.bdev import BlockDevice, Buffer
+from mayastor.bdev import BlockDevice, Buffer, ReservationCell
 from mayastor.errors import DeviceError
 from mayastor.nvmf.pdu import FatalErrorStatus, Parts, PduError, PduFlags, PduWriter
 from mayastor.nvmf.spec import DSM_RANGE_SIZE, NSID_ALL, IoOpcode, decode_dsm_ranges
@@ -96,6 +97,11 @@ class IoCommands(ReservationQueue):
     _plain_c2h: bool
     _writer: PduWriter
     _in_capsule_limit: int
+    _send: Callable[[Parts], None]
+    _spawn: Callable[[Coroutine[Any, Any, None]], None]
+    _max_transfer: int
+    _resv: ReservationCell
+    _host: uuid_mod.UUID
 
     def _start_transfer(self, cid: int, length: int, on_data: Callable[[Buffer], None]) -> None:
         raise NotImplementedError

@@ -34,10 +34,10 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any, Protocol
 
-from mayastor.bdev import BlockDevice, Buffer, ReservationCell
+from mayastor.bdev import Buffer, ReservationCell
 from mayastor.errors import DeviceError
 from mayastor.nvmf.auth import (
     SECP_DHCHAP,
@@ -98,7 +98,7 @@ from mayastor.target._reservations import (
 )
 from mayastor.target._subsystem import Subsystem, SubsystemRegistry
 from mayastor.target._table import TransitionError
-from mayastor.target._transfer import DataTransfer, Transfer, Window
+from mayastor.target._transfer import DataTransfer, Transfer
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ class QueuePair(DataTransfer):
         self.peer = peer
         self.state = QueueState.AWAIT_IC_REQ
         self.qid = 0
-        self.controller: Controller | None = None
+        self.controller = None
         self.header_digest = False
         self.data_digest = False
         # Until a Connect succeeds nothing larger than an admin capsule's data is
@@ -173,7 +173,7 @@ class QueuePair(DataTransfer):
         self._born = now
         self._ic_at = now
         self._limits = registry.limits
-        self._owed: OwedWrites[Transfer] = OwedWrites(
+        self._owed = OwedWrites[Transfer](
             config,
             registry.write_budget,
             registry.limits,
@@ -181,32 +181,32 @@ class QueuePair(DataTransfer):
             start=self._send_r2ts,
             stalled=functools.partial(self._step, QueueEvent.TIMEOUT),
         )
-        self._device: BlockDevice | None = None
+        self._device = None
         self._queue_size = config.max_admin_queue_entries
         self._in_capsule_limit = max(config.in_capsule_data_size, ADMIN_IN_CAPSULE_DATA)
         self._max_transfer = config.max_data_transfer
         self._max_r2t = 1
         self._sqhd = 0
         self._sq_flow_control = True
-        self._resp_header: bytes | None = None
+        self._resp_header = None
         self._plain_c2h = False
         self._inflight: dict[int, int] = {}  # CID -> SLBA (0 without one)
         self._device_io = 0
-        self.when_idle: Callable[[], None] | None = None
-        self._windows: dict[int, Window] = {}
+        self.when_idle = None
+        self._windows = {}
         self._next_ttag = 0
         self._no_digests = False
-        self._sink: memoryview | None = None
-        self._sink_window: Window | None = None
+        self._sink = None
+        self._sink_window = None
         self._sink_ttag = 0
         self._sink_size = 0
-        self._handlers: dict[type, Callable[[Any], None]] = {
+        self._handlers = {
             ICReq: self._on_ic_req,
             CapsuleCmd: self._on_capsule,
             H2CData: self._on_h2c_data,
             H2CTermReq: self._on_term_req,
         }
-        self._io_handlers: dict[int, Callable[..., None]] = {
+        self._io_handlers = {
             IoOpcode.READ: self._read,
             IoOpcode.WRITE: self._write,
             IoOpcode.FLUSH: self._flush,
