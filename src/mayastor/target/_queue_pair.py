@@ -35,7 +35,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Coroutine
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from mayastor.bdev import Buffer, ReservationCell
 from mayastor.errors import DeviceError
@@ -102,21 +102,24 @@ from mayastor.target._transfer import DataTransfer, Transfer
 
 log = logging.getLogger(__name__)
 
-_COMMON_HEADER_LEN = 8
-_FABRICS = 0x7F
-_AUTH_COMMANDS = (FabricsCommandType.AUTHENTICATION_SEND, FabricsCommandType.AUTHENTICATION_RECEIVE)
-_AUTHENTICATING = (QueueState.AUTH_ADMIN, QueueState.AUTH_IO)
-_MAX_AUTH_MESSAGE = 4096
+_COMMON_HEADER_LEN: Final = 8
+_FABRICS: Final = 0x7F
+_AUTH_COMMANDS: Final = (
+    FabricsCommandType.AUTHENTICATION_SEND,
+    FabricsCommandType.AUTHENTICATION_RECEIVE,
+)
+_AUTHENTICATING: Final = (QueueState.AUTH_ADMIN, QueueState.AUTH_IO)
+_MAX_AUTH_MESSAGE: Final = 4096
 """Largest DH-HMAC-CHAP message we take or hold room for (an FFDHE8192 reply is 1168)."""
-_NO_RESERVATIONS = ReservationCell()
+_NO_RESERVATIONS: Final = ReservationCell()
 """The cell of a queue that serves no namespace (yet): never holds a reservation."""
-_MAX_R2T = 16
+_MAX_R2T: Final = 16
 """R2Ts we keep outstanding for one command at most, whatever more the host allows."""
 
-_INVALID_FIELD = INVALID_FIELD.field
-_SGL_LENGTH_INVALID = SGL_LENGTH_INVALID.field
-_CID_CONFLICT = COMMAND_ID_CONFLICT.field
-_INVALID_PARAMETERS = CONNECT_INVALID_PARAMETERS.field
+_INVALID_FIELD: Final = INVALID_FIELD.field
+_SGL_LENGTH_INVALID: Final = SGL_LENGTH_INVALID.field
+_CID_CONFLICT: Final = COMMAND_ID_CONFLICT.field
+_INVALID_PARAMETERS: Final = CONNECT_INVALID_PARAMETERS.field
 
 
 class Link(Protocol):
@@ -200,6 +203,9 @@ class QueuePair(DataTransfer):
         self._sink_window = None
         self._sink_ttag = 0
         self._sink_size = 0
+        self._batch = None
+        self._on_read = self._read_done  # bound once: not one method object per I/O
+        self._on_write = self._write_done
         self._handlers = {
             ICReq: self._on_ic_req,
             CapsuleCmd: self._on_capsule,
@@ -310,6 +316,10 @@ class QueuePair(DataTransfer):
             self._inflight.pop(transfer.cid, None)
         self._leave_controller()
         if action is not QueueAction.DETACH:
+            batch = self._batch
+            if batch:  # closed inside `receive`: what it collected goes out first
+                self._link.send(batch[:])
+                batch.clear()
             self._link.close()
 
     def _leave_controller(self) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from mayastor.bdev import Buffer
 from mayastor.bdev._buffers import aligned_buffer
@@ -29,6 +29,7 @@ from mayastor.nvmf.pdu import (
     DataDigestError,
     FatalErrorStatus,
     H2CData,
+    Parts,
     PduError,
     PduFlags,
     PduReader,
@@ -45,26 +46,26 @@ from mayastor.target._reply import (
 )
 from mayastor.target._subsystem import NSID
 
-_CAPSULE = struct.Struct("<BBBBIBxHI16xQI3xBIII")
+_CAPSULE: Final = struct.Struct("<BBBBIBxHI16xQI3xBIII")
 """A CapsuleCmd's common header (type, flags, HLEN, PDO, PLEN), then the I/O SQE fields."""
-_H2C = struct.Struct("<BBBBIHHII")
+_H2C: Final = struct.Struct("<BBBBIHHII")
 """An H2CData header without digests: type, flags, HLEN, PDO, PLEN, CCCID, TTAG, DATAO,
 DATAL."""
-_CAPSULE_TYPE = 0x04
-_CAPSULE_HLEN = 72
-_H2C_TYPE = 0x06
-_H2C_HLEN = 24
-_H2C_LAST = int(PduFlags.LAST_PDU)
-_EMPTY = memoryview(b"")
-_FABRICS = 0x7F
-_CLOSED = QueueState.CLOSED
-_IO = QueueState.IO
-_FEI_TTAG = 10
+_CAPSULE_TYPE: Final = 0x04
+_CAPSULE_HLEN: Final = 72
+_H2C_TYPE: Final = 0x06
+_H2C_HLEN: Final = 24
+_H2C_LAST: Final = int(PduFlags.LAST_PDU)
+_EMPTY: Final = memoryview(b"")
+_FABRICS: Final = 0x7F
+_CLOSED: Final[QueueState] = QueueState.CLOSED
+_IO: Final[QueueState] = QueueState.IO
+_FEI_TTAG: Final = 10
 """Byte offset of TTAG in an H2CData header, for a termination's FEI."""
-_SGL_LENGTH_INVALID = SGL_LENGTH_INVALID.field
-_SGL_TYPE_INVALID = SGL_TYPE_INVALID.field
-_SGL_OFFSET_INVALID = SGL_OFFSET_INVALID.field
-_TRANSIENT = TRANSIENT_TRANSPORT_ERROR.field
+_SGL_LENGTH_INVALID: Final = SGL_LENGTH_INVALID.field
+_SGL_TYPE_INVALID: Final = SGL_TYPE_INVALID.field
+_SGL_OFFSET_INVALID: Final = SGL_OFFSET_INVALID.field
+_TRANSIENT: Final = TRANSIENT_TRANSPORT_ERROR.field
 
 
 class Transfer:
@@ -116,6 +117,7 @@ class DataTransfer(IoCommands):
     _sink_window: Window | None
     _sink_ttag: int
     _sink_size: int
+    _batch: Parts | None
 
     def _step(self, event: QueueEvent, error: PduError | None = None) -> None:
         raise NotImplementedError
@@ -137,6 +139,21 @@ class DataTransfer(IoCommands):
         """
         if self.state is _CLOSED:
             return
+        # What is sent meanwhile (the answers of commands the device completes inline)
+        # is collected and handed to the link in one call at the end.
+        send = self._send
+        batch: Parts = []
+        self._send = batch.extend
+        self._batch = batch
+        try:
+            self._receive(data, now)
+        finally:
+            self._send = send
+            self._batch = None
+            if batch:
+                send(batch)
+
+    def _receive(self, data: bytes, now: float) -> None:
         ctrl = self.controller
         if ctrl is not None:
             ctrl.keep_alive.traffic = True
