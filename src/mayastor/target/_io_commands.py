@@ -103,13 +103,19 @@ class IoCommands(ReservationQueue):
     _in_capsule_limit: int
     _on_read: IoDone
     _on_write: IoDone
+    _lent: dict[int, memoryview]
     _send: Callable[[Parts], None]
     _spawn: Callable[[Coroutine[Any, Any, None]], None]
     _max_transfer: int
     _resv: ReservationCell
     _host: uuid_mod.UUID
 
-    def _start_transfer(self, cid: int, length: int, on_data: Callable[[Buffer], None]) -> None:
+    def _start_transfer(
+        self, cid: int, length: int, on_data: Callable[[Buffer], None], pooled: bool = False
+    ) -> None:
+        raise NotImplementedError
+
+    def _give_back(self, cid: int) -> None:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ completions
@@ -129,6 +135,8 @@ class IoCommands(ReservationQueue):
     ) -> None:
         """Complete a command: it leaves the in-flight set; an error goes to the error log."""
         self._inflight.pop(cid, None)
+        if self._lent:
+            self._give_back(cid)
         self._respond(cid, status, dw0, dw1)
         if status:
             ctrl = self.controller
@@ -306,7 +314,10 @@ class IoCommands(ReservationQueue):
         elif sgl_id == TRANSPORT_SGL and not data:
             self._inflight[cid] = slba
             self._start_transfer(
-                cid, length, lambda payload: self._start_write(cid, device, slba, payload, fua)
+                cid,
+                length,
+                lambda payload: self._start_write(cid, device, slba, payload, fua),
+                pooled=True,
             )
         else:
             self._complete(cid, _SGL_TYPE_INVALID, nsid=NSID)
@@ -334,6 +345,8 @@ class IoCommands(ReservationQueue):
             self._complete(cid, error.status.field, lba=self._inflight.get(cid, 0), nsid=NSID)
             return
         self._inflight.pop(cid, None)
+        if self._lent:
+            self._give_back(cid)
         header = self._resp_header
         if header is not None:
             self._send([_RESP.pack(header, 0, 0, self._sqhd, self.qid, cid, 0)])

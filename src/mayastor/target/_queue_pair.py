@@ -204,6 +204,9 @@ class QueuePair(DataTransfer):
         self._sink_ttag = 0
         self._sink_size = 0
         self._batch = None
+        self._lent = {}  # CID -> the buffer its write data came in
+        self._spare = {}  # length -> buffers of ended writes, for the next ones
+        self._spare_bytes = 0
         self._on_read = self._read_done  # bound once: not one method object per I/O
         self._on_write = self._write_done
         self._handlers = {

@@ -66,6 +66,9 @@ _SGL_LENGTH_INVALID: Final = SGL_LENGTH_INVALID.field
 _SGL_TYPE_INVALID: Final = SGL_TYPE_INVALID.field
 _SGL_OFFSET_INVALID: Final = SGL_OFFSET_INVALID.field
 _TRANSIENT: Final = TRANSIENT_TRANSPORT_ERROR.field
+SPARE_BUFFER_BYTES: Final = 512 * 1024
+"""Write-data buffers a queue pair keeps for reuse once their commands ended, in bytes
+(at most: one busy queue's large writes then seldom allocate and zero-fill one)."""
 
 
 class Transfer:
@@ -75,10 +78,23 @@ class Transfer:
     payload is then used as it is.
     """
 
-    __slots__ = ("buffer", "cid", "corrupt", "length", "offered", "on_data", "received", "whole")
+    __slots__ = (
+        "buffer",
+        "cid",
+        "corrupt",
+        "length",
+        "offered",
+        "on_data",
+        "pooled",
+        "received",
+        "whole",
+    )
 
-    def __init__(self, cid: int, length: int, on_data: Callable[[Buffer], None]) -> None:
+    def __init__(
+        self, cid: int, length: int, on_data: Callable[[Buffer], None], pooled: bool = False
+    ) -> None:
         self.cid = cid
+        self.pooled = pooled  # the buffer goes back to the queue's spares when the command ends
         self.length = length
         self.on_data = on_data
         self.offered = 0  # bytes asked for by R2Ts so far
@@ -118,6 +134,8 @@ class DataTransfer(IoCommands):
     _sink_ttag: int
     _sink_size: int
     _batch: Parts | None
+    _spare: dict[int, list[memoryview]]
+    _spare_bytes: int
 
     def _step(self, event: QueueEvent, error: PduError | None = None) -> None:
         raise NotImplementedError
@@ -347,8 +365,32 @@ class DataTransfer(IoCommands):
         else:
             self._complete(cid, _SGL_TYPE_INVALID)
 
-    def _start_transfer(self, cid: int, length: int, on_data: Callable[[Buffer], None]) -> None:
-        self._owed.begin(Transfer(cid, length, on_data), self._now)
+    def _start_transfer(
+        self, cid: int, length: int, on_data: Callable[[Buffer], None], pooled: bool = False
+    ) -> None:
+        self._owed.begin(Transfer(cid, length, on_data, pooled), self._now)
+
+    def _take_buffer(self, length: int) -> memoryview:
+        """A page-aligned buffer for `length` bytes of host data: a spare one when there
+        is one (not zero-filled: the host's data overwrites all of it before use)."""
+        spares = self._spare.get(length)
+        if spares:
+            self._spare_bytes -= length
+            return spares.pop()
+        return aligned_buffer(length)[0]
+
+    def _give_back(self, cid: int) -> None:
+        """Command `cid` ended: the buffer lent for its data (if any) becomes a spare,
+        while the spares stay within `SPARE_BUFFER_BYTES`."""
+        buffer = self._lent.pop(cid, None)
+        if buffer is not None:
+            self._spare_buffer(buffer)
+
+    def _spare_buffer(self, buffer: memoryview) -> None:
+        length = len(buffer)
+        if self._spare_bytes + length <= SPARE_BUFFER_BYTES:
+            self._spare.setdefault(length, []).append(buffer)
+            self._spare_bytes += length
 
     def _send_r2ts(self, transfer: Transfer) -> None:
         for _ in range(self._max_r2t):
@@ -404,7 +446,7 @@ class DataTransfer(IoCommands):
         else:
             buffer = transfer.buffer
             if buffer is None:
-                buffer = transfer.buffer = aligned_buffer(transfer.length)[0]
+                buffer = transfer.buffer = self._take_buffer(transfer.length)
             buffer[offset : offset + size] = payload
         self._h2c_landed(window, ttag, size)
 
@@ -414,7 +456,7 @@ class DataTransfer(IoCommands):
         transfer = window.transfer
         buffer = transfer.buffer
         if buffer is None:
-            buffer = transfer.buffer = aligned_buffer(transfer.length)[0]
+            buffer = transfer.buffer = self._take_buffer(transfer.length)
         have = len(head)
         buffer[offset : offset + have] = head
         self._sink = buffer[offset + have : offset + size]
@@ -432,12 +474,18 @@ class DataTransfer(IoCommands):
             self._ask_for_data(transfer)
         if transfer.received == transfer.length:
             self._owed.received(transfer.length)
+            buffer = transfer.buffer
             if transfer.corrupt:
                 self._complete(transfer.cid, _TRANSIENT, nsid=NSID)
+                if buffer is not None and transfer.pooled:
+                    self._spare_buffer(buffer)
+            elif transfer.whole is not None:
+                transfer.on_data(transfer.whole)
             else:
-                data = transfer.whole if transfer.whole is not None else transfer.buffer
-                assert data is not None
-                transfer.on_data(data)
+                assert buffer is not None
+                if transfer.pooled:
+                    self._lent[transfer.cid] = buffer
+                transfer.on_data(buffer)
 
     def _data_digest_error(self, err: DataDigestError) -> None:
         pdu = err.pdu
