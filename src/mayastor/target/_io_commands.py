@@ -104,6 +104,7 @@ class IoCommands(ReservationQueue):
     _on_read: IoDone
     _on_write: IoDone
     _lent: dict[int, memoryview]
+    _inflight: dict[int, int]
     _send: Callable[[Parts], None]
     _spawn: Callable[[Coroutine[Any, Any, None]], None]
     _max_transfer: int

@@ -193,7 +193,7 @@ class QueuePair(DataTransfer):
         self._sq_flow_control = True
         self._resp_header = None
         self._plain_c2h = False
-        self._inflight: dict[int, int] = {}  # CID -> SLBA (0 without one)
+        self._inflight = {}  # CID -> SLBA (0 without one)
         self._device_io = 0
         self.when_idle = None
         self._windows = {}

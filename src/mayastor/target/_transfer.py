@@ -258,7 +258,6 @@ class DataTransfer(IoCommands):
         view = memoryview(data)
         max_data = self._reader.max_data_length
         unpack_capsule = _CAPSULE.unpack_from
-        io_command = self._io_command
         try:
             while end - pos >= _H2C_HLEN and self.state is _IO:
                 ptype = data[pos]
@@ -278,8 +277,8 @@ class DataTransfer(IoCommands):
                     else:
                         break
                     pos += plen
-                    io_command(opcode, cid, nsid, addr, sgl_len, sgl_id, cdw10 | cdw11 << 32,
-                               cdw12, payload)  # fmt: skip
+                    self._io_command(opcode, cid, nsid, addr, sgl_len, sgl_id,
+                                     cdw10 | cdw11 << 32, cdw12, payload)  # fmt: skip
                 elif ptype == _H2C_TYPE:
                     _, flags, hlen, pdo, plen, cccid, ttag, offset, size = _H2C.unpack_from(
                         data, pos
