@@ -219,3 +219,48 @@ def test_no_compiled_function_binds_one_name_to_two_exception_types() -> None:
                 if len(types) > 1
             ]
     assert not offenders, offenders
+
+
+def declared_attributes(cls: ast.ClassDef) -> set[str]:
+    """The attributes a class declares with a type: in its body, or as ``self.x: T``."""
+    names = {
+        node.target.id
+        for node in cls.body
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+    }
+    for node in ast.walk(cls):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Attribute)
+            and isinstance(node.target.value, ast.Name)
+            and node.target.value.id == "self"
+        ):
+            names.add(node.target.attr)
+    return names
+
+
+def test_no_compiled_class_declares_again_an_attribute_of_a_compiled_base() -> None:
+    """mypyc visits an attribute declared both in a compiled class and in a compiled
+    base once per declaration when the garbage collector traverses an object; counted
+    twice, the object looks referenced from outside, and a cycle through it (a queue
+    pair and the tables of its bound methods) is never freed: declare it once."""
+    classes: dict[str, ast.ClassDef] = {}
+    for module in COMPILED:
+        tree = ast.parse(source_path(module).read_text())
+        classes.update((c.name, c) for c in ast.walk(tree) if isinstance(c, ast.ClassDef))
+
+    def ancestors(cls: ast.ClassDef) -> list[ast.ClassDef]:
+        found = []
+        for base in cls.bases:
+            if isinstance(base, ast.Name) and base.id in classes:
+                found.append(classes[base.id])
+                found += ancestors(classes[base.id])
+        return found
+
+    offenders = [
+        f"{cls.name}.{name} (declared in {base.name} too)"
+        for cls in classes.values()
+        for base in ancestors(cls)
+        for name in sorted(declared_attributes(cls) & declared_attributes(base))
+    ]
+    assert not offenders, offenders

@@ -34,7 +34,8 @@ class MallocDevice(BlockDevice):
         uuid: uuid_mod.UUID | None = None,
     ) -> None:
         super().__init__(name, uuid or uuid_mod.uuid4(), block_size, num_blocks)
-        self._data = bytearray(num_blocks * block_size)
+        self._size = num_blocks * block_size
+        self._data = bytearray(self._size)
         self._view = memoryview(self._data)
         self._readonly = self._view.toreadonly()
 
@@ -58,19 +59,24 @@ class MallocDevice(BlockDevice):
 
     def submit_write(self, lba: int, data: Buffer, done: IoDone, ctx: Any) -> None:
         # As `submit_read`: whole blocks in range of an open device, in one call.
-        if type(self)._submit_write is not _SUBMIT_WRITE:
-            super().submit_write(lba, data, done, ctx)
-            return
         if type(data) is memoryview and data.format != "B":
             data = data.cast("B")
         bs = self.block_size
         nbytes = len(data)
-        end = lba * bs + nbytes
-        if self._closed or lba < 0 or not nbytes or nbytes % bs or end > len(self._data):
+        offset = lba * bs
+        end = offset + nbytes
+        if (
+            type(self)._submit_write is not _SUBMIT_WRITE
+            or self._closed
+            or lba < 0
+            or not nbytes
+            or nbytes % bs
+            or end > self._size
+        ):
             super().submit_write(lba, data, done, ctx)
             return
         start = perf_counter_ns()
-        self._view[lba * bs : end] = data
+        self._view[offset:end] = data
         self.stats.count_write(nbytes, perf_counter_ns() - start)
         done(ctx, None, None)
 
@@ -108,6 +114,7 @@ class MallocDevice(BlockDevice):
         self._readonly.release()
         self._view.release()
         self._data = bytearray()
+        self._size = 0
 
 
 _SUBMIT_READ = MallocDevice._submit_read

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import logging
 import struct
+import uuid as uuid_mod
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Final
 
-from mayastor.bdev import BlockDevice, Buffer
+from mayastor.bdev import BlockDevice, Buffer, ReservationCell
+from mayastor.bdev.device import IoDone
 from mayastor.errors import DeviceError
 from mayastor.nvmf.pdu import FatalErrorStatus, Parts, PduError, PduFlags, PduWriter
 from mayastor.nvmf.spec import DSM_RANGE_SIZE, NSID_ALL, IoOpcode, decode_dsm_ranges
@@ -40,43 +42,46 @@ from mayastor.target._subsystem import NSID
 
 log = logging.getLogger(__name__)
 
-_IO_SQE = struct.Struct("<BxHI16xQI3xBIII12x")
+_IO_SQE: Final = struct.Struct("<BxHI16xQI3xBIII12x")
 """The fields of an I/O SQE: opcode, CID, NSID, SGL address, length and identifier,
 CDW10-12."""
-CQE = struct.Struct("<IIHHHH")
+CQE: Final = struct.Struct("<IIHHHH")
 """A CQE: DW0, DW1, SQHD, SQID, CID, status field << 1."""
-_RESP = struct.Struct("<8sIIHHHH")
+_RESP: Final = struct.Struct("<8sIIHHHH")
 """A whole CapsuleResp without header digest: its common header, then the CQE."""
-C2H_HEADER = struct.Struct("<BBBBIH2xII4x")
+C2H_HEADER: Final = struct.Struct("<BBBBIH2xII4x")
 """A C2HData header without digests or padding: type, flags, HLEN, PDO, PLEN, CID,
 DATAO, DATAL."""
-_C2H_PACK = C2H_HEADER.pack
-_C2H_SIZE = C2H_HEADER.size
-_C2H_TYPE = 0x07
-_C2H_LAST = int(PduFlags.LAST_PDU)
-_C2H_LAST_SUCCESS = int(PduFlags.LAST_PDU | PduFlags.SUCCESS)
-TRANSPORT_SGL = 0x5A
+_C2H_PACK: Final = C2H_HEADER.pack
+_C2H_SIZE: Final = C2H_HEADER.size
+_C2H_TYPE: Final = 0x07
+_C2H_LAST: Final = int(PduFlags.LAST_PDU)
+_C2H_LAST_SUCCESS: Final = int(PduFlags.LAST_PDU | PduFlags.SUCCESS)
+TRANSPORT_SGL: Final = 0x5A
 """SGL identifier of a Transport Data Block (data by R2T/H2CData or C2HData)."""
-IN_CAPSULE_SGL = 0x01
+IN_CAPSULE_SGL: Final = 0x01
 """SGL identifier of a Data Block with the Offset subtype (in-capsule data)."""
-_FUA = 1 << 30
-_DEAC = 1 << 25
-_DSM_DEALLOCATE = 1 << 2
-_DSM_MAX_RANGES = 256
-_READ_OPCODE = int(IoOpcode.READ)
-_WRITE_OPCODE = int(IoOpcode.WRITE)
-_DSM_OPCODE = int(IoOpcode.DATASET_MANAGEMENT)
+_FUA: Final = 1 << 30
+_DEAC: Final = 1 << 25
+_DSM_DEALLOCATE: Final = 1 << 2
+_DSM_MAX_RANGES: Final = 256
+_READ_OPCODE: Final = int(IoOpcode.READ)
+_WRITE_OPCODE: Final = int(IoOpcode.WRITE)
+_DSM_OPCODE: Final = int(IoOpcode.DATASET_MANAGEMENT)
+_FLUSH_OPCODE: Final = int(IoOpcode.FLUSH)
+_NSID: Final = NSID
+_NSID_ALL: Final = NSID_ALL
 
-_INVALID_OPCODE = INVALID_OPCODE.field
-_INVALID_FIELD = INVALID_FIELD.field
-_INVALID_NAMESPACE = INVALID_NAMESPACE.field
-_LBA_OUT_OF_RANGE = LBA_OUT_OF_RANGE.field
-_SGL_LENGTH_INVALID = SGL_LENGTH_INVALID.field
-_SGL_TYPE_INVALID = SGL_TYPE_INVALID.field
-_SGL_OFFSET_INVALID = SGL_OFFSET_INVALID.field
-_INTERNAL_ERROR = INTERNAL_ERROR.field
-_RESERVATION_CONFLICT = RESERVATION_CONFLICT.field
-_CID_CONFLICT = COMMAND_ID_CONFLICT.field
+_INVALID_OPCODE: Final = INVALID_OPCODE.field
+_INVALID_FIELD: Final = INVALID_FIELD.field
+_INVALID_NAMESPACE: Final = INVALID_NAMESPACE.field
+_LBA_OUT_OF_RANGE: Final = LBA_OUT_OF_RANGE.field
+_SGL_LENGTH_INVALID: Final = SGL_LENGTH_INVALID.field
+_SGL_TYPE_INVALID: Final = SGL_TYPE_INVALID.field
+_SGL_OFFSET_INVALID: Final = SGL_OFFSET_INVALID.field
+_INTERNAL_ERROR: Final = INTERNAL_ERROR.field
+_RESERVATION_CONFLICT: Final = RESERVATION_CONFLICT.field
+_CID_CONFLICT: Final = COMMAND_ID_CONFLICT.field
 
 
 class IoCommands(ReservationQueue):
@@ -96,8 +101,22 @@ class IoCommands(ReservationQueue):
     _plain_c2h: bool
     _writer: PduWriter
     _in_capsule_limit: int
+    _on_read: IoDone
+    _on_write: IoDone
+    _lent: dict[int, memoryview]
+    _inflight: dict[int, int]
+    _send: Callable[[Parts], None]
+    _spawn: Callable[[Coroutine[Any, Any, None]], None]
+    _max_transfer: int
+    _resv: ReservationCell
+    _host: uuid_mod.UUID
 
-    def _start_transfer(self, cid: int, length: int, on_data: Callable[[Buffer], None]) -> None:
+    def _start_transfer(
+        self, cid: int, length: int, on_data: Callable[[Buffer], None], pooled: bool = False
+    ) -> None:
+        raise NotImplementedError
+
+    def _give_back(self, cid: int) -> None:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ completions
@@ -117,6 +136,8 @@ class IoCommands(ReservationQueue):
     ) -> None:
         """Complete a command: it leaves the in-flight set; an error goes to the error log."""
         self._inflight.pop(cid, None)
+        if self._lent:
+            self._give_back(cid)
         self._respond(cid, status, dw0, dw1)
         if status:
             ctrl = self.controller
@@ -158,7 +179,7 @@ class IoCommands(ReservationQueue):
         if handler is None:
             self._complete(cid, _INVALID_OPCODE, nsid=nsid)
             return
-        if nsid != NSID and not (opcode == IoOpcode.FLUSH and nsid == NSID_ALL):
+        if nsid != _NSID and not (opcode == _FLUSH_OPCODE and nsid == _NSID_ALL):
             self._complete(cid, _INVALID_NAMESPACE, nsid=nsid)
             return
         resv = self._resv
@@ -180,7 +201,7 @@ class IoCommands(ReservationQueue):
             ):
                 inflight[cid] = cdws
                 self._device_io += 1
-                device.submit_read(cdws, nblocks, self._read_done, cid)
+                device.submit_read(cdws, nblocks, self._on_read, cid)
                 return
         elif opcode == _WRITE_OPCODE and sgl_id == IN_CAPSULE_SGL:
             # So is an in-capsule write to the write cache.
@@ -201,7 +222,7 @@ class IoCommands(ReservationQueue):
             ):
                 inflight[cid] = cdws
                 self._device_io += 1
-                device.submit_write(cdws, data, self._write_done, cid)
+                device.submit_write(cdws, data, self._on_write, cid)
                 return
         handler(cid, sgl_addr, sgl_len, sgl_id, cdws, cdw12, data)
 
@@ -227,7 +248,7 @@ class IoCommands(ReservationQueue):
         elif self._check_range(cid, slba, nblocks, device):
             self._inflight[cid] = slba
             self._device_io += 1
-            device.submit_read(slba, nblocks, self._read_done, cid)
+            device.submit_read(slba, nblocks, self._on_read, cid)
 
     def _device_io_ended(self) -> None:
         self._device_io -= 1
@@ -294,7 +315,10 @@ class IoCommands(ReservationQueue):
         elif sgl_id == TRANSPORT_SGL and not data:
             self._inflight[cid] = slba
             self._start_transfer(
-                cid, length, lambda payload: self._start_write(cid, device, slba, payload, fua)
+                cid,
+                length,
+                lambda payload: self._start_write(cid, device, slba, payload, fua),
+                pooled=True,
             )
         else:
             self._complete(cid, _SGL_TYPE_INVALID, nsid=NSID)
@@ -312,7 +336,7 @@ class IoCommands(ReservationQueue):
             self._spawn(self._run_write(cid, device, slba, data, fua))
             return
         self._device_io += 1
-        device.submit_write(slba, data, self._write_done, cid)
+        device.submit_write(slba, data, self._on_write, cid)
 
     def _write_done(self, cid: int, data: Buffer | None, error: DeviceError | None) -> None:
         self._device_io -= 1
@@ -322,6 +346,8 @@ class IoCommands(ReservationQueue):
             self._complete(cid, error.status.field, lba=self._inflight.get(cid, 0), nsid=NSID)
             return
         self._inflight.pop(cid, None)
+        if self._lent:
+            self._give_back(cid)
         header = self._resp_header
         if header is not None:
             self._send([_RESP.pack(header, 0, 0, self._sqhd, self.qid, cid, 0)])

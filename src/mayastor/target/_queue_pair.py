@@ -34,10 +34,10 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from collections.abc import Coroutine
+from typing import Any, Final, Protocol
 
-from mayastor.bdev import BlockDevice, Buffer, ReservationCell
+from mayastor.bdev import Buffer, ReservationCell
 from mayastor.errors import DeviceError
 from mayastor.nvmf.auth import (
     SECP_DHCHAP,
@@ -98,25 +98,28 @@ from mayastor.target._reservations import (
 )
 from mayastor.target._subsystem import Subsystem, SubsystemRegistry
 from mayastor.target._table import TransitionError
-from mayastor.target._transfer import DataTransfer, Transfer, Window
+from mayastor.target._transfer import DataTransfer, Transfer
 
 log = logging.getLogger(__name__)
 
-_COMMON_HEADER_LEN = 8
-_FABRICS = 0x7F
-_AUTH_COMMANDS = (FabricsCommandType.AUTHENTICATION_SEND, FabricsCommandType.AUTHENTICATION_RECEIVE)
-_AUTHENTICATING = (QueueState.AUTH_ADMIN, QueueState.AUTH_IO)
-_MAX_AUTH_MESSAGE = 4096
+_COMMON_HEADER_LEN: Final = 8
+_FABRICS: Final = 0x7F
+_AUTH_COMMANDS: Final = (
+    FabricsCommandType.AUTHENTICATION_SEND,
+    FabricsCommandType.AUTHENTICATION_RECEIVE,
+)
+_AUTHENTICATING: Final = (QueueState.AUTH_ADMIN, QueueState.AUTH_IO)
+_MAX_AUTH_MESSAGE: Final = 4096
 """Largest DH-HMAC-CHAP message we take or hold room for (an FFDHE8192 reply is 1168)."""
-_NO_RESERVATIONS = ReservationCell()
+_NO_RESERVATIONS: Final = ReservationCell()
 """The cell of a queue that serves no namespace (yet): never holds a reservation."""
-_MAX_R2T = 16
+_MAX_R2T: Final = 16
 """R2Ts we keep outstanding for one command at most, whatever more the host allows."""
 
-_INVALID_FIELD = INVALID_FIELD.field
-_SGL_LENGTH_INVALID = SGL_LENGTH_INVALID.field
-_CID_CONFLICT = COMMAND_ID_CONFLICT.field
-_INVALID_PARAMETERS = CONNECT_INVALID_PARAMETERS.field
+_INVALID_FIELD: Final = INVALID_FIELD.field
+_SGL_LENGTH_INVALID: Final = SGL_LENGTH_INVALID.field
+_CID_CONFLICT: Final = COMMAND_ID_CONFLICT.field
+_INVALID_PARAMETERS: Final = CONNECT_INVALID_PARAMETERS.field
 
 
 class Link(Protocol):
@@ -162,7 +165,7 @@ class QueuePair(DataTransfer):
         self.peer = peer
         self.state = QueueState.AWAIT_IC_REQ
         self.qid = 0
-        self.controller: Controller | None = None
+        self.controller = None
         self.header_digest = False
         self.data_digest = False
         # Until a Connect succeeds nothing larger than an admin capsule's data is
@@ -173,7 +176,7 @@ class QueuePair(DataTransfer):
         self._born = now
         self._ic_at = now
         self._limits = registry.limits
-        self._owed: OwedWrites[Transfer] = OwedWrites(
+        self._owed = OwedWrites[Transfer](
             config,
             registry.write_budget,
             registry.limits,
@@ -181,32 +184,38 @@ class QueuePair(DataTransfer):
             start=self._send_r2ts,
             stalled=functools.partial(self._step, QueueEvent.TIMEOUT),
         )
-        self._device: BlockDevice | None = None
+        self._device = None
         self._queue_size = config.max_admin_queue_entries
         self._in_capsule_limit = max(config.in_capsule_data_size, ADMIN_IN_CAPSULE_DATA)
         self._max_transfer = config.max_data_transfer
         self._max_r2t = 1
         self._sqhd = 0
         self._sq_flow_control = True
-        self._resp_header: bytes | None = None
+        self._resp_header = None
         self._plain_c2h = False
-        self._inflight: dict[int, int] = {}  # CID -> SLBA (0 without one)
+        self._inflight = {}  # CID -> SLBA (0 without one)
         self._device_io = 0
-        self.when_idle: Callable[[], None] | None = None
-        self._windows: dict[int, Window] = {}
+        self.when_idle = None
+        self._windows = {}
         self._next_ttag = 0
         self._no_digests = False
-        self._sink: memoryview | None = None
-        self._sink_window: Window | None = None
+        self._sink = None
+        self._sink_window = None
         self._sink_ttag = 0
         self._sink_size = 0
-        self._handlers: dict[type, Callable[[Any], None]] = {
+        self._batch = None
+        self._lent = {}  # CID -> the buffer its write data came in
+        self._spare = {}  # length -> buffers of ended writes, for the next ones
+        self._spare_bytes = 0
+        self._on_read = self._read_done  # bound once: not one method object per I/O
+        self._on_write = self._write_done
+        self._handlers = {
             ICReq: self._on_ic_req,
             CapsuleCmd: self._on_capsule,
             H2CData: self._on_h2c_data,
             H2CTermReq: self._on_term_req,
         }
-        self._io_handlers: dict[int, Callable[..., None]] = {
+        self._io_handlers = {
             IoOpcode.READ: self._read,
             IoOpcode.WRITE: self._write,
             IoOpcode.FLUSH: self._flush,
@@ -310,6 +319,10 @@ class QueuePair(DataTransfer):
             self._inflight.pop(transfer.cid, None)
         self._leave_controller()
         if action is not QueueAction.DETACH:
+            batch = self._batch
+            if batch:  # closed inside `receive`: what it collected goes out first
+                self._link.send(batch[:])
+                batch.clear()
             self._link.close()
 
     def _leave_controller(self) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from mayastor.bdev import Buffer
 from mayastor.bdev._buffers import aligned_buffer
@@ -29,6 +29,7 @@ from mayastor.nvmf.pdu import (
     DataDigestError,
     FatalErrorStatus,
     H2CData,
+    Parts,
     PduError,
     PduFlags,
     PduReader,
@@ -45,26 +46,29 @@ from mayastor.target._reply import (
 )
 from mayastor.target._subsystem import NSID
 
-_CAPSULE = struct.Struct("<BBBBIBxHI16xQI3xBIII")
+_CAPSULE: Final = struct.Struct("<BBBBIBxHI16xQI3xBIII")
 """A CapsuleCmd's common header (type, flags, HLEN, PDO, PLEN), then the I/O SQE fields."""
-_H2C = struct.Struct("<BBBBIHHII")
+_H2C: Final = struct.Struct("<BBBBIHHII")
 """An H2CData header without digests: type, flags, HLEN, PDO, PLEN, CCCID, TTAG, DATAO,
 DATAL."""
-_CAPSULE_TYPE = 0x04
-_CAPSULE_HLEN = 72
-_H2C_TYPE = 0x06
-_H2C_HLEN = 24
-_H2C_LAST = int(PduFlags.LAST_PDU)
-_EMPTY = memoryview(b"")
-_FABRICS = 0x7F
-_CLOSED = QueueState.CLOSED
-_IO = QueueState.IO
-_FEI_TTAG = 10
+_CAPSULE_TYPE: Final = 0x04
+_CAPSULE_HLEN: Final = 72
+_H2C_TYPE: Final = 0x06
+_H2C_HLEN: Final = 24
+_H2C_LAST: Final = int(PduFlags.LAST_PDU)
+_EMPTY: Final = memoryview(b"")
+_FABRICS: Final = 0x7F
+_CLOSED: Final[QueueState] = QueueState.CLOSED
+_IO: Final[QueueState] = QueueState.IO
+_FEI_TTAG: Final = 10
 """Byte offset of TTAG in an H2CData header, for a termination's FEI."""
-_SGL_LENGTH_INVALID = SGL_LENGTH_INVALID.field
-_SGL_TYPE_INVALID = SGL_TYPE_INVALID.field
-_SGL_OFFSET_INVALID = SGL_OFFSET_INVALID.field
-_TRANSIENT = TRANSIENT_TRANSPORT_ERROR.field
+_SGL_LENGTH_INVALID: Final = SGL_LENGTH_INVALID.field
+_SGL_TYPE_INVALID: Final = SGL_TYPE_INVALID.field
+_SGL_OFFSET_INVALID: Final = SGL_OFFSET_INVALID.field
+_TRANSIENT: Final = TRANSIENT_TRANSPORT_ERROR.field
+SPARE_BUFFER_BYTES: Final = 512 * 1024
+"""Write-data buffers a queue pair keeps for reuse once their commands ended, in bytes
+(at most: one busy queue's large writes then seldom allocate and zero-fill one)."""
 
 
 class Transfer:
@@ -74,10 +78,23 @@ class Transfer:
     payload is then used as it is.
     """
 
-    __slots__ = ("buffer", "cid", "corrupt", "length", "offered", "on_data", "received", "whole")
+    __slots__ = (
+        "buffer",
+        "cid",
+        "corrupt",
+        "length",
+        "offered",
+        "on_data",
+        "pooled",
+        "received",
+        "whole",
+    )
 
-    def __init__(self, cid: int, length: int, on_data: Callable[[Buffer], None]) -> None:
+    def __init__(
+        self, cid: int, length: int, on_data: Callable[[Buffer], None], pooled: bool = False
+    ) -> None:
         self.cid = cid
+        self.pooled = pooled  # the buffer goes back to the queue's spares when the command ends
         self.length = length
         self.on_data = on_data
         self.offered = 0  # bytes asked for by R2Ts so far
@@ -116,6 +133,9 @@ class DataTransfer(IoCommands):
     _sink_window: Window | None
     _sink_ttag: int
     _sink_size: int
+    _batch: Parts | None
+    _spare: dict[int, list[memoryview]]
+    _spare_bytes: int
 
     def _step(self, event: QueueEvent, error: PduError | None = None) -> None:
         raise NotImplementedError
@@ -137,6 +157,21 @@ class DataTransfer(IoCommands):
         """
         if self.state is _CLOSED:
             return
+        # What is sent meanwhile (the answers of commands the device completes inline)
+        # is collected and handed to the link in one call at the end.
+        send = self._send
+        batch: Parts = []
+        self._send = batch.extend
+        self._batch = batch
+        try:
+            self._receive(data, now)
+        finally:
+            self._send = send
+            self._batch = None
+            if batch:
+                send(batch)
+
+    def _receive(self, data: bytes, now: float) -> None:
         ctrl = self.controller
         if ctrl is not None:
             ctrl.keep_alive.traffic = True
@@ -223,7 +258,6 @@ class DataTransfer(IoCommands):
         view = memoryview(data)
         max_data = self._reader.max_data_length
         unpack_capsule = _CAPSULE.unpack_from
-        io_command = self._io_command
         try:
             while end - pos >= _H2C_HLEN and self.state is _IO:
                 ptype = data[pos]
@@ -243,8 +277,8 @@ class DataTransfer(IoCommands):
                     else:
                         break
                     pos += plen
-                    io_command(opcode, cid, nsid, addr, sgl_len, sgl_id, cdw10 | cdw11 << 32,
-                               cdw12, payload)  # fmt: skip
+                    self._io_command(opcode, cid, nsid, addr, sgl_len, sgl_id,
+                                     cdw10 | cdw11 << 32, cdw12, payload)  # fmt: skip
                 elif ptype == _H2C_TYPE:
                     _, flags, hlen, pdo, plen, cccid, ttag, offset, size = _H2C.unpack_from(
                         data, pos
@@ -330,8 +364,32 @@ class DataTransfer(IoCommands):
         else:
             self._complete(cid, _SGL_TYPE_INVALID)
 
-    def _start_transfer(self, cid: int, length: int, on_data: Callable[[Buffer], None]) -> None:
-        self._owed.begin(Transfer(cid, length, on_data), self._now)
+    def _start_transfer(
+        self, cid: int, length: int, on_data: Callable[[Buffer], None], pooled: bool = False
+    ) -> None:
+        self._owed.begin(Transfer(cid, length, on_data, pooled), self._now)
+
+    def _take_buffer(self, length: int) -> memoryview:
+        """A page-aligned buffer for `length` bytes of host data: a spare one when there
+        is one (not zero-filled: the host's data overwrites all of it before use)."""
+        spares = self._spare.get(length)
+        if spares:
+            self._spare_bytes -= length
+            return spares.pop()
+        return aligned_buffer(length)[0]
+
+    def _give_back(self, cid: int) -> None:
+        """Command `cid` ended: the buffer lent for its data (if any) becomes a spare,
+        while the spares stay within `SPARE_BUFFER_BYTES`."""
+        buffer = self._lent.pop(cid, None)
+        if buffer is not None:
+            self._spare_buffer(buffer)
+
+    def _spare_buffer(self, buffer: memoryview) -> None:
+        length = len(buffer)
+        if self._spare_bytes + length <= SPARE_BUFFER_BYTES:
+            self._spare.setdefault(length, []).append(buffer)
+            self._spare_bytes += length
 
     def _send_r2ts(self, transfer: Transfer) -> None:
         for _ in range(self._max_r2t):
@@ -387,7 +445,7 @@ class DataTransfer(IoCommands):
         else:
             buffer = transfer.buffer
             if buffer is None:
-                buffer = transfer.buffer = aligned_buffer(transfer.length)[0]
+                buffer = transfer.buffer = self._take_buffer(transfer.length)
             buffer[offset : offset + size] = payload
         self._h2c_landed(window, ttag, size)
 
@@ -397,7 +455,7 @@ class DataTransfer(IoCommands):
         transfer = window.transfer
         buffer = transfer.buffer
         if buffer is None:
-            buffer = transfer.buffer = aligned_buffer(transfer.length)[0]
+            buffer = transfer.buffer = self._take_buffer(transfer.length)
         have = len(head)
         buffer[offset : offset + have] = head
         self._sink = buffer[offset + have : offset + size]
@@ -415,12 +473,18 @@ class DataTransfer(IoCommands):
             self._ask_for_data(transfer)
         if transfer.received == transfer.length:
             self._owed.received(transfer.length)
+            buffer = transfer.buffer
             if transfer.corrupt:
                 self._complete(transfer.cid, _TRANSIENT, nsid=NSID)
+                if buffer is not None and transfer.pooled:
+                    self._spare_buffer(buffer)
+            elif transfer.whole is not None:
+                transfer.on_data(transfer.whole)
             else:
-                data = transfer.whole if transfer.whole is not None else transfer.buffer
-                assert data is not None
-                transfer.on_data(data)
+                assert buffer is not None
+                if transfer.pooled:
+                    self._lent[transfer.cid] = buffer
+                transfer.on_data(buffer)
 
     def _data_digest_error(self, err: DataDigestError) -> None:
         pdu = err.pdu

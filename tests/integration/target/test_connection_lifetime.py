@@ -3,8 +3,8 @@
 The io-engine's memory under connection churn is bounded only if a connection and its
 queue pair are freed once the socket is gone (closed by the host, or by the target's
 own limits). Compiled with mypyc, the queue pair once kept every closed connection
-alive (why the target's modules are not in the compiled set); this checks it in the
-mode the suite runs in.
+alive (an attribute declared twice, see `mayastor.compiled.COMPILED`); this checks it
+in the mode the suite runs in.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from mayastor.bdev import Buffer, IoRequest, MallocDevice
 from mayastor.nvmf.pdu import R2T, C2HData, C2HTermReq, CapsuleResp, FatalErrorStatus, Parts, Pdu
 from mayastor.nvmf.spec import Completion, Read, SglDescriptor, Write
 from mayastor.target._subsystem import SubsystemRegistry
-from tests.unit.target.wire import SUBNQN, Wire, admin_wire, make_registry
+from tests.unit.target.wire import SUBNQN, RecordingLink, Wire, admin_wire, make_registry
 
 BS = 512
 
@@ -214,3 +214,66 @@ async def test_completions_in_another_order_answer_each_command_with_its_own_dat
     pdus = await io.settle()
     assert [p.cccid for p in pdus if isinstance(p, C2HData)] == list(range(15, 7, -1))
     assert read_data(pdus) == {8 + cid: blocks[cid] for cid in range(8)}
+
+
+class _CountingLink(RecordingLink):
+    """The recording I/O shell, counting its `send` calls and noting the order of sends
+    and the close."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sends = 0
+        self.events: list[str] = []
+
+    def send(self, parts: Parts) -> None:
+        self.sends += 1
+        self.events.append("send")
+        super().send(parts)
+
+    def close(self) -> None:
+        self.events.append("close")
+        super().close()
+
+
+def counting(io: Wire) -> _CountingLink:
+    link = _CountingLink()
+    io.link = io.qp._link = link
+    io.qp._send = link.send
+    return link
+
+
+async def test_answers_of_commands_completed_within_one_receive_go_out_in_one_send() -> None:
+    io = await io_queue()
+    link = counting(io)
+    blocks = [os.urandom(BS) for _ in range(8)]
+    io.feed(b"".join(capsule_write(io, cid, cid, blocks[cid]) for cid in range(8)))
+    io.feed(b"".join(read(io, 8 + cid, cid, 1) for cid in range(8)))
+    assert link.sends == 2
+    pdus = io.received()
+    assert statuses(pdus) == dict.fromkeys(range(16), 0)
+    assert read_data(pdus) == {8 + cid: blocks[cid] for cid in range(8)}
+
+
+async def test_a_queue_closed_within_a_receive_sends_what_it_collected_before_it_closes() -> None:
+    io = await io_queue()
+    link = counting(io)
+    bad_h2c = join(io.writer.encode_h2c_data(1, 99, 0, os.urandom(BS)))  # unknown TTAG
+    io.feed(capsule_write(io, 1, 0, os.urandom(BS)) + bad_h2c)
+    assert io.qp.closed
+    assert link.events == ["send", "close"]
+    pdus = io.received()
+    assert statuses(pdus) == {1: 0}
+    assert [p.fes for p in pdus if isinstance(p, C2HTermReq)] == [
+        FatalErrorStatus.INVALID_HEADER_FIELD
+    ]
+
+
+async def test_answers_sent_after_a_receive_go_out_at_once() -> None:
+    device = _ParkedDevice()
+    io = await io_queue(make_registry(device))
+    link = counting(io)
+    io.feed(capsule_write(io, 1, 0, os.urandom(BS)))
+    assert link.sends == 0
+    device.finish_in([0])
+    assert link.sends == 1
+    assert statuses(io.received()) == {1: 0}
