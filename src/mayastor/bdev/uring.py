@@ -130,8 +130,9 @@ class UringDevice(FileBackedDevice):
         )  # fmt: skip
 
     def submit_write(self, lba: int, data: Buffer, done: IoDone, ctx: Any) -> None:
-        # As `submit_read`. Received data (a read-only view of bytes) is copied into a
-        # slab buffer at once; other buffers go through `_write_buffer`.
+        # As `submit_read`. Received data (bytes, or a read-only view of them) of a small
+        # write is copied into a slab buffer at once; other buffers go through
+        # `_write_buffer`, which hands the kernel an aligned writable one in place.
         nbytes = len(data) if type(data) is not memoryview else data.nbytes
         if (
             self._closed
@@ -145,9 +146,14 @@ class UringDevice(FileBackedDevice):
             return
         self._inflight += 1
         pin: object
-        if type(data) is memoryview and data.readonly and nbytes <= _SLAB_MAX_IO:
-            view, address = pin = self._slab.take(nbytes)
-            view[:] = data if data.format == "B" else data.cast("B")
+        if nbytes <= _SLAB_MAX_IO and (
+            type(data) is bytes or (type(data) is memoryview and data.readonly)
+        ):
+            if isinstance(data, memoryview) and data.format != "B":
+                data = data.cast("B")
+            view, address = self._slab.take(nbytes)
+            view[:] = data
+            pin = view
         else:
             view, address, pin = self._write_buffer(data)
         op = _Transfer(self, done, ctx, lba, nbytes, True, view, address, pin)
