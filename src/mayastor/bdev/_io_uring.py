@@ -18,7 +18,9 @@ How it runs, all on the event-loop thread:
   in a VM a doorbell exit, per I/O);
 * the loop watches the ring's own file descriptor (`loop.add_reader`): it is readable
   while completions wait, so no eventfd is signalled by the kernel and read by us per
-  batch; every CQE present is then reaped and its callback called. Where the kernel
+  batch; every CQE present is then reaped and its callback called, as it also is
+  right after the loop turn's io_uring_enter (entering the kernel has it post the
+  completions it deferred, so they need no further wait for the fd). Where the kernel
   has it (5.19+) the ring is set up with IORING_SETUP_COOP_TASKRUN: a completion does
   not interrupt the running thread, its work is done when the thread next enters the
   kernel (which an event loop does each turn). DEFER_TASKRUN is not used: its
@@ -401,7 +403,7 @@ class IoUring:
             self._enter()  # the kernel is running dry: send what is ready now
         elif not self._submit_scheduled:
             self._submit_scheduled = True
-            self._loop.call_soon(self._enter)
+            self._loop.call_soon(self._enter_and_reap)
 
     async def close(self) -> None:
         """Refuse new operations, wait for those in flight, then release the ring.
@@ -453,6 +455,17 @@ class IoUring:
         if consumed < pending and not self._submit_scheduled:
             self._submit_scheduled = True
             self._loop.call_soon(self._enter)
+
+    def _enter_and_reap(self) -> None:
+        """The loop turn's submission; then reap what completed meanwhile. Entering the
+        kernel has it post the completions it deferred (COOP_TASKRUN), so they are
+        handled now rather than after one more wait for the ring's fd."""
+        self._enter()
+        if (
+            self._fd >= 0
+            and self._cq_words[self._cq_head_word] != self._cq_words[self._cq_tail_word]
+        ):
+            self._on_completions()
 
     def _on_completions(self) -> None:
         """The ring's fd is readable: reap every CQE present and call its callback."""
