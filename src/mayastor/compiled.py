@@ -36,6 +36,7 @@ MANIFEST = BUILD_DIR / "manifest.json"
 MANIFEST_FORMAT = 1
 
 COMPILED: tuple[str, ...] = (
+    "mayastor.bdev._io_uring",
     "mayastor.nexus._fan_out",
     "mayastor.nexus._range_lock",
     "mayastor.nvmf.host._queue",

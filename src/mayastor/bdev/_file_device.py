@@ -6,9 +6,9 @@ class turns them into the BlockDevice hooks with the same rules for both:
 * reads land in a fresh aligned buffer that is returned as is (no copy); a write uses
   the caller's buffer where O_DIRECT can take it (aligned, or buffered I/O), else one
   copy into an aligned buffer. Buffers of small I/Os are cut one after the other from
-  a larger aligned allocation (`_AlignedSlab`): one allocation and one address lookup
-  serve many I/Os; those of large I/Os are reused once nothing refers to them any more
-  (`_ReusedBuffers`), so that 128 KiB is not allocated and zeroed for every I/O;
+  larger aligned allocations (`_AlignedSlab`), reused once nothing refers to any buffer
+  cut from them; those of large I/Os are reused once nothing refers to them any more
+  (`_ReusedBuffers`): no allocation, zero-filling or address lookup per I/O;
 * `unmap` punches a hole (a file gets its space back; a block device is zeroed with
   discard allowed), `write_zeroes` asks for a zeroed range; where the kernel refuses a
   mode the next is tried (hole, zero range, then writing zeroes), and a refusal is
@@ -38,6 +38,8 @@ from mayastor.bdev.device import BlockDevice, Buffer, SpaceBelow
 _ZERO_CHUNK = 1 << 20
 _SLAB_BYTES = 256 << 10
 """Size of the allocation small I/O buffers are cut from."""
+_SLABS_KEPT = 16
+"""Slabs kept for reuse per device (4 MiB)."""
 _SLAB_MAX_IO = 16 << 10
 """I/Os larger than this get a buffer of their own (`_ReusedBuffers`)."""
 _REUSE_MAX_IO = 1 << 20
@@ -49,36 +51,54 @@ _UNREFERENCED = 2
 
 
 class _AlignedSlab:
-    """Aligned buffers for small I/Os, cut in turn from one larger aligned bytearray.
+    """Aligned buffers for small I/Os, cut in turn from larger aligned bytearrays.
 
-    Every buffer handed out is its own region of the slab (never handed out twice), so
-    a caller may keep it as long as it likes; the slab's memory goes back once no
-    buffer cut from it is referenced any more. A buffer kept for long therefore keeps
-    up to `_SLAB_BYTES` alive: a bounded cost, against an allocation and a ctypes
-    address lookup per I/O.
+    Every buffer handed out is its own region of a slab (never handed out twice while
+    anything refers to it), so a caller may keep it as long as it likes. A full slab is
+    followed by one of up to `_SLABS_KEPT` kept ones that nothing refers to any more
+    (the reference-count rule of `_ReusedBuffers`), else by a new one: no allocation,
+    zero-filling or address lookup per I/O once the I/O in flight fits the kept slabs.
+    A buffer kept for long keeps its slab (`_SLAB_BYTES`) from reuse: a bounded cost.
+    Buffers are zero-filled only the first time their slab is used: a read fills all
+    of its buffer or fails, a write copies all of its data in.
 
     Args:
         align: the memory alignment every buffer starts on (a power of two).
     """
 
-    __slots__ = ("_address", "_align", "_used", "_view")
+    __slots__ = ("_address", "_align", "_kept", "_used", "_view")
 
     def __init__(self, align: int) -> None:
         self._align = align
         self._view = memoryview(b"")
         self._address = 0
         self._used = _SLAB_BYTES  # the first take allocates
+        self._kept: list[tuple[bytearray, int, int]] = []
 
     def take(self, nbytes: int) -> tuple[memoryview, int]:
-        """A zero-filled buffer of `nbytes` (at most `_SLAB_MAX_IO`) on the alignment,
-        and its address."""
+        """A buffer of `nbytes` (at most `_SLAB_MAX_IO`) on the alignment, and its
+        address."""
         start = self._used
         if start + nbytes > _SLAB_BYTES:
-            self._view, self._address = aligned_buffer(_SLAB_BYTES, max(self._align, PAGE_SIZE))
+            self._next_slab()
             start = 0
         end = start + nbytes
         self._used = -(-end // self._align) * self._align
         return self._view[start:end], self._address + start
+
+    def _next_slab(self) -> None:
+        self._view = memoryview(b"")  # the full slab's own view no longer holds it
+        for entry in self._kept:
+            if getrefcount(entry[0]) == _UNREFERENCED:
+                raw, offset, self._address = entry
+                self._view = memoryview(raw)[offset : offset + _SLAB_BYTES]
+                return
+        view, address = aligned_buffer(_SLAB_BYTES, max(self._align, PAGE_SIZE))
+        owner = view.obj
+        if len(self._kept) < _SLABS_KEPT and isinstance(owner, bytearray):
+            base = ctypes.addressof(ctypes.c_char.from_buffer(owner))
+            self._kept.append((owner, address - base, address))
+        self._view, self._address = view, address
 
 
 class _ReusedBuffers:

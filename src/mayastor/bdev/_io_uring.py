@@ -16,8 +16,15 @@ How it runs, all on the event-loop thread:
   still has in flight: the device is then about to run dry (measured: +40..70% IOPS at
   QD32 over end-of-iteration batches alone, while one SQE a call costs a system call,
   in a VM a doorbell exit, per I/O);
-* an eventfd registered with the ring is watched by `loop.add_reader`; when it fires,
-  every CQE present is reaped and its callback called;
+* the loop watches the ring's own file descriptor (`loop.add_reader`): it is readable
+  while completions wait, so no eventfd is signalled by the kernel and read by us per
+  batch; every CQE present is then reaped and its callback called, as it also is
+  right after the loop turn's io_uring_enter (entering the kernel has it post the
+  completions it deferred, so they need no further wait for the fd). Where the kernel
+  has it (5.19+) the ring is set up with IORING_SETUP_COOP_TASKRUN: a completion does
+  not interrupt the running thread, its work is done when the thread next enters the
+  kernel (which an event loop does each turn). DEFER_TASKRUN is not used: its
+  pending work does not make the ring's fd readable, only an eventfd;
 * at most `entries` operations are in flight; more wait their turn (in order: those
   submitted by callback in a backlog, coroutines on a future), so neither the
   submission nor the completion queue can overflow;
@@ -66,8 +73,10 @@ _IORING_OFF_CQ_RING: Final = 0x8000000
 _IORING_OFF_SQES: Final = 0x10000000
 _IORING_FEAT_SINGLE_MMAP: Final = 1 << 0
 _IORING_ENTER_GETEVENTS: Final = 1 << 0
+_IORING_SETUP_COOP_TASKRUN: Final = 1 << 8
+_SETUP_FLAGS: Final = (_IORING_SETUP_COOP_TASKRUN, 0)
+"""Setup flags tried in turn: an older kernel refuses the newer ones with EINVAL."""
 _IORING_SQ_CQ_OVERFLOW: Final = 1 << 1
-_IORING_REGISTER_EVENTFD: Final = 4
 _IORING_REGISTER_PROBE: Final = 8
 _IO_URING_OP_SUPPORTED: Final = 1
 _PROBE_OPS: Final = 256
@@ -75,14 +84,16 @@ _PROBE_OPS: Final = 256
 # struct io_uring_params: 10 u32, then io_sqring_offsets and io_cqring_offsets (8 u32 + u64)
 _PARAMS = struct.Struct("<10I8IQ8IQ")
 # struct io_uring_sqe (64 bytes): opcode, flags, ioprio, fd, off, addr, len, op flags,
-# user_data, buf_index, personality, splice_fd_in, addr3, pad
-_SQE = struct.Struct("<BBHiQQIIQHHiQQ")
+# user_data, then buf_index, personality, splice_fd_in, addr3, pad: always zero here (the
+# mapping starts zeroed), so only the first 40 bytes are ever written
+_SQE_SIZE: Final = 64
+_SQE_HEAD = struct.Struct("<BBHiQQIIQ")
 # struct io_uring_cqe (16 bytes): user_data, res, flags
 _CQE = struct.Struct("<QiI")
+_CQE_SIZE: Final = 16
 # struct io_uring_probe header; each io_uring_probe_op is u8 op, u8 resv, u16 flags, u32 resv2
 _PROBE_HEADER = struct.Struct("<BBH3I")
 _PROBE_OP = struct.Struct("<BBHI")
-_INT = struct.Struct("=i")
 
 _SYSCTL_DISABLED: Final = "/proc/sys/kernel/io_uring_disabled"
 _U32_MASK: Final = 0xFFFFFFFF
@@ -101,6 +112,25 @@ _syscall6 = ctypes.CFUNCTYPE(ctypes.c_long, *[ctypes.c_long] * 7, use_errno=True
     ("syscall", _libc)
 )
 """syscall(2) with the number and six arguments declared: no conversion objects per call."""
+
+
+def _setup_ring(entries: int) -> tuple[int, tuple[int, ...]]:
+    """io_uring_setup with the best flags this kernel takes: (fd, io_uring_params).
+
+    The parameter buffer is read after the call: compiled code would free a buffer
+    whose last use is taking its address, before the kernel writes into it.
+    """
+    for flags in _SETUP_FLAGS:
+        params = ctypes.create_string_buffer(_PARAMS.size)
+        struct.pack_into("<I", params, 8, flags)
+        try:
+            fd = _call(_SYS_IO_URING_SETUP, entries, ctypes.addressof(params))
+        except OSError as exc:
+            if exc.errno == errno.EINVAL and flags:
+                continue
+            raise
+        return fd, _PARAMS.unpack(params.raw)
+    raise AssertionError("unreachable: the last flags (none) return or raise")
 
 
 def _call(number: int, *args: int) -> int:
@@ -157,9 +187,8 @@ def unavailable_reason() -> str | None:
     sysctl = _disabled_sysctl()
     if sysctl == 2:
         return "io_uring is disabled: kernel.io_uring_disabled = 2"
-    params = ctypes.create_string_buffer(_PARAMS.size)
     try:
-        fd = _call(_SYS_IO_URING_SETUP, 1, ctypes.addressof(params))
+        fd, _params = _setup_ring(1)
     except OSError as exc:
         if exc.errno in (errno.ENOSYS, errno.EPERM):
             return str(_unavailable(exc))
@@ -187,15 +216,13 @@ class IoUring:
                 f"this is {platform.machine()}"
             )
         self._loop = asyncio.get_running_loop()
-        params = ctypes.create_string_buffer(_PARAMS.size)
         try:
-            self._fd = _call(_SYS_IO_URING_SETUP, entries, ctypes.addressof(params))
+            self._fd, params = _setup_ring(entries)
         except OSError as exc:
             raise _unavailable(exc) from exc
         self._maps: list[mmap.mmap] = []
-        self._efd = -1
         try:
-            self._setup(_PARAMS.unpack(params.raw))
+            self._setup(params)
         except BaseException:
             self._teardown()
             raise
@@ -207,7 +234,7 @@ class IoUring:
         self._submit_scheduled = False
         self._idle: asyncio.Event | None = None
         self._closed = False
-        self._loop.add_reader(self._efd, self._on_completions)
+        self._loop.add_reader(self._fd, self._on_completions)
 
     # ------------------------------------------------------------------ setup
 
@@ -216,18 +243,18 @@ class IoUring:
         _sq_head, sq_tail, sq_mask, _sq_n, sq_flags, _dropped, sq_array = p[10:17]
         cq_head, cq_tail, cq_mask, _cq_n, _overflow, cqes = p[19:25]
         sq_size = sq_array + sq_entries * 4
-        cq_size = cqes + cq_entries * _CQE.size
+        cq_size = cqes + cq_entries * _CQE_SIZE
         prot = mmap.PROT_READ | mmap.PROT_WRITE
-        flags = mmap.MAP_SHARED | mmap.MAP_POPULATE
+        share = mmap.MAP_SHARED | mmap.MAP_POPULATE
         if features & _IORING_FEAT_SINGLE_MMAP:
-            sq_map = cq_map = mmap.mmap(self._fd, max(sq_size, cq_size), flags, prot)
+            sq_map = cq_map = mmap.mmap(self._fd, max(sq_size, cq_size), share, prot)
             self._maps.append(sq_map)
         else:
-            sq_map = mmap.mmap(self._fd, sq_size, flags, prot, offset=_IORING_OFF_SQ_RING)
+            sq_map = mmap.mmap(self._fd, sq_size, share, prot, offset=_IORING_OFF_SQ_RING)
             self._maps.append(sq_map)
-            cq_map = mmap.mmap(self._fd, cq_size, flags, prot, offset=_IORING_OFF_CQ_RING)
+            cq_map = mmap.mmap(self._fd, cq_size, share, prot, offset=_IORING_OFF_CQ_RING)
             self._maps.append(cq_map)
-        sqes = mmap.mmap(self._fd, sq_entries * _SQE.size, flags, prot, offset=_IORING_OFF_SQES)
+        sqes = mmap.mmap(self._fd, sq_entries * _SQE_SIZE, share, prot, offset=_IORING_OFF_SQES)
         self._maps.append(sqes)
         self._sqes = sqes
         self._cq_map = cq_map
@@ -245,9 +272,6 @@ class IoUring:
         self._cq_tail_word = cq_tail // 4
         self._cqes = cqes
         self._check_ops()
-        self._efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        arg = ctypes.create_string_buffer(_INT.pack(self._efd), _INT.size)
-        _call(_SYS_IO_URING_REGISTER, self._fd, _IORING_REGISTER_EVENTFD, ctypes.addressof(arg), 1)
 
     def _check_ops(self) -> None:
         size = _PROBE_HEADER.size + _PROBE_OPS * _PROBE_OP.size
@@ -310,12 +334,11 @@ class IoUring:
             pin: kept alive until the kernel has completed the operation.
             callback, ctx: the completion.
         """
-        if self._closed:
-            self._loop.call_soon(callback, ctx, -errno.ESHUTDOWN)
-            return
-        if self._in_flight < self._entries:
+        if self._in_flight < self._entries and not self._closed:
             self._in_flight += 1
             self._prepare(opcode, fd, offset, address, length, op_flags, pin, callback, ctx)
+        elif self._closed:
+            self._loop.call_soon(callback, ctx, -errno.ESHUTDOWN)
         else:
             self._backlog.append(
                 (opcode, fd, offset, address, length, op_flags, pin, callback, ctx)
@@ -370,30 +393,17 @@ class IoUring:
         """Write the SQE of an operation that holds a slot; schedule its submission."""
         self._sq_tail = tail = self._sq_tail + 1
         self._ops[tail] = (callback, ctx, pin)  # user_data = the SQE's position, from 1
-        _SQE.pack_into(
+        _SQE_HEAD.pack_into(
             self._sqes,
-            ((tail - 1) & self._sq_mask) * _SQE.size,
-            opcode,
-            0,
-            0,
-            fd,
-            offset,
-            address,
-            length,
-            op_flags,
-            tail,
-            0,
-            0,
-            0,
-            0,
-            0,
-        )
+            ((tail - 1) & self._sq_mask) * _SQE_SIZE,
+            opcode, 0, 0, fd, offset, address, length, op_flags, tail,
+        )  # fmt: skip
         pending = tail - self._sq_submitted
         if pending >= _EARLY_BATCH and pending >= self._sq_submitted - self._reaped:
             self._enter()  # the kernel is running dry: send what is ready now
         elif not self._submit_scheduled:
             self._submit_scheduled = True
-            self._loop.call_soon(self._enter)
+            self._loop.call_soon(self._enter_and_reap)
 
     async def close(self) -> None:
         """Refuse new operations, wait for those in flight, then release the ring.
@@ -410,7 +420,7 @@ class IoUring:
         if self._in_flight:
             self._idle = asyncio.Event()
             await self._idle.wait()
-        self._loop.remove_reader(self._efd)
+        self._loop.remove_reader(self._fd)
         self._teardown()
 
     # ------------------------------------------------------------------ internals
@@ -442,30 +452,46 @@ class IoUring:
                 return
             consumed = 0
         self._sq_submitted += consumed
-        if consumed < pending:
+        if consumed < pending and not self._submit_scheduled:
             self._submit_scheduled = True
             self._loop.call_soon(self._enter)
 
+    def _enter_and_reap(self) -> None:
+        """The loop turn's submission; then reap what completed meanwhile. Entering the
+        kernel has it post the completions it deferred (COOP_TASKRUN), so they are
+        handled now rather than after one more wait for the ring's fd."""
+        self._enter()
+        if (
+            self._fd >= 0
+            and self._cq_words[self._cq_head_word] != self._cq_words[self._cq_tail_word]
+        ):
+            self._on_completions()
+
     def _on_completions(self) -> None:
-        try:
-            os.read(self._efd, 8)
-        except BlockingIOError:
-            pass
+        """The ring's fd is readable: reap every CQE present and call its callback."""
         words = self._cq_words
         head = words[self._cq_head_word]
         tail = words[self._cq_tail_word]
         if head == tail:
             return
         done = []
-        mask, base, cq_map = self._cq_mask, self._cqes, self._cq_map
+        mask, base, cq_map, unpack = self._cq_mask, self._cqes, self._cq_map, _CQE.unpack_from
         while head != tail:
-            done.append(_CQE.unpack_from(cq_map, base + (head & mask) * _CQE.size))
+            done.append(unpack(cq_map, base + (head & mask) * _CQE_SIZE))
             head = (head + 1) & _U32_MASK
         words[self._cq_head_word] = head
         if self._sq_words[self._sq_flags_word] & _IORING_SQ_CQ_OVERFLOW:
             _enter(self._fd, 0, 0, _IORING_ENTER_GETEVENTS)
-        self._reaped += len(done)
+        count = len(done)
+        self._reaped += count
         ops = self._ops
+        if self._in_flight > count and not self._backlog and not self._waiters:
+            # Nobody waits for a slot and some stay in flight: free them all at once.
+            self._in_flight -= count
+            for user_data, res, _flags in done:
+                callback, ctx, _pin = ops.pop(user_data)
+                callback(ctx, res)
+            return
         for user_data, res, _flags in done:
             callback, ctx, _pin = ops.pop(user_data)
             if self._backlog or self._waiters or self._in_flight == 1:
@@ -498,9 +524,6 @@ class IoUring:
         for mapped in self._maps:
             mapped.close()
         self._maps.clear()
-        if self._efd >= 0:
-            os.close(self._efd)
-            self._efd = -1
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

@@ -183,7 +183,9 @@ class IoRequest:
     def finish(self, data: Buffer | None, error: DeviceError | None) -> None:
         """The I/O ended: count it, then tell the caller."""
         device = self.device
-        device._end()
+        device._inflight -= 1  # BlockDevice._end, inline: this runs once per I/O
+        if not device._inflight and device._idle is not None:
+            device._idle.set()
         if error is None:
             if self.write:
                 device.stats.count_write(self.nbytes, perf_counter_ns() - self.start)

@@ -18,9 +18,11 @@ from __future__ import annotations
 import errno
 import os
 import uuid as uuid_mod
+from time import perf_counter_ns
+from typing import Any
 
 from mayastor.bdev._backing import Backing, device_error, open_backing
-from mayastor.bdev._file_device import FileBackedDevice, default_uuid
+from mayastor.bdev._file_device import _SLAB_MAX_IO, FileBackedDevice, default_uuid
 from mayastor.bdev._io_uring import (
     IORING_FSYNC_DATASYNC,
     IORING_OP_FALLOCATE,
@@ -30,7 +32,7 @@ from mayastor.bdev._io_uring import (
     IoUring,
     unavailable_reason,
 )
-from mayastor.bdev.device import Buffer, IoRequest
+from mayastor.bdev.device import Buffer, IoDone, IoRequest
 
 DEFAULT_URING_ENTRIES = 128
 """Submission queue entries per uring device: the I/Os it keeps in flight."""
@@ -106,42 +108,79 @@ class UringDevice(FileBackedDevice):
                 raise OSError(errno.ENXIO, "the file or device ends before the range")
             done += count
 
+    def submit_read(self, lba: int, nblocks: int, done: IoDone, ctx: Any) -> None:
+        # A read in range of an open device goes to the ring in this one call; the
+        # general path for the rest (its checks and errors) and for subclasses' hooks.
+        if (
+            self._closed
+            or lba < 0
+            or nblocks <= 0
+            or lba + nblocks > self.num_blocks
+            or type(self)._submit_read is not _SUBMIT_READ
+        ):
+            super().submit_read(lba, nblocks, done, ctx)
+            return
+        self._inflight += 1
+        nbytes = nblocks * self.block_size
+        view, address = (self._slab if nbytes <= _SLAB_MAX_IO else self._large).take(nbytes)
+        op = _Transfer(self, done, ctx, lba, nbytes, False, view, address, view)
+        self._ring.submit_cb(
+            IORING_OP_READ, self.backing.fd, lba * self.block_size, address, nbytes, 0,
+            None, _transferred, op,
+        )  # fmt: skip
+
+    def submit_write(self, lba: int, data: Buffer, done: IoDone, ctx: Any) -> None:
+        # As `submit_read`. Received data (bytes, or a read-only view of them) of a small
+        # write is copied into a slab buffer at once; other buffers go through
+        # `_write_buffer`, which hands the kernel an aligned writable one in place.
+        nbytes = len(data) if type(data) is not memoryview else data.nbytes
+        if (
+            self._closed
+            or lba < 0
+            or not nbytes
+            or nbytes % self.block_size
+            or lba + nbytes // self.block_size > self.num_blocks
+            or type(self)._submit_write is not _SUBMIT_WRITE
+        ):
+            super().submit_write(lba, data, done, ctx)
+            return
+        self._inflight += 1
+        pin: object
+        if nbytes <= _SLAB_MAX_IO and (
+            type(data) is bytes or (type(data) is memoryview and data.readonly)
+        ):
+            if isinstance(data, memoryview) and data.format != "B":
+                data = data.cast("B")
+            view, address = self._slab.take(nbytes)
+            view[:] = data
+            pin = view
+        else:
+            view, address, pin = self._write_buffer(data)
+        op = _Transfer(self, done, ctx, lba, nbytes, True, view, address, pin)
+        self._ring.submit_cb(
+            IORING_OP_WRITE, self.backing.fd, lba * self.block_size, address, nbytes, 0,
+            None, _transferred, op,
+        )  # fmt: skip
+
     def _submit_read(self, lba: int, nblocks: int, request: IoRequest) -> None:
         view, address = self._read_buffer(request.nbytes)
-        op = _Transfer(request, False, view, address, view, lba, nblocks)
+        op = _Transfer(
+            self, request.done, request.ctx, lba, request.nbytes, False, view, address, view
+        )
         self._ring.submit_cb(
             IORING_OP_READ, self.backing.fd, lba * self.block_size, address, request.nbytes, 0,
-            view, self._transferred, op,
+            None, _transferred, op,
         )  # fmt: skip
 
     def _submit_write(self, lba: int, data: Buffer, request: IoRequest) -> None:
         view, address, pin = self._write_buffer(data)
-        op = _Transfer(request, True, view, address, pin, lba, request.nbytes // self.block_size)
+        op = _Transfer(
+            self, request.done, request.ctx, lba, request.nbytes, True, view, address, pin
+        )
         self._ring.submit_cb(
             IORING_OP_WRITE, self.backing.fd, lba * self.block_size, address, request.nbytes, 0,
-            pin, self._transferred, op,
+            None, _transferred, op,
         )  # fmt: skip
-
-    def _transferred(self, op: _Transfer, result: int) -> None:
-        if result > 0:
-            op.done += result
-            total = op.view.nbytes
-            if op.done >= total:
-                op.request.finish(None if op.write else op.view, None)
-                return
-            # The file ended early (it shrank): ask for the rest.
-            self._ring.submit_cb(
-                IORING_OP_WRITE if op.write else IORING_OP_READ, self.backing.fd,
-                op.lba * self.block_size + op.done, op.address + op.done, total - op.done, 0,
-                op.pin, self._transferred, op,
-            )  # fmt: skip
-            return
-        if result:
-            error = OSError(-result, os.strerror(-result))
-        else:
-            error = OSError(errno.ENXIO, "the file or device ends before the range")
-        what = "write" if op.write else "read"
-        op.request.finish(None, device_error(error, what, self.name, op.lba, op.nblocks))
 
     async def _datasync(self) -> None:
         await self._ring.submit(
@@ -156,26 +195,68 @@ class UringDevice(FileBackedDevice):
         await self._ring.close()
 
 
-class _Transfer:
-    """A read or write submitted to the ring by callback, until all of it is moved."""
+class _Transfer(IoRequest):
+    """A read or write on the ring, until all of it is moved: the request itself (one
+    object per I/O) with its buffer, the buffer's address, what keeps the memory in
+    place (`pin`) and the bytes moved so far."""
 
-    __slots__ = ("address", "done", "lba", "nblocks", "pin", "request", "view", "write")
+    __slots__ = ("address", "moved", "pin", "view")
 
     def __init__(
         self,
-        request: IoRequest,
+        device: UringDevice,
+        done: IoDone,
+        ctx: Any,
+        lba: int,
+        nbytes: int,
         write: bool,
         view: memoryview,
         address: int,
         pin: object,
-        lba: int,
-        nblocks: int,
     ) -> None:
-        self.request = request
+        # IoRequest's fields are set here, not by its __init__: one call less per I/O.
+        self.device = device
+        self.done = done
+        self.ctx = ctx
+        self.lba = lba
+        self.nbytes = nbytes
         self.write = write
+        self.start = perf_counter_ns()
         self.view = view
         self.address = address
         self.pin = pin
-        self.lba = lba
-        self.nblocks = nblocks
-        self.done = 0
+        self.moved = 0
+
+
+def _transferred(op: _Transfer, result: int) -> None:
+    """The ring's completion of a `_Transfer`: finish it, ask for the rest of a range
+    a file ended early in (it shrank), or fail it with the DeviceError of its errno."""
+    if result > 0:
+        op.moved = moved = op.moved + result
+        if moved >= op.nbytes:
+            op.finish(None if op.write else op.view, None)
+            return
+        device = op.device
+        assert isinstance(device, UringDevice)
+        device._ring.submit_cb(
+            IORING_OP_WRITE if op.write else IORING_OP_READ, device.backing.fd,
+            op.lba * device.block_size + moved, op.address + moved, op.nbytes - moved, 0,
+            None, _transferred, op,
+        )  # fmt: skip
+        return
+    if result:
+        error = OSError(-result, os.strerror(-result))
+    else:
+        error = OSError(errno.ENXIO, "the file or device ends before the range")
+    device = op.device
+    op.finish(
+        None,
+        device_error(
+            error, "write" if op.write else "read", device.name, op.lba,
+            op.nbytes // device.block_size,
+        ),
+    )  # fmt: skip
+
+
+_SUBMIT_READ = UringDevice._submit_read
+_SUBMIT_WRITE = UringDevice._submit_write

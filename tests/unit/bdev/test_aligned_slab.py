@@ -99,3 +99,32 @@ def test_each_size_has_buffers_of_its_own() -> None:
     del small
     big, _ = pool.take(2 * LARGE)
     assert len(big) == 2 * LARGE
+
+
+# ------------------------------------------------------------------ slab reuse
+
+
+def _fill_slab(slab: _AlignedSlab) -> list[int]:
+    return [slab.take(4096)[1] for _ in range(_SLAB_BYTES // 4096)]
+
+
+def test_a_slab_none_of_whose_buffers_is_held_is_used_again() -> None:
+    slab = _AlignedSlab(512)
+    first = _fill_slab(slab)
+    _fill_slab(slab)
+    view, address = slab.take(4096)  # the third slab is the first one again
+    assert address == first[0]
+    assert address_of(view) == address
+
+
+def test_a_slab_with_one_buffer_still_held_is_not_used_again() -> None:
+    slab = _AlignedSlab(512)
+    held, held_address = slab.take(4096)
+    held[:] = b"\x77" * 4096
+    first = [held_address, *(slab.take(4096)[1] for _ in range(_SLAB_BYTES // 4096 - 1))]
+    _fill_slab(slab)
+    views = [slab.take(4096) for _ in range(_SLAB_BYTES // 4096)]
+    for view, address in views:
+        assert address not in first
+        view[:] = bytes(4096)
+    assert bytes(held) == b"\x77" * 4096

@@ -220,6 +220,20 @@ async def test_ring_calls_back_each_operation_once_in_completion_order(
 
 
 @needs_uring
+async def test_ring_handles_a_completion_in_the_loop_turn_that_submitted_it(
+    pipes: list[tuple[int, int]],
+) -> None:
+    ring = IoUring(4)
+    done = _Completions()
+    (r, w), (buf, address) = pipes[0], aligned_buffer(16)
+    os.write(w, b"ready")  # the kernel completes the read as it is submitted
+    ring.submit_cb(IORING_OP_READ, r, 0, address, 16, 0, buf, done, 0)
+    await asyncio.sleep(0)  # one loop turn: the submission runs before this resumes
+    assert done.results == {0: 5}
+    await ring.close()
+
+
+@needs_uring
 async def test_ring_holds_callback_operations_beyond_its_entries_in_a_backlog(
     pipes: list[tuple[int, int]],
 ) -> None:
