@@ -24,7 +24,8 @@ Sections (``--sections``, all by default):
   kernel's share, which no code of ours can remove.
 * ``initiator``: our initiator (`nvmf_initiator.py`, one process, by callback as the
   nexus drives a child; the baseline awaits each I/O) against our malloc target: its
-  own CPU µs per 4 KiB read at QD32, and the QD1 read round trip.
+  own CPU µs per 4 KiB read at QD32 (against this tree's target), and the QD1 read
+  round trip (against the target of the same code: a round trip is both sides).
 * ``nexus``: three io-engines with RAM-backed pools (malloc), all on CPU 0: a
   three-way nexus (one local, two remote replicas) published over NVMe/TCP against
   one replica shared the same way, 4 KiB random writes at QD32 (write IOPS ratio) and
@@ -358,8 +359,9 @@ def fio_cpu_per_io(path: Path, workload: str, seconds: float) -> float:
             "--time_based"]  # fmt: skip
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     job = json.loads(out[out.index("{") :])["jobs"][0]
-    ios = job["read"]["total_ios"] + job["write"]["total_ios"]
-    cpu_seconds = (job["usr_cpu"] + job["sys_cpu"]) / 100 * job["job_runtime"] / 1000
+    ios = int(job["read"]["total_ios"]) + int(job["write"]["total_ios"])
+    cpu_share = float(job["usr_cpu"] + job["sys_cpu"]) / 100
+    cpu_seconds = cpu_share * float(job["job_runtime"]) / 1000
     return cpu_seconds * 1e6 / ios
 
 
@@ -387,6 +389,8 @@ def section_initiator(run: Run) -> None:
                 r = initiator(server, path, 32, run.args.seconds, api)
                 run.add("initiator", "initiator qd32", code, iops=r["iops"],
                         initiator_us_per_io=r["cpu_us_per_io"])  # fmt: skip
+            # A round trip is both sides: the target runs the same code as the initiator.
+            with our_target(path, "malloc", "/dev/null") as server:
                 r = initiator(server, path, 1, run.args.seconds, api)
                 run.add("initiator", "initiator qd1", code, iops=r["iops"],
                         p50_us=r["lat_p50_us"])  # fmt: skip
