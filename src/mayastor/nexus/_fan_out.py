@@ -130,9 +130,20 @@ class SubmittedWrite:
         request: the front-end request, for the nexus to finish.
         lba, nblocks: the range written.
         targets: the children it was given to.
+        lock: the token of the shared range lock the write holds while a rebuild
+            runs (the nexus releases it when it settles the write), else None.
     """
 
-    __slots__ = ("failures", "lba", "nblocks", "remaining", "request", "settle", "targets")
+    __slots__ = (
+        "failures",
+        "lba",
+        "lock",
+        "nblocks",
+        "remaining",
+        "request",
+        "settle",
+        "targets",
+    )
 
     def __init__(
         self,
@@ -141,8 +152,10 @@ class SubmittedWrite:
         lba: int,
         nblocks: int,
         targets: tuple[NexusChild, ...],
+        lock: int | None = None,
     ) -> None:
         self.settle = settle
+        self.lock = lock
         self.request = request
         self.lba = lba
         self.nblocks = nblocks

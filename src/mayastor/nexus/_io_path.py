@@ -7,13 +7,14 @@ retirements is stored. Reads go round-robin over the Online children; a failed r
 retires its child and is tried on the next.
 
 Reads and writes submitted by callback (the target's path) take a shortcut while
-nothing is unusual: the gate is open, no rebuild holds range locks, and the stored
-nexus info is current. A write is then submitted to every child by callback at once
-(a local child may complete inline, a remote one by its initiator's callback), and the
-last child to finish acknowledges it: no coroutine, Task or future. Anything else (a
-child that failed, info to store, a rebuild, a pause) goes the awaited way, with the
-same rules. While a rebuild runs, writes take shared
-range locks, so that a segment copy and a write to it never interleave. Every write is
+nothing is unusual: the gate is open, the stored nexus info is current, and (while a
+rebuild runs) the write's range can be locked at once. A write is then submitted to
+every child by callback at once (a local child may complete inline, a remote one by its
+initiator's callback), and the last child to finish acknowledges it: no coroutine,
+Task or future. Anything else (a child that failed, info to store, a range a rebuild
+copy holds or waits for, a pause) goes the awaited way, with the same rules. While a
+rebuild runs, writes take shared range locks, so that a segment copy and a write to it
+never interleave (a submitted write releases its lock when it settles). Every write is
 also noted in the segments written since the last flush, and in the dirty logs of
 children that are away, for their partial rebuild.
 """
@@ -90,34 +91,44 @@ class IoPath(RebuildControl):
             and lba >= 0
             and lba + nblocks <= self.num_blocks
             and not self._closed
-            and self._shortcut()
+            and not self._gate_closed
+            and self._readers
+            and self._info_stored == self._info_version
         ):
+            lock = None
+            if self._locking:
+                lock = self._range_lock.try_acquire(lba, nblocks, exclusive=False)
+                if lock is None:
+                    super().submit_write(lba, data, done, ctx)  # waits for the range
+                    return
             self._inflight += 1
             self._io_active += 1
             request = IoRequest(self, done, ctx, lba, length, True)
-            SubmittedWrite(self._settle_submitted, request, lba, nblocks, self._writers).start(view)
+            SubmittedWrite(
+                self._settle_submitted, request, lba, nblocks, self._writers, lock
+            ).start(view)
             return
         super().submit_write(lba, data, done, ctx)
 
     def _submit_write(self, lba: int, data: Buffer, request: IoRequest) -> None:
-        if not self._shortcut():
-            super()._submit_write(lba, data, request)
-            return
-        self._io_active += 1
-        view = data if type(data) is memoryview else memoryview(data)
-        SubmittedWrite(
-            self._settle_submitted, request, lba, request.nbytes // self.block_size, self._writers
-        ).start(view)
-
-    def _shortcut(self) -> bool:
-        """True while a write may go the callback way: the gate open, no rebuild holding
-        range locks, a child to read from, and the stored nexus info current."""
-        return (
+        nblocks = request.nbytes // self.block_size
+        lock = None
+        if (
             not self._gate_closed
-            and not self._locking
-            and bool(self._readers)
+            and self._readers
             and self._info_stored == self._info_version
-        )
+            and (
+                not self._locking
+                or (lock := self._range_lock.try_acquire(lba, nblocks, exclusive=False)) is not None
+            )
+        ):
+            self._io_active += 1
+            view = data if type(data) is memoryview else memoryview(data)
+            SubmittedWrite(
+                self._settle_submitted, request, lba, nblocks, self._writers, lock
+            ).start(view)
+            return
+        super()._submit_write(lba, data, request)
 
     def _settle_submitted(self, write: SubmittedWrite) -> None:
         """Every child ended a submitted write: acknowledge it, or settle it the awaited way."""
@@ -126,13 +137,15 @@ class IoPath(RebuildControl):
             self._unflushed.add_blocks(lba, nblocks, self._segment_blocks)
             if self._logging:
                 self._note_missed(lba, nblocks)
+            if write.lock is not None:
+                self._range_lock.release(write.lock)
             self._io_active -= 1
             if not self._io_active:
                 self._io_idle.set()
             write.request.finish(None, None)
             return
         run_inline(
-            self._settle_slowly(write.targets, failures or [], lba, nblocks),
+            self._settle_slowly(write.targets, failures or [], lba, nblocks, write.lock),
             lambda _none, error: self._finish_submitted(write.request, None, error),
             f"write on nexus {self.name}",
         )
@@ -143,11 +156,16 @@ class IoPath(RebuildControl):
         failures: Failures,
         lba: int,
         nblocks: int,
+        lock: int | None,
     ) -> None:
-        if len(failures) > 1:
-            failures.sort(key=lambda failure: targets.index(failure[0]))
-        error = self._settle_write(targets, failures, lba, nblocks) if failures else None
-        self._note_written(lba, nblocks)
+        try:
+            if len(failures) > 1:
+                failures.sort(key=lambda failure: targets.index(failure[0]))
+            error = self._settle_write(targets, failures, lba, nblocks) if failures else None
+            self._note_written(lba, nblocks)
+        finally:
+            if lock is not None:
+                self._range_lock.release(lock)
         if self._info_stored != self._info_version:
             await self._persist_for_io(error)
         if error is not None:
