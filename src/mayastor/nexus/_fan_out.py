@@ -1,7 +1,8 @@
 """The fan-out of one I/O to several children, all of which must finish.
 
-See `fan_out`. Kept apart from the nexus so the rules (which child runs inline, what a
-cancelled caller means, how failures are gathered) read in one place.
+See `fan_out` (awaited) and `SubmittedWrite` (by callback). Kept apart from the nexus
+so the rules (which child runs inline, what a cancelled caller means, how failures are
+gathered) read in one place.
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from mayastor.bdev import BlockDevice, finish_in_task
-from mayastor.errors import AbortRequested
+from mayastor.bdev import BlockDevice, Buffer, IoRequest, finish_in_task
+from mayastor.errors import AbortRequested, DeviceError
 from mayastor.nexus._child import NexusChild
 from mayastor.nexus._core import device_of
 
 ChildOp = Callable[[BlockDevice], Coroutine[Any, Any, object]]
 """One child's part of an I/O: a coroutine function of its device."""
+Failures = list[tuple[NexusChild, Exception]]
+"""The children an I/O failed on, with their errors."""
 
 
 async def fan_out(
@@ -113,3 +116,71 @@ class _Join:
         self.future = self._loop.create_future()
         if not self.remaining:
             self.future.set_result(None)
+
+
+class SubmittedWrite:
+    """One front-end write submitted by callback to every child in the write path at once.
+
+    `settle(write)` is called exactly once, when the last child has ended it (never
+    before `start` has given it to every child: the count starts one high, so children
+    completing inline cannot end it early). `failures` stays None while no child has
+    failed (no list per write), else lists the failed children in the order they ended.
+
+    Attributes:
+        request: the front-end request, for the nexus to finish.
+        lba, nblocks: the range written.
+        targets: the children it was given to.
+        lock: the token of the shared range lock the write holds while a rebuild
+            runs (the nexus releases it when it settles the write), else None.
+    """
+
+    __slots__ = (
+        "failures",
+        "lba",
+        "lock",
+        "nblocks",
+        "remaining",
+        "request",
+        "settle",
+        "targets",
+    )
+
+    def __init__(
+        self,
+        settle: Callable[[SubmittedWrite], None],
+        request: IoRequest,
+        lba: int,
+        nblocks: int,
+        targets: tuple[NexusChild, ...],
+        lock: int | None = None,
+    ) -> None:
+        self.settle = settle
+        self.lock = lock
+        self.request = request
+        self.lba = lba
+        self.nblocks = nblocks
+        self.targets = targets
+        self.remaining = len(targets) + 1
+        self.failures: Failures | None = None
+
+    def start(self, data: Buffer) -> None:
+        """Give `data` to every child's device."""
+        lba, done = self.lba, self.child_done
+        for child in self.targets:
+            device = child.device
+            assert device is not None, child
+            device.submit_write(lba, data, done, child)
+        self.remaining -= 1
+        if not self.remaining:
+            self.settle(self)
+
+    def child_done(
+        self, child: NexusChild, _data: Buffer | None, error: DeviceError | None
+    ) -> None:
+        if error is not None:
+            if self.failures is None:
+                self.failures = []
+            self.failures.append((child, error))
+        self.remaining -= 1
+        if not self.remaining:
+            self.settle(self)

@@ -7,13 +7,14 @@ retirements is stored. Reads go round-robin over the Online children; a failed r
 retires its child and is tried on the next.
 
 Reads and writes submitted by callback (the target's path) take a shortcut while
-nothing is unusual: the gate is open, no rebuild holds range locks, and the stored
-nexus info is current. A write is then submitted to every child by callback at once
-(a local child may complete inline, a remote one by its initiator's callback), and the
-last child to finish acknowledges it: no coroutine, Task or future. Anything else (a
-child that failed, info to store, a rebuild, a pause) goes the awaited way, with the
-same rules. While a rebuild runs, writes take shared
-range locks, so that a segment copy and a write to it never interleave. Every write is
+nothing is unusual: the gate is open, the stored nexus info is current, and (while a
+rebuild runs) the write's range can be locked at once. A write is then submitted to
+every child by callback at once (a local child may complete inline, a remote one by its
+initiator's callback), and the last child to finish acknowledges it: no coroutine,
+Task or future. Anything else (a child that failed, info to store, a range a rebuild
+copy holds or waits for, a pause) goes the awaited way, with the same rules. While a
+rebuild runs, writes take shared range locks, so that a segment copy and a write to it
+never interleave (a submitted write releases its lock when it settles). Every write is
 also noted in the segments written since the last flush, and in the dirty logs of
 children that are away, for their partial rebuild.
 """
@@ -21,8 +22,9 @@ children that are away, for their partial rebuild.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from mayastor.bdev import Buffer, IoRequest, run_inline
+from mayastor.bdev import Buffer, IoDone, IoRequest, run_inline
 from mayastor.errors import DeviceError, DeviceNotReady, PathGone, ReservationConflict
 from mayastor.nexus._child import NexusChild
 from mayastor.nexus._child_state import (
@@ -32,7 +34,7 @@ from mayastor.nexus._child_state import (
     reason_for_error,
 )
 from mayastor.nexus._core import as_device_error, device_of, log
-from mayastor.nexus._fan_out import ChildOp, fan_out
+from mayastor.nexus._fan_out import ChildOp, Failures, SubmittedWrite, fan_out
 from mayastor.nexus._rebuilds import RebuildControl
 from mayastor.nexus._segment_map import SegmentMap
 
@@ -76,33 +78,74 @@ class IoPath(RebuildControl):
             f"read on nexus {self.name}",
         )
 
-    def _submit_write(self, lba: int, data: Buffer, request: IoRequest) -> None:
-        if (
-            self._gate_closed
-            or self._locking
-            or not self._readers
-            or self._info_stored != self._info_version
-        ):
-            super()._submit_write(lba, data, request)
-            return
-        self._io_active += 1
+    def submit_write(self, lba: int, data: Buffer, done: IoDone, ctx: Any) -> None:
+        """`BlockDevice.submit_write`, with its checks made inline while the shortcut
+        applies (see the module docstring): the front-end write's way to the children
+        without a helper call."""
         view = data if type(data) is memoryview else memoryview(data)
-        _SubmittedWrite(self, request, lba, self._writers).start(view)
+        length = view.nbytes
+        nblocks, rest = divmod(length, self.block_size)
+        if (
+            nblocks
+            and not rest
+            and lba >= 0
+            and lba + nblocks <= self.num_blocks
+            and not self._closed
+            and not self._gate_closed
+            and self._readers
+            and self._info_stored == self._info_version
+        ):
+            lock = None
+            if self._locking:
+                lock = self._range_lock.try_acquire(lba, nblocks, exclusive=False)
+                if lock is None:
+                    super().submit_write(lba, data, done, ctx)  # waits for the range
+                    return
+            self._inflight += 1
+            self._io_active += 1
+            request = IoRequest(self, done, ctx, lba, length, True)
+            SubmittedWrite(
+                self._settle_submitted, request, lba, nblocks, self._writers, lock
+            ).start(view)
+            return
+        super().submit_write(lba, data, done, ctx)
 
-    def _settle_submitted(
-        self,
-        write: _SubmittedWrite,
-        failures: list[tuple[NexusChild, Exception]],
-    ) -> None:
+    def _submit_write(self, lba: int, data: Buffer, request: IoRequest) -> None:
+        nblocks = request.nbytes // self.block_size
+        lock = None
+        if (
+            not self._gate_closed
+            and self._readers
+            and self._info_stored == self._info_version
+            and (
+                not self._locking
+                or (lock := self._range_lock.try_acquire(lba, nblocks, exclusive=False)) is not None
+            )
+        ):
+            self._io_active += 1
+            view = data if type(data) is memoryview else memoryview(data)
+            SubmittedWrite(
+                self._settle_submitted, request, lba, nblocks, self._writers, lock
+            ).start(view)
+            return
+        super()._submit_write(lba, data, request)
+
+    def _settle_submitted(self, write: SubmittedWrite) -> None:
         """Every child ended a submitted write: acknowledge it, or settle it the awaited way."""
-        lba, nblocks = write.lba, write.nblocks
-        if not failures and self._info_stored == self._info_version:
-            self._note_written(lba, nblocks)
-            self._io_done()
+        lba, nblocks, failures = write.lba, write.nblocks, write.failures
+        if failures is None and self._info_stored == self._info_version:
+            self._unflushed.add_blocks(lba, nblocks, self._segment_blocks)
+            if self._logging:
+                self._note_missed(lba, nblocks)
+            if write.lock is not None:
+                self._range_lock.release(write.lock)
+            self._io_active -= 1
+            if not self._io_active:
+                self._io_idle.set()
             write.request.finish(None, None)
             return
         run_inline(
-            self._settle_slowly(write.targets, failures, lba, nblocks),
+            self._settle_slowly(write.targets, failures or [], lba, nblocks, write.lock),
             lambda _none, error: self._finish_submitted(write.request, None, error),
             f"write on nexus {self.name}",
         )
@@ -110,14 +153,19 @@ class IoPath(RebuildControl):
     async def _settle_slowly(
         self,
         targets: tuple[NexusChild, ...],
-        failures: list[tuple[NexusChild, Exception]],
+        failures: Failures,
         lba: int,
         nblocks: int,
+        lock: int | None,
     ) -> None:
-        if len(failures) > 1:
-            failures.sort(key=lambda failure: targets.index(failure[0]))
-        error = self._settle_write(targets, failures, lba, nblocks) if failures else None
-        self._note_written(lba, nblocks)
+        try:
+            if len(failures) > 1:
+                failures.sort(key=lambda failure: targets.index(failure[0]))
+            error = self._settle_write(targets, failures, lba, nblocks) if failures else None
+            self._note_written(lba, nblocks)
+        finally:
+            if lock is not None:
+                self._range_lock.release(lock)
         if self._info_stored != self._info_version:
             await self._persist_for_io(error)
         if error is not None:
@@ -133,6 +181,11 @@ class IoPath(RebuildControl):
         """A write reached the children: its segments are unflushed, and missed by every
         child that logs what it misses."""
         self._unflushed.add_blocks(lba, nblocks, self._segment_blocks)
+        if self._logging:
+            self._note_missed(lba, nblocks)
+
+    def _note_missed(self, lba: int, nblocks: int) -> None:
+        """A write reached the children: every child that logs what it misses missed it."""
         for child in self._logging:
             assert child.dirty is not None
             child.dirty.add_blocks(lba, nblocks, self._segment_blocks)
@@ -329,44 +382,3 @@ class IoPath(RebuildControl):
         for pending in self._flushing:
             segments.update(pending)
         return segments
-
-
-class _SubmittedWrite:
-    """One write submitted to every child in the write path by callback.
-
-    The nexus hears once, when the last child has ended (`IoPath._settle_submitted`);
-    the count starts one high so that children completing inline cannot end it before
-    every child has been given the write.
-    """
-
-    __slots__ = ("failures", "lba", "nblocks", "nexus", "remaining", "request", "targets")
-
-    def __init__(
-        self, nexus: IoPath, request: IoRequest, lba: int, targets: tuple[NexusChild, ...]
-    ) -> None:
-        self.nexus = nexus
-        self.request = request
-        self.lba = lba
-        self.nblocks = request.nbytes // nexus.block_size
-        self.targets = targets
-        self.remaining = len(targets) + 1
-        self.failures: list[tuple[NexusChild, Exception]] = []
-
-    def start(self, data: Buffer) -> None:
-        lba, done = self.lba, self.child_done
-        for child in self.targets:
-            device = child.device
-            assert device is not None, child
-            device.submit_write(lba, data, done, child)
-        self.remaining -= 1
-        if not self.remaining:
-            self.nexus._settle_submitted(self, self.failures)
-
-    def child_done(
-        self, child: NexusChild, _data: Buffer | None, error: DeviceError | None
-    ) -> None:
-        if error is not None:
-            self.failures.append((child, error))
-        self.remaining -= 1
-        if not self.remaining:
-            self.nexus._settle_submitted(self, self.failures)

@@ -120,3 +120,45 @@ async def test_submitted_commands_in_flight_and_waiting_when_the_link_is_cut_end
         assert all(isinstance(error, PathLost) for _, error in done.ended.values())
     finally:
         await dev.close()
+
+
+async def test_submitted_reads_and_writes_are_counted_in_the_device_stats(served: Served) -> None:
+    dev = await open_device(served)
+    try:
+        writes = Callbacks()
+        for i in range(3):
+            dev.submit_write(8 * i, pattern(4096, i), writes, i)
+        await writes.wait_for(3)
+        reads = Callbacks()
+        dev.submit_read(0, 8, reads, 0)
+        await reads.wait_for(1)
+        stats = dev.stats
+        assert (stats.num_write_ops, stats.bytes_written) == (3, 3 * 4096)
+        assert (stats.num_read_ops, stats.bytes_read) == (1, 4096)
+        assert bytes(reads.ended[0][0] or b"") == pattern(4096, 0)
+    finally:
+        await dev.close()
+
+
+async def test_a_submitted_io_outside_the_device_or_of_part_of_a_block_never_reaches_the_target(
+    served: Served,
+) -> None:
+    dev = await open_device(served)
+    try:
+        sent = sum(q.submitted for q in dev.controller.io_queues)
+        ended: list[tuple[int, str]] = []
+
+        def done(ctx: int, _data: Buffer | None, error: DeviceError | None) -> None:
+            ended.append((ctx, type(error).__name__))
+
+        dev.submit_write(dev.num_blocks - 1, pattern(8192, 1), done, 0)
+        dev.submit_write(0, pattern(700, 2), done, 1)
+        dev.submit_read(-1, 1, done, 2)
+        dev.submit_read(dev.num_blocks, 1, done, 3)
+        await asyncio.sleep(0)
+        assert ended == [
+            (0, "LbaOutOfRange"), (1, "InvalidField"), (2, "LbaOutOfRange"), (3, "LbaOutOfRange")
+        ]  # fmt: skip
+        assert sum(q.submitted for q in dev.controller.io_queues) == sent
+    finally:
+        await dev.close()

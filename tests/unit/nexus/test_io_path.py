@@ -397,3 +397,39 @@ async def test_a_submitted_write_to_in_process_children_is_acknowledged_before_s
     assert read == [(data, None)]
     for name in ("c0", "c1", "c2"):
         assert bytes(await shelf.disks[name].read(6, 2)) == data
+
+
+@pytest.mark.parametrize("io_api", ["awaited"])  # the nexus's own submit API, called here
+async def test_a_submitted_write_outside_the_nexus_or_of_part_of_a_block_ends_with_its_error(
+    make_nexus: MakeNexus, shelf: Shelf
+) -> None:
+    nexus = await make_nexus(2)
+    ended: list[tuple[object, DeviceError | None]] = []
+
+    def done(ctx: object, _data: object, error: DeviceError | None) -> None:
+        ended.append((ctx, error))
+
+    nexus.submit_write(nexus.num_blocks - 1, pattern(2 * 512, seed=3), done, "past the end")
+    nexus.submit_write(0, pattern(700, seed=4), done, "part of a block")
+    nexus.submit_write(-1, pattern(512, seed=5), done, "negative")
+    await spin()
+    assert [(ctx, type(error).__name__) for ctx, error in ended] == [
+        ("past the end", "LbaOutOfRange"),
+        ("part of a block", "InvalidField"),
+        ("negative", "LbaOutOfRange"),
+    ]
+    assert nexus.stats.num_write_ops == 0
+    for name in ("c0", "c1"):
+        assert bytes(await shelf.disks[name].read(0, 1)) == bytes(512)
+
+
+@pytest.mark.parametrize("io_api", ["awaited"])  # the nexus's own submit API, called here
+async def test_a_submitted_write_is_counted_once_in_the_nexus_stats(
+    make_nexus: MakeNexus,
+) -> None:
+    nexus = await make_nexus(3)
+    ended: list[object] = []
+    nexus.submit_write(8, pattern(4 * 512, seed=6), lambda *_: ended.append(1), None)
+    await spin()
+    assert ended == [1]
+    assert (nexus.stats.num_write_ops, nexus.stats.bytes_written) == (1, 4 * 512)

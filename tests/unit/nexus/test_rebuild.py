@@ -17,7 +17,7 @@ from mayastor.errors import (
 from mayastor.nexus import ChildState, FaultReason, Nexus, NexusState, RebuildState
 from tests.conformance.block_device import pattern
 from tests.unit.nexus.conftest import IO_APIS, MakeNexus
-from tests.unit.nexus.faulty import RecordingStore, Shelf
+from tests.unit.nexus.faulty import Fault, RecordingStore, Shelf
 
 C0, C1, C2 = (f"malloc:///c{i}?size_mb=2" for i in range(3))
 SEGMENT = 64 * 1024
@@ -107,15 +107,22 @@ async def test_a_rebuilt_child_is_recorded_healthy_before_it_serves_reads(
     assert store.healthy(nexus.uuid)[nexus.child(C1).uuid] is True
 
 
+async def copy_holding(make_nexus: MakeNexus, shelf: Shelf, segment: int) -> tuple[Nexus, Fault]:
+    """A nexus of C0 (filled) rebuilding C1, its copy holding the extent of `segment`
+    and reading the old data until the returned hang is released."""
+    nexus = await make_nexus(1)
+    await fill(nexus, seed=1)
+    held = shelf.handle(C0).hang("read", lba=segment, nblocks=SEG_BLOCKS)
+    await nexus.add_child(C1)
+    await held.reached.wait()
+    return nexus, held
+
+
 async def test_a_front_end_write_waits_for_the_copy_of_its_segment(
     make_nexus: MakeNexus, shelf: Shelf
 ) -> None:
-    nexus = await make_nexus(1)
-    await fill(nexus, seed=1)
     segment = 5 * SEG_BLOCKS
-    held = shelf.handle(C0).hang("read", lba=segment, nblocks=SEG_BLOCKS)
-    await nexus.add_child(C1)
-    await held.reached.wait()  # the copy holds segment 5 and is reading the old data
+    nexus, held = await copy_holding(make_nexus, shelf, segment)
     new = pattern(512, seed=2)
     write = asyncio.create_task(nexus.write(segment + 3, new))
     await spin()
@@ -126,6 +133,30 @@ async def test_a_front_end_write_waits_for_the_copy_of_its_segment(
     await nexus.wait_rebuild(C1)
     assert bytes(await shelf.disks["c1"].read(segment + 3, 1)) == new
     assert await same_contents(shelf, "c0", "c1")
+
+
+@pytest.mark.parametrize("io_api", ["awaited"])  # the nexus's own submit API, called here
+async def test_a_submitted_write_beside_the_segment_being_copied_needs_no_wait(
+    make_nexus: MakeNexus, shelf: Shelf
+) -> None:
+    segment = 5 * SEG_BLOCKS
+    nexus, held = await copy_holding(make_nexus, shelf, segment)
+    await spin()  # every other extent is copied
+    ended: list[tuple[str, object]] = []
+    beside, inside = pattern(512, seed=4), pattern(512, seed=5)
+    last = nexus.num_blocks - 1
+    nexus.submit_write(last, beside, lambda c, _d, e: ended.append((c, e)), "b")
+    nexus.submit_write(segment + 1, inside, lambda c, _d, e: ended.append((c, e)), "i")
+    assert ended == [("b", None)]  # both in-process children took it inline
+    await spin()
+    assert ended == [("b", None)]
+    assert bytes(await shelf.disks["c0"].read(segment + 1, 1)) != inside
+    held.release()
+    await nexus.wait_rebuild(C1)
+    assert ended == [("b", None), ("i", None)]
+    for name in ("c0", "c1"):
+        assert bytes(await shelf.disks[name].read(last, 1)) == beside
+        assert bytes(await shelf.disks[name].read(segment + 1, 1)) == inside
 
 
 async def test_the_copy_of_a_segment_waits_for_the_writes_in_flight_on_it(
