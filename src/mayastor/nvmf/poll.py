@@ -17,11 +17,13 @@ Contract:
   loop sleeps as before (an idle io-engine costs no CPU).
 * A spin ends when the bytes awaited arrive, when its budget is spent, or never
   starts when the budget is 0 (the poll is off).
-* Adaptive, per connection: bytes that arrive within the budget after `expect` are
-  a hit, later ones a miss. After `MISSES_TO_REST` misses in a row (the peer is idle,
-  slow, or starved of CPU by our spinning: io-engines sharing one core) a connection
-  stops spinning and only every `PROBE_EVERY`-th `expect` spins, to find out whether
-  spinning pays again; one hit (with or without a spin) ends the rest.
+* Adaptive, per connection: bytes that arrive within the budget of a spin are a hit,
+  later ones a miss. After `MISSES_TO_REST` misses in a row (the peer is idle, slow,
+  or starved of CPU by our spinning: io-engines sharing one core) a connection stops
+  spinning and only every `PROBE_EVERY`-th `expect` spins, to find out whether
+  spinning pays again; a hit of such a probe ends the rest. An answer that comes
+  quickly while the connection rests does not: a peer on the same core answers
+  quickly exactly because nobody spins.
 
 One poll serves all connections of a loop (`for_loop`), so that many waiting
 connections still cost one callback per loop turn. `configure` sets the budget of
@@ -128,7 +130,9 @@ class Waiter:
     """One connection's expectation of bytes, with its own adaptive record (see the
     module): `expect` after sending, `arrived` on receiving, `close` when it is gone."""
 
-    __slots__ = ("_expected_at", "_generation", "_misses", "_poll", "_skipped", "waiting")
+    __slots__ = (
+        "_expected_at", "_generation", "_misses", "_poll", "_skipped", "_spun", "waiting"
+    )  # fmt: skip
 
     def __init__(self, poll: BoundedPoll) -> None:
         self._poll = poll
@@ -137,6 +141,7 @@ class Waiter:
         self._expected_at = 0.0
         self._misses = 0
         self._skipped = 0
+        self._spun = False
         self._generation = poll.generation
 
     @property
@@ -159,8 +164,10 @@ class Waiter:
         if self._misses >= MISSES_TO_REST:
             self._skipped += 1
             if self._skipped < PROBE_EVERY:
+                self._spun = False
                 return
             self._skipped = 0
+        self._spun = True
         poll._spin(self, now)
 
     def arrived(self) -> None:
@@ -173,6 +180,8 @@ class Waiter:
         if self._generation != poll.generation:
             self._generation = poll.generation
             self._misses = 0
+        if not self._spun:
+            return
         if poll.clock() - self._expected_at <= poll.budget:
             poll.hits += 1
             self._misses = 0

@@ -177,7 +177,7 @@ async def test_a_resting_connection_leaves_the_others_spinning() -> None:
     assert p.spinning
 
 
-async def test_a_quick_answer_ends_the_rest_even_without_a_spin() -> None:
+async def test_a_quick_answer_while_resting_does_not_end_the_rest() -> None:
     p, clock = made()
     w = p.waiter()
     for _ in range(MISSES_TO_REST):
@@ -186,9 +186,36 @@ async def test_a_quick_answer_ends_the_rest_even_without_a_spin() -> None:
     assert not p.spinning
     clock.now += 10e-6
     w.arrived()
+    assert w.resting
+
+
+async def test_a_probe_answered_within_the_budget_ends_the_rest() -> None:
+    p, clock = made()
+    w = p.waiter()
+    for _ in range(MISSES_TO_REST):
+        late_answer(w, clock)
+    for _ in range(PROBE_EVERY - 1):
+        w.expect()
+        w.arrived()
+    w.expect()
+    assert p.spinning
+    clock.now += 10e-6
+    w.arrived()
     assert not w.resting
     w.expect()
     assert p.spinning
+
+
+async def test_a_probe_answered_late_keeps_the_rest() -> None:
+    p, clock = made()
+    w = p.waiter()
+    for _ in range(MISSES_TO_REST):
+        late_answer(w, clock)
+    for _ in range(PROBE_EVERY - 1):
+        w.expect()
+        w.arrived()
+    late_answer(w, clock)
+    assert w.resting
 
 
 async def test_a_hit_between_misses_keeps_the_connection_spinning() -> None:
