@@ -19,6 +19,7 @@ from mayastor.credentials.grpc_tls import GrpcTls
 from mayastor.engine.disk_allow import default_patterns
 from mayastor.engine.target_flags import add_target_flags, target_config_from_args
 from mayastor.errors import InvalidArgument
+from mayastor.nvmf import poll
 from mayastor.nvmf.auth import (
     DEFAULT_DHGROUPS,
     DEFAULT_HASHES,
@@ -65,6 +66,8 @@ class EngineConfig:
     nvmf_limits: TargetConfig = field(default_factory=TargetConfig)
     disk_allow: tuple[str, ...] = ()
     """--disk-allow patterns as given; empty: the default (see `disk_patterns`)."""
+    poll_budget_us: float = poll.DEFAULT_BUDGET_US
+    """Microseconds the event loop busy-polls for an expected answer (0: never)."""
 
     @property
     def disk_patterns(self) -> tuple[str, ...]:
@@ -254,6 +257,18 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
         help="log level (default: %(default)s)",
     )
+    parser.add_argument(
+        "--poll-budget-us",
+        type=float,
+        default=poll.DEFAULT_BUDGET_US,
+        metavar="US",
+        help="after sending on an NVMe/TCP connection (a command to a remote child, an "
+        "answer to a host), keep the event loop polling instead of sleeping for up to US "
+        "microseconds: answers that come quickly are read without the wake-up latency "
+        "(lower QD1 latency for some CPU); stops as soon as bytes arrive, and stops "
+        "spinning while answers keep coming later than that; 0 turns it off "
+        "(default: %(default)s)",
+    )
     add_target_flags(parser)
     grpc_tls.add_flags(parser, "grpc_tls", " of the gRPC API and of the calls to the core agent")
     return parser
@@ -282,6 +297,8 @@ def config_from_args(argv: list[str] | None = None) -> EngineConfig:
             parse_endpoint(args.metrics_endpoint, 9502)
         except InvalidArgument as exc:
             parser.error(f"--metrics-endpoint: {exc}")
+    if not 0 <= args.poll_budget_us <= 10_000:
+        parser.error("--poll-budget-us must be from 0 to 10000 microseconds")
     if not 0 < args.registration_interval <= 60:
         parser.error("--registration-interval must be more than 0 and at most 60 seconds")
     if args.ps_endpoint:
@@ -330,6 +347,7 @@ def config_from_args(argv: list[str] | None = None) -> EngineConfig:
         dhchap_dhgroups=args.dhchap_dhgroups,
         nvmf_limits=nvmf_limits,
         disk_allow=tuple(args.disk_allow),
+        poll_budget_us=args.poll_budget_us,
         tls=tls,
     )
 

@@ -42,6 +42,7 @@ from mayastor.engine.services.stats import StatsService
 from mayastor.engine.target_flags import describe
 from mayastor.errors import MayastorError, Unavailable
 from mayastor.nexus import FileNexusInfoStore, NexusInfoStore
+from mayastor.nvmf import poll
 from mayastor.nvmf.host import ControllerOptions
 from mayastor.target import NvmfTarget
 
@@ -126,11 +127,13 @@ class IoEngine:
         """
         cfg = self.config
         log.info(
-            "io-engine %s starting; state in %s; disks allowed: %s",
+            "io-engine %s starting; state in %s; disks allowed: %s; poll budget %g us",
             cfg.node_name,
             cfg.state_path,
             " ".join(self.disk_allow.patterns),
+            cfg.poll_budget_us,
         )
+        poll.configure(cfg.poll_budget_us)
         for port in (cfg.replica_port, cfg.nexus_port):
             try:
                 await self.target.listen(port)

@@ -13,7 +13,10 @@ callbacks the queue pair counts, or as tasks the connection keeps (finished ones
 dropped in batches), so that closing waits for it. When the kernel's send buffer is
 full, reading pauses: a host cannot pile up commands faster than it takes their
 answers. Until the host has connected, one timer asks the queue pair whether its
-ICReq or Connect deadline has passed.
+ICReq or Connect deadline has passed. Having answered, the connection asks its
+loop's bounded poll (`mayastor.nvmf.poll`) to keep the loop awake a little: a host's
+next command usually follows its answer, and is then read without the loop's sleep
+and wake-up; bytes received end the spin.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import socket
 from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
+from mayastor.nvmf import poll
 from mayastor.nvmf.pdu import Parts
 from mayastor.target._queue_pair import QueuePair
 from mayastor.target._subsystem import SubsystemRegistry
@@ -81,6 +85,7 @@ class Connection(asyncio.BufferedProtocol):
         self._tasks: set[asyncio.Task[None]] = set()
         self._prune_at = _PRUNE_AT
         self._lost = asyncio.Event()
+        self._answer_poll = poll.for_loop(self._loop).waiter()
         self.queue_pair: QueuePair | None = None
 
     def __repr__(self) -> str:
@@ -124,6 +129,7 @@ class Connection(asyncio.BufferedProtocol):
         queue_pair = self.queue_pair
         if queue_pair is None or self._closing:
             return
+        self._answer_poll.arrived()
         self._receiving = True
         try:
             if self._sinking:
@@ -143,6 +149,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
+        self._answer_poll.close()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -219,6 +226,7 @@ class Connection(asyncio.BufferedProtocol):
         if out and self._transport is not None and not self._closing:
             self._out = []
             self._transport.writelines(out)
+            self._answer_poll.expect()
 
     async def wait_closed(self, timeout: float) -> None:
         """Wait for the device work of this connection, then for the socket to close.

@@ -9,6 +9,9 @@ submitted to an idle queue goes out at once (the QD1 case: no loop turn waited);
 rest are written once per event-loop turn (commands submitted in the same turn share
 a write). A timer calls the core's `expire` with the loop's
 clock, so a command that takes longer than its timeout fails with `IoTimeout`.
+While commands are in flight the connection asks its loop's bounded poll
+(`mayastor.nvmf.poll`) to keep the loop awake for a short budget, so that an answer
+that comes quickly is read without the loop's sleep and wake-up.
 
 Run state: `open` connects and binds the queue (TCP, ICReq/ICResp, Fabrics Connect),
 or undoes everything and raises; a live connection fails exactly once, with the first
@@ -33,6 +36,7 @@ from mayastor.errors import (
     PathLost,
     Unavailable,
 )
+from mayastor.nvmf import poll
 from mayastor.nvmf.host._authenticate import HostSecrets, authenticate
 from mayastor.nvmf.host._errors import ConnectionClosed, TransportError
 from mayastor.nvmf.host._queue import HostQueue, QueueState
@@ -80,6 +84,7 @@ class QueueConnection(asyncio.Protocol):
         self._closed: asyncio.Future[None] = self._loop.create_future()
         self._tick_interval = min(_MAX_TICK, max(_MIN_TICK, io_timeout / _TICKS_PER_TIMEOUT))
         self._timer: asyncio.TimerHandle | None = None
+        self._answer_poll = poll.for_loop(self._loop).waiter()
 
     def __repr__(self) -> str:
         return f"<QueueConnection {self.name} {self._core.state.value}>"
@@ -201,6 +206,12 @@ class QueueConnection(asyncio.Protocol):
     @property
     def in_flight(self) -> int:
         return self._core.in_flight
+
+    @property
+    def polling(self) -> bool:
+        """True from sending a command until bytes come back (the loop's bounded poll
+        may keep the loop awake meanwhile; see `mayastor.nvmf.poll`)."""
+        return self._answer_poll.waiting
 
     @property
     def error(self) -> TransportError | None:
@@ -396,6 +407,8 @@ class QueueConnection(asyncio.Protocol):
         out = self._core.data_to_send()
         if out and self._transport is not None:
             self._transport.writelines(out)
+            if self._core.in_flight:
+                self._answer_poll.expect()
 
     # ------------------------------------------------------------------ protocol
 
@@ -405,6 +418,7 @@ class QueueConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         core = self._core
+        self._answer_poll.arrived()
         done = core.receive_data(data)
         self._receiving = True
         try:
@@ -425,11 +439,14 @@ class QueueConnection(asyncio.Protocol):
         out = core.data_to_send()
         if out and self._transport is not None:
             self._transport.writelines(out)
+        if core.in_flight:
+            self._answer_poll.expect()
 
     def eof_received(self) -> bool | None:
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._answer_poll.close()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
