@@ -273,24 +273,34 @@ async def test_a_target_that_goes_away_under_load_is_reported_then_io_resumes(
             seq += 1
 
     workers = [asyncio.ensure_future(writer(w)) for w in range(4)]
+    outages = 0
     try:
         try:
-            async with asyncio.timeout(120):
-                while acks[0] < 50:
-                    await asyncio.sleep(0.05)
-                await kernel_target.go_away()
-                while state_of(dev.controller) is not ControllerState.RECONNECTING:
-                    await asyncio.sleep(0.05)
-                await asyncio.sleep(1.0)
-                await kernel_target.come_back()
-                before = acks[0]
-                while state_of(dev.controller) is not ControllerState.LIVE or acks[0] < before + 50:
-                    await asyncio.sleep(0.05)
+            async with asyncio.timeout(240):
+                # The kernel may answer every write in flight before it drops the
+                # connection (a host descheduled meanwhile then sees the answers and the
+                # close together, with nothing in flight): go away again until some were.
+                while outages < 3 and not lost:
+                    before = acks[0]
+                    while acks[0] < before + 50:
+                        await asyncio.sleep(0.05)
+                    await kernel_target.go_away()
+                    outages += 1
+                    while state_of(dev.controller) is not ControllerState.RECONNECTING:
+                        await asyncio.sleep(0.05)
+                    await asyncio.sleep(1.0)
+                    await kernel_target.come_back()
+                    before = acks[0]
+                    while (
+                        state_of(dev.controller) is not ControllerState.LIVE
+                        or acks[0] < before + 50
+                    ):
+                        await asyncio.sleep(0.05)
         finally:
             stop.set()
             await asyncio.gather(*workers)
-        assert dev.controller.reconnects == 1
-        assert lost, "the writes in flight when the target went away were not reported"
+        assert dev.controller.reconnects == outages
+        assert lost, f"no write in flight was reported lost over {outages} outages"
         assert all(exc.lba is not None for exc in lost)
         for lba, data in acknowledged.items():
             assert bytes(await dev.read(lba, 8)) == data, lba
