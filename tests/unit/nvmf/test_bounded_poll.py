@@ -42,6 +42,19 @@ def late_answer(waiter: Waiter, clock: Clock) -> None:
     waiter.arrived()
 
 
+def rest(waiter: Waiter, clock: Clock) -> None:
+    """Enough late answers in a row to send the connection to rest."""
+    for _ in range(MISSES_TO_REST):
+        late_answer(waiter, clock)
+
+
+def answer_quickly_until_the_probe(waiter: Waiter) -> None:
+    """The expects of a resting connection before its next probe, answered at once."""
+    for _ in range(PROBE_EVERY - 1):
+        waiter.expect()
+        waiter.arrived()
+
+
 async def test_without_expect_the_poll_never_turns() -> None:
     p, _ = made()
     p.waiter()
@@ -169,8 +182,7 @@ async def test_misses_in_a_row_make_a_connection_rest_and_probe_now_and_then() -
 async def test_a_resting_connection_leaves_the_others_spinning() -> None:
     p, clock = made()
     slow, quick = p.waiter(), p.waiter()
-    for _ in range(MISSES_TO_REST):
-        late_answer(slow, clock)
+    rest(slow, clock)
     slow.expect()
     assert not p.spinning
     quick.expect()
@@ -180,8 +192,7 @@ async def test_a_resting_connection_leaves_the_others_spinning() -> None:
 async def test_a_quick_answer_while_resting_does_not_end_the_rest() -> None:
     p, clock = made()
     w = p.waiter()
-    for _ in range(MISSES_TO_REST):
-        late_answer(w, clock)
+    rest(w, clock)
     w.expect()
     assert not p.spinning
     clock.now += 10e-6
@@ -192,11 +203,8 @@ async def test_a_quick_answer_while_resting_does_not_end_the_rest() -> None:
 async def test_a_probe_answered_within_the_budget_ends_the_rest() -> None:
     p, clock = made()
     w = p.waiter()
-    for _ in range(MISSES_TO_REST):
-        late_answer(w, clock)
-    for _ in range(PROBE_EVERY - 1):
-        w.expect()
-        w.arrived()
+    rest(w, clock)
+    answer_quickly_until_the_probe(w)
     w.expect()
     assert p.spinning
     clock.now += 10e-6
@@ -209,11 +217,8 @@ async def test_a_probe_answered_within_the_budget_ends_the_rest() -> None:
 async def test_a_probe_answered_late_keeps_the_rest() -> None:
     p, clock = made()
     w = p.waiter()
-    for _ in range(MISSES_TO_REST):
-        late_answer(w, clock)
-    for _ in range(PROBE_EVERY - 1):
-        w.expect()
-        w.arrived()
+    rest(w, clock)
+    answer_quickly_until_the_probe(w)
     late_answer(w, clock)
     assert w.resting
 
@@ -232,8 +237,7 @@ async def test_a_hit_between_misses_keeps_the_connection_spinning() -> None:
 async def test_a_new_budget_ends_a_rest() -> None:
     p, clock = made()
     w = p.waiter()
-    for _ in range(MISSES_TO_REST):
-        late_answer(w, clock)
+    rest(w, clock)
     p.budget_us = 80
     assert not w.resting
     w.expect()
