@@ -166,10 +166,19 @@ class ChildProcess:
             self.proc.kill()
             self.proc.wait()
 
-    def pause(self) -> None:
-        """SIGSTOP: the process stops answering but keeps its sockets."""
+    def pause(self, timeout: float = 5.0) -> None:
+        """SIGSTOP: the process stops answering but keeps its sockets.
+
+        Returns once every thread of the process is stopped: a signal only asks, and
+        a thread running on another CPU may still answer a request sent right after
+        `kill` returned.
+        """
         assert self.proc is not None
         os.kill(self.proc.pid, signal.SIGSTOP)
+        tasks = Path(f"/proc/{self.proc.pid}/task")
+        deadline = time.monotonic() + timeout
+        while not _all_stopped(tasks) and time.monotonic() < deadline:
+            time.sleep(0.001)
 
     def resume(self) -> None:
         assert self.proc is not None
@@ -588,3 +597,16 @@ class NatsProcess(ChildProcess):
             raise RuntimeError("nats-server is not installed (Debian package nats-server)")
         self._spawn()
         self._wait_until(self.listening, timeout, "it did not listen")
+
+
+def _all_stopped(tasks: Path) -> bool:
+    """True when every thread under /proc/PID/task is stopped (state T) or dead, or
+    the process is gone."""
+    try:
+        for task in tasks.iterdir():
+            stat = (task / "stat").read_text()
+            if stat[stat.rindex(")") + 2] not in "TtZX":
+                return False
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return True
