@@ -5,10 +5,15 @@ names. Usually that is the receive buffer its target shares among its connection
 (bytes are taken out of it before the next receive, so one per event loop does); while
 the queue pair has a `sink` (the rest of a large H2CData payload), the loop receives
 straight into the command's own data buffer, so write data is copied once, by the
-kernel. The queue pair gets the bytes with the loop's time; what it sends is
-collected and written with one `transport.writelines` per event loop iteration (at
-the end of `buffer_updated`, or from a callback scheduled by the first completion of
-an iteration), so completions of many I/Os share one system call. Device work runs as
+kernel (unless that rest is shorter than `SINK_MIN`: then it comes with the next
+receive, saving a system call for a short copy). The queue pair gets the bytes with
+the loop's time; what it sends is collected and written with one
+`transport.writelines` per event loop iteration (at the end of `buffer_updated`, or
+from a callback scheduled by the first completion of an iteration), so completions of
+many I/Os share one system call. A receive that filled its buffer is followed by
+another in the same iteration (uvloop reads until a read comes up short): its answers
+wait for a callback at the iteration's end, so a stream of large writes costs one
+send per iteration, not one per receive. Device work runs as
 callbacks the queue pair counts, or as tasks the connection keeps (finished ones are
 dropped in batches), so that closing waits for it. When the kernel's send buffer is
 full, reading pauses: a host cannot pile up commands faster than it takes their
@@ -39,6 +44,10 @@ _PRUNE_AT = 256
 """Tasks kept (finished ones included) before the finished are dropped."""
 RECEIVE_BUFFER_SIZE = 256 * 1024
 """Bytes one receive may bring (as much as uvloop's own buffer)."""
+SINK_MIN = 16 * 1024
+"""The least rest of an H2CData payload received straight into the command's buffer: a
+smaller rest is copied from the next receive into the shared buffer, which also brings
+the PDUs after it (a receive of its own would cost a system call to save a short copy)."""
 
 
 SEND_BUFFER_SIZE = 4 << 20
@@ -72,6 +81,7 @@ class Connection(asyncio.BufferedProtocol):
     ) -> None:
         self._buffer = receive_buffer if receive_buffer is not None else new_receive_buffer()
         self._sinking = False
+        self._given = 0
         self._registry = registry
         self._timer: asyncio.TimerHandle | None = None
         self._refused = False
@@ -119,10 +129,12 @@ class Connection(asyncio.BufferedProtocol):
         queue_pair = self.queue_pair
         if queue_pair is not None:
             sink = queue_pair.sink
-            if sink is not None:
+            if sink is not None and len(sink) >= SINK_MIN:
                 self._sinking = True
+                self._given = len(sink)
                 return sink
         self._sinking = False
+        self._given = len(self._buffer)
         return self._buffer
 
     def buffer_updated(self, nbytes: int) -> None:
@@ -142,7 +154,13 @@ class Connection(asyncio.BufferedProtocol):
             self.close()
         finally:
             self._receiving = False
-        self._flush()
+        if nbytes < self._given:
+            self._flush()
+        elif self._out and not self._flush_scheduled:
+            # A full buffer: the loop reads again in this turn (uvloop up to 32 times),
+            # and the answers of all its receives go in one write.
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
 
     def eof_received(self) -> bool | None:
         return False  # close our side as well
