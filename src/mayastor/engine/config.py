@@ -16,6 +16,7 @@ from typing import TypeVar
 from mayastor.api.store_keys import parse_etcd_url
 from mayastor.credentials import grpc_tls
 from mayastor.credentials.grpc_tls import GrpcTls
+from mayastor.engine.cpu_policy import CPU_POLICIES
 from mayastor.engine.disk_allow import default_patterns
 from mayastor.engine.target_flags import add_target_flags, target_config_from_args
 from mayastor.errors import InvalidArgument
@@ -68,6 +69,8 @@ class EngineConfig:
     """--disk-allow patterns as given; empty: the default (see `disk_patterns`)."""
     poll_budget_us: float = poll.DEFAULT_BUDGET_US
     """Microseconds the event loop busy-polls for an expected answer (0: never)."""
+    cpu_policy: str = "normal"
+    """The Linux scheduling policy of the io-engine's threads: normal or batch."""
 
     @property
     def disk_patterns(self) -> tuple[str, ...]:
@@ -269,6 +272,18 @@ def build_parser() -> argparse.ArgumentParser:
         "spinning while answers keep coming later than that; 0 turns it off "
         "(default: %(default)s)",
     )
+    parser.add_argument(
+        "--cpu-policy",
+        default="normal",
+        choices=list(CPU_POLICIES),
+        help="Linux scheduling policy of the io-engine: 'batch' (SCHED_BATCH) keeps the "
+        "wake-ups of its threads from preempting the task running on their core, so a "
+        "process runs its batch of work to the end before another takes the core; "
+        "for io-engines that share cores with each other (several on one machine: "
+        "a nexus's write then reaches its replicas as whole batches); leave 'normal' "
+        "where io-engines share cores with applications, whose CPU use would then "
+        "delay the I/O (default: %(default)s)",
+    )
     add_target_flags(parser)
     grpc_tls.add_flags(parser, "grpc_tls", " of the gRPC API and of the calls to the core agent")
     return parser
@@ -348,6 +363,7 @@ def config_from_args(argv: list[str] | None = None) -> EngineConfig:
         nvmf_limits=nvmf_limits,
         disk_allow=tuple(args.disk_allow),
         poll_budget_us=args.poll_budget_us,
+        cpu_policy=args.cpu_policy,
         tls=tls,
     )
 

@@ -10,6 +10,7 @@ import signal
 import sys
 
 from mayastor.engine.config import EngineConfig, config_from_args, configure_logging
+from mayastor.engine.cpu_policy import apply_cpu_policy
 from mayastor.engine.io_engine import IoEngine
 from mayastor.errors import MayastorError
 
@@ -55,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     config = config_from_args(argv)
     configure_logging(config.log_level)
     tune_malloc()
+    try:
+        apply_cpu_policy(config.cpu_policy)
+    except MayastorError as exc:
+        log.error("%s", exc)
+        return 1
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency, but optional at heart

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -183,3 +185,30 @@ def test_an_nvmf_address_that_cannot_be_served_is_a_clear_start_error(
     assert result.returncode == 1
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def thread_policies(pid: int) -> set[int]:
+    """The scheduling policies of the threads of process `pid`."""
+    policies = set()
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError):
+            policies.add(os.sched_getscheduler(int(task)))
+    return policies
+
+
+def test_cpu_policy_batch_puts_every_thread_of_the_io_engine_under_sched_batch(
+    engines: Callable[..., EngineProcess],
+) -> None:
+    engine = engines("node-a", extra_args=["--cpu-policy", "batch"])
+    engine.client("pool", "list", check=True)  # the gRPC server's threads are running
+    assert engine.proc is not None
+    assert thread_policies(engine.proc.pid) == {os.SCHED_BATCH}
+
+
+def test_an_io_engine_runs_under_the_normal_policy_by_default(
+    engines: Callable[..., EngineProcess],
+) -> None:
+    engine = engines("node-a")
+    engine.client("pool", "list", check=True)
+    assert engine.proc is not None
+    assert thread_policies(engine.proc.pid) == {os.SCHED_OTHER}
