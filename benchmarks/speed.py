@@ -39,6 +39,10 @@ Sections (``--sections``, all by default):
   at QD1 (latency ratio); then the same with pools on files: the io-engines' CPU µs
   per replicated write. Each is measured again with this tree's io-engines under
   ``--cpu-policy batch`` (SCHED_BATCH: the setting for io-engines sharing cores).
+* ``floor`` (with ``nexus``): `chain_floor.py`'s QD1 latencies of one hop and of a
+  three-process chain on one core of processes that only move the bytes, and the
+  servers' CPU per write: what this machine allows the nexus's QD1 ratio, whatever the
+  code does.
 * ``rebuild``: a 1 GiB replica rebuilt over NVMe/TCP into a remote one, malloc pools
   and file pools; for files, fio's rate copying the same bytes of the same files as
   the rebuild found them (a reader of the source's replica range and a writer of the
@@ -48,7 +52,7 @@ Sections (``--sections``, all by default):
 * ``idle``: an io-engine with 100 replicas at rest: CPU % and resident MiB.
 
 Usage: ``.venv/bin/python benchmarks/speed.py [--baseline-src DIR] [--spdk DIR]
-[--sections target,pairs,uring,initiator,nexus,rebuild,idle] [--rounds 3] [--seconds 4]
+[--sections target,pairs,uring,initiator,nexus,floor,rebuild,idle] [--rounds 3] [--seconds 4]
 [--pairs 8]
 [--dir /var/tmp] [--output benchmarks/results/speed.json]``. Prints the table and
 writes every sample to the JSON file.
@@ -76,6 +80,7 @@ from typing import Any
 
 import grpc
 
+import chain_floor
 from lean_client import Target, run_load
 from mayastor.api.v1 import nexus_pb2, nexus_pb2_grpc
 from mayastor.cluster.processes import EngineProcess
@@ -93,7 +98,7 @@ FAST_SHARE = 0.8
 """A pair counts as run in the VM's fast state when SPDK's run reached this share of
 its best run of the section."""
 CLIENT_NQN = "nqn.2019-05.io.openebs:node-name:lean-client"
-SECTIONS = ("target", "pairs", "uring", "initiator", "nexus", "rebuild", "idle")
+SECTIONS = ("target", "pairs", "uring", "initiator", "nexus", "floor", "rebuild", "idle")
 
 
 @dataclass
@@ -582,6 +587,14 @@ NEXUS_SETTINGS: tuple[tuple[str, list[str], str], ...] = (
 then this tree's io-engines under SCHED_BATCH (`mayastor --cpu-policy batch`)."""
 
 
+def section_floor(run: Run) -> None:
+    for _ in run.rounds(run.args.rounds):
+        for shape in ("hop", "chain"):
+            with pinned(CLIENT_CPU):
+                p50, cpu = chain_floor.measure(shape, run.args.seconds)
+            run.add("floor", f"floor {shape}", "bytes", p50_us=p50, servers_us_per_io=cpu)
+
+
 def section_rebuild(run: Run) -> None:
     size_mb = 1024
     for files in (False, True):
@@ -849,6 +862,13 @@ def table(run: Run) -> list[tuple[str, str, str, str]]:
         "qd1": r(("malloc replica qd1 batch", "after", "mean_us"),
                  ("malloc nexus3 qd1 batch", "after", "mean_us")),
     }  # fmt: skip
+    rows.append((
+        "QD1 floor: one hop / three-process chain moving bytes only (p50 us)",
+        "",
+        fmt(r(("floor hop", "bytes", "p50_us"), ("floor chain", "bytes", "p50_us")), ".2f")
+        + f" ({both('floor hop', 'floor chain', 'p50_us', 'bytes')})",
+        "",
+    ))  # fmt: skip
     rows.append((
         "the same two, io-engines under --cpu-policy batch",
         "", f"{fmt(batch['qd32'], '.2f')} / {fmt(batch['qd1'], '.2f')}", ">= 0.25 / >= 0.5",
