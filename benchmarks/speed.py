@@ -49,7 +49,7 @@ Sections (``--sections``, all by default):
   same range of the destination, punched out first as it was before the rebuild, run
   together in the pools' O_DIRECT or buffered mode; the slower one's MB/s); and the
   io-engines' CPU µs per MB copied (the figure a loaded machine disturbs least).
-* ``idle``: an io-engine with 100 replicas at rest: CPU % and resident MiB.
+* ``idle``: an io-engine with 100 replicas at rest: CPU % over 30 s and resident MiB.
 
 Usage: ``.venv/bin/python benchmarks/speed.py [--baseline-src DIR] [--spdk DIR]
 [--sections target,pairs,uring,initiator,nexus,floor,rebuild,idle] [--rounds 3] [--seconds 4]
@@ -92,6 +92,9 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SERVER_CPU, CLIENT_CPU = 0, 1
 BENCH_NQN = "nqn.2019-05.io.openebs:bench-replica"
 SPDK_NQN = "nqn.2016-06.io.spdk:bench"
+IDLE_SECONDS = 30.0
+"""The idle io-engine's measured window: a clock tick is 10 ms, 0.1 % of 10 s, so a
+shorter window shows one tick more or less as a change of the idle CPU."""
 PAIR_SECONDS = 2.0
 """Seconds of one run of a pair: short, so that both runs see the same state of the VM."""
 FAST_SHARE = 0.8
@@ -724,7 +727,7 @@ def section_idle(run: Run) -> None:
             pid = engine.proc.pid
             time.sleep(3)
             cpu0, t0 = cpu_seconds(pid), time.monotonic()
-            time.sleep(10)
+            time.sleep(IDLE_SECONDS)
             cpu = cpu_seconds(pid) - cpu0
             rss = next(
                 int(line.split()[1])
