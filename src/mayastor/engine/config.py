@@ -282,7 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
         "for io-engines that share cores with each other (several on one machine: "
         "a nexus's write then reaches its replicas as whole batches); leave 'normal' "
         "where io-engines share cores with applications, whose CPU use would then "
-        "delay the I/O (default: %(default)s)",
+        "delay the I/O; 'normal' leaves the policy it was started with (SCHED_OTHER "
+        "unless started under chrt or a service manager's CPU scheduling policy) "
+        "(default: %(default)s)",
     )
     add_target_flags(parser)
     grpc_tls.add_flags(parser, "grpc_tls", " of the gRPC API and of the calls to the core agent")

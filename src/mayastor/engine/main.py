@@ -56,11 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     config = config_from_args(argv)
     configure_logging(config.log_level)
     tune_malloc()
-    try:
-        apply_cpu_policy(config.cpu_policy)
-    except MayastorError as exc:
-        log.error("%s", exc)
-        return 1
+    if config.cpu_policy != "normal":  # normal: the policy it was started with stays
+        try:
+            apply_cpu_policy(config.cpu_policy)
+        except MayastorError as exc:
+            log.error("%s", exc)
+            return 1
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency, but optional at heart

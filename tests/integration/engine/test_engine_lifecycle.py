@@ -212,3 +212,17 @@ def test_an_io_engine_runs_under_the_normal_policy_by_default(
     engine.client("pool", "list", check=True)
     assert engine.proc is not None
     assert thread_policies(engine.proc.pid) == {os.SCHED_OTHER}
+
+
+def test_cpu_policy_normal_leaves_the_policy_the_io_engine_was_started_with(
+    engines: Callable[..., EngineProcess],
+) -> None:
+    # A child takes the policy of the thread that forks it: start it under SCHED_BATCH.
+    os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    try:
+        engine = engines("node-a", extra_args=["--cpu-policy", "normal"])
+    finally:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    engine.client("pool", "list", check=True)
+    assert engine.proc is not None
+    assert thread_policies(engine.proc.pid) == {os.SCHED_BATCH}
