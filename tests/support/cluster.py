@@ -231,6 +231,36 @@ class TestCluster:
             images.update(replica_images(self.disk(name)))
         return {v: {images[r][:size] for r in topologies[v]} for v, size in volumes.items()}
 
+    def diagnosis(self, log_lines: int = 40) -> str:
+        """What a failed test needs to be explained: each volume's status, target and
+        children as the core agent reports them, the end of the core agent's log and
+        the warnings and errors at the end of each io-engine's log."""
+        parts: list[str] = []
+        with contextlib.suppress(httpx.HTTPError, AssertionError, TypeError, KeyError):
+            for volume in self.rest.get("/volumes").get("entries", []):
+                state = volume.get("state", {})
+                children = {
+                    uuid: (
+                        r.get("node"),
+                        r.get("state"),
+                        r.get("child-status"),
+                        r.get("child-status-reason"),
+                        r.get("rebuild-progress"),
+                    )
+                    for uuid, r in state.get("replica_topology", {}).items()
+                }
+                parts.append(
+                    f"volume {volume['spec']['uuid']}: {state.get('status')}, target "
+                    f"{volume['spec'].get('target')}, replicas {children}"
+                )
+        parts.append(f"--- {self.core.log_path.name} (end)\n{self.core.log_tail(log_lines)}")
+        for name, engine in self.engines.items():
+            with contextlib.suppress(OSError):
+                lines = engine.log_path.read_text(errors="replace").splitlines()
+                noted = [line for line in lines if " WARNING " in line or " ERROR " in line]
+                parts.append(f"--- {name}: last warnings and errors\n" + "\n".join(noted[-10:]))
+        return "\n".join(parts)
+
     def close(self) -> None:
         self.rest.close()
         for engine in self.engines.values():
