@@ -25,13 +25,9 @@ unreachable target `Unavailable`.
 This package knows nothing of block devices (`mayastor.bdev.nvmf` builds one on it).
 """
 
+from mayastor.nvmf.host._commands import MAX_BLOCKS_PER_COMMAND, MAX_DSM_RANGES
 from mayastor.nvmf.host._connection import CommandDone, QueueConnection
-from mayastor.nvmf.host._controller import (
-    MAX_BLOCKS_PER_COMMAND,
-    MAX_DSM_RANGES,
-    MAX_TRANSFER,
-    Controller,
-)
+from mayastor.nvmf.host._controller import MAX_TRANSFER, Controller
 from mayastor.nvmf.host._controller_state import (
     ADMISSION,
     TRANSITIONS,

@@ -11,6 +11,7 @@ the namespace does not hold.
 from __future__ import annotations
 
 from mayastor.errors import InvalidArgument, Unavailable
+from mayastor.nvmf.host._commands import ControllerCommands
 from mayastor.nvmf.pdu import Buffer
 from mayastor.nvmf.spec import (
     AcquireAction,
@@ -33,26 +34,9 @@ REPORT_LENGTH = 4096
 """Bytes a report asks for by default: the header and 63 registrants."""
 
 
-class ReservationCommands:
-    """Reservations as `Controller` methods (a mixin; `_io_command` is the controller's)."""
-
-    name: str
-
-    async def _io_command(
-        self,
-        what: str,
-        opcode: int,
-        nsid: int,
-        cdw10: int = 0,
-        cdw11: int = 0,
-        cdw12: int = 0,
-        *,
-        data_out: Buffer | None = None,
-        read_length: int = 0,
-        lba: int | None = None,
-        nblocks: int | None = None,
-    ) -> Buffer | None:
-        raise NotImplementedError
+class ReservationCommands(ControllerCommands):
+    """Reservations as `Controller` methods (a mixin over `ControllerCommands`, whose
+    `_io_command` carries them)."""
 
     async def reservation_register(
         self,
