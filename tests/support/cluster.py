@@ -233,26 +233,10 @@ class TestCluster:
 
     def diagnosis(self, log_lines: int = 40) -> str:
         """What a failed test needs to be explained: each volume's status, target and
-        children as the core agent reports them, the end of the core agent's log and
+        children as the core agent reports them (asked with a short timeout: the core
+        agent may be the process the test stopped), the end of the core agent's log and
         the warnings and errors at the end of each io-engine's log."""
-        parts: list[str] = []
-        with contextlib.suppress(httpx.HTTPError, AssertionError, TypeError, KeyError):
-            for volume in self.rest.get("/volumes").get("entries", []):
-                state = volume.get("state", {})
-                children = {
-                    uuid: (
-                        r.get("node"),
-                        r.get("state"),
-                        r.get("child-status"),
-                        r.get("child-status-reason"),
-                        r.get("rebuild-progress"),
-                    )
-                    for uuid, r in state.get("replica_topology", {}).items()
-                }
-                parts.append(
-                    f"volume {volume['spec']['uuid']}: {state.get('status')}, target "
-                    f"{volume['spec'].get('target')}, replicas {children}"
-                )
+        parts = [self._volumes_now()]
         parts.append(f"--- {self.core.log_path.name} (end)\n{self.core.log_tail(log_lines)}")
         for name, engine in self.engines.items():
             with contextlib.suppress(OSError):
@@ -260,6 +244,31 @@ class TestCluster:
                 noted = [line for line in lines if " WARNING " in line or " ERROR " in line]
                 parts.append(f"--- {name}: last warnings and errors\n" + "\n".join(noted[-10:]))
         return "\n".join(parts)
+
+    def _volumes_now(self) -> str:
+        try:
+            reply = self.rest.client.get("/volumes", timeout=5.0)
+            entries = reply.json()["entries"]
+        except (httpx.HTTPError, RuntimeError, ValueError, KeyError, TypeError) as exc:
+            return f"volumes: not read from the core agent ({type(exc).__name__}: {exc})"
+        lines = []
+        for volume in entries:
+            state = volume.get("state", {})
+            children = {
+                uuid: (
+                    r.get("node"),
+                    r.get("state"),
+                    r.get("child-status"),
+                    r.get("child-status-reason"),
+                    r.get("rebuild-progress"),
+                )
+                for uuid, r in state.get("replica_topology", {}).items()
+            }
+            lines.append(
+                f"volume {volume['spec']['uuid']}: {state.get('status')}, target "
+                f"{volume['spec'].get('target')}, replicas {children}"
+            )
+        return "\n".join(lines) or "volumes: none"
 
     def close(self) -> None:
         self.rest.close()
