@@ -264,9 +264,10 @@ class TestCluster:
                 )
                 for uuid, r in state.get("replica_topology", {}).items()
             }
+            spec = volume.get("spec", {})
             lines.append(
-                f"volume {volume['spec']['uuid']}: {state.get('status')}, target "
-                f"{volume['spec'].get('target')}, replicas {children}"
+                f"volume {spec.get('uuid')}: {state.get('status')}, target "
+                f"{spec.get('target')}, replicas {children}"
             )
         return "\n".join(lines) or "volumes: none"
 
