@@ -36,7 +36,9 @@ MANIFEST = BUILD_DIR / "manifest.json"
 MANIFEST_FORMAT = 1
 
 COMPILED: tuple[str, ...] = (
+    "mayastor.bdev._io_request",
     "mayastor.bdev._io_uring",
+    "mayastor.bdev._uring_transfer",
     "mayastor.nexus._fan_out",
     "mayastor.nexus._range_lock",
     "mayastor.nvmf.host._queue",

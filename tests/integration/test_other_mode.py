@@ -2,9 +2,10 @@
 
 The suite runs in one mode (compiled modules when `./run.sh setup` built them and
 they are current, pure Python with ``MAYASTOR_PURE_PYTHON=1``); this test runs a
-data-plane subset in a pytest of its own in the other mode: the PDU codec, our
-initiator's queue, the target's queue pair and commands, the nexus's I/O path, and
-the target conformance with our initiator over real sockets.
+data-plane subset in a pytest of its own in the other mode: the block devices' I/O
+requests and the file drivers, the PDU codec, our initiator's queue, the target's
+queue pair and commands, the nexus's I/O path, and the target conformance with our
+initiator over real sockets.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from mayastor.compiled_build import missing_tools
 
 ROOT = Path(__file__).resolve().parents[2]
 SUBSET = (
+    "tests/unit/bdev",
+    "tests/integration/bdev",
     "tests/unit/nvmf",
     "tests/unit/nvmf_host",
     "tests/unit/target",

@@ -58,14 +58,16 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import dataclasses
 import uuid as uuid_mod
-from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from mayastor.bdev._inline import run_inline
+from mayastor.bdev._io_request import Buffer as Buffer
+from mayastor.bdev._io_request import IoDone as IoDone
+from mayastor.bdev._io_request import IoRequest as IoRequest
+from mayastor.bdev._io_request import IoStats as IoStats
 from mayastor.errors import (
     DeviceError,
     DeviceNotReady,
@@ -85,13 +87,6 @@ from mayastor.nvmf.spec import (
 
 if TYPE_CHECKING:
     from mayastor.bdev.reservations import ReservationCell
-
-Buffer = bytes | bytearray | memoryview
-"""Bytes-like data passed to and returned from block devices."""
-
-IoDone = Callable[[Any, Buffer | None, DeviceError | None], None]
-"""The completion of a submitted I/O: ``done(ctx, data, None)`` on success (`data` is
-the read's bytes, None for a write), ``done(ctx, None, error)`` on failure."""
 
 BLOCK_SIZES = (512, 4096)
 
@@ -114,86 +109,6 @@ class SpaceBelow:
     def shortfall(self) -> int:
         """Bytes the device could not get if all of it were written now (0: none)."""
         return max(0, self.size - self.allocated - self.free)
-
-
-@dataclass(slots=True)
-class IoStats:
-    """I/O counters of one device; latencies are in nanoseconds."""
-
-    num_read_ops: int = 0
-    bytes_read: int = 0
-    num_write_ops: int = 0
-    bytes_written: int = 0
-    num_unmap_ops: int = 0
-    bytes_unmapped: int = 0
-    num_write_zeroes_ops: int = 0
-    bytes_zeroed: int = 0
-    num_flush_ops: int = 0
-    num_errors: int = 0
-    read_latency_ns: int = 0
-    write_latency_ns: int = 0
-    unmap_latency_ns: int = 0
-    max_read_latency_ns: int = 0
-    max_write_latency_ns: int = 0
-
-    def snapshot(self) -> IoStats:
-        """A copy that does not change as I/O goes on."""
-        return dataclasses.replace(self)
-
-    def reset(self) -> None:
-        for field in dataclasses.fields(self):
-            setattr(self, field.name, 0)
-
-    def count_read(self, nbytes: int, elapsed: int) -> None:
-        """One read of `nbytes` that took `elapsed` ns."""
-        self.num_read_ops += 1
-        self.bytes_read += nbytes
-        self.read_latency_ns += elapsed
-        if elapsed > self.max_read_latency_ns:
-            self.max_read_latency_ns = elapsed
-
-    def count_write(self, nbytes: int, elapsed: int) -> None:
-        """One write of `nbytes` that took `elapsed` ns."""
-        self.num_write_ops += 1
-        self.bytes_written += nbytes
-        self.write_latency_ns += elapsed
-        if elapsed > self.max_write_latency_ns:
-            self.max_write_latency_ns = elapsed
-
-
-class IoRequest:
-    """One submitted read or write on its way: the caller's callback and the counters.
-
-    A driver's `_submit_read` or `_submit_write` calls `finish` exactly once.
-    """
-
-    __slots__ = ("ctx", "device", "done", "lba", "nbytes", "start", "write")
-
-    def __init__(
-        self, device: BlockDevice, done: IoDone, ctx: Any, lba: int, nbytes: int, write: bool
-    ) -> None:
-        self.device = device
-        self.done = done
-        self.ctx = ctx
-        self.lba = lba
-        self.nbytes = nbytes
-        self.write = write
-        self.start = perf_counter_ns()
-
-    def finish(self, data: Buffer | None, error: DeviceError | None) -> None:
-        """The I/O ended: count it, then tell the caller."""
-        device = self.device
-        device._inflight -= 1  # BlockDevice._end, inline: this runs once per I/O
-        if not device._inflight and device._idle is not None:
-            device._idle.set()
-        if error is None:
-            if self.write:
-                device.stats.count_write(self.nbytes, perf_counter_ns() - self.start)
-            else:
-                device.stats.count_read(self.nbytes, perf_counter_ns() - self.start)
-        else:
-            device.stats.num_errors += 1
-        self.done(self.ctx, data, error)
 
 
 class BlockDevice(abc.ABC):
@@ -312,6 +227,12 @@ class BlockDevice(abc.ABC):
         `done` is called exactly once, maybe before this returns; every error (a range
         outside the device, a closed device, a failed read) goes to it, never raised.
         """
+        if not self._closed and lba >= 0 and nblocks >= 0 and lba + nblocks <= self.num_blocks:
+            self._inflight += 1  # `_begin`, inline: layers without a shortcut of their own
+            self._submit_read(
+                lba, nblocks, IoRequest(self, done, ctx, lba, nblocks * self.block_size, False)
+            )
+            return
         try:
             self._begin(lba, nblocks)
         except DeviceError as exc:
@@ -326,7 +247,12 @@ class BlockDevice(abc.ABC):
 
         As `submit_read`; the caller keeps `data` unchanged until `done` is called.
         """
-        length = len(data) if not isinstance(data, memoryview) else data.nbytes
+        length = len(data) if type(data) is not memoryview else data.nbytes
+        nblocks, rest = divmod(length, self.block_size)
+        if not rest and not self._closed and lba >= 0 and lba + nblocks <= self.num_blocks:
+            self._inflight += 1  # `_begin`, inline, as in `submit_read`
+            self._submit_write(lba, data, IoRequest(self, done, ctx, lba, length, True))
+            return
         try:
             self._begin(lba, self._whole_blocks(lba, length))
         except DeviceError as exc:

@@ -20,6 +20,7 @@ import functools
 import uuid as uuid_mod
 from collections.abc import Awaitable, Callable
 
+from mayastor.bdev._io_request import relay
 from mayastor.bdev.device import BlockDevice, Buffer, IoRequest
 from mayastor.bdev.reservations import (
     Outcome,
@@ -192,14 +193,14 @@ class LoopbackDevice(BlockDevice):
         if cell is not None and cell.rtype and (error := self._conflict(_READ, lba)) is not None:
             request.finish(None, error)
             return
-        self.inner.submit_read(lba, nblocks, _relay, request)
+        self.inner.submit_read(lba, nblocks, relay, request)
 
     def _submit_write(self, lba: int, data: Buffer, request: IoRequest) -> None:
         cell = self._cell
         if cell is not None and cell.rtype and (error := self._conflict(_WRITE, lba)) is not None:
             request.finish(None, error)
             return
-        self.inner.submit_write(lba, data, _relay, request)
+        self.inner.submit_write(lba, data, relay, request)
 
     async def _flush(self) -> None:
         if self._cell is not None and (error := self._conflict(_FLUSH)) is not None:
@@ -226,10 +227,6 @@ class LoopbackDevice(BlockDevice):
             self._cell.detach(self)
         if self._on_close is not None:
             await self._on_close()
-
-
-def _relay(request: IoRequest, data: Buffer | None, error: DeviceError | None) -> None:
-    request.finish(data, error)
 
 
 def _refused(status: NvmeStatus, message: str) -> DeviceError:

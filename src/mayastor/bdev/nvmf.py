@@ -32,7 +32,6 @@ import asyncio
 import dataclasses
 import uuid as uuid_mod
 from collections.abc import Awaitable, Callable, Iterable
-from time import perf_counter_ns
 from typing import Any
 
 from mayastor.bdev.device import BLOCK_SIZES, BlockDevice, Buffer, IoDone, IoRequest
@@ -275,17 +274,7 @@ class NvmfDevice(BlockDevice):
         """A submitted read or write command ended: its status or transport error as the
         request's DeviceError, with the request's range."""
         if error is None and not status:
-            # `request.finish`, inline: one call per child of every nexus write.
-            self._inflight -= 1
-            if not self._inflight and self._idle is not None:
-                self._idle.set()
-            elapsed = perf_counter_ns() - request.start
-            if request.write:
-                self.stats.count_write(request.nbytes, elapsed)
-                request.done(request.ctx, None, None)
-            else:
-                self.stats.count_read(request.nbytes, elapsed)
-                request.done(request.ctx, data, None)
+            request.finish(None if request.write else data, None)
             return
         nblocks = request.nbytes // self.block_size
         if error is None:

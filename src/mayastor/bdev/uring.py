@@ -16,12 +16,10 @@ saying so; `uring_unavailable_reason` tells beforehand.
 from __future__ import annotations
 
 import errno
-import os
 import uuid as uuid_mod
-from time import perf_counter_ns
 from typing import Any
 
-from mayastor.bdev._backing import Backing, device_error, open_backing
+from mayastor.bdev._backing import Backing, open_backing
 from mayastor.bdev._file_device import _SLAB_MAX_IO, FileBackedDevice, default_uuid
 from mayastor.bdev._io_uring import (
     IORING_FSYNC_DATASYNC,
@@ -32,6 +30,7 @@ from mayastor.bdev._io_uring import (
     IoUring,
     unavailable_reason,
 )
+from mayastor.bdev._uring_transfer import Transfer
 from mayastor.bdev.device import Buffer, IoDone, IoRequest
 
 DEFAULT_URING_ENTRIES = 128
@@ -123,11 +122,9 @@ class UringDevice(FileBackedDevice):
         self._inflight += 1
         nbytes = nblocks * self.block_size
         view, address = (self._slab if nbytes <= _SLAB_MAX_IO else self._large).take(nbytes)
-        op = _Transfer(self, done, ctx, lba, nbytes, False, view, address, view)
-        self._ring.submit_cb(
-            IORING_OP_READ, self.backing.fd, lba * self.block_size, address, nbytes, 0,
-            None, _transferred, op,
-        )  # fmt: skip
+        Transfer(
+            self, self._ring, self.backing.fd, done, ctx, lba, nbytes, False, view, address, view
+        ).submit()
 
     def submit_write(self, lba: int, data: Buffer, done: IoDone, ctx: Any) -> None:
         # As `submit_read`. Received data (bytes, or a read-only view of them) of a small
@@ -156,31 +153,23 @@ class UringDevice(FileBackedDevice):
             pin = view
         else:
             view, address, pin = self._write_buffer(data)
-        op = _Transfer(self, done, ctx, lba, nbytes, True, view, address, pin)
-        self._ring.submit_cb(
-            IORING_OP_WRITE, self.backing.fd, lba * self.block_size, address, nbytes, 0,
-            None, _transferred, op,
-        )  # fmt: skip
+        Transfer(
+            self, self._ring, self.backing.fd, done, ctx, lba, nbytes, True, view, address, pin
+        ).submit()
 
     def _submit_read(self, lba: int, nblocks: int, request: IoRequest) -> None:
         view, address = self._read_buffer(request.nbytes)
-        op = _Transfer(
-            self, request.done, request.ctx, lba, request.nbytes, False, view, address, view
-        )
-        self._ring.submit_cb(
-            IORING_OP_READ, self.backing.fd, lba * self.block_size, address, request.nbytes, 0,
-            None, _transferred, op,
-        )  # fmt: skip
+        Transfer(
+            self, self._ring, self.backing.fd, request.done, request.ctx, lba, request.nbytes,
+            False, view, address, view,
+        ).submit()  # fmt: skip
 
     def _submit_write(self, lba: int, data: Buffer, request: IoRequest) -> None:
         view, address, pin = self._write_buffer(data)
-        op = _Transfer(
-            self, request.done, request.ctx, lba, request.nbytes, True, view, address, pin
-        )
-        self._ring.submit_cb(
-            IORING_OP_WRITE, self.backing.fd, lba * self.block_size, address, request.nbytes, 0,
-            None, _transferred, op,
-        )  # fmt: skip
+        Transfer(
+            self, self._ring, self.backing.fd, request.done, request.ctx, lba, request.nbytes,
+            True, view, address, pin,
+        ).submit()  # fmt: skip
 
     async def _datasync(self) -> None:
         await self._ring.submit(
@@ -193,69 +182,6 @@ class UringDevice(FileBackedDevice):
 
     async def _release(self) -> None:
         await self._ring.close()
-
-
-class _Transfer(IoRequest):
-    """A read or write on the ring, until all of it is moved: the request itself (one
-    object per I/O) with its buffer, the buffer's address, what keeps the memory in
-    place (`pin`) and the bytes moved so far."""
-
-    __slots__ = ("address", "moved", "pin", "view")
-
-    def __init__(
-        self,
-        device: UringDevice,
-        done: IoDone,
-        ctx: Any,
-        lba: int,
-        nbytes: int,
-        write: bool,
-        view: memoryview,
-        address: int,
-        pin: object,
-    ) -> None:
-        # IoRequest's fields are set here, not by its __init__: one call less per I/O.
-        self.device = device
-        self.done = done
-        self.ctx = ctx
-        self.lba = lba
-        self.nbytes = nbytes
-        self.write = write
-        self.start = perf_counter_ns()
-        self.view = view
-        self.address = address
-        self.pin = pin
-        self.moved = 0
-
-
-def _transferred(op: _Transfer, result: int) -> None:
-    """The ring's completion of a `_Transfer`: finish it, ask for the rest of a range
-    a file ended early in (it shrank), or fail it with the DeviceError of its errno."""
-    if result > 0:
-        op.moved = moved = op.moved + result
-        if moved >= op.nbytes:
-            op.finish(None if op.write else op.view, None)
-            return
-        device = op.device
-        assert isinstance(device, UringDevice)
-        device._ring.submit_cb(
-            IORING_OP_WRITE if op.write else IORING_OP_READ, device.backing.fd,
-            op.lba * device.block_size + moved, op.address + moved, op.nbytes - moved, 0,
-            None, _transferred, op,
-        )  # fmt: skip
-        return
-    if result:
-        error = OSError(-result, os.strerror(-result))
-    else:
-        error = OSError(errno.ENXIO, "the file or device ends before the range")
-    device = op.device
-    op.finish(
-        None,
-        device_error(
-            error, "write" if op.write else "read", device.name, op.lba,
-            op.nbytes // device.block_size,
-        ),
-    )  # fmt: skip
 
 
 _SUBMIT_READ = UringDevice._submit_read
