@@ -41,6 +41,7 @@ COMPILED: tuple[str, ...] = (
     "mayastor.bdev._uring_transfer",
     "mayastor.nexus._fan_out",
     "mayastor.nexus._range_lock",
+    "mayastor.nexus._segment_map",
     "mayastor.nvmf.host._queue",
     "mayastor.nvmf.pdu._errors",
     "mayastor.nvmf.pdu._reader",

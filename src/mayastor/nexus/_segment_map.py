@@ -9,9 +9,10 @@ where something was marked: at 64 KiB segments a chunk covers 256 MiB in 512 byt
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Final
 
-_CHUNK_BITS = 4096
-_CHUNK_BYTES = _CHUNK_BITS // 8
+_CHUNK_BITS: Final = 4096
+_CHUNK_BYTES: Final = _CHUNK_BITS // 8
 
 
 class SegmentMap:
@@ -48,7 +49,8 @@ class SegmentMap:
         for index in sorted(self._chunks):
             base = index * _CHUNK_BITS
             chunk = self._chunks[index]
-            for byte_no, byte in enumerate(chunk):
+            for byte_no in range(len(chunk)):  # not enumerate(): mypyc 2.4.1 fails on it
+                byte = chunk[byte_no]
                 if not byte:
                     continue
                 for bit in range(8):
