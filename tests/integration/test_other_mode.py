@@ -3,8 +3,9 @@
 The suite runs in one mode (compiled modules when `./run.sh setup` built them and
 they are current, pure Python with ``MAYASTOR_PURE_PYTHON=1``); this test runs a
 data-plane subset in a pytest of its own in the other mode: the block devices' I/O
-requests and the file drivers, the PDU codec, our initiator's queue, the target's
-queue pair and commands, the nexus's I/O path, and the target conformance with our
+requests and the file drivers, the PDU codec, our initiator's queue and its
+connection (faults, reconnects and authentication included), the target's queue pair,
+connection and commands, the nexus's I/O path, and the target conformance with our
 initiator over real sockets.
 """
 
@@ -29,7 +30,11 @@ SUBSET = (
     "tests/unit/target",
     "tests/unit/nexus",
     "tests/integration/target/test_with_initiator.py",
-    "tests/integration/nvmf_host/test_against_target.py",
+    "tests/integration/target/test_connection_lifetime.py",
+    "tests/integration/target/test_data_path.py",
+    "tests/integration/target/test_trickle.py",
+    "tests/integration/target/test_fuzz.py",
+    "tests/integration/nvmf_host",
 )
 
 

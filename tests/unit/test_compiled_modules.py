@@ -264,3 +264,16 @@ def test_no_compiled_class_declares_again_an_attribute_of_a_compiled_base() -> N
         for name in sorted(declared_attributes(cls) & declared_attributes(base))
     ]
     assert not offenders, offenders
+
+
+def test_no_compiled_module_raises_with_a_from_clause() -> None:
+    """mypyc drops the ``from`` of ``raise X from exc`` (and of ``from None``): the error
+    loses its cause, which operators read in tracebacks and tests check. The compiled
+    modules set it with `mayastor.errors.caused_by` instead."""
+    offenders = [
+        f"{module}:{node.lineno}: {ast.unparse(node)}"
+        for module in COMPILED
+        for node in ast.walk(ast.parse(source_path(module).read_text()))
+        if isinstance(node, ast.Raise) and node.cause is not None
+    ]
+    assert not offenders, offenders

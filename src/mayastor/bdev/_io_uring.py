@@ -49,7 +49,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Final
 
-from mayastor.errors import FailedPrecondition
+from mayastor.errors import FailedPrecondition, caused_by
 
 # system call numbers (x86-64) and constants of <linux/io_uring.h>
 _SYS_IO_URING_SETUP: Final = 425
@@ -219,7 +219,7 @@ class IoUring:
         try:
             self._fd, params = _setup_ring(entries)
         except OSError as exc:
-            raise _unavailable(exc) from exc
+            raise caused_by(_unavailable(exc), exc)
         self._maps: list[mmap.mmap] = []
         try:
             self._setup(params)
@@ -285,10 +285,11 @@ class IoUring:
                 _PROBE_OPS,
             )
         except OSError as exc:
-            raise UringUnavailable(
+            unavailable = UringUnavailable(
                 f"io_uring is not available: the kernel cannot list its operations "
                 f"({exc.strerror}); it is older than 5.6"
-            ) from exc
+            )
+            raise caused_by(unavailable, exc)
         raw = probe.raw
         ops_len = _PROBE_HEADER.unpack_from(raw)[1]
         missing = []

@@ -38,7 +38,7 @@ from collections.abc import Coroutine
 from typing import Any, Final, Protocol
 
 from mayastor.bdev import Buffer, ReservationCell
-from mayastor.errors import DeviceError
+from mayastor.errors import DeviceError, caused_by
 from mayastor.nvmf.auth import (
     SECP_DHCHAP,
     SPSP_DHCHAP,
@@ -304,9 +304,10 @@ class QueuePair(DataTransfer):
         try:
             action, self.state = QUEUE_TABLE.step(self.state, event)
         except TransitionError as exc:
-            raise PduError(
+            error = PduError(
                 FatalErrorStatus.PDU_SEQUENCE_ERROR, f"{event.value} in {self.state.value}"
-            ) from exc
+            )
+            raise caused_by(error, exc)
         if action is QueueAction.NONE or action is QueueAction.ANSWER_IC:
             return
         if action is QueueAction.TERMINATE and error is not None:

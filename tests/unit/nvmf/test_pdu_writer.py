@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 
 from mayastor.nvmf.pdu import (
@@ -122,6 +124,13 @@ def test_a_cccid_outside_16_bits_is_refused(cccid: int) -> None:
 def test_a_data_offset_outside_32_bits_is_refused() -> None:
     with pytest.raises(PduUsageError, match="out of range"):
         CONTROLLER.encode_r2t(1, 1, 1 << 32, 512)
+
+
+def test_a_field_out_of_range_names_the_packing_error_as_its_cause() -> None:
+    with pytest.raises(PduUsageError) as info:
+        CONTROLLER.encode_r2t(1, 1, 1 << 32, 512)
+    assert isinstance(info.value.__cause__, struct.error)
+    assert info.value.__suppress_context__
 
 
 def test_termination_error_data_over_128_bytes_is_refused() -> None:

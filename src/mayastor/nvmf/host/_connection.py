@@ -35,6 +35,7 @@ from mayastor.errors import (
     PathError,
     PathLost,
     Unavailable,
+    caused_by,
 )
 from mayastor.nvmf import poll
 from mayastor.nvmf.host._authenticate import HostSecrets, authenticate
@@ -184,7 +185,8 @@ class QueueConnection(asyncio.Protocol):
         except BaseException as exc:
             await conn.close(abort=True)
             if isinstance(exc, OSError | PathError):
-                raise Unavailable(f"{name}: cannot connect to {host}:{port}: {exc}") from exc
+                error = Unavailable(f"{name}: cannot connect to {host}:{port}: {exc}")
+                raise caused_by(error, exc)
             raise
         return conn
 

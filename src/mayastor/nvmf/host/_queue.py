@@ -38,7 +38,7 @@ import struct
 import uuid as uuid_mod
 from collections.abc import Callable
 
-from mayastor.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from mayastor.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, caused_by
 from mayastor.nvmf.host._errors import TargetProtocolError, TargetTerminated, TransportError
 from mayastor.nvmf.pdu import (
     R2T,
@@ -380,7 +380,8 @@ class HostQueue:
             cattr = _CATTR_DISABLE_SQ_FLOW_CONTROL if disable_sq_flow_control else 0
             cmd = Connect(self.qid, self.queue_size - 1, kato=kato_ms, cattr=cattr).to_command(0)
         except ValueError as exc:
-            raise InvalidArgument(f"queue {self.qid}: cannot build Fabrics Connect: {exc}") from exc
+            refusal = InvalidArgument(f"queue {self.qid}: cannot build Fabrics Connect: {exc}")
+            raise caused_by(refusal, exc)
         cid = self.submit_command(cmd, data_out=data, token=token, deadline=deadline)
         self._connect_cid = cid
         return cid

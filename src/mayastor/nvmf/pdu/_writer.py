@@ -79,6 +79,14 @@ def _nbytes(data: Buffer) -> int:
     return len(data)
 
 
+def _out_of_range(pdu: str, exc: struct.error) -> PduUsageError:
+    """The error of a field that does not fit its PDU, caused by `exc` (set here: the
+    compiled module cannot say ``raise ... from exc``, see `mayastor.errors.caused_by`)."""
+    error = PduUsageError(f"{pdu} field out of range: {exc}")
+    error.__cause__ = exc
+    return error
+
+
 class PduWriter:
     """Encodes the PDUs one end of a connection sends.
 
@@ -169,7 +177,7 @@ class PduWriter:
         try:
             header = layout.pack(ptype, flags, hlen, pdo, plen, *fields)
         except struct.error as exc:
-            raise PduUsageError(f"{PduType(ptype).name} field out of range: {exc}") from exc
+            raise _out_of_range(PduType(ptype).name, exc)
         if hdgst:
             header += DIGEST.pack(crc32c(header))
         if not dlen:
@@ -237,7 +245,7 @@ class PduWriter:
         try:
             return IC_HEADER.pack(ptype, 0, size, 0, size, pfv, pda, dgst, value)
         except struct.error as exc:
-            raise PduUsageError(f"{PduType(ptype).name} field out of range: {exc}") from exc
+            raise _out_of_range(PduType(ptype).name, exc)
 
     def encode_term_req(
         self, fes: FatalErrorStatus | int, fei: int = 0, error_data: Buffer = b""
@@ -262,7 +270,7 @@ class PduWriter:
         try:
             header = TERM_HEADER.pack(ptype, 0, hlen, 0, hlen + size, fes, fei)
         except struct.error as exc:
-            raise PduUsageError(f"{ptype.name} field out of range: {exc}") from exc
+            raise _out_of_range(ptype.name, exc)
         return [header, error_data] if size else [header]
 
     def encode_capsule_cmd(self, sqe: Buffer, data: Buffer = b"") -> Parts:
