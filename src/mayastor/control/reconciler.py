@@ -32,7 +32,7 @@ import asyncio
 import contextlib
 import logging
 
-from mayastor.api.v1 import common_pb2
+from mayastor.api.v1 import common_pb2, nexus_pb2
 from mayastor.control.cluster import Cluster
 from mayastor.control.events import EventCategory
 from mayastor.control.healing import VolumeHealer
@@ -246,15 +246,7 @@ class Reconciler:
                 if cluster.locks.busy("volume", nexus.name):
                     continue
                 work = True
-                if nexus.fenced:
-                    cluster.emit(
-                        EventCategory.TARGET,
-                        "FencedTargetCollected",
-                        nexus.name,
-                        f"nexus {nexus.uuid} of volume {nexus.name} on node {name} is fenced "
-                        f"({nexus.fence_reason}): it is no target any more, destroying it",
-                        node=name,
-                    )
+                self._announce_superseded(name, nexus)
                 log.info(
                     "orphan nexus %s (%s) on node %s: destroying it", nexus.uuid, nexus.name, name
                 )
@@ -295,6 +287,40 @@ class Reconciler:
             if work:
                 await cluster.nodes.poll(name)
         return work
+
+    def _announce_superseded(self, node: str, nexus: nexus_pb2.Nexus) -> None:
+        """Tell the operator that an old target of a volume is about to be destroyed.
+
+        A target node that was cut off comes back with the nexus the volume was moved
+        away from. Whether that nexus has found out it was fenced by then is a race (its
+        nexus-info write may still wait for the store), so the event says which: fenced
+        (`FencedTargetCollected`) or not yet (`SupersededTargetCollected`). Neither has
+        acknowledged a write since the move: a write that retires a child waits for
+        that nexus-info write, which the store refuses. An orphan nexus of a deleted
+        volume gets neither event."""
+        cluster = self.cluster
+        if nexus.fenced:
+            cluster.emit(
+                EventCategory.TARGET,
+                "FencedTargetCollected",
+                nexus.name,
+                f"nexus {nexus.uuid} of volume {nexus.name} on node {node} is fenced "
+                f"({nexus.fence_reason}): it is no target any more, destroying it",
+                node=node,
+            )
+            return
+        volume = cluster.specs.get(VolumeSpec, nexus.name)
+        if volume is None or volume.target is None or str(volume.target.nexus) == nexus.uuid:
+            return
+        cluster.emit(
+            EventCategory.TARGET,
+            "SupersededTargetCollected",
+            nexus.name,
+            f"nexus {nexus.uuid} of volume {nexus.name} on node {node} was replaced by nexus "
+            f"{volume.target.nexus} on node {volume.target.node} and has not found out yet: "
+            "destroying it",
+            node=node,
+        )
 
     async def _drain_nodes(self) -> bool:
         """Move every target off a draining node; mark it Drained once none is left."""
