@@ -101,6 +101,36 @@ def test_a_target_that_cannot_move_for_want_of_a_current_replica_stays_published
     assert read_at(cluster.volume(volume)["state"]["target"]["deviceUri"], APP, 0, MIB) == data
 
 
+def test_a_move_that_fails_half_way_keeps_the_volume_published_and_its_target_is_made_again(
+    make_cluster: Callable[..., TestCluster],
+) -> None:
+    cluster = make_cluster(core_flags=QUICK)
+    volume, uri = cluster.new_volume(replicas=2, target="node-1")
+    data = os.urandom(MIB)
+    write_at(uri, APP, 0, data)
+    # node-3 still counts as Online when the move starts, so the old nexus is taken
+    # down first; then node-3 does not answer and the new one cannot be made there.
+    cluster.engines["node-3"].pause()
+    try:
+        status, reply = cluster.rest.call(
+            "PUT",
+            f"/volumes/{volume}/target",
+            {"protocol": "nvmf", "publish_context": {}, "frontend_node": "app-1", "node": "node-3"},
+        )
+        assert status >= 400, reply
+        assert cluster.target_node(volume) == "node-1"
+    finally:
+        cluster.engines["node-3"].resume()
+    wait_for(
+        lambda: "Recreating" in [e["action"] for e in cluster.rest.get("/events", target=volume)],
+        "the target made again on node-1",
+        60,
+    )
+    wait_for(lambda: cluster.volume_status(volume) == "Online", "the volume Online again", 60)
+    assert cluster.target_node(volume) == "node-1"
+    assert read_at(cluster.volume(volume)["state"]["target"]["deviceUri"], APP, 0, MIB) == data
+
+
 def test_every_target_of_a_volume_reports_one_namespace_with_new_controller_ids(
     make_cluster: Callable[..., TestCluster],
 ) -> None:

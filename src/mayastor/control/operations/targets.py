@@ -360,6 +360,7 @@ async def publish_volume(
     )
     volume.target_generation += 1
     await cluster.specs.save(volume)
+    old_specs = [n.model_copy(deep=True) for n in cluster.specs.nexuses_of(volume)]
     try:
         if target is not None:
             for nexus in cluster.specs.nexuses_of(volume):
@@ -367,7 +368,10 @@ async def publish_volume(
             volume.target = None
         await create_target(cluster, volume, node, nexus_uuid, frontends, replaces=replaces)
     except MayastorError:
-        await undo_publish(cluster, volume)
+        if target is None:
+            await undo_publish(cluster, volume)
+        else:
+            await _undo_move(cluster, volume, target, old_specs)
         raise
     old_health = volume.health_info_id
     volume.target = VolumeTarget(
@@ -417,6 +421,41 @@ async def _change_frontends(
 
 async def undo_publish(cluster: Cluster, volume: VolumeSpec) -> None:
     """Take down every nexus the volume has or was getting; it ends unpublished."""
+    await _take_down_attempt(cluster, volume)
+    volume.target = None
+    volume.operation = None
+    await cluster.specs.save(volume)
+    log.info("volume %s: an unfinished publish is undone; the volume is unpublished", volume.uuid)
+
+
+async def _undo_move(
+    cluster: Cluster, volume: VolumeSpec, target: VolumeTarget, old_specs: list[NexusSpec]
+) -> None:
+    """A move of a published volume's target failed: take down what the attempt made
+    and keep the volume published where it was, old nexus records included.
+
+    Unpublishing it instead would leave its frontends without a target for good, and
+    nothing asks for a new one (a switch-over moves only published volumes). Kept as it
+    was, the volume is moved again by the next switch-over pass while its old node is
+    offline, or has its nexus made again there by healing once the node is back; the
+    old records carry the reservation key the next target takes the replicas over
+    from. The old nexus stays superseded: it never serves again."""
+    await _take_down_attempt(cluster, volume)
+    for spec in old_specs:
+        await cluster.specs.save(spec)
+    volume.target = target
+    volume.operation = None
+    await cluster.specs.save(volume)
+    log.warning(
+        "volume %s: the move of its target is undone; it stays published on node %s "
+        "and is tried again",
+        volume.uuid,
+        target.node,
+    )
+
+
+async def _take_down_attempt(cluster: Cluster, volume: VolumeSpec) -> None:
+    """Destroy every nexus the volume has or was getting (its operation's `nexus`)."""
     op = volume.operation
     wanted = op.args.get("nexus") if op is not None else None
     for nexus in cluster.specs.nexuses_of(volume):
@@ -430,10 +469,6 @@ async def undo_publish(cluster: Cluster, volume: VolumeSpec) -> None:
                 pass
         if str(volume.health_info_id) != wanted:
             await cluster.forget_nexus_info(wanted)
-    volume.target = None
-    volume.operation = None
-    await cluster.specs.save(volume)
-    log.info("volume %s: an unfinished publish is undone; the volume is unpublished", volume.uuid)
 
 
 async def move_target(cluster: Cluster, volume: VolumeSpec, why: str) -> VolumeSpec:
