@@ -149,7 +149,7 @@ class VolumeHealer:
                     "Recreating",
                     str(volume.uuid),
                     f"the nexus of volume {volume.uuid} is gone from node {target.node} (its "
-                    "io-engine restarted): making it again",
+                    "io-engine restarted, or a move off it failed half way): making it again",
                     node=target.node,
                 )
                 await recreate_target(cluster, volume)

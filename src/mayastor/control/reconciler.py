@@ -310,14 +310,15 @@ class Reconciler:
             )
             return
         volume = cluster.specs.get(VolumeSpec, nexus.name)
-        if volume is None or volume.target is None or str(volume.target.nexus) == nexus.uuid:
+        target = volume.target if volume is not None else None
+        if target is None or target.nexus is None or str(target.nexus) == nexus.uuid:
             return
         cluster.emit(
             EventCategory.TARGET,
             "SupersededTargetCollected",
             nexus.name,
             f"nexus {nexus.uuid} of volume {nexus.name} on node {node} was replaced by nexus "
-            f"{volume.target.nexus} on node {volume.target.node} and has not found out yet: "
+            f"{target.nexus} on node {target.node} and has not found out yet: "
             "destroying it",
             node=node,
         )
