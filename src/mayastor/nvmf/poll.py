@@ -28,6 +28,11 @@ Contract:
 One poll serves all connections of a loop (`for_loop`), so that many waiting
 connections still cost one callback per loop turn. `configure` sets the budget of
 every poll of the process (the io-engine's ``--poll-budget-us``).
+
+The poll also tells a loop's initiator connections when its target connections are
+handing out a receive (`BoundedPoll.receiving`): the commands a nexus fans out for
+the commands of one receive then leave together at the end of the loop turn, one
+write per child, instead of the first alone at once and the rest after it.
 """
 
 from __future__ import annotations
@@ -77,6 +82,11 @@ class BoundedPoll:
         """Answers that arrived later than the budget."""
         self.turns = 0
         """Loop turns spent spinning."""
+        self.receiving = 0
+        """Target connections of the loop handing out a receive now (each counts up
+        before and down after, exceptions included). While it is not 0, a command
+        submitted to an idle initiator queue is written at the end of the loop turn,
+        with the others the same receive causes, not at once."""
         self.budget_us = budget_us
 
     @property

@@ -95,7 +95,8 @@ class Connection(asyncio.BufferedProtocol):
         self._tasks: set[asyncio.Task[None]] = set()
         self._prune_at = _PRUNE_AT
         self._lost = asyncio.Event()
-        self._answer_poll = poll.for_loop(self._loop).waiter()
+        self._loop_poll = poll.for_loop(self._loop)
+        self._answer_poll = self._loop_poll.waiter()
         self.queue_pair: QueuePair | None = None
 
     def __repr__(self) -> str:
@@ -143,6 +144,8 @@ class Connection(asyncio.BufferedProtocol):
             return
         self._answer_poll.arrived()
         self._receiving = True
+        loop_poll = self._loop_poll
+        loop_poll.receiving += 1
         try:
             if self._sinking:
                 queue_pair.sunk(nbytes, self._loop.time())
@@ -154,6 +157,7 @@ class Connection(asyncio.BufferedProtocol):
             self.close()
         finally:
             self._receiving = False
+            loop_poll.receiving -= 1
         if nbytes < self._given:
             self._flush()
         elif self._out and not self._flush_scheduled:

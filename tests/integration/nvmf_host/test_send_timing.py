@@ -1,8 +1,10 @@
 """When a submitted command leaves: a command to an idle queue is on the wire before
-`submit` returns (no event-loop turn waited); commands submitted while others are in
-flight share one write at the end of the loop turn; one submitted by a completion
-callback goes out with that receive. The target is a thread with a blocking socket,
-so the test can watch the wire while the event loop is not given a turn."""
+`submit` returns (no event-loop turn waited), unless a target connection of the loop
+is handing out a receive (a nexus's fan-out: it then leaves at the end of the turn);
+commands submitted while others are in flight share one write at the end of the loop
+turn; one submitted by a completion callback goes out with that receive. The target is
+a thread with a blocking socket, so the test can watch the wire while the event loop is
+not given a turn."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import pytest
 
 from mayastor.bdev import Buffer
 from mayastor.errors import DeviceError
+from mayastor.nvmf import poll
 from mayastor.nvmf.host import QueueConnection
 from mayastor.nvmf.pdu import CapsuleCmd, ICReq
 from mayastor.nvmf.spec import Command, IoOpcode
@@ -128,6 +131,23 @@ async def test_a_command_to_an_idle_queue_is_on_the_wire_before_submit_returns(
     flush(conn, Ends(), 1)
     # No await since the submit: the event loop has had no turn to write anything.
     assert target.next_command().cdw10 == 1
+
+
+async def test_a_command_to_an_idle_queue_submitted_during_a_target_receive_leaves_after_it(
+    link: tuple[ThreadTarget, QueueConnection],
+) -> None:
+    target, conn = link
+    loop_poll = poll.for_loop(asyncio.get_running_loop())
+    loop_poll.receiving += 1  # as a target connection does around a receive
+    try:
+        flush(conn, Ends(), 1)
+        flush(conn, Ends(), 2)
+    finally:
+        loop_poll.receiving -= 1
+    with pytest.raises(queue.Empty):
+        target.next_command(timeout=0.2)
+    await asyncio.sleep(0)
+    assert [target.next_command().cdw10, target.next_command().cdw10] == [1, 2]
 
 
 async def test_commands_submitted_while_one_is_in_flight_leave_together_after_the_turn(

@@ -9,6 +9,7 @@ import uuid as uuid_mod
 
 import pytest
 
+from mayastor.bdev import MallocDevice
 from mayastor.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -365,6 +366,20 @@ async def test_an_io_across_clusters_is_one_base_io_per_run_of_adjacent_clusters
         assert bytes(await lvol.read(BPC - 4, 8)) == data
         assert disk.stats.num_write_ops - writes == expected_ios
         assert disk.stats.num_read_ops - reads == expected_ios
+    await pool.export()
+
+
+async def test_a_submitted_io_within_an_allocated_cluster_reaches_the_disk_in_the_call() -> None:
+    base = MallocDevice("base", num_blocks=16 * MIB // 512, block_size=512)
+    pool = await Pool.create(base, "p0", disk="malloc:///base", cluster_size=MIB)
+    thick = await pool.create_lvol("thick", 2 * MIB)
+    data = os.urandom(4 * 512)
+    ended: list[object] = []
+    thick.submit_write(BPC - 4, data, lambda ctx, _data, error: ended.append((ctx, error)), 1)
+    thick.submit_read(BPC - 4, 4, lambda ctx, got, error: ended.append((ctx, got, error)), 2)
+    # a malloc disk completes inline: nothing was waited for
+    assert ended == [(1, None), (2, data, None)]
+    assert (thick.stats.num_write_ops, thick.stats.num_read_ops) == (1, 1)
     await pool.export()
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 
+from mayastor.bdev import Buffer
 from mayastor.errors import DeviceError, FailedPrecondition, WriteFault
 from mayastor.lvs import Pool, PoolState
 from mayastor.lvs._properties import POOL_STATE_TABLE, PoolEvent
@@ -49,6 +53,43 @@ async def test_a_failed_data_write_across_clusters_degrades_the_pool() -> None:
         await lvol.write(BPC - 1, b"x" * 1024)
     assert pool.state is PoolState.DEGRADED
     disk.fail = None
+    await pool.export()
+
+
+async def submitted(start: Any) -> tuple[Buffer | None, DeviceError | None]:
+    """The outcome of an I/O started by callback: ``start(done)``."""
+    outcome: asyncio.Future[tuple[Buffer | None, DeviceError | None]] = (
+        asyncio.get_running_loop().create_future()
+    )
+    start(lambda _ctx, data, error: outcome.set_result((data, error)))
+    return await outcome
+
+
+async def test_a_failed_submitted_data_write_degrades_the_pool() -> None:
+    disk, pool, data_lba = await make_pool()
+    lvol = await pool.create_lvol("lv", 2 * MIB)
+    disk.fail = lambda op, lba, n: op == "write" and lba >= data_lba
+    _, error = await submitted(lambda done: lvol.submit_write(3, b"x" * 512, done, None))
+    assert isinstance(error, WriteFault)
+    assert pool.state is PoolState.DEGRADED
+    disk.fail = None
+    await pool.export()
+
+
+async def test_a_faulted_pool_refuses_submitted_reads_and_writes() -> None:
+    disk, pool, data_lba = await make_pool()
+    lvol = await pool.create_lvol("lv", MIB)
+    disk.fail = lambda op, lba, n: op == "write" and lba < data_lba
+    with pytest.raises(WriteFault):
+        await pool.create_lvol("doomed", MIB)
+    disk.fail = None
+    writes = disk.stats.num_write_ops
+    _, write_error = await submitted(lambda done: lvol.submit_write(0, b"z" * 512, done, None))
+    data, read_error = await submitted(lambda done: lvol.submit_read(0, 1, done, None))
+    assert data is None
+    assert "faulted" in str(write_error)
+    assert "faulted" in str(read_error)
+    assert disk.stats.num_write_ops == writes
     await pool.export()
 
 

@@ -10,12 +10,18 @@ end."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
+from mayastor.bdev import Buffer, IoDone
+from mayastor.bdev.device import BlockDevice
+from mayastor.bdev.malloc import MallocDevice
+from mayastor.nvmf import poll
 from mayastor.nvmf.pdu import Parts, Pdu
 from mayastor.target._connection import SINK_MIN, Connection
 from tests.unit.target.test_receive_batching import (
@@ -28,7 +34,7 @@ from tests.unit.target.test_receive_batching import (
     read_data,
     statuses,
 )
-from tests.unit.target.wire import SUBNQN, Wire, make_registry
+from tests.unit.target.wire import BLOCKS, SUBNQN, Wire, make_registry
 
 
 def receive(conn: Connection, data: bytes) -> None:
@@ -71,14 +77,16 @@ class SocketWire(Wire):
         return super().received()
 
 
-@pytest.fixture
-async def io() -> AsyncIterator[SocketWire]:
+@contextlib.asynccontextmanager
+async def socket_wire(device: BlockDevice | None = None) -> AsyncIterator[SocketWire]:
+    """A connected I/O queue whose connection serves `device` (a malloc device by
+    default)."""
     with socket.create_server(("127.0.0.1", 0)) as listener:
         port = listener.getsockname()[1]
         theirs = socket.create_connection(("127.0.0.1", port))
         ours, _ = listener.accept()
     theirs.setblocking(False)
-    registry = make_registry()
+    registry = make_registry(device)
     registry.ports.add(port)
     registry.subsystems[SUBNQN].port = port
     admin = Wire(registry, port=port)
@@ -97,6 +105,12 @@ async def io() -> AsyncIterator[SocketWire]:
         transport.abort()
         theirs.close()
         await asyncio.sleep(0)
+
+
+@pytest.fixture
+async def io() -> AsyncIterator[SocketWire]:
+    async with socket_wire() as wire:
+        yield wire
 
 
 async def test_answers_of_a_receive_that_filled_the_buffer_wait_for_the_end_of_the_turn(
@@ -178,3 +192,37 @@ async def test_a_long_rest_of_a_payload_is_received_straight_into_the_command_bu
     assert statuses(await io.settle()) == {1: 0}
     assert_written(io, data)
     assert sink.obj is buffer.obj
+
+
+class WatchingDevice(MallocDevice):
+    """Notes the loop's count of target receives being handed out at each write; raises
+    a bug (not a DeviceError) for a write to `BUG_LBA`."""
+
+    BUG_LBA = 7
+
+    def __init__(self) -> None:
+        super().__init__("watching", BLOCKS, BS)
+        self.seen: list[int] = []
+
+    def submit_write(self, lba: int, data: Buffer, done: IoDone, ctx: Any) -> None:
+        self.seen.append(poll.for_loop(asyncio.get_running_loop()).receiving)
+        if lba == self.BUG_LBA:
+            raise RuntimeError("a bug in a device")
+        super().submit_write(lba, data, done, ctx)
+
+
+async def test_the_loop_counts_a_receive_while_its_commands_go_to_the_device() -> None:
+    device = WatchingDevice()
+    loop_poll = poll.for_loop(asyncio.get_running_loop())
+    async with socket_wire(device) as io:
+        receive(io.conn, capsule_write(io, 1, 0, os.urandom(BS)))
+        assert (device.seen, loop_poll.receiving) == ([1], 0)
+        assert statuses(io.received()) == {1: 0}
+
+
+async def test_a_receive_whose_handling_hit_a_bug_is_no_longer_counted() -> None:
+    device = WatchingDevice()
+    loop_poll = poll.for_loop(asyncio.get_running_loop())
+    async with socket_wire(device) as io:
+        receive(io.conn, capsule_write(io, 1, WatchingDevice.BUG_LBA, os.urandom(BS)))
+        assert (device.seen, loop_poll.receiving) == ([1], 0)

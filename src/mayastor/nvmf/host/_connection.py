@@ -5,13 +5,14 @@ sans-I/O core, completions resolve the callers' futures (`execute`) or call thei
 callbacks (`submit`: no future, no Task), and what the core has to send goes out with
 one `transport.writelines` per batch: a command submitted while the connection is
 handing out completions goes out with the others at the end of that receive; one
-submitted to an idle queue goes out at once (the QD1 case: no loop turn waited); the
-rest are written once per event-loop turn (commands submitted in the same turn share
-a write). A timer calls the core's `expire` with the loop's
-clock, so a command that takes longer than its timeout fails with `IoTimeout`.
-While commands are in flight the connection asks its loop's bounded poll
-(`mayastor.nvmf.poll`) to keep the loop awake for a short budget, so that an answer
-that comes quickly is read without the loop's sleep and wake-up.
+submitted to an idle queue goes out at once (the QD1 case: no loop turn waited) unless
+a target connection of the loop is handing out a receive (`poll.BoundedPoll.receiving`:
+a nexus fanning out the commands of that receive); the rest are written once per
+event-loop turn (commands submitted in the same turn share a write). A timer calls the
+core's `expire` with the loop's clock, so a command that takes longer than its timeout
+fails with `IoTimeout`. While commands are in flight the connection asks its loop's
+bounded poll (`mayastor.nvmf.poll`) to keep the loop awake for a short budget, so that
+an answer that comes quickly is read without the loop's sleep and wake-up.
 
 Run state: `open` connects and binds the queue (TCP, ICReq/ICResp, Fabrics Connect),
 or undoes everything and raises; a live connection fails exactly once, with the first
@@ -85,7 +86,8 @@ class QueueConnection(asyncio.Protocol):
         self._closed: asyncio.Future[None] = self._loop.create_future()
         self._tick_interval = min(_MAX_TICK, max(_MIN_TICK, io_timeout / _TICKS_PER_TIMEOUT))
         self._timer: asyncio.TimerHandle | None = None
-        self._answer_poll = poll.for_loop(self._loop).waiter()
+        self._loop_poll = poll.for_loop(self._loop)
+        self._answer_poll = self._loop_poll.waiter()
 
     def __repr__(self) -> str:
         return f"<QueueConnection {self.name} {self._core.state.value}>"
@@ -340,11 +342,12 @@ class QueueConnection(asyncio.Protocol):
 
     def _send_soon(self) -> None:
         """Write what the core has to send: now if the queue was idle (nothing else can
-        join the write), at the end of the receive that is handing out completions, or
-        once per loop turn."""
+        join the write) and no target connection of the loop is handing out a receive
+        (a nexus's fan-out: the commands of that receive join it), at the end of the
+        receive that is handing out completions, or once per loop turn."""
         if self._receiving or self._flush_pending:
             return
-        if self._core.in_flight == 1:
+        if self._core.in_flight == 1 and not self._loop_poll.receiving:
             self._flush()
             return
         self._flush_pending = True
