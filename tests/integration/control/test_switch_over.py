@@ -11,7 +11,9 @@ comes back.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -22,6 +24,7 @@ from mayastor.bdev import NvmfDevice
 from mayastor.control.operations.targets import cntlid_range
 from mayastor.control.specs import node_nqn
 from mayastor.nvmf.host import ControllerOptions
+from tests.support.agreement import fire
 from tests.support.cluster import FAST_CORE_FLAGS, TestCluster
 from tests.support.polling import wait_for
 from tests.support.volume_io import (
@@ -101,22 +104,41 @@ def test_a_target_that_cannot_move_for_want_of_a_current_replica_stays_published
     assert read_at(cluster.volume(volume)["state"]["target"]["deviceUri"], APP, 0, MIB) == data
 
 
-def test_a_move_that_fails_half_way_keeps_the_volume_published_and_its_target_is_made_again(
+MOVE_TO_NODE_3 = {
+    "protocol": "nvmf",
+    "publish_context": {},
+    "frontend_node": "app-1",
+    "node": "node-3",
+}
+"""The body of ``PUT /volumes/{id}/target`` that moves a target to node-3."""
+
+
+def published_on_node_1_with_data(
     make_cluster: Callable[..., TestCluster],
-) -> None:
+) -> tuple[TestCluster, str, bytes]:
+    """A cluster, a volume published on node-1 and the MiB written at its start."""
     cluster = make_cluster(core_flags=QUICK)
     volume, uri = cluster.new_volume(replicas=2, target="node-1")
     data = os.urandom(MIB)
     write_at(uri, APP, 0, data)
+    return cluster, volume, data
+
+
+def assert_online_on_node_1_with(cluster: TestCluster, volume: str, data: bytes) -> None:
+    wait_for(lambda: cluster.volume_status(volume) == "Online", "the volume Online again", 60)
+    assert cluster.target_node(volume) == "node-1"
+    assert read_at(cluster.volume(volume)["state"]["target"]["deviceUri"], APP, 0, MIB) == data
+
+
+def test_a_move_that_fails_half_way_keeps_the_volume_published_and_its_target_is_made_again(
+    make_cluster: Callable[..., TestCluster],
+) -> None:
+    cluster, volume, data = published_on_node_1_with_data(make_cluster)
     # node-3 still counts as Online when the move starts, so the old nexus is taken
     # down first; then node-3 does not answer and the new one cannot be made there.
     cluster.engines["node-3"].pause()
     try:
-        status, reply = cluster.rest.call(
-            "PUT",
-            f"/volumes/{volume}/target",
-            {"protocol": "nvmf", "publish_context": {}, "frontend_node": "app-1", "node": "node-3"},
-        )
+        status, reply = cluster.rest.call("PUT", f"/volumes/{volume}/target", MOVE_TO_NODE_3)
         assert status >= 400, reply
         assert cluster.target_node(volume) == "node-1"
     finally:
@@ -126,9 +148,36 @@ def test_a_move_that_fails_half_way_keeps_the_volume_published_and_its_target_is
         "the target made again on node-1",
         60,
     )
-    wait_for(lambda: cluster.volume_status(volume) == "Online", "the volume Online again", 60)
-    assert cluster.target_node(volume) == "node-1"
-    assert read_at(cluster.volume(volume)["state"]["target"]["deviceUri"], APP, 0, MIB) == data
+    assert_online_on_node_1_with(cluster, volume, data)
+
+
+def nexuses_on(cluster: TestCluster, node: str) -> list[object]:
+    out = cluster.engines[node].client("-o", "json", "nexus", "list", check=True).stdout
+    found: list[object] = json.loads(out) if out.strip() else []
+    return found
+
+
+def test_a_move_cut_short_by_a_core_agent_crash_keeps_the_volume_published(
+    make_cluster: Callable[..., TestCluster],
+) -> None:
+    cluster, volume, data = published_on_node_1_with_data(make_cluster)
+    # As above, but the core agent is killed while it waits for node-3: the old nexus
+    # is gone and the operation record is all the restarted core agent has.
+    cluster.engines["node-3"].pause()
+    try:
+        caller = threading.Thread(
+            target=fire,
+            args=(cluster.core.rest_url, "PUT", f"/volumes/{volume}/target", MOVE_TO_NODE_3),
+        )
+        caller.start()
+        wait_for(lambda: not nexuses_on(cluster, "node-1"), "the old nexus taken down", 30)
+        assert caller.is_alive(), "the move ended before the core agent could be killed"
+        cluster.core.kill()
+        caller.join()
+    finally:
+        cluster.engines["node-3"].resume()
+    cluster.core.start()
+    assert_online_on_node_1_with(cluster, volume, data)
 
 
 def test_every_target_of_a_volume_reports_one_namespace_with_new_controller_ids(

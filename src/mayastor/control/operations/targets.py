@@ -28,14 +28,17 @@ fenced: it serves no more I/O and its subsystem turns ANA Inaccessible. A nexus 
 fenced or faulted right after it was made (a stray older creation took the replicas
 back in between) is undone like any failed step, and the caller tries again.
 
-Publish and republish are undone when interrupted (the volume ends unpublished; the
-caller retries); unpublish is finished.
+A first publish is undone when interrupted (the volume ends unpublished; the caller
+retries). A move of a published volume's target that fails half way, or is cut short by
+a crash of the core agent, keeps the volume published where it was (healing makes its
+nexus again there, or the next switch-over moves it). Unpublish is finished.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid as uuid_mod
+from typing import Any
 
 from mayastor.api.v1 import nexus_pb2
 from mayastor.control.cluster import Cluster, NexusHealth
@@ -354,13 +357,17 @@ async def publish_volume(
     nexus_uuid = uuid_mod.uuid4()
     previous = target.nexus if target is not None else None
     replaces = reservation_of(cluster.specs.get(NexusSpec, str(previous))) if previous else 0
+    old_specs = [n.model_copy(deep=True) for n in cluster.specs.nexuses_of(volume)]
+    args: dict[str, Any] = {"node": node, "nexus": str(nexus_uuid), "previous": str(previous or "")}
+    if target is not None:
+        # what `undo_republish` needs to keep the volume where it was after a crash
+        args["target"] = target.model_dump(mode="json")
+        args["nexuses"] = [spec.model_dump(mode="json") for spec in old_specs]
     volume.operation = OperationRecord(
-        operation="Republish" if target is not None else "Publish",
-        args={"node": node, "nexus": str(nexus_uuid), "previous": str(previous or "")},
+        operation="Republish" if target is not None else "Publish", args=args
     )
     volume.target_generation += 1
     await cluster.specs.save(volume)
-    old_specs = [n.model_copy(deep=True) for n in cluster.specs.nexuses_of(volume)]
     try:
         if target is not None:
             for nexus in cluster.specs.nexuses_of(volume):
@@ -426,6 +433,20 @@ async def undo_publish(cluster: Cluster, volume: VolumeSpec) -> None:
     volume.operation = None
     await cluster.specs.save(volume)
     log.info("volume %s: an unfinished publish is undone; the volume is unpublished", volume.uuid)
+
+
+async def undo_republish(cluster: Cluster, volume: VolumeSpec) -> None:
+    """Settle a move of a published volume's target that a crashed core agent left
+    unfinished: as a move that failed half way (`_undo_move`), from the old target and
+    nexus records the operation kept; a record without them is undone as a publish."""
+    op = volume.operation
+    old_target = op.args.get("target") if op is not None else None
+    if op is None or not old_target:
+        await undo_publish(cluster, volume)
+        return
+    target = VolumeTarget.model_validate(old_target)
+    old_specs = [NexusSpec.model_validate(doc) for doc in op.args.get("nexuses", [])]
+    await _undo_move(cluster, volume, target, old_specs)
 
 
 async def _undo_move(

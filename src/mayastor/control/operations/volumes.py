@@ -31,6 +31,7 @@ from mayastor.control.operations.targets import (
     publish_volume,
     undo_publish,
     undo_recreate,
+    undo_republish,
     unpublish_volume,
 )
 from mayastor.control.specs import (
@@ -470,7 +471,7 @@ _SETTLE: dict[str, _Settle] = {
     "Create": undo_create,
     "Destroy": finish_destroy,
     "Publish": undo_publish,
-    "Republish": undo_publish,
+    "Republish": undo_republish,
     "RecreateTarget": undo_recreate,
     "Unpublish": finish_unpublish,
     "SetReplica": _settle_set_replica,
