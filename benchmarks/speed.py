@@ -30,9 +30,10 @@ Sections (``--sections``, all by default):
   and fio's own CPU µs per I/O on that file (io_uring, O_DIRECT, QD32, on CPU 0): the
   kernel's share, which no code of ours can remove.
 * ``initiator``: our initiator (`nvmf_initiator.py`, one process, by callback as the
-  nexus drives a child; the baseline awaits each I/O) against our malloc target: its
-  own CPU µs per 4 KiB read at QD32 (against this tree's target), and the QD1 read
-  round trip (against the target of the same code: a round trip is both sides).
+  nexus drives a child; a baseline older than that API awaits each I/O) against our
+  malloc target: its own CPU µs per 4 KiB read at QD32 (against this tree's target),
+  and the QD1 read round trip (against the target of the same code: a round trip is
+  both sides).
 * ``nexus``: three io-engines with RAM-backed pools (malloc), all on CPU 0: a
   three-way nexus (one local, two remote replicas) published over NVMe/TCP against
   one replica shared the same way, 4 KiB random writes at QD32 (write IOPS ratio) and
@@ -452,11 +453,18 @@ def initiator(
     return result
 
 
+def has_submit_api(src: str) -> bool:
+    """Whether the initiator under `src` has the callback API (`QueueConnection.submit`)."""
+    module = Path(src) / "mayastor" / "nvmf" / "host" / "_connection.py"
+    return module.is_file() and "    def submit(" in module.read_text()
+
+
 def section_initiator(run: Run) -> None:
     for _ in run.rounds(run.args.rounds):
         for code, path in run.codes():
-            # The callback API is the one the nexus uses; the baseline has only `await`.
-            api = "await" if code == "today" else "submit"
+            # The callback API is the one the nexus uses; code older than it has only
+            # `await`.
+            api = "submit" if path is None or has_submit_api(path) else "await"
             with our_target(None, "malloc", "/dev/null") as server:
                 r = initiator(server, path, 32, run.args.seconds, api)
                 run.add("initiator", "initiator qd32", code, iops=r["iops"],
@@ -889,12 +897,11 @@ def table(run: Run) -> list[tuple[str, str, str, str]]:
         "the same two, io-engines under --cpu-policy batch",
         "", f"{fmt(batch['qd32'], '.2f')} / {fmt(batch['qd1'], '.2f')}", ">= 0.25 / >= 0.5",
     ))  # fmt: skip
-    for kind, label, goal in (
-        ("malloc", "malloc", ""),
-        ("files", "files", "<= 60"),
-        ("files", "files written once first", ""),
+    for name, label, goal in (
+        ("malloc nexus3 qd32", "malloc", ""),
+        ("files nexus3 qd32", "files", "<= 60"),
+        ("files nexus3 qd32 written", "files written once first", ""),
     ):
-        name = f"{kind} nexus3 qd32" + (" written" if "written" in label else "")
         rows.append((
             f"3-way nexus: engines' CPU us per 4K write, {label} (batch)",
             fmt(m(name, "today", "engines_us_per_io")),
