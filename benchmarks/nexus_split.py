@@ -17,7 +17,9 @@ For each shape and each io-engine: user and system CPU µs per write, context sw
 per write. At QD32 (4 clients of 8 each) the differences between shapes are what each layer
 costs; at QD1, once with the io-engines' default poll and once with
 ``--poll-budget-us 0`` (the CPU then is work only, no spinning), they show what each
-wake-up costs.
+wake-up costs. From the QD32 figures it also prints the floor of the three-way nexus
+(`qd32_floor`): three replica paths and two initiator paths, whatever the nexus's own
+logic costs.
 
 Usage: ``.venv/bin/python benchmarks/nexus_split.py [--rounds 3] [--seconds 4]
 [--shapes replica,L,R,LR,LRR] [--output benchmarks/results/nexus_split.json]``.
@@ -178,6 +180,52 @@ def report(samples: list[Sample], shapes: list[str]) -> None:
             print()
 
 
+def qd32_bound(samples: list[Sample]) -> dict[str, float] | None:
+    """What the three-way nexus must cost at QD32 whatever its own logic, from this run.
+
+    It runs three replica paths (one per replica) and two initiator paths (one per
+    remote child). The replica path is the ``replica`` shape's CPU; the initiator path
+    what each remote child adds to node A (``LR`` over ``L``, ``LRR`` over ``LR``, the
+    mean of the two), and its system part what ``R`` adds to A's system time over the
+    replica's (on loopback the sender's system call runs the receiver's TCP input).
+    None unless every shape was measured at QD32.
+    """
+
+    def a_cpu(shape: str, keys: tuple[str, ...] = ("user_us", "sys_us")) -> float:
+        these = [s for s in samples if s.shape == shape and s.load == "qd32"]
+        return statistics.median(sum(s.engines["A"][k] for k in keys) for s in these)
+
+    if {s.shape for s in samples if s.load == "qd32"} != set(SHAPES):
+        return None
+    replica = a_cpu("replica")
+    initiator = (a_cpu("LRR") - a_cpu("L")) / 2
+    initiator_sys = max(a_cpu("R", ("sys_us",)) - a_cpu("replica", ("sys_us",)), 0.0)
+    floor = 3 * replica + 2 * initiator
+    floor_sys = 3 * replica + 2 * initiator_sys
+    return {
+        "replica_path_us": round(replica, 2),
+        "initiator_path_us": round(initiator, 2),
+        "initiator_sys_us": round(initiator_sys, 2),
+        "nexus_floor_us": round(floor, 2),
+        "ratio_at_most": round(replica / floor, 3),
+        "nexus_floor_no_initiator_user_us": round(floor_sys, 2),
+        "ratio_at_most_no_initiator_user": round(replica / floor_sys, 3),
+    }
+
+
+def print_bound(bound: dict[str, float]) -> None:
+    print(
+        f"\nqd32 floor of the three-way nexus (three replica paths of"
+        f" {bound['replica_path_us']:.1f} µs, two initiator paths of"
+        f" {bound['initiator_path_us']:.1f}):"
+        f" {bound['nexus_floor_us']:.1f} µs per write with no nexus logic, at most"
+        f" {bound['ratio_at_most']:.2f}x one replica's IOPS;"
+        f" {bound['nexus_floor_no_initiator_user_us']:.1f} µs"
+        f" ({bound['ratio_at_most_no_initiator_user']:.2f}x) if the initiator cost only"
+        f" its system time ({bound['initiator_sys_us']:.1f} µs)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -199,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
                 samples.append(sample)
                 print(f"  round {round_} {load:12} {shape:8} {sample.iops:8.0f} IOPS", flush=True)
     report(samples, shapes)
+    bound = qd32_bound(samples)
+    if bound is not None:
+        print_bound(bound)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(
         json.dumps(
@@ -208,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
                 "machine": f"{platform.node()} {os.cpu_count()} CPUs",
                 "seconds": args.seconds,
                 "rounds": args.rounds,
+                "qd32_floor": bound,
                 "samples": [asdict(s) for s in samples],
             },
             indent=1,
