@@ -23,7 +23,8 @@ logic costs.
 
 Usage: ``.venv/bin/python benchmarks/nexus_split.py [--rounds 3] [--seconds 4]
 [--shapes replica,L,R,LR,LRR] [--output benchmarks/results/nexus_split.json]``.
-Prints the medians of the rounds and writes every sample to the JSON file.
+Prints the medians of the rounds and the floor, and writes both with every sample to
+the JSON file.
 """
 
 from __future__ import annotations
@@ -51,7 +52,6 @@ LOADS: tuple[tuple[str, int, int, list[str]], ...] = (
 )
 """(name, total queue depth, client processes, io-engine flags)."""
 ENGINES = ("A", "B", "C")
-FIGURES = ("user_us", "sys_us", "voluntary_cs", "involuntary_cs", "reads", "writes")
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,7 @@ def report(samples: list[Sample], shapes: list[str]) -> None:
             print()
 
 
-def qd32_bound(samples: list[Sample]) -> dict[str, float] | None:
+def qd32_floor(samples: list[Sample]) -> dict[str, float] | None:
     """What the three-way nexus must cost at QD32 whatever its own logic, from this run.
 
     It runs three replica paths (one per replica) and two initiator paths (one per
@@ -213,16 +213,16 @@ def qd32_bound(samples: list[Sample]) -> dict[str, float] | None:
     }
 
 
-def print_bound(bound: dict[str, float]) -> None:
+def print_floor(figures: dict[str, float]) -> None:
     print(
         f"\nqd32 floor of the three-way nexus (three replica paths of"
-        f" {bound['replica_path_us']:.1f} µs, two initiator paths of"
-        f" {bound['initiator_path_us']:.1f}):"
-        f" {bound['nexus_floor_us']:.1f} µs per write with no nexus logic, at most"
-        f" {bound['ratio_at_most']:.2f}x one replica's IOPS;"
-        f" {bound['nexus_floor_no_initiator_user_us']:.1f} µs"
-        f" ({bound['ratio_at_most_no_initiator_user']:.2f}x) if the initiator cost only"
-        f" its system time ({bound['initiator_sys_us']:.1f} µs)"
+        f" {figures['replica_path_us']:.1f} µs, two initiator paths of"
+        f" {figures['initiator_path_us']:.1f}):"
+        f" {figures['nexus_floor_us']:.1f} µs per write with no nexus logic, at most"
+        f" {figures['ratio_at_most']:.2f}x one replica's IOPS;"
+        f" {figures['nexus_floor_no_initiator_user_us']:.1f} µs"
+        f" ({figures['ratio_at_most_no_initiator_user']:.2f}x) if the initiator cost only"
+        f" its system time ({figures['initiator_sys_us']:.1f} µs)"
     )
 
 
@@ -247,9 +247,9 @@ def main(argv: list[str] | None = None) -> int:
                 samples.append(sample)
                 print(f"  round {round_} {load:12} {shape:8} {sample.iops:8.0f} IOPS", flush=True)
     report(samples, shapes)
-    bound = qd32_bound(samples)
-    if bound is not None:
-        print_bound(bound)
+    floor = qd32_floor(samples)
+    if floor is not None:
+        print_floor(floor)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(
         json.dumps(
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
                 "machine": f"{platform.node()} {os.cpu_count()} CPUs",
                 "seconds": args.seconds,
                 "rounds": args.rounds,
-                "qd32_floor": bound,
+                "qd32_floor": floor,
                 "samples": [asdict(s) for s in samples],
             },
             indent=1,
