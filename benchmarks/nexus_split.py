@@ -33,6 +33,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -107,10 +108,9 @@ class Sample:
     load_average: float
 
 
-def measure(args: argparse.Namespace, shape: str, load: str, round_: int) -> Sample:
-    """One shape under one load on a fresh three-node cluster."""
+def measure(run: speed.Run, shape: str, load: str, round_: int) -> Sample:
+    """One shape under one load on a fresh three-node cluster (under `run`'s folder)."""
     _, qd, procs, flags = next(entry for entry in LOADS if entry[0] == load)
-    run = speed.Run(argparse.Namespace(seconds=args.seconds, dir=args.dir, rounds=1))
     with speed.Cluster(run, None, 256 + 64, False, list(flags)) as cluster:
         uris = [cluster.replica(node, f"r{node}", 256) for node in range(3)]
         if shape == "replica":
@@ -130,7 +130,7 @@ def measure(args: argparse.Namespace, shape: str, load: str, round_: int) -> Sam
             bs=4096,
             qd=qd // procs,
             procs=procs,
-            seconds=args.seconds,
+            seconds=run.args.seconds,
             warmup=1.0,
             cpu=speed.CLIENT_CPU,
             probe=probe,
@@ -240,12 +240,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown shapes {unknown}: choose from {', '.join(SHAPES)}")
     print(f"load average {os.getloadavg()[0]:.2f}", flush=True)
     samples = []
-    for round_ in range(args.rounds):
-        for load, *_ in LOADS:
-            for shape in shapes:
-                sample = measure(args, shape, load, round_)
-                samples.append(sample)
-                print(f"  round {round_} {load:12} {shape:8} {sample.iops:8.0f} IOPS", flush=True)
+    run = speed.Run(argparse.Namespace(seconds=args.seconds, dir=args.dir, rounds=args.rounds))
+    try:
+        for round_ in range(args.rounds):
+            for load, *_ in LOADS:
+                for shape in shapes:
+                    sample = measure(run, shape, load, round_)
+                    samples.append(sample)
+                    line = f"  round {round_} {load:12} {shape:8} {sample.iops:8.0f} IOPS"
+                    print(line, flush=True)
+    finally:
+        shutil.rmtree(run.workdir, ignore_errors=True)
     report(samples, shapes)
     floor = qd32_floor(samples)
     if floor is not None:
